@@ -1,0 +1,1 @@
+"""The ``maimdb`` command (installed as ``maim_db_cli``)."""

@@ -1,0 +1,207 @@
+"""``maimdb``: migrate the schema, run the embedded server, audit isolation."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from maim_db import embedded
+from maim_db import migrate as migrations
+from maim_db.audit import audit as run_audit
+from maim_db.connection import open_connection
+from maim_db.errors import MaimDBError
+from maim_db.settings import settings
+
+app = typer.Typer(
+    help="maim_db: the isolated data plane of multi-user MaiBot.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+out = Console()
+err = Console(stderr=True)
+
+DsnOption = Annotated[
+    str | None,
+    typer.Option("--dsn", envvar="MAIMDB_DSN", show_envvar=True,
+                 help="PostgreSQL DSN; default: the embedded server."),
+]
+
+
+def _fail(error: Exception) -> NoReturn:
+    err.print(f"[bold red]error:[/] {error}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def migrate(dsn: DsnOption = None,
+            dry_run: Annotated[bool, typer.Option("--dry-run", help="List, apply nothing.")] = False,
+            ) -> None:
+    """Apply every pending migration, then audit isolation.
+
+    Example: maimdb migrate --dry-run
+    """
+    try:
+        done = migrations.migrate(dsn, dry_run=dry_run)
+    except MaimDBError as e:
+        _fail(e)
+    verb = "would apply" if dry_run else "applied"
+    if not done:
+        out.print("nothing to apply: the schema is at head")
+    for m in done:
+        out.print(f"{verb} {m.id}")
+
+
+@app.command()
+def rollback(dsn: DsnOption = None,
+             steps: Annotated[int, typer.Option("--steps", min=1,
+                                                help="How many migrations to undo.")] = 1,
+             ) -> None:
+    """Roll back the newest applied migrations.
+
+    Example: maimdb rollback --steps 2
+    """
+    try:
+        undone = migrations.rollback(dsn, steps=steps)
+    except MaimDBError as e:
+        _fail(e)
+    if not undone:
+        out.print("nothing to roll back")
+    for m in undone:
+        out.print(f"rolled back {m.id}")
+
+
+@app.command()
+def status(dsn: DsnOption = None) -> None:
+    """Show applied and pending migrations; exit 1 if any is pending or edited (for CI).
+
+    Example: maimdb status || maimdb migrate
+    """
+    try:
+        state = migrations.status(dsn)
+    except MaimDBError as e:
+        _fail(e)
+    table = Table("migration", "state", "sha256")
+    edited = {m.id for m, _ in state.edited}
+    for m in state.applied:
+        table.add_row(m.id, "[red]edited[/]" if m.id in edited else "applied", m.sha256[:12])
+    for m in state.pending:
+        table.add_row(m.id, "[yellow]pending[/]", m.sha256[:12])
+    out.print(table)
+    if state.pending or state.edited:
+        raise typer.Exit(1)
+
+
+@app.command()
+def audit(dsn: DsnOption = None) -> None:
+    """Check the live schema's isolation invariants; exit 1 on any finding.
+
+    Example: maimdb audit --dsn postgresql://maim@db/maim
+    """
+    try:
+        with open_connection(dsn) as conn:
+            findings = run_audit(conn)
+    except MaimDBError as e:
+        _fail(e)
+    if not findings:
+        out.print("no findings: every table has RLS enabled, forced, and policies")
+        return
+    table = Table("object", "problem")
+    for f in findings:
+        table.add_row(f.object, f.problem)
+    out.print(table)
+    raise typer.Exit(1)
+
+
+def _data_dir() -> Path:
+    return settings().data_dir
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded server (data in MAIMDB_DATA_DIR, default ./data/postgres).
+
+    Example: maimdb db start
+    """
+    try:
+        url = embedded.start(_data_dir(), settings().database)
+    except MaimDBError as e:
+        _fail(e)
+    out.print(f"running: {url}")
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded server; the data stays.
+
+    Example: maimdb db stop
+    """
+    if embedded.stop(_data_dir()):
+        out.print("stopped")
+    else:
+        out.print("not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Say whether the embedded server runs; exit 1 if it does not.
+
+    Example: maimdb db status
+    """
+    s = embedded.status(_data_dir(), settings().database)
+    out.print(f"data dir:    {s.data_dir}")
+    out.print(f"initialized: {'yes' if s.initialized else 'no'}")
+    out.print(f"running:     {'yes, pid ' + str(s.pid) if s.running else 'no'}")
+    if not s.running:
+        raise typer.Exit(1)
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the embedded server's DSN (a superuser: scope is set per transaction).
+
+    Example: export MAIMDB_DSN="$(maimdb db url)"
+    """
+    s = embedded.status(_data_dir(), settings().database)
+    if s.url is None:
+        _fail(MaimDBError("the embedded server is not running: run `maimdb db start`"))
+    print(s.url)
+
+
+ROLE_CHOICES = {"app": "maim_app", "tenant": "maim_tenant", "admin": "maim_admin",
+                "owner": "maim_owner"}
+
+
+@db_app.command("psql")
+def db_psql(
+    role: Annotated[str, typer.Option("--as", help="Role for the session: app, tenant, admin "
+                                      "or owner.")] = "app",
+) -> None:
+    """Open psql on the embedded server as a maim role, so row-level security applies.
+
+    Example: maimdb db psql --as app, then:
+    BEGIN; SET maim.agent_id = 'agent_3f9a1c2b7d4e'; SELECT * FROM agents; COMMIT;
+    """
+    if role not in ROLE_CHOICES:
+        _fail(MaimDBError(f"--as must be one of {', '.join(ROLE_CHOICES)}, got {role!r}"))
+    try:
+        url = embedded.start(_data_dir(), settings().database)
+    except MaimDBError as e:
+        _fail(e)
+    psql = str(embedded.bin_dir() / "psql")
+    env = dict(os.environ, PGOPTIONS=f"-c role={ROLE_CHOICES[role]}")
+    sys.stdout.flush()
+    os.execve(psql, [psql, url], env)
+
+
+def run() -> None:
+    app()

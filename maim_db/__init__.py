@@ -1,0 +1,51 @@
+"""maim_db: the isolated data plane of multi-user MaiBot.
+
+PostgreSQL row-level security keeps agents apart; this package opens the right scope for one
+transaction and returns typed rows::
+
+    from maim_db import connect
+    from maim_db.tables import Agent
+
+    with connect(agent_id="agent_3f9a1c2b7d4e") as db:
+        me = db.get(Agent, "agent_3f9a1c2b7d4e")
+"""
+
+from .connection import Database, connect, scoped
+from .errors import (
+    ConfigurationError,
+    ConflictError,
+    ConnectError,
+    DatabaseError,
+    InputError,
+    IsolationError,
+    MaimDBError,
+    MigrationError,
+    NotFoundError,
+    ScopeError,
+)
+from .ids import new_agent_id, new_key_id, new_tenant_id, new_user_id
+from .row import Row, server_default
+from .scope import Scope
+
+__all__ = [
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectError",
+    "Database",
+    "DatabaseError",
+    "InputError",
+    "IsolationError",
+    "MaimDBError",
+    "MigrationError",
+    "NotFoundError",
+    "Row",
+    "Scope",
+    "ScopeError",
+    "connect",
+    "new_agent_id",
+    "new_key_id",
+    "new_tenant_id",
+    "new_user_id",
+    "scoped",
+    "server_default",
+]

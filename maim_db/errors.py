@@ -1,0 +1,100 @@
+"""Every error maim_db raises derives from :class:`MaimDBError`.
+
+Server errors are translated at the one place SQL is run (:func:`translate`), so callers catch
+meaning (``IsolationError``), not SQLSTATEs.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+from psycopg import errors as pgerrors
+
+
+class MaimDBError(Exception):
+    """Root of all maim_db errors."""
+
+
+class ConfigurationError(MaimDBError):
+    """Settings are missing or contradict each other."""
+
+
+class ConnectError(MaimDBError):
+    """The server could not be reached or refused the login."""
+
+
+class ScopeError(MaimDBError):
+    """A block was opened with no scope, two scopes, or a malformed id; or the server found
+    no scope set (``maim.agent_id is not set``)."""
+
+
+class IsolationError(MaimDBError):
+    """The database refused an operation outside the scope (SQLSTATE 42501): a write into
+    another agent, a table this role may not touch, a role it may not become."""
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+class NotFoundError(MaimDBError, LookupError):
+    """The row asked for does not exist in this scope."""
+
+
+class InputError(MaimDBError, ValueError):
+    """A value was rejected (bad type, failed CHECK, missing required column). Nothing changed."""
+
+
+class ConflictError(MaimDBError):
+    """A unique or foreign-key constraint refused the change. Nothing changed."""
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
+
+
+class MigrationError(MaimDBError):
+    """A migration could not be applied, rolled back, or verified."""
+
+
+class DatabaseError(MaimDBError):
+    """Any other error reported by PostgreSQL; ``__cause__`` holds psycopg's error."""
+
+
+_TABLE_IN_MESSAGE = re.compile(r'(?:table|relation) "?([A-Za-z0-9_.]+)"?')
+
+
+def _table_of(err: psycopg.Error) -> str | None:
+    if err.diag.table_name:
+        return err.diag.table_name
+    match = _TABLE_IN_MESSAGE.search(err.diag.message_primary or str(err))
+    return match.group(1) if match else None
+
+
+def _describe(err: psycopg.Error) -> str:
+    text = err.diag.message_primary or str(err).strip()
+    if err.diag.message_detail:
+        text += f" ({err.diag.message_detail})"
+    if err.diag.message_hint:
+        text += f". Hint: {err.diag.message_hint}"
+    return text
+
+
+def translate(err: psycopg.Error) -> MaimDBError:
+    """Map a psycopg error to the maim_db error a caller can act on."""
+    message = _describe(err)
+    if isinstance(err, pgerrors.InsufficientPrivilege):
+        if "is not set" in (err.diag.message_primary or ""):
+            return ScopeError(message)
+        table = _table_of(err)
+        where = f" on table {table}" if table else ""
+        return IsolationError(f"isolation violation{where}: {message}", table=table)
+    if isinstance(err, pgerrors.UniqueViolation | pgerrors.ForeignKeyViolation
+                  | pgerrors.ExclusionViolation):
+        return ConflictError(message, constraint=err.diag.constraint_name)
+    if isinstance(err, pgerrors.IntegrityError | pgerrors.DataError):
+        return InputError(message)
+    if isinstance(err, psycopg.OperationalError) and err.sqlstate is None:
+        return ConnectError(message)
+    return DatabaseError(message)

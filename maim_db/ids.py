@@ -1,0 +1,50 @@
+"""The original project's id formats (``tenant_…``, ``agent_…``, ``key_…``, ``user_…``).
+
+The same patterns are CHECK constraints in migrations/0001_control_plane.sql; validating here
+lets a bad id fail before any SQL is sent.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Final
+
+from .errors import ScopeError
+
+PATTERNS: Final = {
+    "user": re.compile(r"user_[A-Za-z0-9_-]{1,45}"),
+    "tenant": re.compile(r"tenant_[A-Za-z0-9_-]{1,43}"),
+    "agent": re.compile(r"agent_[A-Za-z0-9_-]{1,44}"),
+    "key": re.compile(r"key_[A-Za-z0-9_-]{1,46}"),
+}
+
+
+def _new(kind: str) -> str:
+    return f"{kind}_{secrets.token_hex(6)}"
+
+
+def new_user_id() -> str:
+    return _new("user")
+
+
+def new_tenant_id() -> str:
+    return _new("tenant")
+
+
+def new_agent_id() -> str:
+    return _new("agent")
+
+
+def new_key_id() -> str:
+    return _new("key")
+
+
+def check(kind: str, value: object) -> str:
+    """Return ``value`` if it is a well-formed id of ``kind``, else raise :class:`ScopeError`."""
+    if not isinstance(value, str) or not PATTERNS[kind].fullmatch(value):
+        raise ScopeError(
+            f"invalid {kind} id {value!r}: expected '{kind}_' followed by letters, digits, "
+            f"'_' or '-' (for example {_new(kind)!r})"
+        )
+    return value

@@ -1,0 +1,240 @@
+"""``maimdb migrate`` / ``rollback`` / ``status``: yoyo, plus what yoyo lacks.
+
+- an advisory lock, so two deploys at once serialize instead of racing;
+- a SHA-256 of every applied migration (and its rollback), so an edited file is refused;
+- ``sql/`` re-applied on every run (roles, scope helpers);
+- the audit (:mod:`maim_db.audit`) after every change.
+
+Migrations run as ``maim_owner`` (through the connection option ``role``), so they own what
+they create and are subject to FORCE'd row-level security like everyone else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from .audit import audit
+from .connection import open_connection, resolve_dsn
+from .errors import MigrationError
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR: Final = ROOT / "migrations"
+SQL_DIR: Final = ROOT / "sql"
+
+# pg_advisory_lock key: the bytes "maimdb" as an integer, the same in every deployment.
+LOCK_KEY: Final = int.from_bytes(b"maimdb", "big")
+
+_CHECKSUMS: Final = """
+create table if not exists maim.migration_checksums (
+    migration_id text primary key,
+    sha256       text not null,
+    applied_at   timestamptz not null default now()
+)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    id: str
+    path: Path
+    sha256: str
+    yoyo: Any  # yoyo.migrations.Migration
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    applied: list[Migration]
+    pending: list[Migration]
+    edited: list[tuple[Migration, str]]  # applied, but the file changed: (migration, stored)
+
+
+def _checksum(path: Path) -> str:
+    digest = hashlib.sha256(path.read_bytes())
+    rollback = path.with_name(path.name.removesuffix(".sql") + ".rollback.sql")
+    if rollback.exists():
+        digest.update(b"\0rollback\0" + rollback.read_bytes())
+    return digest.hexdigest()
+
+
+def load(migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:
+    from yoyo import read_migrations
+
+    if not migrations_dir.is_dir():
+        raise MigrationError(f"migrations directory {migrations_dir} does not exist")
+    found = []
+    for m in read_migrations(str(migrations_dir)):
+        rollback = Path(m.path).with_name(Path(m.path).name.removesuffix(".sql") + ".rollback.sql")
+        if not rollback.exists():
+            raise MigrationError(f"migration {m.id} has no rollback file {rollback.name}")
+        found.append(Migration(m.id, Path(m.path), _checksum(Path(m.path)), m))
+    return found
+
+
+def _yoyo_uri(dsn: str) -> str:
+    """The DSN as a yoyo URI whose connections act as maim_owner."""
+    from yoyo.connections import DatabaseURI
+
+    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    database = str(params.pop("dbname", "") or "")
+    params["options"] = (str(params.get("options", "")) + " -c role=maim_owner").strip()
+    # yoyo reads the database name from the URI path, dropping its first character.
+    uri = DatabaseURI("postgresql+psycopg", None, None, None, None, "/" + database,
+                      {k: str(v) for k, v in params.items()})
+    return str(uri)
+
+
+@contextmanager
+def _backend(dsn: str) -> Iterator[Any]:
+    from yoyo import get_backend
+
+    try:
+        backend = get_backend(_yoyo_uri(dsn))
+    except Exception as err:
+        raise MigrationError(f"yoyo could not connect as maim_owner: {err}") from err
+    try:
+        yield backend
+    finally:
+        backend.connection.close()
+
+
+@contextmanager
+def _locked(dsn: str | None) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
+    """A connection holding the migration lock for as long as the block runs."""
+    resolved = resolve_dsn(dsn)
+    with open_connection(resolved) as conn:
+        conn.execute("select pg_advisory_lock(%s)", [LOCK_KEY])
+        try:
+            yield resolved, conn
+        finally:
+            if not conn.closed:
+                conn.execute("select pg_advisory_unlock(%s)", [LOCK_KEY])
+
+
+def _apply_sql_dir(conn: psycopg.Connection[Any]) -> None:
+    """Re-apply sql/: the bootstrap as the connecting role, the rest as maim_owner."""
+    files = sorted(SQL_DIR.glob("*.sql"))
+    try:
+        with conn.transaction():
+            for path in files:
+                if path.name.startswith("00_"):
+                    conn.execute(path.read_text())  # type: ignore[call-overload]
+            conn.execute("set local role maim_owner")
+            for path in files:
+                if not path.name.startswith("00_"):
+                    conn.execute(path.read_text())  # type: ignore[call-overload]
+            conn.execute(_CHECKSUMS)
+    except psycopg.Error as err:
+        raise MigrationError(f"applying {SQL_DIR.name}/ failed: {str(err).strip()}") from err
+
+
+def _state(conn: psycopg.Connection[Any], migrations: list[Migration]) -> State:
+    applied_hashes: set[str] = set()
+    stored: dict[str, str] = {}
+    if conn.execute("select to_regclass('public._yoyo_migration')").fetchone() != (None,):
+        applied_hashes = {h for (h,) in conn.execute("select migration_hash from _yoyo_migration")}
+    if conn.execute("select to_regclass('maim.migration_checksums')").fetchone() != (None,):
+        stored = dict(conn.execute("select migration_id, sha256 from maim.migration_checksums")
+                      .fetchall())
+    applied, pending, edited = [], [], []
+    for m in migrations:
+        if m.yoyo.hash in applied_hashes:
+            applied.append(m)
+            if m.id in stored and stored[m.id] != m.sha256:
+                edited.append((m, stored[m.id]))
+        else:
+            pending.append(m)
+    return State(applied, pending, edited)
+
+
+def _refuse_edited(state: State) -> None:
+    if state.edited:
+        lines = [f"  {m.id}: applied with sha256 {old[:12]}…, file now {m.sha256[:12]}…"
+                 for m, old in state.edited]
+        raise MigrationError(
+            "applied migrations were edited after they ran:\n" + "\n".join(lines)
+            + "\nMigrations are append-only: restore the applied file and fix forward with a "
+            "new migration."
+        )
+
+
+def status(dsn: str | None = None, *, migrations_dir: Path = MIGRATIONS_DIR) -> State:
+    """Applied, pending and edited migrations; changes nothing."""
+    migrations = load(migrations_dir)
+    with open_connection(dsn) as conn:
+        return _state(conn, migrations)
+
+
+def migrate(dsn: str | None = None, *, dry_run: bool = False,
+            migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Apply every pending migration; return them. ``dry_run`` only lists them."""
+    migrations = load(migrations_dir)
+    if dry_run:
+        state = status(dsn, migrations_dir=migrations_dir)
+        _refuse_edited(state)
+        return state.pending
+    with _locked(dsn) as (resolved, conn):
+        _apply_sql_dir(conn)
+        state = _state(conn, migrations)  # inside the lock: another run may just have applied
+        _refuse_edited(state)
+        if state.pending:
+            with _backend(resolved) as backend:
+                for m in state.pending:
+                    try:
+                        backend.apply_one(m.yoyo)
+                    except Exception as err:
+                        raise MigrationError(f"migration {m.id} failed: {err}") from err
+                    _record(conn, m)
+        _record_missing(conn, state)
+        findings = audit(conn)
+        if findings:
+            raise MigrationError("schema audit failed after migrate:\n"
+                                 + "\n".join(f"  {f}" for f in findings))
+        return state.pending
+
+
+def _record(conn: psycopg.Connection[Any], m: Migration) -> None:
+    conn.execute(
+        "insert into maim.migration_checksums (migration_id, sha256) values (%s, %s)"
+        " on conflict (migration_id) do update set sha256 = excluded.sha256, applied_at = now()",
+        [m.id, m.sha256],
+    )
+
+
+def _record_missing(conn: psycopg.Connection[Any], state: State) -> None:
+    """Adopt checksums for migrations applied before maim_db tracked them (e.g. by yoyo)."""
+    for m in state.applied:
+        conn.execute(
+            "insert into maim.migration_checksums (migration_id, sha256) values (%s, %s)"
+            " on conflict (migration_id) do nothing",
+            [m.id, m.sha256],
+        )
+
+
+def rollback(dsn: str | None = None, *, steps: int = 1,
+             migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Roll back the last ``steps`` applied migrations, newest first; return them."""
+    if steps < 1:
+        raise MigrationError(f"--steps must be at least 1, got {steps}")
+    migrations = load(migrations_dir)
+    with _locked(dsn) as (resolved, conn):
+        state = _state(conn, migrations)
+        _refuse_edited(state)
+        targets = list(reversed(state.applied))[:steps]
+        if targets:
+            with _backend(resolved) as backend:
+                for m in targets:
+                    try:
+                        backend.rollback_one(m.yoyo)
+                    except Exception as err:
+                        raise MigrationError(f"rollback of {m.id} failed: {err}") from err
+                    conn.execute("delete from maim.migration_checksums where migration_id = %s",
+                                 [m.id])
+        return targets

@@ -1,0 +1,21 @@
+"""Settings from the environment (``MAIMDB_*``), read once per call so tests can change them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """``MAIMDB_DSN`` picks the server; without it the embedded one under ``MAIMDB_DATA_DIR``."""
+
+    model_config = SettingsConfigDict(env_prefix="MAIMDB_", extra="ignore")
+
+    dsn: str | None = None
+    data_dir: Path = Path("data/postgres")
+    database: str = "maim"
+
+
+def settings() -> Settings:
+    return Settings()

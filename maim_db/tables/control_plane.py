@@ -1,0 +1,106 @@
+"""Control plane rows (migrations/0001_control_plane.sql)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from ..row import Row, server_default
+
+TenantType = Literal["personal", "enterprise"]
+TenantStatus = Literal["active", "inactive", "suspended"]
+AgentStatus = Literal["active", "inactive", "suspended", "archived"]
+ApiKeyStatus = Literal["active", "disabled", "expired"]
+Permission = Literal["chat", "config_read", "config_write", "analytics"]
+
+
+class User(Row):
+    table: ClassVar[str] = "users"
+    key: ClassVar[tuple[str, ...]] = ("id",)
+
+    id: str
+    username: str
+    email: str | None = None
+    hashed_password: str
+    is_active: bool = server_default()
+    created_at: datetime = server_default()
+    updated_at: datetime = server_default()
+
+
+class Tenant(Row):
+    table: ClassVar[str] = "tenants"
+    key: ClassVar[tuple[str, ...]] = ("id",)
+
+    id: str
+    tenant_name: str
+    tenant_type: TenantType = server_default()
+    description: str | None = None
+    contact_email: str | None = None
+    tenant_config: dict[str, Any] = server_default()
+    status: TenantStatus = server_default()
+    owner_id: str | None = None
+    created_at: datetime = server_default()
+    updated_at: datetime = server_default()
+
+
+class Agent(Row):
+    table: ClassVar[str] = "agents"
+    key: ClassVar[tuple[str, ...]] = ("id",)
+
+    id: str
+    tenant_id: str
+    name: str
+    description: str | None = None
+    template_id: str | None = None
+    config: dict[str, Any] = server_default()
+    status: AgentStatus = server_default()
+    created_at: datetime = server_default()
+    updated_at: datetime = server_default()
+
+
+class ApiKey(Row):
+    """A key's record; the secret itself is never stored, only ``key_hash``."""
+
+    table: ClassVar[str] = "api_keys"
+    key: ClassVar[tuple[str, ...]] = ("id",)
+
+    id: str
+    tenant_id: str
+    agent_id: str
+    name: str
+    description: str | None = None
+    key_hash: bytes
+    key_prefix: str
+    permissions: list[Permission] = server_default()
+    status: ApiKeyStatus = server_default()
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    usage_count: int = server_default()
+    created_at: datetime = server_default()
+    updated_at: datetime = server_default()
+
+
+class AgentActiveState(Row):
+    table: ClassVar[str] = "agent_active_states"
+    key: ClassVar[tuple[str, ...]] = ("agent_id",)
+
+    agent_id: str = server_default()
+    tenant_id: str = server_default()
+    last_seen_at: datetime = server_default()
+    ttl_seconds: int = server_default()
+    expires_at: datetime = server_default()
+
+
+class PluginSetting(Row):
+    table: ClassVar[str] = "plugin_settings"
+    key: ClassVar[tuple[str, ...]] = ("id",)
+
+    id: UUID = server_default()
+    tenant_id: str
+    agent_id: str | None = None
+    plugin_name: str
+    enabled: bool = server_default()
+    config: dict[str, Any] = server_default()
+    created_at: datetime = server_default()
+    updated_at: datetime = server_default()
