@@ -44,7 +44,8 @@ def _fail(error: Exception) -> NoReturn:
 
 @app.command()
 def migrate(dsn: DsnOption = None,
-            dry_run: Annotated[bool, typer.Option("--dry-run", help="List, apply nothing.")] = False,
+            dry_run: Annotated[bool, typer.Option("--dry-run",
+                                                  help="List, apply nothing.")] = False,
             ) -> None:
     """Apply every pending migration, then audit isolation.
 

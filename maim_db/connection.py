@@ -8,12 +8,11 @@ pipeline — setting the scope costs no extra round trip.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from contextlib import contextmanager, suppress
+from typing import Any, LiteralString, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.abc import Query
 from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
@@ -25,6 +24,8 @@ from .settings import settings
 
 R = TypeVar("R", bound=Row)
 Params = Sequence[Any] | Mapping[str, Any] | None
+# As in psycopg: a literal, or a composition of psycopg.sql — never a string built at run time.
+Query = LiteralString | bytes | sql.SQL | sql.Composed
 
 
 class Database:
@@ -150,10 +151,8 @@ def scoped(conn: psycopg.Connection[Any], *, agent_id: str | None = None,
     try:
         yield db
     except BaseException:
-        try:
+        with suppress(MaimDBError):  # the original error matters more than a failed rollback
             db._finish(ok=False)
-        except MaimDBError:
-            pass  # the original error matters more than a failed rollback
         raise
     db._finish(ok=True)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import ConfigurationError
 
@@ -53,9 +55,9 @@ def _superuser_url(data_dir: Path) -> str | None:
 
 
 def _with_database(url: str, database: str) -> str:
-    params = psycopg.conninfo.conninfo_to_dict(url)
+    params = conninfo_to_dict(url)
     params["dbname"] = database
-    return psycopg.conninfo.make_conninfo(**{k: v for k, v in params.items() if v is not None})
+    return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
 def start(data_dir: Path, database: str = "maim") -> str:
@@ -73,8 +75,7 @@ def start(data_dir: Path, database: str = "maim") -> str:
     with psycopg.connect(superuser, autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", [database])
         if exists.fetchone() is None:
-            conn.execute(psycopg.sql.SQL("create database {}").format(
-                psycopg.sql.Identifier(database)))
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
     return _with_database(superuser, database)
 
 

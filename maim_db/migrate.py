@@ -125,11 +125,11 @@ def _apply_sql_dir(conn: psycopg.Connection[Any]) -> None:
         with conn.transaction():
             for path in files:
                 if path.name.startswith("00_"):
-                    conn.execute(path.read_text())  # type: ignore[call-overload]
+                    conn.execute(path.read_text())
             conn.execute("set local role maim_owner")
             for path in files:
                 if not path.name.startswith("00_"):
-                    conn.execute(path.read_text())  # type: ignore[call-overload]
+                    conn.execute(path.read_text())
             conn.execute(_CHECKSUMS)
     except psycopg.Error as err:
         raise MigrationError(f"applying {SQL_DIR.name}/ failed: {str(err).strip()}") from err

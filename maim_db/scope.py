@@ -16,7 +16,11 @@ from .errors import ScopeError
 
 Kind = Literal["agent", "tenant", "admin"]
 
-ROLES: Final[dict[Kind, str]] = {"agent": "maim_app", "tenant": "maim_tenant", "admin": "maim_admin"}
+ROLES: Final[dict[Kind, str]] = {
+    "agent": "maim_app",
+    "tenant": "maim_tenant",
+    "admin": "maim_admin",
+}
 
 SET_SCOPE: Final = (
     "select set_config('role', %s, true),"

@@ -1,0 +1,152 @@
+"""maimdb migrate / rollback / status, and the guarantees around yoyo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from maim_db import MigrationError, migrate
+from maim_db.audit import audit
+from maim_db.migrate import MIGRATIONS_DIR
+from tests.conftest import TestDB
+
+TABLES = {"users", "tenants", "agents", "api_keys", "agent_active_states", "plugin_settings"}
+
+
+def _tables(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        return {r[0] for r in conn.execute(
+            "select tablename from pg_tables where schemaname = 'public' "
+            "and tablename not like '%%yoyo%%'")}
+
+
+def _maimdb(*args: str, dsn: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MAIMDB_DSN=dsn)
+    return subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_migrate_applies_everything_then_is_a_no_op(empty_db: TestDB) -> None:
+    dsn = empty_db.superuser
+    first = migrate.migrate(dsn)
+    assert [m.id for m in first] == [m.id for m in migrate.load()]
+    assert _tables(dsn) == TABLES
+    assert migrate.migrate(dsn) == []
+    state = migrate.status(dsn)
+    assert not state.pending and not state.edited and len(state.applied) == len(first)
+
+
+def test_dry_run_lists_and_changes_nothing(empty_db: TestDB) -> None:
+    dsn = empty_db.superuser
+    pending = migrate.migrate(dsn, dry_run=True)
+    assert [m.id for m in pending] == [m.id for m in migrate.load()]
+    assert _tables(dsn) == set()
+
+
+def test_apply_rollback_apply_round_trip(empty_db: TestDB) -> None:
+    dsn = empty_db.superuser
+    applied = migrate.migrate(dsn)
+    undone = migrate.rollback(dsn, steps=len(applied))
+    assert [m.id for m in undone] == [m.id for m in reversed(applied)]
+    assert _tables(dsn) == set()
+    assert len(migrate.status(dsn).pending) == len(applied)
+    assert [m.id for m in migrate.migrate(dsn)] == [m.id for m in applied]
+    assert _tables(dsn) == TABLES
+
+
+def test_rollback_refuses_nonsense_steps(empty_db: TestDB) -> None:
+    with pytest.raises(MigrationError, match="at least 1"):
+        migrate.rollback(empty_db.superuser, steps=0)
+
+
+def test_edited_migration_is_refused(empty_db: TestDB, tmp_path: Path) -> None:
+    dsn = empty_db.superuser
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copy)
+    migrate.migrate(dsn, migrations_dir=copy)
+    first = sorted(copy.glob("0001_*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- a harmless-looking edit\n")
+    with pytest.raises(MigrationError, match=r"(?s)edited after they ran.*0001_control_plane"):
+        migrate.migrate(dsn, migrations_dir=copy)
+    with pytest.raises(MigrationError, match="append-only"):
+        migrate.migrate(dsn, migrations_dir=copy, dry_run=True)
+    assert [m.id for m, _ in migrate.status(dsn, migrations_dir=copy).edited] == [
+        "0001_control_plane"]
+
+
+def test_a_migration_without_rollback_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "0001_x.sql").write_text("select 1;")
+    with pytest.raises(MigrationError, match="no rollback file"):
+        migrate.load(tmp_path)
+
+
+def test_audit_fails_a_migration_that_forgets_rls(empty_db: TestDB, tmp_path: Path) -> None:
+    dsn = empty_db.superuser
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copy)
+    (copy / "9999_leaky.sql").write_text("create table leaky (id int primary key);\n")
+    (copy / "9999_leaky.rollback.sql").write_text("drop table leaky;\n")
+    with pytest.raises(MigrationError, match=r"table leaky: row-level security is not enabled"):
+        migrate.migrate(dsn, migrations_dir=copy)
+    with psycopg.connect(dsn) as conn:
+        problems = {str(f) for f in audit(conn)}
+    assert problems == {"table leaky: row-level security is not enabled",
+                        "table leaky: row-level security is not forced (the owner would "
+                        "bypass it)", "table leaky: has no policy"}
+
+
+def test_audit_is_clean_on_the_real_schema(db: TestDB) -> None:
+    with psycopg.connect(db.superuser) as conn:
+        assert audit(conn) == []
+
+
+def test_migrations_own_their_objects_and_run_as_maim_owner(db: TestDB) -> None:
+    with psycopg.connect(db.superuser) as conn:
+        owners = {r[0] for r in conn.execute(
+            "select tableowner from pg_tables where schemaname = 'public'")}
+        roles = {r[0]: r[1:] for r in conn.execute(
+            "select rolname, rolbypassrls, rolsuper, rolcanlogin from pg_roles "
+            "where rolname like 'maim\\_%%' and rolname not like 'maim\\_test\\_%%'")}
+    assert owners == {"maim_owner"}
+    assert roles == {r: (False, False, False) for r in
+                     ("maim_owner", "maim_app", "maim_tenant", "maim_admin")}
+
+
+def test_concurrent_migrate_from_two_processes(empty_db: TestDB) -> None:
+    env = dict(os.environ, MAIMDB_DSN=empty_db.superuser)
+    procs = [subprocess.Popen([sys.executable, "-m", "maim_db_cli", "migrate"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(*p.communicate(timeout=120), p.returncode) for p in procs]
+    assert [r[2] for r in results] == [0, 0], results
+    outputs = sorted(r[0] for r in results)
+    assert "nothing to apply" in outputs[1] and "applied 0001_control_plane" in outputs[0]
+    with psycopg.connect(empty_db.superuser) as conn:
+        applies = conn.execute("select migration_id, count(*) from _yoyo_log "
+                               "where operation = 'apply' group by 1").fetchall()
+    assert applies == [("0001_control_plane", 1)]
+
+
+def test_cli_status_exit_codes(empty_db: TestDB) -> None:
+    dsn = empty_db.superuser
+    pending = _maimdb("status", dsn=dsn)
+    assert pending.returncode == 1 and "pending" in pending.stdout
+    assert _maimdb("migrate", "--dry-run", dsn=dsn).stdout.startswith("would apply")
+    assert _maimdb("migrate", dsn=dsn).returncode == 0
+    done = _maimdb("status", dsn=dsn)
+    assert done.returncode == 0 and "applied" in done.stdout and "pending" not in done.stdout
+    assert _maimdb("audit", dsn=dsn).returncode == 0
+    again = _maimdb("migrate", dsn=dsn)
+    assert again.returncode == 0 and "nothing to apply" in again.stdout
+
+
+def test_cli_reports_errors_in_one_line(empty_db: TestDB) -> None:
+    bad = _maimdb("status", dsn="host=/nonexistent-maimdb dbname=x connect_timeout=1")
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("error: cannot connect") and "Traceback" not in bad.stderr
