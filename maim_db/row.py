@@ -7,7 +7,8 @@ only the fields that were actually given, so SQL defaults apply.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final
+from functools import cache
+from typing import Annotated, Any, ClassVar, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +21,22 @@ class _ServerDefault:
 
 
 SERVER_DEFAULT: Final = _ServerDefault()
+
+
+class _Jsonb:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "jsonb"
+
+
+JSONB: Final = _Jsonb()
+
+#: A ``jsonb`` column holding an object / an array / any JSON value. Plain ``list[str]`` is
+#: a ``text[]`` column; the marker is what tells the two apart when a row is written.
+JsonObject = Annotated[dict[str, Any], JSONB]
+JsonArray = Annotated[list[Any], JSONB]
+JsonValue = Annotated[Any, JSONB]
 
 
 def server_default() -> Any:
@@ -35,7 +52,17 @@ class Row(BaseModel):
     table: ClassVar[str]
     key: ClassVar[tuple[str, ...]]
 
+    @classmethod
+    def jsonb_fields(cls) -> frozenset[str]:
+        return _jsonb_fields(cls)
+
     def given(self) -> dict[str, Any]:
         """The columns set on this row, in declaration order, for INSERT."""
         return {name: getattr(self, name) for name in type(self).model_fields
                 if name in self.model_fields_set}
+
+
+@cache
+def _jsonb_fields(model: type[Row]) -> frozenset[str]:
+    return frozenset(name for name, field in model.model_fields.items()
+                     if any(m is JSONB for m in field.metadata))

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 from uuid import UUID
 
-from ..row import Row, server_default
+from ..row import JsonObject, Row, server_default
 
 TenantType = Literal["personal", "enterprise"]
 TenantStatus = Literal["active", "inactive", "suspended"]
@@ -37,7 +37,7 @@ class Tenant(Row):
     tenant_type: TenantType = server_default()
     description: str | None = None
     contact_email: str | None = None
-    tenant_config: dict[str, Any] = server_default()
+    tenant_config: JsonObject = server_default()
     status: TenantStatus = server_default()
     owner_id: str | None = None
     created_at: datetime = server_default()
@@ -53,7 +53,7 @@ class Agent(Row):
     name: str
     description: str | None = None
     template_id: str | None = None
-    config: dict[str, Any] = server_default()
+    config: JsonObject = server_default()
     status: AgentStatus = server_default()
     created_at: datetime = server_default()
     updated_at: datetime = server_default()
@@ -101,6 +101,6 @@ class PluginSetting(Row):
     agent_id: str | None = None
     plugin_name: str
     enabled: bool = server_default()
-    config: dict[str, Any] = server_default()
+    config: JsonObject = server_default()
     created_at: datetime = server_default()
     updated_at: datetime = server_default()

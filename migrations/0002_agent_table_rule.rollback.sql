@@ -1,0 +1,1 @@
+drop function maim.isolate_agent_table(regclass);
