@@ -7,7 +7,7 @@ pipeline — setting the scope costs no extra round trip.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, LiteralString, TypeVar
 
@@ -17,7 +17,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from .errors import ConnectError, MaimDBError, NotFoundError, ScopeError, translate
+from .errors import ConnectError, InputError, MaimDBError, NotFoundError, ScopeError, translate
 from .row import Row
 from .scope import SET_SCOPE, Scope, resolve
 from .settings import settings
@@ -91,38 +91,133 @@ class Database:
         return row[0]
 
     # -- typed operations --------------------------------------------------------------------
+    # Identifiers come only from the model's own fields; values are always bound parameters.
 
     def insert(self, row: R) -> R:
         """Insert ``row`` (only the fields it was given; SQL fills the rest) and return it
         as stored."""
+        model = type(row)
         given = row.given()
-        table = sql.Identifier(row.table)
+        table = sql.Identifier(model.table)
         if given:
             query = sql.SQL("insert into {} ({}) values ({}) returning *").format(
-                table,
-                sql.SQL(", ").join(map(sql.Identifier, given)),
-                sql.SQL(", ").join(sql.Placeholder() * len(given)),
-            )
+                table, _names(given), sql.SQL(", ").join(sql.Placeholder() * len(given)))
         else:
             query = sql.SQL("insert into {} default values returning *").format(table)
-        return self.fetch_one(type(row), query, [_adapt(v) for v in given.values()])
+        return self.fetch_one(model, query, _values(model, given))
+
+    def insert_many(self, rows: Sequence[R]) -> int:
+        """Insert rows of one model in multi-row statements; return how many were inserted.
+
+        (``COPY FROM`` is refused on tables with row-level security, so this is the bulk path.)
+        A field one row gives and another leaves out is sent as ``DEFAULT`` for the latter.
+        """
+        if not rows:
+            return 0
+        model = type(rows[0])
+        if any(type(r) is not model for r in rows):
+            raise InputError("insert_many() takes rows of one model at a time")
+        given = [r.given() for r in rows]
+        columns = [f for f in model.model_fields if any(f in g for g in given)]
+        if not columns:
+            raise InputError(f"insert_many() needs at least one field set on the {model.__name__} "
+                             "rows (use insert() for an all-defaults row)")
+        jsonb = model.jsonb_fields()
+        per_statement = max(1, min(1000, 32767 // len(columns)))
+        inserted = 0
+        for start in range(0, len(given), per_statement):
+            chunk = given[start:start + per_statement]
+            params: list[Any] = []
+            tuples = []
+            for g in chunk:
+                cells: list[sql.Composable] = []
+                for c in columns:
+                    if c in g:
+                        cells.append(sql.Placeholder())
+                        params.append(_adapt(g[c], c in jsonb))
+                    else:
+                        cells.append(sql.SQL("default"))
+                tuples.append(sql.SQL("({})").format(sql.SQL(", ").join(cells)))
+            query = sql.SQL("insert into {} ({}) values {}").format(
+                sql.Identifier(model.table), _names(columns), sql.SQL(", ").join(tuples))
+            inserted += self.execute(query, params)
+        return inserted
 
     def get(self, model: type[R], *key: Any) -> R:
         """The row of ``model`` with primary key ``key``; :class:`NotFoundError` if this
-        scope has no such row."""
+        scope has no such row. In agent scope a leading ``agent_id`` may be left out."""
+        if (len(key) == len(model.key) - 1 and model.key[0] == "agent_id"
+                and self._scope.kind == "agent"):
+            key = (self._scope.id, *key)
         if len(key) != len(model.key):
-            raise ScopeError(f"{model.__name__} is keyed by {model.key}, got {len(key)} value(s)")
-        query = sql.SQL("select * from {} where {}").format(
-            sql.Identifier(model.table),
-            sql.SQL(" and ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in model.key),
-        )
-        try:
-            return self.fetch_one(model, query, key)
-        except NotFoundError:
-            raise NotFoundError(
-                f"{model.__name__} {dict(zip(model.key, key, strict=True))} not found "
-                f"in scope {self._scope}"
-            ) from None
+            raise InputError(f"{model.__name__} is keyed by {model.key}, got {len(key)} value(s)")
+        where = dict(zip(model.key, key, strict=True))
+        rows = self.find(model, where, limit=1)
+        if not rows:
+            raise NotFoundError(f"{model.__name__} {where} not found in scope {self._scope}")
+        return rows[0]
+
+    def find(self, model: type[R], where: Mapping[str, Any] | None = None, *,
+             order_by: str | Sequence[str] = (), limit: int | None = None) -> list[R]:
+        """Rows of ``model`` matching ``where`` (``column: value``; a list or tuple value
+        means "any of", ``None`` means IS NULL). ``order_by`` names columns, ``-`` for
+        descending: ``order_by="-time"``."""
+        query = sql.SQL("select * from {}").format(sql.Identifier(model.table))
+        clause, params = _where(model, where or {})
+        query = sql.SQL("{}{}").format(query, clause)
+        orders = [order_by] if isinstance(order_by, str) else list(order_by)
+        if orders:
+            query = sql.SQL("{} order by {}").format(query, sql.SQL(", ").join(
+                sql.SQL("{} desc" if o.startswith("-") else "{}").format(
+                    sql.Identifier(_field(model, o.removeprefix("-")))) for o in orders))
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise InputError(f"limit must be a non-negative integer, got {limit!r}")
+            query = sql.SQL("{} limit {}").format(query, sql.Literal(limit))
+        return self.fetch(model, query, params)
+
+    def update(self, model: type[R], *, where: Mapping[str, Any],
+               set: Mapping[str, Any]) -> int:
+        """``update … set … where …``; return the number of rows changed. ``where`` is
+        required: pass ``{}`` to mean every row this scope can see."""
+        if not set:
+            raise InputError("update() needs at least one column in set=")
+        jsonb = model.jsonb_fields()
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = %s").format(sql.Identifier(_field(model, c))) for c in set)
+        params = [_adapt(v, c in jsonb) for c, v in set.items()]
+        clause, where_params = _where(model, where)
+        query = sql.SQL("update {} set {}{}").format(sql.Identifier(model.table), assignments,
+                                                     clause)
+        return self.execute(query, params + where_params)
+
+    def delete(self, model: type[R], *, where: Mapping[str, Any]) -> int:
+        """``delete … where …``; return the number of rows removed. ``where`` is required:
+        pass ``{}`` to mean every row this scope can see."""
+        clause, params = _where(model, where)
+        return self.execute(sql.SQL("delete from {}{}").format(sql.Identifier(model.table),
+                                                               clause), params)
+
+    def upsert(self, row: R, *, on: Sequence[str]) -> R:
+        """Insert ``row``, or update the row that has the same values in the unique key
+        ``on`` (``agent_id`` is added to it for agent tables). Return the row as stored."""
+        model = type(row)
+        given = row.given()
+        target = [_field(model, c) for c in on]
+        if "agent_id" in model.model_fields and "agent_id" not in target:
+            target.insert(0, "agent_id")
+        missing = [c for c in target if c not in given and c != "agent_id"]
+        if missing:
+            raise InputError(f"upsert on {tuple(target)} needs values for {missing}")
+        changes = [c for c in given if c not in target]
+        action = (sql.SQL("do update set {}").format(sql.SQL(", ").join(
+            sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in changes))
+            if changes else sql.SQL("do update set {0} = excluded.{0}").format(
+                sql.Identifier(target[-1])))
+        query = sql.SQL("insert into {} ({}) values ({}) on conflict ({}) {} returning *").format(
+            sql.Identifier(model.table), _names(given),
+            sql.SQL(", ").join(sql.Placeholder() * len(given)), _names(target), action)
+        return self.fetch_one(model, query, _values(model, given))
 
     # -- transaction -------------------------------------------------------------------------
 
@@ -135,8 +230,42 @@ class Database:
             raise translate(err) from err
 
 
-def _adapt(value: Any) -> Any:
-    return Jsonb(value) if isinstance(value, dict) else value
+def _adapt(value: Any, jsonb: bool) -> Any:
+    return Jsonb(value) if jsonb and value is not None else value
+
+
+def _values(model: type[Row], given: Mapping[str, Any]) -> list[Any]:
+    jsonb = model.jsonb_fields()
+    return [_adapt(v, c in jsonb) for c, v in given.items()]
+
+
+def _names(columns: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, columns))
+
+
+def _field(model: type[Row], name: str) -> str:
+    if name not in model.model_fields:
+        raise InputError(f"{model.__name__} has no column {name!r}; columns: "
+                         f"{', '.join(model.model_fields)}")
+    return name
+
+
+def _where(model: type[Row], where: Mapping[str, Any]) -> tuple[sql.Composable, list[Any]]:
+    if not where:
+        return sql.SQL(""), []
+    jsonb = model.jsonb_fields()
+    parts, params = [], []
+    for column, value in where.items():
+        name = sql.Identifier(_field(model, column))
+        if value is None:
+            parts.append(sql.SQL("{} is null").format(name))
+        elif isinstance(value, list | tuple | set | frozenset) and column not in jsonb:
+            parts.append(sql.SQL("{} = any(%s)").format(name))
+            params.append(list(value))
+        else:
+            parts.append(sql.SQL("{} = %s").format(name))
+            params.append(_adapt(value, column in jsonb))
+    return sql.SQL(" where {}").format(sql.SQL(" and ").join(parts)), params
 
 
 @contextmanager

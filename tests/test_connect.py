@@ -9,7 +9,6 @@ from maim_db import (
     ConnectError,
     InputError,
     NotFoundError,
-    ScopeError,
     connect,
     ids,
 )
@@ -62,7 +61,7 @@ def test_get_and_fetch_one_raise_not_found(db: TestDB, world: World) -> None:
             adm.get(Agent, "agent_nope")
         with pytest.raises(NotFoundError):
             adm.fetch_one(Agent, "select * from agents where false")
-        with pytest.raises(ScopeError, match="keyed by"):
+        with pytest.raises(InputError, match="keyed by"):
             adm.get(Agent, "a", "b")
 
 
