@@ -13,6 +13,59 @@ import psycopg
 # yoyo's bookkeeping tables: no grants to any maim role, so not reachable by scoped code.
 BOOKKEEPING: Final = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock")
 
+# Control-plane tables that carry agent_id but are keyed by tenant: their keys and policies
+# are written out in migrations/0001_control_plane.sql, not made by maim.isolate_agent_table.
+CONTROL_PLANE: Final = ("api_keys", "plugin_settings")
+
+ROLES: Final = ("maim_app", "maim_tenant", "maim_admin")
+COMMANDS: Final = {"r": "select", "a": "insert", "w": "update", "d": "delete"}
+
+# Agent tables: a NOT NULL agent_id column (the scope key), outside the control plane.
+_AGENT_TABLES: Final = """
+select c.oid, c.relname::text
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+join pg_attribute a on a.attrelid = c.oid and a.attname = 'agent_id' and a.attnotnull
+where n.nspname = 'public' and c.relkind in ('r', 'p') and not (c.relname = any(%s))
+order by 2
+"""
+
+_POLICIES: Final = """
+select r.rolname::text, p.polcmd::text, pg_get_expr(p.polqual, p.polrelid),
+       pg_get_expr(p.polwithcheck, p.polrelid)
+from pg_policy p
+cross join lateral unnest(p.polroles) as pr(oid)
+join pg_roles r on r.oid = pr.oid
+where p.polrelid = %s
+"""
+
+# Unique/primary keys and foreign keys that do not include agent_id.
+_KEYS_WITHOUT_AGENT: Final = """
+select con.conname::text, con.contype::text
+from pg_constraint con
+where con.conrelid = %s and con.contype in ('p', 'u', 'f')
+  and not exists (select from unnest(con.conkey) k(attnum)
+                  join pg_attribute a on a.attrelid = con.conrelid and a.attnum = k.attnum
+                  where a.attname = 'agent_id')
+union all
+select i.indexrelid::regclass::text, 'i'
+from pg_index i
+where i.indrelid = %s and i.indisunique
+  and not exists (select from pg_constraint c where c.conindid = i.indexrelid)
+  and not exists (select from unnest(i.indkey) k(attnum)
+                  join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+                  where a.attname = 'agent_id')
+"""
+
+# Columns fed by a sequence: identity, serial, or a nextval() default.
+_SEQUENCE_COLUMNS: Final = """
+select a.attname::text
+from pg_attribute a
+left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+where a.attrelid = %s and a.attnum > 0 and not a.attisdropped
+  and (a.attidentity <> '' or pg_get_expr(d.adbin, d.adrelid) like 'nextval(%%')
+"""
+
 _TABLES: Final = """
 select c.relname::text,
        c.relrowsecurity,
@@ -63,9 +116,40 @@ def audit(conn: psycopg.Connection[Any]) -> list[Finding]:
                                     "(the owner would bypass it)"))
         if policies == 0:
             findings.append(Finding(f"table {table}", "has no policy"))
+    for oid, table in conn.execute(_AGENT_TABLES, [list(CONTROL_PLANE)]).fetchall():
+        findings.extend(_agent_table(conn, oid, table))
     for (view,) in conn.execute(_VIEWS):
         findings.append(Finding(f"view {view}", "is not security_invoker"))
     for (function,) in conn.execute(_DEFINERS):
         findings.append(Finding(f"function {function}",
                                 "is SECURITY DEFINER without a pinned search_path"))
+    return findings
+
+
+def _agent_table(conn: psycopg.Connection[Any], oid: int, table: str) -> list[Finding]:
+    """The DESIGN.md rules for one agent-scoped table."""
+    where = f"table {table}"
+    findings: list[Finding] = []
+    policies = conn.execute(_POLICIES, [oid]).fetchall()
+    have = {(role, cmd) for role, cmd, _, _ in policies}
+    for role in ROLES:
+        needed = ["r"] if role == "maim_tenant" else list(COMMANDS)
+        missing = [COMMANDS[c] for c in needed if (role, c) not in have]
+        if missing:
+            findings.append(Finding(where, f"no {'/'.join(missing)} policy for {role}"))
+    for role, cmd, using, check in policies:
+        if role != "maim_admin" and "true" in (using, check):
+            findings.append(Finding(where, f"{role} {COMMANDS.get(cmd, cmd)} policy is always "
+                                    "true"))
+        if role == "maim_app" and "maim.agent_id()" not in (using or "") + (check or ""):
+            findings.append(Finding(where, f"maim_app {COMMANDS.get(cmd, cmd)} policy does "
+                                    "not compare agent_id with maim.agent_id()"))
+    kinds = {"p": "primary key", "u": "unique constraint", "f": "foreign key",
+             "i": "unique index"}
+    for name, kind in conn.execute(_KEYS_WITHOUT_AGENT, [oid, oid]).fetchall():
+        findings.append(Finding(where, f"{kinds[kind]} {name} does not include agent_id "
+                                "(it would leak or collide across agents)"))
+    for (column,) in conn.execute(_SEQUENCE_COLUMNS, [oid]).fetchall():
+        findings.append(Finding(where, f"column {column} is fed by a sequence (a shared "
+                                "counter leaks other agents' activity); use a uuid"))
     return findings

@@ -1,0 +1,88 @@
+"""The audit behind `maimdb migrate` and `maimdb audit`: clean on the real schema, and each
+rule catches the mistake it exists for."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from maim_db.audit import audit
+from tests.conftest import TestDB
+
+
+def _as_owner(db: TestDB, *statements: str) -> set[str]:
+    with psycopg.connect(db.superuser, autocommit=True) as conn:
+        conn.execute("set role maim_owner")
+        for s in statements:
+            conn.execute(s)  # type: ignore[call-overload]
+        return {str(f) for f in audit(conn)}
+
+
+def test_real_schema_is_clean(db: TestDB) -> None:
+    assert _as_owner(db) == set()
+
+
+def test_keys_without_agent_id_and_sequences_are_found(db: TestDB) -> None:
+    found = _as_owner(
+        db,
+        "create table bad (agent_id text not null default maim.agent_id() references agents, "
+        "n serial, code text unique, ref text references users (id))",
+        "create unique index bad_n on bad (n)",
+        "select maim.isolate_agent_table('bad')",
+    )
+    assert found == {
+        "table bad: unique constraint bad_code_key does not include agent_id (it would leak "
+        "or collide across agents)",
+        "table bad: foreign key bad_ref_fkey does not include agent_id (it would leak or "
+        "collide across agents)",
+        "table bad: unique index bad_n does not include agent_id (it would leak or collide "
+        "across agents)",
+        "table bad: column n is fed by a sequence (a shared counter leaks other agents' "
+        "activity); use a uuid",
+    }
+
+
+def test_missing_and_permissive_policies_are_found(db: TestDB) -> None:
+    found = _as_owner(
+        db,
+        "create table half (agent_id text not null, x int)",
+        "alter table half enable row level security",
+        "alter table half force row level security",
+        "create policy p on half for select to maim_app using (true)",
+    )
+    assert found == {
+        "table half: no insert/update/delete policy for maim_app",
+        "table half: no select policy for maim_tenant",
+        "table half: no select/insert/update/delete policy for maim_admin",
+        "table half: maim_app select policy is always true",
+        "table half: maim_app select policy does not compare agent_id with maim.agent_id()",
+    }
+
+
+def test_views_and_definer_functions(db: TestDB) -> None:
+    found = _as_owner(
+        db,
+        "create view agent_names as select id, name from agents",
+        "create view safe_names with (security_invoker = true) as select id from agents",
+        "create function maim.peek() returns bigint language sql security definer "
+        "as 'select count(*) from public.agents'",
+        "create function maim.pinned() returns bigint language sql security definer "
+        "set search_path = '' as 'select count(*) from public.agents'",
+    )
+    assert found == {"view agent_names: is not security_invoker",
+                     "function maim.peek(): is SECURITY DEFINER without a pinned search_path"}
+
+
+@pytest.mark.parametrize("leaky", [False, True])
+def test_cli_audit_exit_code(db: TestDB, leaky: bool) -> None:
+    if leaky:
+        _as_owner(db, "create table leaky (id int)")
+    result = subprocess.run([sys.executable, "-m", "maim_db_cli", "audit"],
+                            env=dict(os.environ, MAIMDB_DSN=db.superuser),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == (1 if leaky else 0), result.stdout + result.stderr
+    assert ("leaky" in result.stdout) is leaky
