@@ -1,0 +1,109 @@
+"""Every typed row equals the live catalog: same tables, same columns in the same order,
+matching types, nullability and defaults."""
+
+from __future__ import annotations
+
+import types
+from datetime import datetime
+from typing import Any, Literal, Union, get_args, get_origin
+from uuid import UUID
+
+import psycopg
+import pytest
+
+from maim_db.audit import BOOKKEEPING
+from maim_db.row import SERVER_DEFAULT, Row
+from maim_db.tables import ALL_ROWS
+from tests.conftest import TestDB
+
+# Columns a trigger fills: NOT NULL without a DEFAULT, yet optional when inserting.
+TRIGGER_FILLED = {("agent_active_states", "expires_at")}
+
+
+def _pg_type(annotation: Any, jsonb: bool) -> set[str]:
+    """The PostgreSQL types (information_schema spelling) a field annotation may map to."""
+    if jsonb:
+        return {"jsonb"}
+    if get_origin(annotation) is Literal:
+        return {"text"}
+    if get_origin(annotation) is list:
+        (inner,) = get_args(annotation)
+        return {f"{t}[]" for t in _pg_type(inner, False)}
+    simple: dict[Any, set[str]] = {
+        str: {"text"}, int: {"integer", "bigint", "smallint"}, float: {"double precision"},
+        bool: {"boolean"}, datetime: {"timestamp with time zone"}, UUID: {"uuid"},
+        bytes: {"bytea"},
+    }
+    return simple[annotation]
+
+
+def _split_optional(annotation: Any) -> tuple[Any, bool]:
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1 and len(get_args(annotation)) == 2:
+            return args[0], True
+    return annotation, False
+
+
+def _catalog(dsn: str) -> dict[str, list[tuple[str, str, bool, bool]]]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            """select c.table_name::text, c.column_name::text,
+                      case when c.data_type = 'ARRAY' then substr(c.udt_name, 2) || '[]'
+                           else c.data_type end,
+                      c.is_nullable = 'YES', c.column_default is not null
+               from information_schema.columns c
+               join pg_class k on k.relname = c.table_name and k.relkind in ('r', 'p')
+               join pg_namespace n on n.oid = k.relnamespace and n.nspname = c.table_schema
+               where c.table_schema = 'public'
+               order by c.table_name, c.ordinal_position""").fetchall()
+    out: dict[str, list[tuple[str, str, bool, bool]]] = {}
+    for table, column, typ, nullable, has_default in rows:
+        if table not in BOOKKEEPING:
+            out.setdefault(table, []).append((column, typ, nullable, has_default))
+    return out
+
+
+@pytest.fixture(scope="module")
+def catalog(template: str, server: Any) -> dict[str, list[tuple[str, str, bool, bool]]]:
+    from tests.conftest import with_db
+
+    return _catalog(with_db(server.superuser, template))
+
+
+def test_every_table_has_exactly_one_model(catalog: dict[str, Any]) -> None:
+    tables = [m.table for m in ALL_ROWS]
+    assert len(tables) == len(set(tables)), "two models claim one table"
+    assert sorted(tables) == sorted(catalog)
+
+
+@pytest.mark.parametrize("model", ALL_ROWS, ids=lambda m: m.table)
+def test_model_equals_catalog(model: type[Row], catalog: dict[str, Any]) -> None:
+    columns = catalog[model.table]
+    assert list(model.model_fields) == [c[0] for c in columns], "columns or their order differ"
+    jsonb = model.jsonb_fields()
+    for (column, pg_type, nullable, has_default), (name, field) in zip(
+            columns, model.model_fields.items(), strict=True):
+        inner, optional = _split_optional(field.annotation)
+        assert pg_type in _pg_type(inner, name in jsonb), f"{name}: {pg_type} vs {inner}"
+        assert optional == nullable, f"{name}: nullable={nullable} but model optional={optional}"
+        server_filled = field.default is SERVER_DEFAULT
+        expected = has_default or (model.table, name) in TRIGGER_FILLED
+        if not nullable:
+            assert server_filled == expected, (
+                f"{name}: DB default={has_default} but model server_default={server_filled}")
+        else:
+            assert field.default is None or server_filled, f"{name}: nullable needs None default"
+
+
+@pytest.mark.parametrize("model", ALL_ROWS, ids=lambda m: m.table)
+def test_model_key_is_the_primary_key(model: type[Row], db: TestDB) -> None:
+    with psycopg.connect(db.superuser) as conn:
+        key = conn.execute(
+            """select array_agg(a.attname::text order by k.ord)
+               from pg_index i
+               cross join lateral unnest(i.indkey) with ordinality k(attnum, ord)
+               join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
+               where i.indrelid = %s::regclass and i.indisprimary""",
+            [model.table]).fetchone()
+    assert key is not None and tuple(key[0]) == model.key
