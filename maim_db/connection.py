@@ -18,7 +18,7 @@ from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
 from .errors import ConnectError, InputError, MaimDBError, NotFoundError, ScopeError, translate
-from .row import Row
+from .row import SERVER_DEFAULT, Row
 from .scope import SET_SCOPE, Scope, resolve
 from .settings import settings
 
@@ -200,13 +200,16 @@ class Database:
 
     def upsert(self, row: R, *, on: Sequence[str]) -> R:
         """Insert ``row``, or update the row that has the same values in the unique key
-        ``on`` (``agent_id`` is added to it for agent tables). Return the row as stored."""
+        ``on`` (in agent tables ``agent_id``, filled by the scope, is added to it). Return
+        the row as stored."""
         model = type(row)
         given = row.given()
         target = [_field(model, c) for c in on]
-        if "agent_id" in model.model_fields and "agent_id" not in target:
+        scoped_agent = (model.model_fields.get("agent_id") is not None
+                        and model.model_fields["agent_id"].default is SERVER_DEFAULT)
+        if scoped_agent and "agent_id" not in target:
             target.insert(0, "agent_id")
-        missing = [c for c in target if c not in given and c != "agent_id"]
+        missing = [c for c in target if c not in given and not (scoped_agent and c == "agent_id")]
         if missing:
             raise InputError(f"upsert on {tuple(target)} needs values for {missing}")
         changes = [c for c in given if c not in target]
