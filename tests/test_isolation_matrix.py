@@ -90,7 +90,7 @@ def test_matrix(model: type[Row], db: TestDB, world: World) -> None:
     with connect(app, agent_id=a) as scope:
         template = _row(model, db, scope)
         mine = scope.insert(template)
-    assert getattr(mine, "agent_id") == a  # filled in by the scope
+    assert mine.agent_id == a  # filled in by the scope
 
     table = sql.Identifier(model.table)
     column = sql.Identifier(_a_column(model))
@@ -110,7 +110,7 @@ def test_matrix(model: type[Row], db: TestDB, world: World) -> None:
     # ... but may hold the very same natural key as A.
     with connect(app, agent_id=b) as other:
         theirs = other.insert(_row(model, db, other).model_copy(update=_natural(template)))
-    assert getattr(theirs, "agent_id") == b
+    assert theirs.agent_id == b
 
     # A cannot move its row to B.
     key = {k: getattr(mine, k) for k in model.key}
@@ -124,7 +124,7 @@ def test_matrix(model: type[Row], db: TestDB, world: World) -> None:
     assert _count(app, model, agent_id=b) == 1
     tenant = db.dsn("tenant")
     with connect(tenant, tenant_id=world.tenant_id("T1")) as t1:
-        seen = {getattr(r, "agent_id") for r in t1.find(model)}
+        seen = {r.agent_id for r in t1.find(model)}
     assert seen == {a}
     with connect(tenant, tenant_id=world.tenant_id("T2")) as t2:
-        assert {getattr(r, "agent_id") for r in t2.find(model)} == {b}
+        assert {r.agent_id for r in t2.find(model)} == {b}

@@ -82,7 +82,7 @@ def test_model_equals_catalog(model: type[Row], catalog: dict[str, Any]) -> None
     columns = catalog[model.table]
     assert list(model.model_fields) == [c[0] for c in columns], "columns or their order differ"
     jsonb = model.jsonb_fields()
-    for (column, pg_type, nullable, has_default), (name, field) in zip(
+    for (_column, pg_type, nullable, has_default), (name, field) in zip(
             columns, model.model_fields.items(), strict=True):
         inner, optional = _split_optional(field.annotation)
         assert pg_type in _pg_type(inner, name in jsonb), f"{name}: {pg_type} vs {inner}"
