@@ -22,11 +22,20 @@ ROLES: Final[dict[Kind, str]] = {
     "admin": "maim_admin",
 }
 
+# The first column is the reset check, evaluated before the settings change: was the
+# connection clean (no role, no scope left at session level by an earlier user)? It rides
+# in the same statement, so checking costs nothing when the answer is yes.
 SET_SCOPE: Final = (
-    "select set_config('role', %s, true),"
+    "select current_user = session_user"
+    " and coalesce(current_setting('maim.agent_id', true), '') = ''"
+    " and coalesce(current_setting('maim.tenant_id', true), '') = '',"
+    " set_config('role', %s, true),"
     " set_config('maim.agent_id', %s, true),"
     " set_config('maim.tenant_id', %s, true)"
 )
+
+# What makes a connection clean again when the check above says it is not.
+RESET_SESSION: Final = "reset all; reset role"  # RESET ALL leaves the role alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,10 @@ class Scope:
     @property
     def role(self) -> str:
         return ROLES[self.kind]
+
+    @property
+    def agent_id(self) -> str | None:
+        return self.id if self.kind == "agent" else None
 
     @property
     def params(self) -> tuple[str, str, str]:
@@ -50,13 +63,20 @@ class Scope:
 
 def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
             admin: bool = False) -> Scope:
-    """Exactly one scope, well formed — checked before any connection is made."""
+    """Exactly one scope, well formed — checked before any connection is made. With none
+    named, the ambient scope (:mod:`maim_db.context`) applies; an explicit one always wins."""
     chosen = [name for name, given in
               (("agent_id", agent_id is not None), ("tenant_id", tenant_id is not None),
                ("admin", admin)) if given]
     if not chosen:
+        from .context import current
+
+        ambient = current()
+        if ambient is not None:
+            return ambient
         raise ScopeError(
-            "no scope given: pass exactly one of agent_id=..., tenant_id=... or admin=True"
+            "no scope given: pass exactly one of agent_id=..., tenant_id=... or admin=True "
+            "(or open one around the block with agent_scope()/tenant_scope())"
         )
     if len(chosen) > 1:
         raise ScopeError(f"exactly one scope per block, got {' and '.join(chosen)}")

@@ -161,3 +161,25 @@ def test_scope_costs_no_extra_round_trip(db: TestDB, world: World) -> None:
             text = trace.read()
         assert "BEGIN" in text.upper() and "set_config" in text
         assert _frontend_syncs(text) == 1, text
+
+
+def test_leftover_session_state_is_reset_not_trusted(db: TestDB, world: World) -> None:
+    """An earlier user left a session-level role and scope behind: the block must not run in
+    them; the reset check in the scope statement notices, cleans up and retries."""
+    a1 = world.agent_id("A1")
+    with _raw(db.dsn("app")) as conn:
+        conn.execute("set role maim_app")
+        conn.execute(f"set maim.agent_id = '{world.agent_id('A2')}'")
+        with scoped(conn, agent_id=a1) as scope:
+            assert [a.id for a in scope.fetch(Agent, "select * from agents")] == [a1]
+        after = conn.execute("select current_user, current_setting('maim.agent_id', true)")
+        assert after.fetchone() == ("maim_test_app", "")
+
+
+def test_a_dsn_that_sets_a_role_is_refused(db: TestDB, world: World) -> None:
+    from tests.conftest import with_db
+
+    dsn = with_db(db.dsn("app"), db.name, options="-c role=maim_app")
+    with pytest.raises(ScopeError, match="must not set `role`"), connect(
+            dsn, agent_id=world.agent_id("A1")) as scope:
+        scope.fetch(Agent, "select * from agents")

@@ -1,0 +1,168 @@
+"""SQL for the typed operations, built from a model's own fields.
+
+Identifiers come only from the model (anything else is an :class:`InputError` before SQL is
+sent); values are always bound parameters. The sync and async handles both run these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeAlias
+
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from .errors import InputError
+from .row import SERVER_DEFAULT, Row
+
+Statement: TypeAlias = tuple[sql.Composed, list[Any]]
+
+#: Rows per multi-row INSERT (and never more than PostgreSQL's 65535 bind parameters).
+BATCH_ROWS = 1000
+
+
+def adapt(value: Any, jsonb: bool) -> Any:
+    return Jsonb(value) if jsonb and value is not None else value
+
+
+def _values(model: type[Row], given: Mapping[str, Any]) -> list[Any]:
+    jsonb = model.jsonb_fields()
+    return [adapt(v, c in jsonb) for c, v in given.items()]
+
+
+def _names(columns: Iterable[str]) -> sql.Composed:
+    return sql.SQL(", ").join(map(sql.Identifier, columns))
+
+
+def _field(model: type[Row], name: str) -> str:
+    if name not in model.model_fields:
+        raise InputError(f"{model.__name__} has no column {name!r}; columns: "
+                         f"{', '.join(model.model_fields)}")
+    return name
+
+
+def _where(model: type[Row], where: Mapping[str, Any]) -> tuple[sql.Composable, list[Any]]:
+    if not where:
+        return sql.SQL(""), []
+    jsonb = model.jsonb_fields()
+    parts, params = [], []
+    for column, value in where.items():
+        name = sql.Identifier(_field(model, column))
+        if value is None:
+            parts.append(sql.SQL("{} is null").format(name))
+        elif isinstance(value, list | tuple | set | frozenset) and column not in jsonb:
+            parts.append(sql.SQL("{} = any(%s)").format(name))
+            params.append(list(value))
+        else:
+            parts.append(sql.SQL("{} = %s").format(name))
+            params.append(adapt(value, column in jsonb))
+    return sql.SQL(" where {}").format(sql.SQL(" and ").join(parts)), params
+
+
+def insert(row: Row) -> Statement:
+    model = type(row)
+    given = row.given()
+    table = sql.Identifier(model.table)
+    if not given:
+        return sql.SQL("insert into {} default values returning *").format(table), []
+    query = sql.SQL("insert into {} ({}) values ({}) returning *").format(
+        table, _names(given), sql.SQL(", ").join(sql.Placeholder() * len(given)))
+    return query, _values(model, given)
+
+
+def insert_many(rows: Sequence[Row]) -> Iterator[Statement]:
+    """Multi-row INSERTs; a field one row gives and another leaves out is ``DEFAULT`` there.
+
+    (``COPY FROM`` is refused on tables with row-level security, so this is the bulk path.)
+    """
+    if not rows:
+        return
+    model = type(rows[0])
+    if any(type(r) is not model for r in rows):
+        raise InputError("insert_many() takes rows of one model at a time")
+    given = [r.given() for r in rows]
+    columns = [f for f in model.model_fields if any(f in g for g in given)]
+    if not columns:
+        raise InputError(f"insert_many() needs at least one field set on the {model.__name__} "
+                         "rows (use insert() for an all-defaults row)")
+    jsonb = model.jsonb_fields()
+    per_statement = max(1, min(BATCH_ROWS, 65535 // len(columns)))
+    head = sql.SQL("insert into {} ({}) values ").format(sql.Identifier(model.table),
+                                                         _names(columns))
+    for start in range(0, len(given), per_statement):
+        params: list[Any] = []
+        tuples = []
+        for g in given[start:start + per_statement]:
+            cells: list[sql.Composable] = []
+            for c in columns:
+                if c in g:
+                    cells.append(sql.Placeholder())
+                    params.append(adapt(g[c], c in jsonb))
+                else:
+                    cells.append(sql.SQL("default"))
+            tuples.append(sql.SQL("({})").format(sql.SQL(", ").join(cells)))
+        yield sql.Composed([head, sql.SQL(", ").join(tuples)]), params
+
+
+def key(model: type[Row], values: Sequence[Any], agent_id: str | None) -> dict[str, Any]:
+    """The primary key as ``where``; in agent scope a leading ``agent_id`` may be left out."""
+    if len(values) == len(model.key) - 1 and model.key[0] == "agent_id" and agent_id:
+        values = (agent_id, *values)
+    if len(values) != len(model.key):
+        raise InputError(f"{model.__name__} is keyed by {model.key}, got {len(values)} value(s)")
+    return dict(zip(model.key, values, strict=True))
+
+
+def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequence[str],
+         limit: int | None) -> Statement:
+    clause, params = _where(model, where or {})
+    query = sql.SQL("select * from {}{}").format(sql.Identifier(model.table), clause)
+    orders = [order_by] if isinstance(order_by, str) else list(order_by)
+    if orders:
+        query = sql.SQL("{} order by {}").format(query, sql.SQL(", ").join(
+            sql.SQL("{} desc" if o.startswith("-") else "{}").format(
+                sql.Identifier(_field(model, o.removeprefix("-")))) for o in orders))
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise InputError(f"limit must be a non-negative integer, got {limit!r}")
+        query = sql.SQL("{} limit {}").format(query, sql.Literal(limit))
+    return query, params
+
+
+def update(model: type[Row], where: Mapping[str, Any], values: Mapping[str, Any]) -> Statement:
+    if not values:
+        raise InputError("update() needs at least one column in set=")
+    jsonb = model.jsonb_fields()
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{} = %s").format(sql.Identifier(_field(model, c))) for c in values)
+    params = [adapt(v, c in jsonb) for c, v in values.items()]
+    clause, where_params = _where(model, where)
+    query = sql.SQL("update {} set {}{}").format(sql.Identifier(model.table), assignments, clause)
+    return query, params + where_params
+
+
+def delete(model: type[Row], where: Mapping[str, Any]) -> Statement:
+    clause, params = _where(model, where)
+    return sql.SQL("delete from {}{}").format(sql.Identifier(model.table), clause), params
+
+
+def upsert(row: Row, on: Sequence[str]) -> Statement:
+    model = type(row)
+    given = row.given()
+    target = [_field(model, c) for c in on]
+    agent = model.model_fields.get("agent_id")
+    scoped_agent = agent is not None and agent.default is SERVER_DEFAULT
+    if scoped_agent and "agent_id" not in target:
+        target.insert(0, "agent_id")
+    missing = [c for c in target if c not in given and not (scoped_agent and c == "agent_id")]
+    if missing:
+        raise InputError(f"upsert on {tuple(target)} needs values for {missing}")
+    changes = [c for c in given if c not in target] or [target[-1]]
+    action = sql.SQL(", ").join(
+        sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in changes)
+    values = (sql.SQL("({}) values ({})").format(
+        _names(given), sql.SQL(", ").join(sql.Placeholder() * len(given)))
+        if given else sql.SQL("default values"))
+    query = sql.SQL("insert into {} {} on conflict ({}) do update set {} returning *").format(
+        sql.Identifier(model.table), values, _names(target), action)
+    return query, _values(model, given)
