@@ -11,6 +11,8 @@ transaction and returns typed rows::
 """
 
 from .connection import Database, connect, scoped
+from .connection_async import AsyncDatabase, aconnect, ascoped
+from .context import agent_scope, tenant_scope
 from .errors import (
     ConfigurationError,
     ConflictError,
@@ -24,10 +26,13 @@ from .errors import (
     ScopeError,
 )
 from .ids import new_agent_id, new_key_id, new_tenant_id, new_user_id
+from .pool import AsyncPool, Pool
 from .row import Row, server_default
 from .scope import Scope
 
 __all__ = [
+    "AsyncDatabase",
+    "AsyncPool",
     "ConfigurationError",
     "ConflictError",
     "ConnectError",
@@ -38,9 +43,13 @@ __all__ = [
     "MaimDBError",
     "MigrationError",
     "NotFoundError",
+    "Pool",
     "Row",
     "Scope",
     "ScopeError",
+    "aconnect",
+    "agent_scope",
+    "ascoped",
     "connect",
     "new_agent_id",
     "new_key_id",
@@ -48,4 +57,5 @@ __all__ = [
     "new_user_id",
     "scoped",
     "server_default",
+    "tenant_scope",
 ]

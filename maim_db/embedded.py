@@ -58,9 +58,15 @@ def _with_database(url: str, database: str) -> str:
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None})
 
 
+_started: dict[tuple[Path, str], str] = {}
+
+
 def start(data_dir: Path, database: str = "maim") -> str:
     """Start (or reuse) the server in ``data_dir``; create ``database``; return its DSN."""
     data_dir = data_dir.expanduser().resolve()
+    known = _started.get((data_dir, database))
+    if known is not None and _superuser_url(data_dir) is not None:
+        return known  # already up and already has the database: no extra connection
     try:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         server = _lib().get_server(data_dir, cleanup_mode=None)
@@ -74,7 +80,8 @@ def start(data_dir: Path, database: str = "maim") -> str:
         exists = conn.execute("select 1 from pg_database where datname = %s", [database])
         if exists.fetchone() is None:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
-    return _with_database(superuser, database)
+    _started[(data_dir, database)] = _with_database(superuser, database)
+    return _started[(data_dir, database)]
 
 
 def stop(data_dir: Path) -> bool:

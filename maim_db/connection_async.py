@@ -1,0 +1,167 @@
+"""``aconnect()`` and :class:`AsyncDatabase`: the asyncio twin of :mod:`maim_db.connection`.
+
+Same contract, same SQL (:mod:`maim_db.statements`), same one-round-trip scope.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import class_row
+
+from . import statements
+from .connection import (
+    Params,
+    Query,
+    R,
+    check_idle,
+    connect_error,
+    dirty_message,
+    not_found,
+    resolve_dsn,
+)
+from .errors import MaimDBError, NotFoundError, ScopeError, translate
+from .scope import RESET_SESSION, SET_SCOPE, Scope, resolve
+
+log = logging.getLogger("maim_db")
+
+
+class AsyncDatabase:
+    """A scoped transaction on an async connection. See :class:`maim_db.Database`."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], scope: Scope) -> None:
+        self._conn = conn
+        self._scope = scope
+        self._opened = False
+
+    @property
+    def scope(self) -> Scope:
+        return self._scope
+
+    @property
+    def connection(self) -> psycopg.AsyncConnection[Any]:
+        return self._conn
+
+    async def _run(self, cur: psycopg.AsyncCursor[Any], query: Query, params: Params) -> None:
+        try:
+            if self._opened:
+                await cur.execute(query, params)
+                return
+            self._opened = True
+            for attempt in (1, 2):
+                async with self._conn.pipeline():
+                    await self._conn.execute("begin")
+                    scope_cur = await self._conn.execute(SET_SCOPE, self._scope.params)
+                    await cur.execute(query, params)
+                clean = await scope_cur.fetchone()
+                if clean is not None and clean[0]:
+                    return
+                await self._conn.execute("rollback")
+                if attempt == 1:
+                    log.warning("maim_db: resetting a connection that carried session state")
+                    await self._conn.execute(RESET_SESSION)
+            raise ScopeError(dirty_message(self._scope))
+        except psycopg.Error as err:
+            raise translate(err) from err
+
+    async def execute(self, query: Query, params: Params = None) -> int:
+        async with self._conn.cursor() as cur:
+            await self._run(cur, query, params)
+            return cur.rowcount
+
+    async def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
+        async with self._conn.cursor(row_factory=class_row(model)) as cur:
+            await self._run(cur, query, params)
+            return await cur.fetchall()
+
+    async def fetch_one(self, model: type[R], query: Query, params: Params = None) -> R:
+        rows = await self.fetch(model, query, params)
+        if not rows:
+            raise not_found(model, "row", self._scope)
+        return rows[0]
+
+    async def scalar(self, query: Query, params: Params = None) -> Any:
+        async with self._conn.cursor() as cur:
+            await self._run(cur, query, params)
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError(f"query returned no row in scope {self._scope}")
+        return row[0]
+
+    async def insert(self, row: R) -> R:
+        return await self.fetch_one(type(row), *statements.insert(row))
+
+    async def insert_many(self, rows: Sequence[R]) -> int:
+        return sum([await self.execute(q, p) for q, p in statements.insert_many(rows)])
+
+    async def get(self, model: type[R], *key: Any) -> R:
+        where = statements.key(model, key, self._scope.agent_id)
+        rows = await self.fetch(model, *statements.find(model, where, (), 1))
+        if not rows:
+            raise not_found(model, where, self._scope)
+        return rows[0]
+
+    async def find(self, model: type[R], where: Mapping[str, Any] | None = None, *,
+                   order_by: str | Sequence[str] = (), limit: int | None = None) -> list[R]:
+        return await self.fetch(model, *statements.find(model, where, order_by, limit))
+
+    async def update(self, model: type[R], *, where: Mapping[str, Any],
+                     set: Mapping[str, Any]) -> int:
+        return await self.execute(*statements.update(model, where, set))
+
+    async def delete(self, model: type[R], *, where: Mapping[str, Any]) -> int:
+        return await self.execute(*statements.delete(model, where))
+
+    async def upsert(self, row: R, *, on: Sequence[str]) -> R:
+        return await self.fetch_one(type(row), *statements.upsert(row, on))
+
+    async def _finish(self, ok: bool) -> None:
+        if self._conn.closed or self._conn.info.transaction_status == TransactionStatus.IDLE:
+            return
+        try:
+            await self._conn.execute("commit" if ok else "rollback")
+        except psycopg.Error as err:
+            raise translate(err) from err
+
+
+@asynccontextmanager
+async def run_scoped_async(conn: psycopg.AsyncConnection[Any],
+                           scope: Scope) -> AsyncIterator[AsyncDatabase]:
+    check_idle(conn.autocommit, conn.info.transaction_status)
+    db = AsyncDatabase(conn, scope)
+    try:
+        yield db
+    except BaseException:
+        with suppress(MaimDBError):
+            await db._finish(ok=False)
+        raise
+    await db._finish(ok=True)
+
+
+@asynccontextmanager
+async def ascoped(conn: psycopg.AsyncConnection[Any], *, agent_id: str | None = None,
+                  tenant_id: str | None = None,
+                  admin: bool = False) -> AsyncIterator[AsyncDatabase]:
+    """Run one scoped transaction on an existing idle autocommit async connection."""
+    scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)
+    async with run_scoped_async(conn, scope) as db:
+        yield db
+
+
+@asynccontextmanager
+async def aconnect(dsn: str | None = None, *, agent_id: str | None = None,
+                   tenant_id: str | None = None,
+                   admin: bool = False) -> AsyncIterator[AsyncDatabase]:
+    """Async :func:`maim_db.connect`: one connection, one transaction, one scope."""
+    scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)
+    try:
+        conn = await psycopg.AsyncConnection.connect(resolve_dsn(dsn), autocommit=True)
+    except psycopg.OperationalError as err:
+        raise connect_error(err) from err
+    async with conn, run_scoped_async(conn, scope) as db:
+        yield db

@@ -1,0 +1,98 @@
+"""``Pool`` and ``AsyncPool``: psycopg-pool underneath, the same scopes as ``connect()``.
+
+A checked-out connection is never trusted: the scope statement that opens every block also
+checks that no role or scope survived from the previous borrower (and resets the session if
+one did), so the check costs no round trip. ``pgbouncer=True`` turns off server-side
+prepared statements, which a transaction-mode pooler cannot keep per client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+
+from .connection import Database, resolve_dsn, run_scoped
+from .connection_async import AsyncDatabase, run_scoped_async
+from .errors import ConnectError
+from .scope import resolve
+
+
+def _kwargs(pgbouncer: bool) -> dict[str, Any]:
+    # psycopg prepares a statement after 5 executions by default; behind PgBouncer in
+    # transaction mode the next transaction may land on a server that never saw it.
+    return {"autocommit": True, "prepare_threshold": None if pgbouncer else 5}
+
+
+class Pool:
+    """A thread-safe pool; ``with pool.connection(agent_id=...) as db:`` is one transaction."""
+
+    def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10,
+                 pgbouncer: bool = False, timeout: float = 30.0, name: str = "maim_db") -> None:
+        self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
+            resolve_dsn(dsn), kwargs=_kwargs(pgbouncer), min_size=min_size, max_size=max_size,
+            timeout=timeout, name=name, open=True)
+
+    @contextmanager
+    def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
+                   admin: bool = False) -> Iterator[Database]:
+        """Borrow a connection for one scoped transaction (the ambient scope if none is
+        named)."""
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)
+        try:
+            with self._pool.connection() as conn, run_scoped(conn, scope) as db:
+                yield db
+        except PoolTimeout as err:
+            raise ConnectError(f"no pooled connection became free: {err}") from err
+
+    def stats(self) -> dict[str, int]:
+        return self._pool.get_stats()
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncPool:
+    """An asyncio pool; ``async with pool.connection(agent_id=...) as db:``. Open it with
+    ``await pool.open()`` or ``async with AsyncPool(...) as pool``."""
+
+    def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10,
+                 pgbouncer: bool = False, timeout: float = 30.0, name: str = "maim_db") -> None:
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            resolve_dsn(dsn), kwargs=_kwargs(pgbouncer), min_size=min_size, max_size=max_size,
+            timeout=timeout, name=name, open=False)
+
+    async def open(self) -> None:
+        await self._pool.open(wait=True)
+
+    @asynccontextmanager
+    async def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
+                         admin: bool = False) -> AsyncIterator[AsyncDatabase]:
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)
+        try:
+            async with self._pool.connection() as conn, run_scoped_async(conn, scope) as db:
+                yield db
+        except PoolTimeout as err:
+            raise ConnectError(f"no pooled connection became free: {err}") from err
+
+    def stats(self) -> dict[str, int]:
+        return self._pool.get_stats()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> AsyncPool:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

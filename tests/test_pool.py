@@ -1,0 +1,159 @@
+"""Pools, async, and the ambient scope: the scope follows the task, never the thread, and a
+pooled connection never carries one block's scope into the next."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from maim_db import (
+    AsyncPool,
+    IsolationError,
+    Pool,
+    ScopeError,
+    aconnect,
+    agent_scope,
+    tenant_scope,
+)
+from maim_db.tables import Agent, AgentActiveState
+from tests.conftest import TestDB, World
+
+
+@pytest.fixture
+def pool(db: TestDB) -> Iterator[Pool]:
+    with Pool(db.dsn("app"), min_size=1, max_size=1) as p:
+        yield p
+
+
+def test_pool_runs_each_block_in_its_own_scope(pool: Pool, world: World) -> None:
+    for name in ("A1", "B1", "A2", "A1"):
+        with pool.connection(agent_id=world.agent_id(name)) as db:
+            assert [a.id for a in db.find(Agent)] == [world.agent_id(name)]
+
+
+def test_session_state_left_in_a_pooled_connection_is_reset(pool: Pool, world: World) -> None:
+    with pool.connection(agent_id=world.agent_id("A1")) as db:
+        # raw SQL that sets the scope at session level: it would outlive the transaction
+        db.execute(f"set maim.agent_id = '{world.agent_id('A1')}'")
+    with pytest.raises(ScopeError, match="no scope given"), pool.connection():
+        pass
+    with pool.connection(agent_id=world.agent_id("B1")) as db:
+        assert [a.id for a in db.find(Agent)] == [world.agent_id("B1")]
+        assert db.scalar("select current_setting('maim.agent_id')") == world.agent_id("B1")
+    with pool.connection(agent_id=world.agent_id("B1")) as db:  # and the session is clean now
+        db.connection.execute("select 1")
+        assert db.connection.execute(
+            "select current_setting('maim.agent_id', true)").fetchone() == ("",)
+
+
+def test_a_failed_block_returns_a_clean_connection(pool: Pool, world: World) -> None:
+    with pytest.raises(IsolationError), pool.connection(agent_id=world.agent_id("A1")) as db:
+        db.execute("select * from api_keys")
+    with pool.connection(agent_id=world.agent_id("A2")) as db:
+        assert [a.id for a in db.find(Agent)] == [world.agent_id("A2")]
+
+
+def test_ambient_scope_and_explicit_scope_wins(pool: Pool, world: World) -> None:
+    with agent_scope(world.agent_id("A1")):
+        with pool.connection() as db:
+            assert [a.id for a in db.find(Agent)] == [world.agent_id("A1")]
+        with pool.connection(agent_id=world.agent_id("B1")) as db:
+            assert [a.id for a in db.find(Agent)] == [world.agent_id("B1")]
+    with pytest.raises(ScopeError, match="no scope given"), pool.connection():
+        pass
+
+
+def test_ambient_scope_does_not_cross_into_a_plain_thread(pool: Pool, world: World) -> None:
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            with pool.connection():
+                pass
+        except BaseException as err:
+            errors.append(err)
+
+    with agent_scope(world.agent_id("A1")):
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+    assert len(errors) == 1 and isinstance(errors[0], ScopeError)
+
+
+def test_ambient_scope_rejects_bad_ids() -> None:
+    with pytest.raises(ScopeError):
+        agent_scope("not-an-agent").__enter__()
+    with pytest.raises(ScopeError):
+        tenant_scope("agent_x").__enter__()
+
+
+def test_threads_with_random_agents_never_see_another(db: TestDB, world: World) -> None:
+    agents = [world.agent_id(n) for n in ("A1", "A2", "B1")]
+    seen: list[tuple[str, set[str]]] = []
+    with Pool(db.dsn("app"), min_size=2, max_size=2) as pool:
+        def work(i: int) -> None:
+            agent = random.Random(i).choice(agents)
+            with pool.connection(agent_id=agent) as scope:
+                rows = scope.find(AgentActiveState)
+                scope.update(AgentActiveState, where={}, set={"ttl_seconds": 10 + i % 50})
+            seen.append((agent, {r.agent_id for r in rows}))
+
+        with ThreadPoolExecutor(max_workers=6) as ex:
+            list(ex.map(work, range(300)))
+    assert len(seen) == 300
+    leaks = [(agent, ids) for agent, ids in seen if ids != {agent}]
+    assert leaks == []
+
+
+def test_async_pool_scope_follows_tasks(db: TestDB, world: World) -> None:
+    agents = {n: world.agent_id(n) for n in ("A1", "A2", "B1")}
+
+    async def main() -> list[tuple[str, list[str]]]:
+        async with AsyncPool(db.dsn("app"), min_size=2, max_size=2) as pool:
+            async def one(agent: str) -> tuple[str, list[str]]:
+                async with pool.connection() as scope:  # the ambient scope of this task
+                    await asyncio.sleep(0)
+                    return agent, [a.id for a in await scope.find(Agent)]
+
+            async def serve(agent: str) -> list[tuple[str, list[str]]]:
+                with agent_scope(agent):
+                    return await asyncio.gather(*(one(agent) for _ in range(20)))
+
+            batches = await asyncio.gather(*(serve(a) for a in agents.values()))
+            return [r for batch in batches for r in batch]
+
+    results = asyncio.run(main())
+    assert len(results) == 60
+    assert all(ids == [agent] for agent, ids in results)
+
+
+def test_to_thread_carries_the_ambient_scope(pool: Pool, world: World) -> None:
+    def in_thread() -> list[str]:
+        with pool.connection() as db:
+            return [a.id for a in db.find(Agent)]
+
+    async def main() -> list[str]:
+        with agent_scope(world.agent_id("A2")):
+            return await asyncio.to_thread(in_thread)
+
+    assert asyncio.run(main()) == [world.agent_id("A2")]
+
+
+def test_aconnect_typed_operations(db: TestDB, world: World) -> None:
+    async def main() -> None:
+        async with aconnect(db.dsn("app"), agent_id=world.agent_id("A1")) as scope:
+            state = await scope.upsert(AgentActiveState(ttl_seconds=42), on=["agent_id"])
+            assert state.agent_id == world.agent_id("A1")
+            assert (await scope.get(AgentActiveState)).ttl_seconds == 42
+            assert await scope.scalar("select count(*) from agents") == 1
+        with pytest.raises(IsolationError):
+            async with aconnect(db.dsn("app"), agent_id=world.agent_id("A1")) as scope:
+                await scope.execute("update agent_active_states set agent_id = %s",
+                                    [world.agent_id("B1")])
+
+    asyncio.run(main())
