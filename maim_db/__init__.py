@@ -14,6 +14,7 @@ from .connection import Database, connect, scoped
 from .connection_async import AsyncDatabase, aconnect, ascoped
 from .context import agent_scope, tenant_scope
 from .errors import (
+    AuthenticationError,
     ConfigurationError,
     ConflictError,
     ConnectError,
@@ -33,6 +34,7 @@ from .scope import Scope
 __all__ = [
     "AsyncDatabase",
     "AsyncPool",
+    "AuthenticationError",
     "ConfigurationError",
     "ConflictError",
     "ConnectError",

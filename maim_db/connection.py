@@ -1,7 +1,7 @@
 """``connect()`` and the handle it yields: one scoped transaction, typed rows.
 
 The transaction opens lazily: nothing is sent until the first statement, and then ``BEGIN``,
-the scope (:data:`maim_db.scope.SET_SCOPE`, which also checks that the connection arrived
+the scope statement (:data:`maim_db.scope.SET_SCOPE`, which also checks that the connection arrived
 clean) and that statement go out together in one pipeline — one round trip.
 """
 
@@ -20,7 +20,7 @@ from psycopg.rows import class_row
 from . import statements
 from .errors import ConnectError, MaimDBError, NotFoundError, ScopeError, translate
 from .row import Row
-from .scope import RESET_SESSION, SET_SCOPE, Scope, resolve
+from .scope import RESET_SESSION, Scope, resolve
 from .settings import settings
 
 log = logging.getLogger("maim_db")
@@ -74,10 +74,12 @@ class Database:
             for attempt in (1, 2):
                 with self._conn.pipeline():
                     self._conn.execute("begin")
-                    scope_cur = self._conn.execute(SET_SCOPE, self._scope.params)
+                    scope_cur = self._conn.execute(self._scope.statement, self._scope.params)
                     cur.execute(query, params)
-                clean = scope_cur.fetchone()
-                if clean is not None and clean[0]:
+                opened = scope_cur.fetchone()
+                if opened is not None and opened[0]:
+                    if self._scope.kind == "key":  # now we know which agent the key opened
+                        self._scope = Scope("agent", opened[-1])
                     return
                 # Someone left session state behind: undo this attempt, clean up, retry once.
                 self._conn.execute("rollback")
@@ -182,9 +184,11 @@ def run_scoped(conn: psycopg.Connection[Any], scope: Scope) -> Iterator[Database
 
 @contextmanager
 def scoped(conn: psycopg.Connection[Any], *, agent_id: str | None = None,
-           tenant_id: str | None = None, admin: bool = False) -> Iterator[Database]:
+           tenant_id: str | None = None, admin: bool = False,
+           api_key: str | None = None) -> Iterator[Database]:
     """Run one scoped transaction on an existing idle autocommit connection."""
-    with run_scoped(conn, resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)) as db:
+    scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+    with run_scoped(conn, scope) as db:
         yield db
 
 
@@ -213,11 +217,15 @@ def open_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
 
 @contextmanager
 def connect(dsn: str | None = None, *, agent_id: str | None = None,
-            tenant_id: str | None = None, admin: bool = False) -> Iterator[Database]:
+            tenant_id: str | None = None, admin: bool = False,
+            api_key: str | None = None) -> Iterator[Database]:
     """Open a connection, run the block as one transaction in exactly one scope, close.
+
+    ``api_key=`` opens the agent scope the key belongs to (see ``maim_db.keys``).
 
     Commits when the block ends normally, rolls back when it raises.
     """
-    scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)  # before connecting
+    # Resolved before connecting: a bad scope never reaches the server.
+    scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
     with open_connection(dsn) as conn, run_scoped(conn, scope) as db:
         yield db

@@ -26,7 +26,7 @@ from .connection import (
     resolve_dsn,
 )
 from .errors import MaimDBError, NotFoundError, ScopeError, translate
-from .scope import RESET_SESSION, SET_SCOPE, Scope, resolve
+from .scope import RESET_SESSION, Scope, resolve
 
 log = logging.getLogger("maim_db")
 
@@ -56,10 +56,12 @@ class AsyncDatabase:
             for attempt in (1, 2):
                 async with self._conn.pipeline():
                     await self._conn.execute("begin")
-                    scope_cur = await self._conn.execute(SET_SCOPE, self._scope.params)
+                    scope_cur = await self._conn.execute(self._scope.statement, self._scope.params)
                     await cur.execute(query, params)
-                clean = await scope_cur.fetchone()
-                if clean is not None and clean[0]:
+                opened = await scope_cur.fetchone()
+                if opened is not None and opened[0]:
+                    if self._scope.kind == "key":  # now we know which agent the key opened
+                        self._scope = Scope("agent", opened[-1])
                     return
                 await self._conn.execute("rollback")
                 if attempt == 1:
@@ -146,9 +148,9 @@ async def run_scoped_async(conn: psycopg.AsyncConnection[Any],
 @asynccontextmanager
 async def ascoped(conn: psycopg.AsyncConnection[Any], *, agent_id: str | None = None,
                   tenant_id: str | None = None,
-                  admin: bool = False) -> AsyncIterator[AsyncDatabase]:
+                  admin: bool = False, api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
     """Run one scoped transaction on an existing idle autocommit async connection."""
-    scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)
+    scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
     async with run_scoped_async(conn, scope) as db:
         yield db
 
@@ -156,9 +158,9 @@ async def ascoped(conn: psycopg.AsyncConnection[Any], *, agent_id: str | None = 
 @asynccontextmanager
 async def aconnect(dsn: str | None = None, *, agent_id: str | None = None,
                    tenant_id: str | None = None,
-                   admin: bool = False) -> AsyncIterator[AsyncDatabase]:
+                   admin: bool = False, api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
     """Async :func:`maim_db.connect`: one connection, one transaction, one scope."""
-    scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)
+    scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
     try:
         conn = await psycopg.AsyncConnection.connect(resolve_dsn(dsn), autocommit=True)
     except psycopg.OperationalError as err:

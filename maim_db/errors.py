@@ -29,6 +29,11 @@ class ScopeError(MaimDBError):
     no scope set (``maim.agent_id is not set``)."""
 
 
+class AuthenticationError(MaimDBError):
+    """An API key did not resolve: unknown, malformed, revoked, expired, or its agent or
+    tenant is suspended. The reason is deliberately not told apart."""
+
+
 class IsolationError(MaimDBError):
     """The database refused an operation outside the scope (SQLSTATE 42501): a write into
     another agent, a table this role may not touch, a role it may not become."""
@@ -90,6 +95,8 @@ def translate(err: psycopg.Error) -> MaimDBError:
         table = _table_of(err)
         where = f" on table {table}" if table else ""
         return IsolationError(f"isolation violation{where}: {message}", table=table)
+    if isinstance(err, pgerrors.InvalidAuthorizationSpecification):
+        return AuthenticationError(message)
     if isinstance(err, pgerrors.UniqueViolation | pgerrors.ForeignKeyViolation
                   | pgerrors.ExclusionViolation):
         return ConflictError(message, constraint=err.diag.constraint_name)

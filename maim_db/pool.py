@@ -38,10 +38,10 @@ class Pool:
 
     @contextmanager
     def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
-                   admin: bool = False) -> Iterator[Database]:
+                   admin: bool = False, api_key: str | None = None) -> Iterator[Database]:
         """Borrow a connection for one scoped transaction (the ambient scope if none is
         named)."""
-        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         try:
             with self._pool.connection() as conn, run_scoped(conn, scope) as db:
                 yield db
@@ -76,8 +76,9 @@ class AsyncPool:
 
     @asynccontextmanager
     async def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
-                         admin: bool = False) -> AsyncIterator[AsyncDatabase]:
-        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin)
+                         admin: bool = False,
+                         api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         try:
             async with self._pool.connection() as conn, run_scoped_async(conn, scope) as db:
                 yield db

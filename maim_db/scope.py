@@ -9,30 +9,42 @@ as ``''``, so nothing set earlier on the session survives into this transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, LiteralString
 
 from . import ids
-from .errors import ScopeError
+from .errors import AuthenticationError, ScopeError
 
-Kind = Literal["agent", "tenant", "admin"]
+Kind = Literal["agent", "key", "tenant", "admin"]
 
 ROLES: Final[dict[Kind, str]] = {
     "agent": "maim_app",
+    "key": "maim_app",
     "tenant": "maim_tenant",
     "admin": "maim_admin",
 }
 
-# The first column is the reset check, evaluated before the settings change: was the
-# connection clean (no role, no scope left at session level by an earlier user)? It rides
-# in the same statement, so checking costs nothing when the answer is yes.
-SET_SCOPE: Final = (
+# Every scope statement starts with the reset check, evaluated before anything changes: was
+# the connection clean (no role, no scope left at session level by an earlier user)? It rides
+# in the statement that opens the scope, so checking costs nothing when the answer is yes.
+_CLEAN: Final = (
     "select current_user = session_user"
     " and coalesce(current_setting('maim.agent_id', true), '') = ''"
-    " and coalesce(current_setting('maim.tenant_id', true), '') = '',"
-    " set_config('role', %s, true),"
-    " set_config('maim.agent_id', %s, true),"
-    " set_config('maim.tenant_id', %s, true)"
+    " and coalesce(current_setting('maim.tenant_id', true), '') = '', "
 )
+
+# Agent scope goes through maim.open_agent_scope (migrations/0006_access.sql), which refuses
+# an unknown or suspended agent or tenant; a key through maim.open_key_scope, which resolves
+# it. Tenant and admin scopes are plain settings.
+SET_SCOPE: Final[dict[Kind, LiteralString]] = {
+    "agent": _CLEAN + "set_config('role', 'maim_app', true),"
+             " set_config('maim.tenant_id', '', true), maim.open_agent_scope(%s)",
+    "key": _CLEAN + "set_config('role', 'maim_app', true),"
+           " set_config('maim.tenant_id', '', true), maim.open_key_scope(%s)",
+    "tenant": _CLEAN + "set_config('role', 'maim_tenant', true),"
+              " set_config('maim.agent_id', '', true), set_config('maim.tenant_id', %s, true)",
+    "admin": _CLEAN + "set_config('role', 'maim_admin', true),"
+             " set_config('maim.agent_id', '', true), set_config('maim.tenant_id', '', true)",
+}
 
 # What makes a connection clean again when the check above says it is not.
 RESET_SESSION: Final = "reset all; reset role"  # RESET ALL leaves the role alone
@@ -52,22 +64,29 @@ class Scope:
         return self.id if self.kind == "agent" else None
 
     @property
-    def params(self) -> tuple[str, str, str]:
-        agent = self.id if self.kind == "agent" else ""
-        tenant = self.id if self.kind == "tenant" else ""
-        return (self.role, agent or "", tenant or "")
+    def statement(self) -> LiteralString:
+        return SET_SCOPE[self.kind]
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        return () if self.id is None else (self.id,)
+
+    def __repr__(self) -> str:  # never print a secret
+        return f"Scope({self.kind!r}, {'<secret>' if self.kind == 'key' else self.id!r})"
 
     def __str__(self) -> str:
+        if self.kind == "key":
+            return "agent (from an API key)"
         return "admin" if self.kind == "admin" else f"{self.kind} {self.id}"
 
 
 def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
-            admin: bool = False) -> Scope:
+            admin: bool = False, api_key: str | None = None) -> Scope:
     """Exactly one scope, well formed — checked before any connection is made. With none
     named, the ambient scope (:mod:`maim_db.context`) applies; an explicit one always wins."""
     chosen = [name for name, given in
               (("agent_id", agent_id is not None), ("tenant_id", tenant_id is not None),
-               ("admin", admin)) if given]
+               ("admin", admin), ("api_key", api_key is not None)) if given]
     if not chosen:
         from .context import current
 
@@ -75,7 +94,8 @@ def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
         if ambient is not None:
             return ambient
         raise ScopeError(
-            "no scope given: pass exactly one of agent_id=..., tenant_id=... or admin=True "
+            "no scope given: pass exactly one of agent_id=..., tenant_id=..., api_key=... or "
+            "admin=True "
             "(or open one around the block with agent_scope()/tenant_scope())"
         )
     if len(chosen) > 1:
@@ -84,4 +104,8 @@ def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
         return Scope("agent", ids.check("agent", agent_id))
     if tenant_id is not None:
         return Scope("tenant", ids.check("tenant", tenant_id))
+    if api_key is not None:
+        if not isinstance(api_key, str) or not api_key:
+            raise AuthenticationError("invalid API key: expected a non-empty string")
+        return Scope("key", api_key)
     return Scope("admin")

@@ -79,6 +79,7 @@ class ApiKey(Row):
     usage_count: int = server_default()
     created_at: datetime = server_default()
     updated_at: datetime = server_default()
+    replaced_by: str | None = None  # the key that rotated this one out (0006_access.sql)
 
 
 class AgentActiveState(Row):

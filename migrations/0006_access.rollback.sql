@@ -1,0 +1,10 @@
+drop function maim.open_key_scope(text);
+drop function maim.resolve_api_key(text);
+drop function maim.open_agent_scope(text);
+drop policy definer_update on api_keys;
+drop policy definer_select on api_keys;
+drop policy definer_select on agents;
+drop policy definer_select on tenants;
+drop index api_keys_tenant_name;
+alter table api_keys add constraint api_keys_tenant_id_name_key unique (tenant_id, name);
+alter table api_keys drop column replaced_by;
