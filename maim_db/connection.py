@@ -18,7 +18,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.rows import class_row
 
 from . import statements
-from .errors import ConnectError, MaimDBError, NotFoundError, ScopeError, translate
+from .errors import ConnectError, DatabaseError, MaimDBError, NotFoundError, ScopeError, translate
 from .row import Row
 from .scope import RESET_SESSION, Scope, resolve
 from .settings import settings
@@ -29,6 +29,10 @@ R = TypeVar("R", bound=Row)
 Params = Sequence[Any] | Mapping[str, Any] | None
 # As in psycopg: a literal, or a composition of psycopg.sql — never a string built at run time.
 Query = LiteralString | bytes | sql.SQL | sql.Composed
+
+
+ABORTED = ("the block ended normally but a statement inside it had failed (its error was "
+           "caught), so PostgreSQL aborted the transaction: nothing was committed")
 
 
 def dirty_message(scope: Scope) -> str:
@@ -109,6 +113,12 @@ class Database:
             raise not_found(model, "row", self._scope)
         return rows[0]
 
+    def rows(self, query: Query, params: Params = None) -> list[tuple[Any, ...]]:
+        """Run a query and return plain tuples (for aggregates and ad-hoc shapes)."""
+        with self._conn.cursor() as cur:
+            self._run(cur, query, params)
+            return cur.fetchall()
+
     def scalar(self, query: Query, params: Params = None) -> Any:
         """The first column of the first row; :class:`NotFoundError` if there is no row."""
         with self._conn.cursor() as cur:
@@ -161,9 +171,15 @@ class Database:
     # -- transaction -------------------------------------------------------------------------
 
     def _finish(self, ok: bool) -> None:
-        if self._conn.closed or self._conn.info.transaction_status == TransactionStatus.IDLE:
+        status = self._conn.info.transaction_status
+        if self._conn.closed or status == TransactionStatus.IDLE:
             return
         try:
+            if ok and status == TransactionStatus.INERROR:
+                # A statement failed and the error was caught inside the block: COMMIT would
+                # quietly roll back. Say so instead of pretending the block succeeded.
+                self._conn.execute("rollback")
+                raise DatabaseError(ABORTED)
             self._conn.execute("commit" if ok else "rollback")
         except psycopg.Error as err:
             raise translate(err) from err

@@ -16,6 +16,7 @@ from psycopg.rows import class_row
 
 from . import statements
 from .connection import (
+    ABORTED,
     Params,
     Query,
     R,
@@ -25,7 +26,7 @@ from .connection import (
     not_found,
     resolve_dsn,
 )
-from .errors import MaimDBError, NotFoundError, ScopeError, translate
+from .errors import DatabaseError, MaimDBError, NotFoundError, ScopeError, translate
 from .scope import RESET_SESSION, Scope, resolve
 
 log = logging.getLogger("maim_db")
@@ -87,6 +88,11 @@ class AsyncDatabase:
             raise not_found(model, "row", self._scope)
         return rows[0]
 
+    async def rows(self, query: Query, params: Params = None) -> list[tuple[Any, ...]]:
+        async with self._conn.cursor() as cur:
+            await self._run(cur, query, params)
+            return await cur.fetchall()
+
     async def scalar(self, query: Query, params: Params = None) -> Any:
         async with self._conn.cursor() as cur:
             await self._run(cur, query, params)
@@ -123,9 +129,15 @@ class AsyncDatabase:
         return await self.fetch_one(type(row), *statements.upsert(row, on))
 
     async def _finish(self, ok: bool) -> None:
-        if self._conn.closed or self._conn.info.transaction_status == TransactionStatus.IDLE:
+        status = self._conn.info.transaction_status
+        if self._conn.closed or status == TransactionStatus.IDLE:
             return
         try:
+            if ok and status == TransactionStatus.INERROR:
+                # A statement failed and the error was caught inside the block: COMMIT would
+                # quietly roll back. Say so instead of pretending the block succeeded.
+                await self._conn.execute("rollback")
+                raise DatabaseError(ABORTED)
             await self._conn.execute("commit" if ok else "rollback")
         except psycopg.Error as err:
             raise translate(err) from err

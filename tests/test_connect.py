@@ -7,6 +7,7 @@ import pytest
 from maim_db import (
     ConflictError,
     ConnectError,
+    DatabaseError,
     InputError,
     NotFoundError,
     connect,
@@ -112,3 +113,16 @@ def test_unreachable_server_is_a_connect_error() -> None:
     with pytest.raises(ConnectError, match="cannot connect"), connect(
             "host=/nonexistent-maimdb dbname=x connect_timeout=1", admin=True):
         pass
+
+
+def test_a_caught_server_error_does_not_pass_for_success(db: TestDB, world: World) -> None:
+    """An error caught inside the block aborted the transaction; ending the block normally
+    must not look like a commit."""
+    tenant = ids.new_tenant_id()
+    with pytest.raises(DatabaseError, match="nothing was committed"), connect(
+            db.dsn("admin"), admin=True) as adm:
+        adm.insert(Tenant(id=tenant, tenant_name="lost"))
+        with pytest.raises(ConflictError):
+            adm.insert(Agent(id=ids.new_agent_id(), tenant_id="tenant_missing", name="x"))
+    with connect(db.dsn("admin"), admin=True) as adm, pytest.raises(NotFoundError):
+        adm.get(Tenant, tenant)

@@ -171,5 +171,6 @@ def test_superuser_dsn_still_runs_under_rls(db: TestDB, world: World) -> None:
     """The embedded default connects as a superuser; the role switch puts it under RLS."""
     with connect(db.superuser, agent_id=world.agent_id("A1")) as app:
         assert _ids(app.fetch(Agent, "select * from agents")) == {world.agent_id("A1")}
-        with pytest.raises(IsolationError):
-            app.execute("select * from api_keys")
+    with pytest.raises(IsolationError), connect(db.superuser,
+                                                agent_id=world.agent_id("A1")) as app:
+        app.execute("select * from api_keys")

@@ -72,11 +72,11 @@ def test_server_refuses_unset_scope_with_a_hint(db: TestDB, world: World,
 
 
 def test_unset_scope_becomes_scope_error(db: TestDB, world: World) -> None:
-    with _raw(db.dsn("app")) as conn, scoped(conn, agent_id=world.agent_id("A1")) as scope:
+    with pytest.raises(ScopeError, match=r"maim\.agent_id is not set.*SET maim\.agent_id"), \
+            _raw(db.dsn("app")) as conn, scoped(conn, agent_id=world.agent_id("A1")) as scope:
         # Clearing the setting mid-transaction is what a forgetful raw-SQL caller does.
         scope.execute("select set_config('maim.agent_id', '', true)")
-        with pytest.raises(ScopeError, match=r"maim\.agent_id is not set.*SET maim\.agent_id"):
-            scope.execute("select * from agents")
+        scope.execute("select * from agents")
 
 
 def test_tenant_scope_unset_is_refused(db: TestDB) -> None:

@@ -1,0 +1,49 @@
+"""Agent liveness: the runtime touches it on every inbound message, so a touch is one
+statement (an upsert; ``expires_at`` is computed by a trigger)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from .connection import Database
+from .connection_async import AsyncDatabase
+from .errors import InputError
+from .tables import AgentActiveState
+
+DEFAULT_TTL: Final = 300
+
+# agent_id and tenant_id come from the scope; the trigger recomputes expires_at.
+_TOUCH: Final = """
+insert into agent_active_states (ttl_seconds) values (%s)
+on conflict (agent_id) do update
+    set last_seen_at = now(), ttl_seconds = excluded.ttl_seconds
+returning *
+"""
+
+_ACTIVE: Final = ("select * from agent_active_states where expires_at > now() "
+                  "order by expires_at desc")
+
+
+def _ttl(ttl_seconds: int) -> list[int]:
+    if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, int) or ttl_seconds <= 0:
+        raise InputError(f"ttl_seconds must be a positive integer, got {ttl_seconds!r}")
+    return [ttl_seconds]
+
+
+def touch(db: Database, ttl_seconds: int = DEFAULT_TTL) -> AgentActiveState:
+    """Mark the agent in scope alive for ``ttl_seconds`` from now (agent scope)."""
+    return db.fetch_one(AgentActiveState, _TOUCH, _ttl(ttl_seconds))
+
+
+async def atouch(db: AsyncDatabase, ttl_seconds: int = DEFAULT_TTL) -> AgentActiveState:
+    return await db.fetch_one(AgentActiveState, _TOUCH, _ttl(ttl_seconds))
+
+
+def list_active(db: Database) -> list[AgentActiveState]:
+    """Agents whose TTL has not run out, as far as the scope can see (admin: all; tenant:
+    its agents; agent: itself)."""
+    return db.fetch(AgentActiveState, _ACTIVE)
+
+
+async def alist_active(db: AsyncDatabase) -> list[AgentActiveState]:
+    return await db.fetch(AgentActiveState, _ACTIVE)

@@ -1,0 +1,156 @@
+"""API keys: issued once, stored as a hash, resolved inside PostgreSQL.
+
+A secret is ``mmc_`` + 43 URL-safe characters (32 random bytes). Only its SHA-256 and a
+12-character display prefix are stored; the secret is returned by :func:`issue` and
+:func:`rotate` once and never again. Resolution is ``maim.resolve_api_key`` (a SECURITY
+DEFINER function, migrations/0006_access.sql) — the only way ``maim_app`` touches
+``api_keys`` — and it answers "no" the same way for unknown, malformed, revoked, expired and
+suspended.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, cast, get_args
+
+import psycopg
+
+from .connection import Database, open_connection
+from .connection_async import AsyncDatabase
+from .errors import AuthenticationError, InputError, NotFoundError, translate
+from .ids import new_key_id
+from .tables import Agent, ApiKey
+from .tables.control_plane import Permission
+
+PREFIX: Final = "mmc_"
+DISPLAY_CHARS: Final = 12
+PERMISSIONS: Final[tuple[str, ...]] = get_args(Permission)
+
+_RESOLVE: Final = (
+    "select agent_id, tenant_id, key_id, permissions from maim.resolve_api_key(%s)"
+)
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """A key record plus its secret, which exists only here: show it once."""
+
+    record: ApiKey
+    secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ResolvedKey:
+    agent_id: str
+    tenant_id: str
+    key_id: str
+    permissions: tuple[str, ...]
+
+    def require(self, permission: str) -> None:
+        """Raise :class:`AuthenticationError` unless the key grants ``permission``."""
+        if permission not in PERMISSIONS:
+            raise InputError(f"unknown permission {permission!r}; known: {', '.join(PERMISSIONS)}")
+        if permission not in self.permissions:
+            raise AuthenticationError(f"key {self.key_id} lacks the {permission!r} permission")
+
+
+def new_secret() -> str:
+    return PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> bytes:
+    """What the database stores and compares: ``sha256(convert_to(key, 'UTF8'))``."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def _permissions(permissions: Iterable[str]) -> list[Permission]:
+    chosen = list(dict.fromkeys(permissions))
+    unknown = [p for p in chosen if p not in PERMISSIONS]
+    if unknown:
+        raise InputError(f"unknown permission(s) {unknown}; known: {', '.join(PERMISSIONS)}")
+    return cast("list[Permission]", chosen)
+
+
+def issue(db: Database, *, agent_id: str, name: str, permissions: Iterable[str] = (),
+          description: str | None = None, expires_at: datetime | None = None) -> IssuedKey:
+    """Issue a key for ``agent_id`` (admin scope). The secret is in the result, once."""
+    agent = db.get(Agent, agent_id)
+    secret = new_secret()
+    record = db.insert(ApiKey(
+        id=new_key_id(), tenant_id=agent.tenant_id, agent_id=agent.id, name=name,
+        description=description, key_hash=hash_secret(secret),
+        key_prefix=secret[:DISPLAY_CHARS], permissions=_permissions(permissions),
+        expires_at=expires_at))
+    return IssuedKey(record, secret)
+
+
+def _change(db: Database, key_id: str, **values: Any) -> ApiKey:
+    if db.update(ApiKey, where={"id": key_id}, set=values) == 0:
+        raise NotFoundError(f"API key {key_id} not found in scope {db.scope}")
+    return db.get(ApiKey, key_id)
+
+
+def revoke(db: Database, key_id: str) -> ApiKey:
+    """Disable a key now."""
+    return _change(db, key_id, status="disabled")
+
+
+def expire(db: Database, key_id: str, at: datetime) -> ApiKey:
+    """Let a key stop working at ``at`` (a past time means now)."""
+    return _change(db, key_id, expires_at=at)
+
+
+def set_permissions(db: Database, key_id: str, permissions: Iterable[str]) -> ApiKey:
+    return _change(db, key_id, permissions=_permissions(permissions))
+
+
+def rotate(db: Database, key_id: str, *, old_valid_until: datetime) -> IssuedKey:
+    """Issue a new key with the old one's name, agent and permissions; the old key keeps
+    working until ``old_valid_until`` and is marked as replaced."""
+    old = db.get(ApiKey, key_id)
+    if old.replaced_by is not None:
+        raise InputError(f"API key {key_id} was already rotated (replaced by {old.replaced_by})")
+    secret = new_secret()
+    new = db.insert(ApiKey(
+        id=new_key_id(), tenant_id=old.tenant_id, agent_id=old.agent_id,
+        name=f"{old.name[:80]} (rotating {secrets.token_hex(4)})", description=old.description,
+        key_hash=hash_secret(secret), key_prefix=secret[:DISPLAY_CHARS],
+        permissions=list(old.permissions), expires_at=old.expires_at))
+    current_expiry = old.expires_at
+    until = old_valid_until if current_expiry is None else min(current_expiry, old_valid_until)
+    _change(db, key_id, replaced_by=new.id, expires_at=until)
+    return IssuedKey(_change(db, new.id, name=old.name), secret)
+
+
+def _resolved(row: tuple[Any, ...] | None) -> ResolvedKey:
+    if row is None:
+        raise AuthenticationError("invalid API key: unknown, revoked, expired, or its agent "
+                                  "or tenant is suspended")
+    agent_id, tenant_id, key_id, permissions = row
+    return ResolvedKey(agent_id, tenant_id, key_id, tuple(permissions))
+
+
+def resolve(secret: str, dsn: str | None = None) -> ResolvedKey:
+    """Resolve a key to its agent (as ``maim_app``, through ``maim.resolve_api_key``) and
+    record the use. Resolve once per session, then use ``agent_id=`` scope."""
+    if not isinstance(secret, str) or not secret:
+        raise AuthenticationError("invalid API key: expected a non-empty string")
+    try:
+        with open_connection(dsn) as conn, conn.transaction():
+            conn.execute("select set_config('role', 'maim_app', true)")
+            return _resolved(conn.execute(_RESOLVE, [secret]).fetchone())
+    except psycopg.Error as err:
+        raise translate(err) from err
+
+
+async def aresolve(secret: str, db: AsyncDatabase) -> ResolvedKey:
+    """Async :func:`resolve` inside an open admin-scope block (e.g. a pooled control-plane
+    connection)."""
+    if not isinstance(secret, str) or not secret:
+        raise AuthenticationError("invalid API key: expected a non-empty string")
+    rows = await db.rows(_RESOLVE, [secret])
+    return _resolved(rows[0] if rows else None)

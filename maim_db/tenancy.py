@@ -1,0 +1,156 @@
+"""Tenant and agent lifecycle for the control plane (admin scope): create, rename, suspend,
+reactivate, archive, delete, and the paginated listings the web UI shows.
+
+Suspending is enforced by the database, not here: ``maim.open_agent_scope`` and
+``maim.resolve_api_key`` refuse an agent that is not active or whose tenant is not active.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from psycopg import sql
+
+from .connection import Database
+from .errors import InputError, NotFoundError
+from .ids import check, new_agent_id, new_tenant_id
+from .row import Row
+from .tables import ALL_ROWS, Agent, ApiKey, Tenant
+from .tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
+
+T = TypeVar("T", bound=Row)
+MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    """One page of a listing, newest first, and how many rows there are in all."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+def _page(db: Database, model: type[T], where: dict[str, Any], limit: int,
+          offset: int) -> Page[T]:
+    if not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
+    if offset < 0:
+        raise InputError(f"offset must be >= 0, got {offset}")
+    where = {k: v for k, v in where.items() if v is not None}
+    total = db.scalar(*_count(model, where))
+    query, params = _listing(model, where, limit, offset)
+    return Page(db.fetch(model, query, params), int(total), limit, offset)
+
+
+def _count(model: type[Row], where: dict[str, Any]) -> tuple[sql.Composed, list[Any]]:
+    from .statements import find
+
+    inner, params = find(model, where, (), None)
+    return sql.SQL("select count(*) from ({}) as rows").format(inner), params
+
+
+def _listing(model: type[Row], where: dict[str, Any], limit: int,
+             offset: int) -> tuple[sql.Composed, list[Any]]:
+    from .statements import find
+
+    query, params = find(model, where, ["-created_at", "id"], limit)
+    return sql.SQL("{} offset {}").format(query, sql.Literal(offset)), params
+
+
+# -- tenants ---------------------------------------------------------------------------------
+
+def create_tenant(db: Database, name: str, *, owner_id: str | None = None,
+                  tenant_type: TenantType = "personal", description: str | None = None,
+                  contact_email: str | None = None) -> Tenant:
+    return db.insert(Tenant(id=new_tenant_id(), tenant_name=name, owner_id=owner_id,
+                            tenant_type=tenant_type, description=description,
+                            contact_email=contact_email))
+
+
+def _set(db: Database, model: type[T], id: str, **values: Any) -> T:
+    if db.update(model, where={"id": id}, set=values) == 0:
+        raise NotFoundError(f"{model.__name__} {id} not found")
+    return db.get(model, id)
+
+
+def rename_tenant(db: Database, tenant_id: str, name: str) -> Tenant:
+    return _set(db, Tenant, tenant_id, tenant_name=name)
+
+
+def set_tenant_status(db: Database, tenant_id: str, status: TenantStatus) -> Tenant:
+    """``suspended`` stops every agent of the tenant from opening scope or using keys."""
+    return _set(db, Tenant, tenant_id, status=status)
+
+
+def list_tenants(db: Database, *, owner_id: str | None = None, status: TenantStatus | None = None,
+                 limit: int = 50, offset: int = 0) -> Page[Tenant]:
+    return _page(db, Tenant, {"owner_id": owner_id, "status": status}, limit, offset)
+
+
+# -- agents ----------------------------------------------------------------------------------
+
+def create_agent(db: Database, name: str, *, tenant_id: str, description: str | None = None,
+                 template_id: str | None = None) -> Agent:
+    check("tenant", tenant_id)
+    return db.insert(Agent(id=new_agent_id(), tenant_id=tenant_id, name=name,
+                           description=description, template_id=template_id))
+
+
+def rename_agent(db: Database, agent_id: str, name: str) -> Agent:
+    return _set(db, Agent, agent_id, name=name)
+
+
+def set_agent_status(db: Database, agent_id: str, status: AgentStatus) -> Agent:
+    """``suspended``/``inactive``/``archived`` stop the agent from opening scope or using keys;
+    its data stays."""
+    return _set(db, Agent, agent_id, status=status)
+
+
+def list_agents(db: Database, *, tenant_id: str | None = None,
+                status: AgentStatus | None = None, limit: int = 50,
+                offset: int = 0) -> Page[Agent]:
+    return _page(db, Agent, {"tenant_id": tenant_id, "status": status}, limit, offset)
+
+
+def list_keys(db: Database, *, tenant_id: str | None = None, agent_id: str | None = None,
+              status: ApiKeyStatus | None = None, limit: int = 50,
+              offset: int = 0) -> Page[ApiKey]:
+    return _page(db, ApiKey, {"tenant_id": tenant_id, "agent_id": agent_id, "status": status},
+                 limit, offset)
+
+
+# -- deletion --------------------------------------------------------------------------------
+
+def _agent_tables() -> list[type[Row]]:
+    return [m for m in ALL_ROWS if "agent_id" in m.model_fields]
+
+
+def _counts(db: Database, column: str, value: str) -> dict[str, int]:
+    """Rows per agent-scoped table belonging to the agent(s), in one statement."""
+    agents = (sql.SQL("%s") if column == "id" else
+              sql.SQL("(select id from agents where tenant_id = %s)"))
+    parts = [sql.SQL("select {} as t, count(*) as n from {} where agent_id {} {}").format(
+        sql.Literal(m.table), sql.Identifier(m.table),
+        sql.SQL("=") if column == "id" else sql.SQL("in"), agents) for m in _agent_tables()]
+    query = sql.SQL(" union all ").join(parts)
+    return {t: int(n) for t, n in db.rows(query, [value] * len(parts))}
+
+
+def delete_agent(db: Database, agent_id: str) -> dict[str, int]:
+    """Delete an agent and, by cascade, every row it owns; return what went, per table."""
+    counts = _counts(db, "id", agent_id)
+    if db.delete(Agent, where={"id": agent_id}) == 0:
+        raise NotFoundError(f"Agent {agent_id} not found")
+    return {"agents": 1, **{t: n for t, n in counts.items() if n}}
+
+
+def delete_tenant(db: Database, tenant_id: str) -> dict[str, int]:
+    """Delete a tenant, its agents and everything they own; return what went, per table."""
+    counts = _counts(db, "tenant_id", tenant_id)
+    agents = int(db.scalar("select count(*) from agents where tenant_id = %s", [tenant_id]))
+    if db.delete(Tenant, where={"id": tenant_id}) == 0:
+        raise NotFoundError(f"Tenant {tenant_id} not found")
+    return {"tenants": 1, "agents": agents, **{t: n for t, n in counts.items() if n}}

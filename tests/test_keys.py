@@ -1,0 +1,146 @@
+"""API keys from the outside: issue, resolve, scope from a key, and every way a key stops
+working — checked through maim_app, the way the runtime meets them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+
+from maim_db import AuthenticationError, InputError, IsolationError, connect, keys, tenancy
+from maim_db.tables import Agent, ApiKey
+from tests.conftest import TestDB, World
+
+
+def _issue(db: TestDB, world: World, agent: str = "A1", **kw: object) -> keys.IssuedKey:
+    with connect(db.dsn("admin"), admin=True) as adm:
+        return keys.issue(adm, agent_id=world.agent_id(agent), name=kw.pop("name", "runtime"),
+                          permissions=kw.pop("permissions", ["chat"]), **kw)  # type: ignore[arg-type]
+
+
+def test_secret_is_shown_once_and_only_its_hash_is_stored(db: TestDB, world: World) -> None:
+    issued = _issue(db, world)
+    assert issued.secret.startswith("mmc_") and len(issued.secret) == 47
+    assert issued.secret not in repr(issued)
+    assert issued.record.key_prefix == issued.secret[:12]
+    with psycopg.connect(db.superuser) as conn:
+        stored = conn.execute("select row_to_json(k)::text from api_keys k where id = %s",
+                              [issued.record.id]).fetchone()
+    assert stored is not None and issued.secret[12:] not in stored[0]
+
+
+def test_resolve_and_scope_from_a_key(db: TestDB, world: World) -> None:
+    issued = _issue(db, world, permissions=["chat", "config_read"])
+    resolved = keys.resolve(issued.secret, db.dsn("app"))
+    assert (resolved.agent_id, resolved.tenant_id) == (world.agent_id("A1"),
+                                                       world.tenant_id("T1"))
+    resolved.require("chat")
+    with pytest.raises(AuthenticationError, match="config_write"):
+        resolved.require("config_write")
+    with connect(db.dsn("app"), api_key=issued.secret) as scope:
+        assert [a.id for a in scope.find(Agent)] == [world.agent_id("A1")]
+        assert scope.scope.agent_id == world.agent_id("A1")
+    with pytest.raises(IsolationError), connect(db.dsn("app"), api_key=issued.secret) as scope:
+        scope.find(ApiKey)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        used = adm.get(ApiKey, issued.record.id)
+    assert used.usage_count == 2 and used.last_used_at is not None
+
+
+@pytest.mark.parametrize("secret", [
+    "mmc_" + "A" * 43, "mmc_", "not-a-key", "mmc_" + "😀" * 10, "x" * 10000,
+    # the original's format: base64 of "tenant_agent_random_v1" — a hand-built key must fail
+    "mmc_dGVuYW50X2Y0MmRlODQ5OWRkN19hZ2VudF9mZjE2NzhiZmE2MzNfNTRjYjBmYzMxNDIzX3Yx",
+])
+def test_unknown_or_malformed_keys_are_refused(db: TestDB, world: World, secret: str) -> None:
+    _issue(db, world)
+    with pytest.raises(AuthenticationError, match="invalid API key"):
+        keys.resolve(secret, db.dsn("app"))
+    with pytest.raises(AuthenticationError), connect(db.dsn("app"), api_key=secret) as scope:
+        scope.find(Agent)
+
+
+def test_empty_key_is_refused_before_sql() -> None:
+    with pytest.raises(AuthenticationError), connect("host=/nonexistent dbname=x",
+                                                     api_key=""):
+        pass
+
+
+def _refused(db: TestDB, secret: str) -> None:
+    with pytest.raises(AuthenticationError):
+        keys.resolve(secret, db.dsn("app"))
+    with pytest.raises(AuthenticationError), connect(db.dsn("app"), api_key=secret) as scope:
+        scope.find(Agent)
+
+
+def test_revoked_expired_and_suspended_keys_stop_working(db: TestDB, world: World) -> None:
+    revoked, expired, agent_off, tenant_off, fine = (
+        _issue(db, world, agent, name=f"k{i}")
+        for i, agent in enumerate(["A1", "A1", "A2", "B1", "A1"]))
+    with connect(db.dsn("admin"), admin=True) as adm:
+        keys.revoke(adm, revoked.record.id)
+        keys.expire(adm, expired.record.id, datetime.now(UTC) - timedelta(seconds=1))
+        tenancy.set_agent_status(adm, world.agent_id("A2"), "suspended")
+        tenancy.set_tenant_status(adm, world.tenant_id("T2"), "suspended")
+    for k in (revoked, expired, agent_off, tenant_off):
+        _refused(db, k.secret)
+    assert keys.resolve(fine.secret, db.dsn("app")).agent_id == world.agent_id("A1")
+    with connect(db.dsn("admin"), admin=True) as adm:  # refusals recorded no use
+        assert adm.get(ApiKey, revoked.record.id).usage_count == 0
+
+
+def test_a_suspended_agent_cannot_open_scope(db: TestDB, world: World) -> None:
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenancy.set_agent_status(adm, world.agent_id("A2"), "suspended")
+        tenancy.set_tenant_status(adm, world.tenant_id("T2"), "suspended")
+    with pytest.raises(IsolationError, match="is suspended"), connect(
+            db.dsn("app"), agent_id=world.agent_id("A2")) as scope:
+        scope.find(Agent)
+    with pytest.raises(IsolationError, match=r"tenant of agent .* is suspended"), connect(
+            db.dsn("app"), agent_id=world.agent_id("B1")) as scope:
+        scope.find(Agent)
+    with pytest.raises(IsolationError, match="does not exist"), connect(
+            db.dsn("app"), agent_id="agent_000000000000") as scope:
+        scope.find(Agent)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenancy.set_agent_status(adm, world.agent_id("A2"), "active")
+    with connect(db.dsn("app"), agent_id=world.agent_id("A2")) as scope:
+        assert len(scope.find(Agent)) == 1
+
+
+def test_rotation_keeps_the_old_key_until_its_deadline(db: TestDB, world: World) -> None:
+    old = _issue(db, world, permissions=["chat", "analytics"])
+    with connect(db.dsn("admin"), admin=True) as adm:
+        new = keys.rotate(adm, old.record.id,
+                          old_valid_until=datetime.now(UTC) + timedelta(hours=1))
+        with pytest.raises(InputError, match="already rotated"):
+            keys.rotate(adm, old.record.id, old_valid_until=datetime.now(UTC))
+    assert new.record.name == "runtime" and new.record.permissions == ["chat", "analytics"]
+    assert keys.resolve(old.secret, db.dsn("app")).key_id == old.record.id
+    assert keys.resolve(new.secret, db.dsn("app")).key_id == new.record.id
+    with connect(db.dsn("admin"), admin=True) as adm:
+        keys.expire(adm, old.record.id, datetime.now(UTC))
+    _refused(db, old.secret)
+    assert keys.resolve(new.secret, db.dsn("app")).key_id == new.record.id
+
+
+def test_key_names_and_permissions_are_checked(db: TestDB, world: World) -> None:
+    _issue(db, world, name="dup")
+    with pytest.raises(Exception, match="api_keys_tenant_name"):
+        _issue(db, world, "A2", name="dup")  # same tenant
+    _issue(db, world, "B1", name="dup")  # other tenant: fine
+    with pytest.raises(InputError, match="unknown permission"):
+        _issue(db, world, permissions=["root"])
+
+
+def test_maim_app_cannot_read_keys_or_call_resolver_tricks(db: TestDB, world: World) -> None:
+    issued = _issue(db, world)
+    with pytest.raises(IsolationError), connect(db.dsn("app"),
+                                                agent_id=world.agent_id("A1")) as scope:
+        scope.rows("select key_hash from api_keys")
+    with connect(db.dsn("app"), agent_id=world.agent_id("B1")) as scope:
+        # resolving someone else's key inside my scope does not widen my scope
+        assert scope.rows("select agent_id from maim.resolve_api_key(%s)",
+                          [issued.secret]) == [(world.agent_id("A1"),)]
+        assert [a.id for a in scope.find(Agent)] == [world.agent_id("B1")]
