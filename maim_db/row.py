@@ -8,7 +8,7 @@ only the fields that were actually given, so SQL defaults apply.
 from __future__ import annotations
 
 from functools import cache
-from typing import Annotated, Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -65,4 +65,7 @@ class Row(BaseModel):
 @cache
 def _jsonb_fields(model: type[Row]) -> frozenset[str]:
     return frozenset(name for name, field in model.model_fields.items()
-                     if any(m is JSONB for m in field.metadata))
+                     if any(m is JSONB for m in field.metadata)
+                     # `JsonObject | None`: pydantic leaves the marker inside the union
+                     or any(JSONB in getattr(arg, "__metadata__", ())
+                            for arg in get_args(field.annotation)))

@@ -1,0 +1,27 @@
+-- Undo 0003. No foreign keys run between these tables, each only references agents.
+drop table telemetry_configs;
+drop table maim_message_configs;
+drop table experimental_configs;
+drop table debug_configs;
+drop table response_splitter_configs;
+drop table chinese_typo_configs;
+drop table response_post_process_configs;
+drop table jargon_configs;
+drop table dream_configs;
+drop table lpmm_knowledge_configs;
+drop table model_config_overrides;
+drop table model_info_configs;
+drop table api_provider_configs;
+drop table message_receive_config_overrides;
+drop table relationship_config_overrides;
+drop table keyword_reaction_config_overrides;
+drop table plugin_config_overrides;
+drop table voice_config_overrides;
+drop table tool_config_overrides;
+drop table emoji_config_overrides;
+drop table mood_config_overrides;
+drop table memory_config_overrides;
+drop table expression_config_overrides;
+drop table chat_config_overrides;
+drop table bot_config_overrides;
+drop table personality_configs;
