@@ -16,7 +16,13 @@ from maim_db.audit import audit
 from maim_db.migrate import MIGRATIONS_DIR
 from tests.conftest import TestDB
 
-TABLES = {"users", "tenants", "agents", "api_keys", "agent_active_states", "plugin_settings"}
+CONTROL_PLANE = {"users", "tenants", "agents", "api_keys", "agent_active_states",
+                 "plugin_settings"}
+RUNTIME = {"chat_streams", "messages", "action_records", "llm_usage", "emoji", "images",
+           "image_descriptions", "emoji_description_cache", "online_time", "person_info",
+           "group_info", "expression", "jargon", "chat_history_summary", "thinking_back",
+           "runtime_state", "hippo_topic_cache", "hippo_batch_state"}
+TABLES = CONTROL_PLANE | RUNTIME
 
 
 def _tables(dsn: str) -> set[str]:
@@ -129,8 +135,8 @@ def test_concurrent_migrate_from_two_processes(empty_db: TestDB) -> None:
     assert "nothing to apply" in outputs[1] and "applied 0001_control_plane" in outputs[0]
     with psycopg.connect(empty_db.superuser) as conn:
         applies = conn.execute("select migration_id, count(*) from _yoyo_log "
-                               "where operation = 'apply' group by 1").fetchall()
-    assert applies == [("0001_control_plane", 1)]
+                               "where operation = 'apply' group by 1 order by 1").fetchall()
+    assert applies == [(m.id, 1) for m in migrate.load()]
 
 
 def test_cli_status_exit_codes(empty_db: TestDB) -> None:
