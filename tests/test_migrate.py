@@ -14,11 +14,10 @@ import pytest
 from maim_db import MigrationError, migrate
 from maim_db.audit import audit
 from maim_db.migrate import MIGRATIONS_DIR
-from maim_db.tables import agent_config, business
+from maim_db.tables import ALL_ROWS
 from tests.conftest import TestDB
 
-TABLES = {"users", "tenants", "agents", "api_keys", "agent_active_states", "plugin_settings",
-          *(row.table for row in agent_config.ROWS), *(row.table for row in business.ROWS)}
+TABLES = {row.table for row in ALL_ROWS}
 
 
 def _tables(dsn: str) -> set[str]:

@@ -1,0 +1,19 @@
+-- Undo 0005: the runtime tables, with their indexes, triggers and policies.
+drop table hippo_batch_state;
+drop table hippo_topic_cache;
+drop table runtime_state;
+drop table thinking_back;
+drop table chat_history_summary;
+drop table jargon;
+drop table expression;
+drop table group_info;
+drop table person_info;
+drop table online_time;
+drop table emoji_description_cache;
+drop table image_descriptions;
+drop table images;
+drop table emoji;
+drop table llm_usage;
+drop table action_records;
+drop table messages;
+drop table chat_streams;
