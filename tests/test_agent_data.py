@@ -1,6 +1,7 @@
 """The agent configuration (0003) and business (0004) tables: the original's defaults, one
 row per agent where the original meant one, the fixed uniqueness rules, CHECKs, the
-updated_at trigger, cascade on agent delete, and isolation from both sides."""
+updated_at trigger and cascade on agent delete. (Isolation of every table is held by
+test_isolation_matrix.py.)"""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from maim_db import ConflictError, InputError, IsolationError, connect
+from maim_db import ConflictError, InputError, connect
 from maim_db.row import SERVER_DEFAULT, Row
 from maim_db.tables import agent_config as ac
 from maim_db.tables import business as bz
@@ -206,32 +207,6 @@ def _fill(db: TestDB, world: World, agent: str) -> None:
     with connect(db.dsn("app"), agent_id=world.agent_id(agent)) as app:
         for model in ALL:
             app.insert(sample(model))
-
-
-def test_each_agent_sees_only_its_own_rows(db: TestDB, world: World) -> None:
-    _fill(db, world, "A1")
-    for model in ALL:
-        assert _count(db.dsn("app"), model, agent_id=world.agent_id("A1")) == 1, model.table
-        assert _count(db.dsn("app"), model, agent_id=world.agent_id("A2")) == 0, model.table
-        assert _count(db.dsn("app"), model, agent_id=world.agent_id("B1")) == 0, model.table
-        assert _count(db.dsn("tenant"), model, tenant_id=world.tenant_id("T1")) == 1
-        assert _count(db.dsn("tenant"), model, tenant_id=world.tenant_id("T2")) == 0
-        assert _count(db.dsn("admin"), model, admin=True) == 1
-
-
-@pytest.mark.parametrize("model", ALL, ids=lambda m: m.table)
-def test_an_agent_cannot_write_into_another(db: TestDB, world: World, model: type[Row]) -> None:
-    with pytest.raises(IsolationError), connect(db.dsn("app"),
-                                                agent_id=world.agent_id("A1")) as app:
-        app.insert(sample(model, agent_id=world.agent_id("B1")))
-    _fill(db, world, "B1")
-    with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as app:
-        assert app.execute(f"update {model.table} set created_at = now()") == 0  # type: ignore[arg-type]
-        assert app.execute(f"delete from {model.table}") == 0  # type: ignore[arg-type]
-    with pytest.raises(IsolationError), connect(db.dsn("tenant"),
-                                                tenant_id=world.tenant_id("T2")) as t:
-        t.execute(f"delete from {model.table}")  # type: ignore[arg-type]
-    assert _count(db.dsn("app"), model, agent_id=world.agent_id("B1")) == 1
 
 
 def test_deleting_an_agent_deletes_its_rows(db: TestDB, world: World) -> None:

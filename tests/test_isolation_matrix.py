@@ -128,3 +128,7 @@ def test_matrix(model: type[Row], db: TestDB, world: World) -> None:
     assert seen == {a}
     with connect(tenant, tenant_id=world.tenant_id("T2")) as t2:
         assert {r.agent_id for r in t2.find(model)} == {b}
+    # Tenant scope reads; it never writes.
+    with pytest.raises(IsolationError), connect(tenant, tenant_id=world.tenant_id("T1")) as t1:
+        t1.execute(sql.SQL("delete from {}").format(table))
+    assert _count(app, model, agent_id=a) == 1

@@ -1,22 +1,16 @@
-"""The MaiBot runtime tables (migrations/0005_runtime.sql): models equal to the catalog,
-MaiBot's natural keys unique per agent, not globally, and every table isolated."""
+"""The MaiBot runtime tables (migrations/0005_runtime.sql): MaiBot's natural keys are unique
+per agent, not globally; MaiBot's defaults; CHECKs. (Model = catalog and isolation are held
+for every table by test_schema_contract.py and test_isolation_matrix.py.)"""
 
 from __future__ import annotations
 
-import types
-import typing
 from datetime import UTC, datetime
-from typing import Any
-from uuid import UUID
 
-import psycopg
 import pytest
 
 from maim_db import connect
 from maim_db.errors import ConflictError, InputError
-from maim_db.row import SERVER_DEFAULT, Row
 from maim_db.tables.runtime import (
-    ROWS,
     ChatStream,
     Emoji,
     EmojiDescriptionCache,
@@ -29,49 +23,6 @@ from maim_db.tables.runtime import (
     RuntimeState,
 )
 from tests.conftest import TestDB, World
-
-PG_TYPE = {str: "text", int: "integer", float: "double precision", bool: "boolean",
-           datetime: "timestamp with time zone", UUID: "uuid"}
-
-_COLUMNS = """
-select a.attname, format_type(a.atttypid, a.atttypmod), not a.attnotnull, a.atthasdef
-from pg_attribute a
-where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped
-order by a.attnum
-"""
-
-
-def _shape(model: type[Row]) -> list[tuple[str, str, bool, bool]]:
-    hints = typing.get_type_hints(model)
-    shape = []
-    for name, field in model.model_fields.items():
-        hint = hints[name]
-        args = typing.get_args(hint)
-        nullable = isinstance(hint, types.UnionType) and type(None) in args
-        base = next(a for a in args if a is not type(None)) if nullable else hint
-        shape.append((name, PG_TYPE[base], nullable, field.default is SERVER_DEFAULT))
-    return shape
-
-
-def test_rows_are_the_migration_tables_in_order(db: TestDB) -> None:
-    tables = [m.table for m in ROWS]
-    with psycopg.connect(db.superuser) as conn:
-        created = [r[0] for r in conn.execute(
-            "select relname::text from pg_class where relname = any(%s) and relkind = 'r' "
-            "order by oid", [tables])]
-    assert created == tables and len(tables) == 18
-
-
-@pytest.mark.parametrize("model", ROWS, ids=lambda m: m.table)
-def test_model_equals_catalog(db: TestDB, model: type[Row]) -> None:
-    with psycopg.connect(db.superuser) as conn:
-        catalog = [tuple(r) for r in conn.execute(_COLUMNS, [model.table])]
-        key = [r[0] for r in conn.execute(
-            "select a.attname from pg_index i join pg_attribute a on a.attrelid = i.indrelid "
-            "and a.attnum = any(i.indkey) where i.indrelid = %s::regclass and i.indisprimary "
-            "order by array_position(i.indkey::int2[], a.attnum)", [model.table])]
-    assert _shape(model) == catalog
-    assert tuple(key) == model.key == ("agent_id", "id")
 
 
 def _stream(stream_id: str) -> ChatStream:
@@ -130,13 +81,3 @@ def test_counts_may_not_go_negative(db: TestDB, world: World) -> None:
         app.insert(LLMUsage(model_name="m", user_id="u", request_type="r", endpoint="e",
                             prompt_tokens=-1, completion_tokens=0, total_tokens=0, cost=0.0,
                             status="ok", timestamp=datetime.now(UTC)))
-
-
-def test_every_runtime_table_is_isolated(db: TestDB) -> None:
-    tables = [m.table for m in ROWS]
-    with psycopg.connect(db.superuser) as conn:
-        found: dict[str, Any] = {r[0]: r[1:] for r in conn.execute(
-            "select c.relname::text, c.relrowsecurity, c.relforcerowsecurity, "
-            "(select count(*) from pg_policy p where p.polrelid = c.oid) "
-            "from pg_class c where c.relname = any(%s) and c.relkind = 'r'", [tables])}
-    assert found == {t: (True, True, 9) for t in tables}
