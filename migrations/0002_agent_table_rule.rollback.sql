@@ -1,1 +1,1 @@
-drop function maim.isolate_agent_table(regclass);
+drop procedure maim.isolate_agent_table(regclass);

@@ -1,6 +1,6 @@
 -- The one rule every agent-scoped table follows, written once.
 --
---   select maim.isolate_agent_table('messages');
+--   call maim.isolate_agent_table('messages');
 --
 -- enables and forces row-level security, grants exactly the commands each role needs (never
 -- TRUNCATE, REFERENCES or TRIGGER), and creates one policy per command and role:
@@ -13,7 +13,7 @@
 -- The table must have `agent_id text not null default maim.agent_id()
 -- references agents (id) on delete cascade`; the function refuses a table without it.
 
-create function maim.isolate_agent_table(tbl regclass) returns void
+create procedure maim.isolate_agent_table(tbl regclass)
     language plpgsql
 as $$
 declare
@@ -48,5 +48,5 @@ begin
 end
 $$;
 
-comment on function maim.isolate_agent_table(regclass) is
+comment on procedure maim.isolate_agent_table(regclass) is
     'RLS (enabled, forced), grants and per-command policies for an agent-scoped table.';

@@ -119,8 +119,8 @@ create table system_metrics (
 create index system_metrics_created on system_metrics (agent_id, created_at);
 
 -- row-level security, grants and policies --------------------------------------------------
-select maim.isolate_agent_table('chat_history');
-select maim.isolate_agent_table('chat_logs');
-select maim.isolate_agent_table('file_uploads');
-select maim.isolate_agent_table('user_sessions');
-select maim.isolate_agent_table('system_metrics');
+call maim.isolate_agent_table('chat_history');
+call maim.isolate_agent_table('chat_logs');
+call maim.isolate_agent_table('file_uploads');
+call maim.isolate_agent_table('user_sessions');
+call maim.isolate_agent_table('system_metrics');

@@ -32,7 +32,7 @@ def test_keys_without_agent_id_and_sequences_are_found(db: TestDB) -> None:
         "create table bad (agent_id text not null default maim.agent_id() references agents, "
         "n serial, code text unique, ref text references users (id))",
         "create unique index bad_n on bad (n)",
-        "select maim.isolate_agent_table('bad')",
+        "call maim.isolate_agent_table('bad')",
     )
     assert found == {
         "table bad: unique constraint bad_code_key does not include agent_id (it would leak "

@@ -1,0 +1,373 @@
+"""An agent's whole configuration as one document, the shape the original served::
+
+    {"persona": {...}, "bot_overrides": {...},
+     "config_overrides": {"chat": {...}, ..., "telemetry": {...},
+                          "model": {"api_providers": [...], "models": [...],
+                                    "model_task_config": {...}}}}
+
+:func:`read` returns it (secrets masked unless asked); :func:`update` applies a *partial*
+document: only the fields sent change, everything is validated before anything is written,
+and the block's transaction makes it all-or-nothing. Provider ``api_key``/``base_url`` are
+encrypted at rest (:mod:`maim_db.crypto`). :func:`to_toml` / :func:`from_toml` speak MaiBot's
+``bot_config.toml`` / ``model_config.toml`` layout.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cache
+from typing import Any, Final
+
+import tomli_w
+from psycopg import sql
+from pydantic import TypeAdapter, ValidationError
+
+from . import crypto, ids, statements
+from .connection import Database
+from .errors import InputError, MaimDBError, ScopeError
+from .row import Row
+from .tables import agent_config as ac
+
+MASK: Final = "********"
+SYSTEM: Final = frozenset({"agent_id", "id", "created_at", "updated_at"})
+
+TOP: Final[dict[str, type[Row]]] = {"persona": ac.PersonalityConfig,
+                                    "bot_overrides": ac.BotConfigOverrides}
+SECTIONS: Final[dict[str, type[Row]]] = {
+    "chat": ac.ChatConfigOverrides, "expression": ac.ExpressionConfigOverrides,
+    "memory": ac.MemoryConfigOverrides, "mood": ac.MoodConfigOverrides,
+    "emoji": ac.EmojiConfigOverrides, "tool": ac.ToolConfigOverrides,
+    "voice": ac.VoiceConfigOverrides, "plugin": ac.PluginConfigOverrides,
+    "keyword_reaction": ac.KeywordReactionConfigOverrides,
+    "relationship": ac.RelationshipConfigOverrides,
+    "message_receive": ac.MessageReceiveConfigOverrides,
+    "lpmm_knowledge": ac.LpmmKnowledgeConfig, "dream": ac.DreamConfig,
+    "jargon": ac.JargonConfig, "response_post_process": ac.ResponsePostProcessConfig,
+    "chinese_typo": ac.ChineseTypoConfig, "response_splitter": ac.ResponseSplitterConfig,
+    "debug": ac.DebugConfig, "experimental": ac.ExperimentalConfig,
+    "maim_message": ac.MaimMessageConfig, "telemetry": ac.TelemetryConfig,
+}
+PROVIDER_SECRETS: Final = ("api_key", "base_url")
+# The document names a model's provider `api_provider`, as MaiBot's model_config.toml does.
+MODEL_RENAMES: Final = {"api_provider": "provider_name"}
+
+
+def _fields(model: type[Row]) -> list[str]:
+    return [f for f in model.model_fields if f not in SYSTEM]
+
+
+# -- which agent --------------------------------------------------------------------------------
+
+def _agent(db: Database, agent_id: str | None) -> str:
+    if db.scope.kind == "agent":
+        if agent_id is not None and agent_id != db.scope.agent_id:
+            raise ScopeError(f"agent scope {db.scope.agent_id} cannot address agent {agent_id}")
+        assert db.scope.agent_id is not None
+        return db.scope.agent_id
+    if db.scope.kind == "key":
+        return db.scalar("select maim.agent_id()")  # type: ignore[no-any-return]
+    if agent_id is None:
+        raise ScopeError(f"in {db.scope} scope, name the agent: agent_id=...")
+    return ids.check("agent", agent_id)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+def _strip(table_alias: str) -> sql.Composable:
+    return sql.SQL(" - ").join([sql.SQL("to_jsonb({})").format(sql.Identifier(table_alias)),
+                                *(sql.Literal(c) for c in sorted(SYSTEM))])
+
+
+@cache
+def _read_statement() -> sql.Composed:
+    """One statement, one round trip, for the whole document."""
+    parts = []
+    one_row: dict[str, type[Row]] = {**TOP, **SECTIONS, "_task": ac.ModelConfigOverrides}
+    for name, model in one_row.items():
+        parts.append(sql.SQL("(select {} from {} t where t.agent_id = %(agent)s) as {}").format(
+            _strip("t"), sql.Identifier(model.table), sql.Identifier(name)))
+    for name, model in (("_providers", ac.ApiProviderConfig), ("_models", ac.ModelInfoConfig)):
+        parts.append(sql.SQL(
+            "(select coalesce(jsonb_agg({} order by t.name), '[]') from {} t "
+            "where t.agent_id = %(agent)s) as {}").format(
+            _strip("t"), sql.Identifier(model.table), sql.Identifier(name)))
+    return sql.SQL("select {}").format(sql.SQL(", ").join(parts))
+
+
+@cache
+def _defaults_statement() -> sql.SQL:
+    return sql.SQL("""
+        select c.relname::text, a.attname::text,
+               '(' || pg_get_expr(d.adbin, d.adrelid) || ')::'
+                   || format_type(a.atttypid, a.atttypmod)
+        from pg_attrdef d
+        join pg_attribute a on a.attrelid = d.adrelid and a.attnum = d.adnum
+        join pg_class c on c.oid = d.adrelid
+        join pg_namespace n on n.oid = c.relnamespace and n.nspname = 'public'
+        where c.relname = any(%s) and not (a.attname = any(%s))""")
+
+
+_DEFAULTS: dict[str, dict[str, Any]] = {}
+
+
+def _defaults(db: Database) -> dict[str, dict[str, Any]]:
+    """Each section's column defaults, evaluated by the database itself (cached)."""
+    tables = [m.table for m in (*TOP.values(), *SECTIONS.values())]
+    if all(t in _DEFAULTS for t in tables):
+        return _DEFAULTS
+    found = db.rows(_defaults_statement(), [tables, list(SYSTEM)])
+    if found:
+        exprs = sql.SQL(", ").join(sql.SQL(expr) for _, _, expr in found)  # catalog text
+        values = db.rows(sql.SQL("select {}").format(exprs))[0]
+        for (table, column, _), value in zip(found, values, strict=True):
+            _DEFAULTS.setdefault(table, {})[column] = value
+    for t in tables:
+        _DEFAULTS.setdefault(t, {})
+    return _DEFAULTS
+
+
+def _section(model: type[Row], stored: dict[str, Any] | None,
+             defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    base = stored if stored is not None else defaults[model.table]
+    return {f: base.get(f) for f in _fields(model)}
+
+
+def _mask(value: Any) -> Any:
+    return MASK if value else value
+
+
+def read(db: Database, agent_id: str | None = None, *, reveal: bool = False) -> dict[str, Any]:
+    """The agent's configuration document. Secrets are masked unless ``reveal`` (which needs
+    ``MAIMDB_SECRET_KEY`` to decrypt them) — the runtime reveals, dashboards never do."""
+    agent = _agent(db, agent_id)
+    defaults = _defaults(db)
+    (row,) = db.rows(_read_statement(), {"agent": agent})
+    got = dict(zip([*TOP, *SECTIONS, "_task", "_providers", "_models"], row, strict=True))
+    providers = []
+    for p in got["_providers"]:
+        item = {f: p.get(f) for f in _fields(ac.ApiProviderConfig)}
+        for secret in PROVIDER_SECRETS:
+            if item[secret]:
+                item[secret] = (crypto.decrypt(item[secret], _context(agent, item["name"], secret))
+                                if reveal else MASK)
+        providers.append(item)
+    models = [{("api_provider" if f == "provider_name" else f): m.get(f)
+               for f in _fields(ac.ModelInfoConfig)} for m in got["_models"]]
+    overrides: dict[str, Any] = {name: _section(model, got[name], defaults)
+                                 for name, model in SECTIONS.items()}
+    if not reveal:
+        tokens = overrides["maim_message"]["auth_token"] or []
+        overrides["maim_message"]["auth_token"] = [MASK for _ in tokens]
+    overrides["model"] = {"api_providers": providers, "models": models,
+                          "model_task_config": (got["_task"] or {}).get("model_task_config")
+                          or {}}
+    persona = _section(ac.PersonalityConfig, got["persona"], defaults)
+    return {"persona": persona,
+            "bot_overrides": _section(ac.BotConfigOverrides, got["bot_overrides"], defaults),
+            "config_overrides": overrides}
+
+
+# -- validating -------------------------------------------------------------------------------
+
+@cache
+def _adapter(model: type[Row], field: str) -> TypeAdapter[Any]:
+    annotation: Any = model.model_fields[field].annotation
+    return TypeAdapter(annotation)
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(f"{path}: {message}")
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InputError("invalid configuration document (nothing was changed):\n  "
+                             + "\n  ".join(self.items))
+
+
+def _object(value: Any, path: str, errors: _Errors) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        errors.add(path, f"expected an object, got {type(value).__name__}")
+        return {}
+    return value
+
+
+def _values(model: type[Row], given: Any, path: str, errors: _Errors,
+            renames: dict[str, str] | None = None) -> dict[str, Any]:
+    """Validate the fields of one section against its row model's annotations."""
+    out: dict[str, Any] = {}
+    allowed = _fields(model)
+    for key, value in _object(given, path, errors).items():
+        column = (renames or {}).get(key, key)
+        if column not in allowed:
+            shown = [k for r in allowed for k in [next(
+                (a for a, c in (renames or {}).items() if c == r), r)]]
+            errors.add(f"{path}.{key}", f"unknown key; known: {', '.join(shown)}")
+            continue
+        try:
+            out[column] = _adapter(model, column).validate_python(value, strict=True)
+        except ValidationError as err:
+            errors.add(f"{path}.{key}", "; ".join(e["msg"] for e in err.errors()))
+    return out
+
+
+def _named_items(model: type[Row], given: Any, path: str, errors: _Errors,
+                 renames: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    if not isinstance(given, list):
+        errors.add(path, f"expected a list, got {type(given).__name__}")
+        return []
+    items = []
+    for i, item in enumerate(given):
+        where = f"{path}[{i}]"
+        values = _values(model, item, where, errors, renames)
+        if not isinstance(values.get("name"), str) or not values.get("name"):
+            errors.add(f"{where}.name", "required: items are matched by name")
+        items.append(values)
+    return items
+
+
+# -- updating ---------------------------------------------------------------------------------
+
+def _context(agent: str, provider: str, column: str) -> str:
+    return f"{agent}/api_provider_configs/{provider}/{column}"
+
+
+def _write(db: Database, model: type[Row], values: dict[str, Any], agent: str,
+           on: list[str], path: str) -> None:
+    if db.scope.kind != "agent":
+        values = {"agent_id": agent, **values}
+    try:
+        db.execute(*statements.upsert(model.model_construct(**values), on))
+    except MaimDBError as err:
+        raise type(err)(f"{path}: {err}") from err
+
+
+def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> dict[str, Any]:
+    """Apply a partial document; return the new (masked) document. Unknown keys and bad
+    values are all reported at once, with their paths, before anything is written."""
+    agent = _agent(db, agent_id)
+    errors = _Errors()
+    doc = _object(patch, "$", errors)
+    for key in doc:
+        if key not in (*TOP, "config_overrides"):
+            errors.add(key, "unknown key; known: persona, bot_overrides, config_overrides")
+    writes: list[tuple[type[Row], dict[str, Any], list[str], str]] = []
+    for name, model in TOP.items():
+        if name in doc:
+            writes.append((model, _values(model, doc[name], name, errors), ["agent_id"], name))
+    overrides = _object(doc.get("config_overrides", {}), "config_overrides", errors)
+    for name, section in overrides.items():
+        path = f"config_overrides.{name}"
+        if name in SECTIONS:
+            writes.append((SECTIONS[name], _values(SECTIONS[name], section, path, errors),
+                           ["agent_id"], path))
+        elif name == "model":
+            writes.extend(_model_writes(db, agent, section, path, errors))
+        else:
+            errors.add(path, f"unknown section; known: {', '.join([*SECTIONS, 'model'])}")
+    errors.raise_if_any()
+    for model, values, on, path in writes:
+        if values:
+            _write(db, model, values, agent, on, path)
+    return read(db, agent)
+
+
+def _model_writes(db: Database, agent: str, given: Any, path: str,
+                  errors: _Errors) -> list[tuple[type[Row], dict[str, Any], list[str], str]]:
+    writes: list[tuple[type[Row], dict[str, Any], list[str], str]] = []
+    model = _object(given, path, errors)
+    for key in model:
+        if key not in ("api_providers", "models", "model_task_config"):
+            errors.add(f"{path}.{key}",
+                       "unknown key; known: api_providers, models, model_task_config")
+    providers = _named_items(ac.ApiProviderConfig, model.get("api_providers", []),
+                             f"{path}.api_providers", errors)
+    for i, values in enumerate(providers):
+        for secret in PROVIDER_SECRETS:
+            if values.get(secret) == MASK:
+                del values[secret]  # a masked value sent back keeps the stored one
+            elif values.get(secret) and not crypto.is_encrypted(values[secret]):
+                try:
+                    values[secret] = crypto.encrypt(
+                        values[secret], _context(agent, values.get("name", ""), secret))
+                except MaimDBError as err:
+                    errors.add(f"{path}.api_providers[{i}].{secret}", str(err))
+        writes.append((ac.ApiProviderConfig, values, ["name"], f"{path}.api_providers[{i}]"))
+    for i, values in enumerate(_named_items(ac.ModelInfoConfig, model.get("models", []),
+                                            f"{path}.models", errors, MODEL_RENAMES)):
+        writes.append((ac.ModelInfoConfig, values, ["name"], f"{path}.models[{i}]"))
+    if "model_task_config" in model:
+        values = _values(ac.ModelConfigOverrides,
+                         {"model_task_config": model["model_task_config"]}, path, errors)
+        writes.append((ac.ModelConfigOverrides, values, ["agent_id"],
+                       f"{path}.model_task_config"))
+    return writes
+
+
+# -- MaiBot's TOML layout ---------------------------------------------------------------------
+
+# bot_config.toml calls the persona [personality] and the bot overrides [bot].
+TOML_NAMES: Final = {"persona": "personality", "bot_overrides": "bot"}
+
+
+def _clean(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}  # TOML has no null
+
+
+def to_toml(document: dict[str, Any]) -> tuple[str, str]:
+    """The document as MaiBot's (bot_config.toml, model_config.toml)."""
+    bot: dict[str, Any] = {TOML_NAMES[k]: _clean(document[k]) for k in TOP}
+    sections = dict(document["config_overrides"])
+    model = sections.pop("model", {})
+    bot.update({name: _clean(values) for name, values in sections.items()})
+    models = {"api_providers": [_clean(p) for p in model.get("api_providers", [])],
+              "models": [_clean(m) for m in model.get("models", [])],
+              "model_task_config": model.get("model_task_config", {})}
+    return tomli_w.dumps(bot), tomli_w.dumps(models)
+
+
+def from_toml(bot_toml: str, model_toml: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """A partial document from MaiBot's TOML files, and the keys it skipped (MaiBot settings
+    this schema has no column for, such as ``[inner]`` or ``[log]``)."""
+    try:
+        bot = tomllib.loads(bot_toml)
+        model = tomllib.loads(model_toml) if model_toml else {}
+    except tomllib.TOMLDecodeError as err:
+        raise InputError(f"not valid TOML: {err}") from err
+    skipped: list[str] = []
+    patch: dict[str, Any] = {"config_overrides": {}}
+    by_toml = {v: k for k, v in TOML_NAMES.items()}
+    for section, values in bot.items():
+        target = TOP.get(by_toml.get(section, "")) or SECTIONS.get(section)
+        if target is None or not isinstance(values, dict):
+            skipped.append(section)
+            continue
+        known = set(_fields(target))
+        kept = {k: v for k, v in values.items() if k in known}
+        skipped += [f"{section}.{k}" for k in values if k not in known]
+        if section in by_toml:
+            patch[by_toml[section]] = kept
+        else:
+            patch["config_overrides"][section] = kept
+    if model:
+        patch["config_overrides"]["model"] = _model_from_toml(model, skipped)
+    return patch, skipped
+
+
+def _model_from_toml(model: dict[str, Any], skipped: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, target, renames in (("api_providers", ac.ApiProviderConfig, {}),
+                                 ("models", ac.ModelInfoConfig, MODEL_RENAMES)):
+        known = set(_fields(target)) | set(renames)
+        items = []
+        for i, item in enumerate(model.get(key, [])):
+            items.append({k: v for k, v in item.items() if k in known})
+            skipped += [f"{key}[{i}].{k}" for k in item if k not in known]
+        out[key] = items
+    if "model_task_config" in model:
+        out["model_task_config"] = model["model_task_config"]
+    skipped += [k for k in model if k not in ("api_providers", "models", "model_task_config")]
+    return out

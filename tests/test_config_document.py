@@ -1,0 +1,220 @@
+"""Agent configuration documents: read, partial update, validation with paths, secrets
+masked and encrypted, MaiBot TOML in and out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from maim_db import ConfigurationError, InputError, IsolationError, connect
+from maim_db import config_document as cd
+from maim_db import crypto
+from tests.conftest import TestDB, World
+
+
+@pytest.fixture
+def secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    key = crypto.new_key()
+    monkeypatch.setenv(crypto.ENV, key)
+    yield key
+
+
+def _read(db: TestDB, world: World, agent: str = "A1", **kw: Any) -> dict[str, Any]:
+    with connect(db.dsn("app"), agent_id=world.agent_id(agent)) as scope:
+        return cd.read(scope, **kw)
+
+
+def _update(db: TestDB, world: World, patch: dict[str, Any], agent: str = "A1") -> dict[str, Any]:
+    with connect(db.dsn("app"), agent_id=world.agent_id(agent)) as scope:
+        return cd.update(scope, patch)
+
+
+def test_a_new_agent_reads_the_defaults(db: TestDB, world: World) -> None:
+    doc = _read(db, world)
+    assert set(doc) == {"persona", "bot_overrides", "config_overrides"}
+    assert doc["config_overrides"]["chat"]["max_context_size"] == 18
+    assert doc["config_overrides"]["emoji"]["emoji_chance"] == 0.6
+    assert doc["config_overrides"]["maim_message"]["auth_token"] == []
+    assert doc["config_overrides"]["model"] == {"api_providers": [], "models": [],
+                                                "model_task_config": {}}
+    assert set(doc["config_overrides"]) == {*cd.SECTIONS, "model"}
+
+
+def test_update_changes_only_the_fields_sent(db: TestDB, world: World) -> None:
+    _update(db, world, {"persona": {"personality": "一个温柔的猫娘", "states": ["开心"]},
+                        "config_overrides": {"chat": {"max_context_size": 30,
+                                                      "talk_value": 0.8}}})
+    doc = _update(db, world, {"config_overrides": {"chat": {"talk_value": 0.5}}})
+    assert doc["persona"]["personality"] == "一个温柔的猫娘"
+    assert doc["persona"]["states"] == ["开心"]
+    assert doc["config_overrides"]["chat"]["max_context_size"] == 30  # not reset
+    assert doc["config_overrides"]["chat"]["talk_value"] == 0.5
+    assert doc["config_overrides"]["chat"]["planner_size"] == 1.5  # default kept
+    # and another agent is untouched
+    assert _read(db, world, "A2")["config_overrides"]["chat"]["max_context_size"] == 18
+
+
+def test_bad_documents_name_every_path_and_change_nothing(db: TestDB, world: World) -> None:
+    _update(db, world, {"config_overrides": {"chat": {"max_context_size": 25}}})
+    bad = {"persona": {"personality": 3},
+           "config_overrides": {"chat": {"max_context_siz": 1, "talk_value": "loud"},
+                                "emoj": {}, "memory": {"max_memory_number": 5},
+                                "model": {"api_providers": [{"client_type": "openai"}]}},
+           "extra": 1}
+    with pytest.raises(InputError) as info:
+        _update(db, world, bad)
+    text = str(info.value)
+    for path in ("persona.personality", "config_overrides.chat.max_context_siz",
+                 "config_overrides.chat.talk_value", "config_overrides.emoj",
+                 "config_overrides.model.api_providers[0].name", "extra"):
+        assert path in text, path
+    doc = _read(db, world)
+    assert doc["config_overrides"]["chat"]["max_context_size"] == 25
+    assert doc["config_overrides"]["memory"]["max_memory_number"] == 100
+
+
+def test_database_checks_report_the_section_and_roll_back(db: TestDB, world: World) -> None:
+    with pytest.raises(InputError, match=r"config_overrides\.emoji.*emoji_chance"):
+        _update(db, world, {"config_overrides": {"chat": {"max_context_size": 40},
+                                                 "emoji": {"emoji_chance": 1.5}}})
+    assert _read(db, world)["config_overrides"]["chat"]["max_context_size"] == 18
+
+
+def test_provider_secrets_are_masked_encrypted_and_kept(db: TestDB, world: World,
+                                                       secret_key: str) -> None:
+    providers = [{"name": "siliconflow", "base_url": "https://api.example.cn/v1",
+                  "api_key": "sk-live-秘密", "client_type": "openai"}]
+    doc = _update(db, world, {"config_overrides": {"model": {
+        "api_providers": providers,
+        "models": [{"name": "ds-v3", "model_identifier": "deepseek-v3",
+                    "api_provider": "siliconflow", "price_in": 2.0}],
+        "model_task_config": {"replyer": {"model_list": ["ds-v3"]}}}}})
+    model = doc["config_overrides"]["model"]
+    assert model["api_providers"][0]["api_key"] == cd.MASK
+    assert model["api_providers"][0]["base_url"] == cd.MASK
+    assert model["models"][0]["api_provider"] == "siliconflow"
+    with psycopg.connect(db.superuser) as conn:
+        stored = conn.execute("select api_key, base_url from api_provider_configs").fetchone()
+    assert stored is not None and all(v.startswith(crypto.PREFIX) for v in stored)
+    assert "sk-live" not in str(stored)
+    # sending the masked value back keeps the secret; other fields change
+    _update(db, world, {"config_overrides": {"model": {"api_providers": [
+        {"name": "siliconflow", "api_key": cd.MASK, "base_url": cd.MASK,
+         "client_type": "gemini"}]}}})
+    revealed = _read(db, world, reveal=True)["config_overrides"]["model"]["api_providers"][0]
+    assert revealed["api_key"] == "sk-live-秘密"
+    assert revealed["base_url"] == "https://api.example.cn/v1"
+    assert revealed["client_type"] == "gemini"
+
+
+def test_a_copied_ciphertext_does_not_decrypt_elsewhere(db: TestDB, world: World,
+                                                        secret_key: str) -> None:
+    for agent in ("A1", "A2"):
+        _update(db, world, {"config_overrides": {"model": {"api_providers": [
+            {"name": "p", "api_key": f"key-of-{agent}"}]}}}, agent)
+    with psycopg.connect(db.superuser) as conn:  # an attacker with table access swaps them
+        conn.execute("update api_provider_configs set api_key = (select api_key from "
+                     "api_provider_configs where agent_id = %s) where agent_id = %s",
+                     [world.agent_id("A1"), world.agent_id("A2")])
+    with pytest.raises(InputError, match="does not decrypt"):
+        _read(db, world, "A2", reveal=True)
+
+
+def test_storing_a_secret_without_a_key_is_refused(db: TestDB, world: World,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(crypto.ENV, raising=False)
+    with pytest.raises(InputError, match="MAIMDB_SECRET_KEY is not set"):
+        _update(db, world, {"config_overrides": {"model": {"api_providers": [
+            {"name": "p", "api_key": "sk-1"}]}}})
+    assert _read(db, world)["config_overrides"]["model"]["api_providers"] == []
+    monkeypatch.setenv(crypto.ENV, "too-short")
+    with pytest.raises(ConfigurationError):
+        crypto.encrypt("x", "ctx")
+
+
+def test_tenant_reads_but_cannot_write(db: TestDB, world: World) -> None:
+    _update(db, world, {"config_overrides": {"chat": {"max_context_size": 33}}})
+    with connect(db.dsn("tenant"), tenant_id=world.tenant_id("T1")) as t1:
+        doc = cd.read(t1, world.agent_id("A1"))
+    assert doc["config_overrides"]["chat"]["max_context_size"] == 33
+    with connect(db.dsn("tenant"), tenant_id=world.tenant_id("T2")) as t2:  # not its agent
+        assert cd.read(t2, world.agent_id("A1"))["config_overrides"]["chat"][
+            "max_context_size"] == 18
+    with pytest.raises(IsolationError), connect(db.dsn("tenant"),
+                                                tenant_id=world.tenant_id("T1")) as t1:
+        cd.update(t1, {"config_overrides": {"chat": {"talk_value": 0.1}}}, world.agent_id("A1"))
+
+
+def test_admin_updates_any_agent(db: TestDB, world: World) -> None:
+    with connect(db.dsn("admin"), admin=True) as adm:
+        cd.update(adm, {"bot_overrides": {"nickname": "麦麦", "alias_names": ["小麦"]}},
+                  world.agent_id("B1"))
+    assert _read(db, world, "B1")["bot_overrides"]["nickname"] == "麦麦"
+
+
+BOT_TOML = """
+[inner]
+version = "7.0.0"
+
+[bot]
+platform = "qq"
+qq_account = "1145141919"
+nickname = "麦麦"
+alias_names = ["麦叠", "牢麦"]
+
+[personality]
+personality = "是一个女大学生，现在在读大二"
+reply_style = "回复可以简短一些"
+
+[chat]
+max_context_size = 24
+talk_value = 0.7
+include_planner_reasoning = false
+
+[emoji]
+emoji_chance = 0.4
+
+[log]
+date_style = "m-d H:i:s"
+"""
+
+MODEL_TOML = """
+[inner]
+version = "1.8.2"
+
+[[api_providers]]
+name = "DeepSeek"
+base_url = "https://api.deepseek.com/v1"
+api_key = "sk-deepseek"
+client_type = "openai"
+max_retry = 2
+
+[[models]]
+model_identifier = "deepseek-chat"
+name = "deepseek-v3"
+api_provider = "DeepSeek"
+price_in = 2.0
+price_out = 8.0
+
+[model_task_config.replyer]
+model_list = ["deepseek-v3"]
+temperature = 0.3
+"""
+
+
+def test_toml_import_and_export_round_trip(db: TestDB, world: World, secret_key: str) -> None:
+    patch, skipped = cd.from_toml(BOT_TOML, MODEL_TOML)
+    assert set(skipped) == {"inner", "log", "chat.include_planner_reasoning",
+                            "api_providers[0].max_retry"}
+    doc = _update(db, world, patch)
+    assert doc["bot_overrides"]["nickname"] == "麦麦"
+    assert doc["persona"]["personality"].startswith("是一个女大学生")
+    assert doc["config_overrides"]["chat"]["max_context_size"] == 24
+    assert doc["config_overrides"]["model"]["model_task_config"]["replyer"]["temperature"] == 0.3
+    bot_text, model_text = cd.to_toml(_read(db, world, reveal=True))
+    again, skipped_again = cd.from_toml(bot_text, model_text)
+    assert skipped_again == []
+    assert _update(db, world, again, "A2") == _read(db, world)
