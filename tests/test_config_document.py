@@ -9,9 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from maim_db import ConfigurationError, InputError, IsolationError, connect
+from maim_db import ConfigurationError, InputError, IsolationError, connect, crypto
 from maim_db import config_document as cd
-from maim_db import crypto
 from tests.conftest import TestDB, World
 
 
@@ -166,7 +165,7 @@ nickname = "麦麦"
 alias_names = ["麦叠", "牢麦"]
 
 [personality]
-personality = "是一个女大学生，现在在读大二"
+personality = "是一个女大学生 现在在读大二"
 reply_style = "回复可以简短一些"
 
 [chat]
