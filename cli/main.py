@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from maim_db import embedded
@@ -18,6 +17,9 @@ from maim_db.connection import open_connection
 from maim_db.errors import MaimDBError
 from maim_db.settings import settings
 
+from . import control
+from .output import fail, out
+
 app = typer.Typer(
     help="maim_db: the isolated data plane of multi-user MaiBot.",
     no_args_is_help=True,
@@ -26,20 +28,14 @@ app = typer.Typer(
 db_app = typer.Typer(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
+control.register(app)
 
-out = Console()
-err = Console(stderr=True)
 
 DsnOption = Annotated[
     str | None,
     typer.Option("--dsn", envvar="MAIMDB_DSN", show_envvar=True,
                  help="PostgreSQL DSN; default: the embedded server."),
 ]
-
-
-def _fail(error: Exception) -> NoReturn:
-    err.print(f"[bold red]error:[/] {error}", highlight=False)
-    raise typer.Exit(1)
 
 
 @app.command()
@@ -54,7 +50,7 @@ def migrate(dsn: DsnOption = None,
     try:
         done = migrations.migrate(dsn, dry_run=dry_run)
     except MaimDBError as e:
-        _fail(e)
+        fail(e)
     verb = "would apply" if dry_run else "applied"
     if not done:
         out.print("nothing to apply: the schema is at head")
@@ -74,7 +70,7 @@ def rollback(dsn: DsnOption = None,
     try:
         undone = migrations.rollback(dsn, steps=steps)
     except MaimDBError as e:
-        _fail(e)
+        fail(e)
     if not undone:
         out.print("nothing to roll back")
     for m in undone:
@@ -90,7 +86,7 @@ def status(dsn: DsnOption = None) -> None:
     try:
         state = migrations.status(dsn)
     except MaimDBError as e:
-        _fail(e)
+        fail(e)
     table = Table("migration", "state", "sha256")
     edited = {m.id for m, _ in state.edited}
     for m in state.applied:
@@ -112,7 +108,7 @@ def audit(dsn: DsnOption = None) -> None:
         with open_connection(dsn) as conn:
             findings = run_audit(conn)
     except MaimDBError as e:
-        _fail(e)
+        fail(e)
     if not findings:
         out.print("no findings: every table has RLS enabled, forced, and policies")
         return
@@ -136,7 +132,7 @@ def db_start() -> None:
     try:
         url = embedded.start(_data_dir(), settings().database)
     except MaimDBError as e:
-        _fail(e)
+        fail(e)
     out.print(f"running: {url}")
 
 
@@ -174,7 +170,7 @@ def db_url() -> None:
     """
     s = embedded.status(_data_dir(), settings().database)
     if s.url is None:
-        _fail(MaimDBError("the embedded server is not running: run `maimdb db start`"))
+        fail(MaimDBError("the embedded server is not running: run `maimdb db start`"))
     print(s.url)
 
 
@@ -193,11 +189,11 @@ def db_psql(
     BEGIN; SET maim.agent_id = 'agent_3f9a1c2b7d4e'; SELECT * FROM agents; COMMIT;
     """
     if role not in ROLE_CHOICES:
-        _fail(MaimDBError(f"--as must be one of {', '.join(ROLE_CHOICES)}, got {role!r}"))
+        fail(MaimDBError(f"--as must be one of {', '.join(ROLE_CHOICES)}, got {role!r}"))
     try:
         url = embedded.start(_data_dir(), settings().database)
     except MaimDBError as e:
-        _fail(e)
+        fail(e)
     psql = str(embedded.bin_dir() / "psql")
     env = dict(os.environ, PGOPTIONS=f"-c role={ROLE_CHOICES[role]}")
     sys.stdout.flush()

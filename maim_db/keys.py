@@ -147,6 +147,14 @@ def resolve(secret: str, dsn: str | None = None) -> ResolvedKey:
         raise translate(err) from err
 
 
+def resolve_in(db: Database, secret: str) -> ResolvedKey:
+    """:func:`resolve` inside an open admin-scope block (the control plane's path)."""
+    if not isinstance(secret, str) or not secret:
+        raise AuthenticationError("invalid API key: expected a non-empty string")
+    rows = db.rows(_RESOLVE, [secret])
+    return _resolved(rows[0] if rows else None)
+
+
 async def aresolve(secret: str, db: AsyncDatabase) -> ResolvedKey:
     """Async :func:`resolve` inside an open admin-scope block (e.g. a pooled control-plane
     connection)."""

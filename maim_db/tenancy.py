@@ -130,11 +130,15 @@ def _agent_tables() -> list[type[Row]]:
 
 def _counts(db: Database, column: str, value: str) -> dict[str, int]:
     """Rows per agent-scoped table belonging to the agent(s), in one statement."""
-    agents = (sql.SQL("%s") if column == "id" else
-              sql.SQL("(select id from agents where tenant_id = %s)"))
-    parts = [sql.SQL("select {} as t, count(*) as n from {} where agent_id {} {}").format(
-        sql.Literal(m.table), sql.Identifier(m.table),
-        sql.SQL("=") if column == "id" else sql.SQL("in"), agents) for m in _agent_tables()]
+    def owned(model: type[Row]) -> sql.Composable:
+        if column == "id":
+            return sql.SQL("agent_id = %s")
+        if "tenant_id" in model.model_fields:  # includes tenant-wide rows (agent_id NULL)
+            return sql.SQL("tenant_id = %s")
+        return sql.SQL("agent_id in (select id from agents where tenant_id = %s)")
+
+    parts = [sql.SQL("select {} as t, count(*) as n from {} where {}").format(
+        sql.Literal(m.table), sql.Identifier(m.table), owned(m)) for m in _agent_tables()]
     query = sql.SQL(" union all ").join(parts)
     return {t: int(n) for t, n in db.rows(query, [value] * len(parts))}
 

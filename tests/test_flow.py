@@ -1,0 +1,117 @@
+"""The control-plane flow a new user walks through, from the CLI and from Python: create a
+tenant, an agent and a key; resolve the key; write messages in the key's scope; read and
+patch the configuration; suspend the agent and watch the key stop working; delete the agent
+and see its rows gone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+
+from maim_db import AuthenticationError, activity, connect, keys, plugins, tenancy
+from maim_db import config_document as cd
+from maim_db.tables import PluginSetting
+from maim_db.tables.runtime import Message
+from tests.conftest import TestDB
+
+
+def _message(n: int, chat: str = "a544edeb1a9b73e3e1d77dff36e41264") -> Message:
+    now = time.time()
+    return Message(message_id=f"m{n}", time=now + n, chat_id=chat, chat_info_stream_id=chat,
+                   chat_info_platform="qq", chat_info_user_platform="qq",
+                   chat_info_user_id="10001", chat_info_user_nickname="小明",
+                   chat_info_create_time=now, chat_info_last_active_time=now,
+                   processed_plain_text=f"你好 {n} 🙂")
+
+
+def _cli(db: TestDB, *args: str, stdin: str | None = None) -> Any:
+    env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"))
+    result = subprocess.run([sys.executable, "-m", "maim_db_cli", *args, "--json"], env=env,
+                            input=stdin, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _cli_fails(db: TestDB, *args: str) -> str:
+    env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"))
+    result = subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    return result.stderr
+
+
+def test_the_flow_from_the_cli(db: TestDB) -> None:
+    tenant = _cli(db, "tenant", "create", "Alice's bots")
+    agent = _cli(db, "agent", "create", "麦麦", "--tenant", tenant["id"])
+    key = _cli(db, "key", "create", "runtime", "--agent", agent["id"], "-p", "chat")
+    assert key["secret"].startswith("mmc_") and "key_hash" not in key
+
+    resolved = keys.resolve(key["secret"], db.dsn("app"))
+    assert resolved.agent_id == agent["id"]
+    with connect(db.dsn("app"), api_key=key["secret"]) as scope:
+        assert scope.insert_many([_message(i) for i in range(5)]) == 5
+
+    patched = subprocess.run(
+        [sys.executable, "-m", "maim_db_cli", "config", "set", agent["id"], "-"],
+        env=dict(os.environ, MAIMDB_DSN=db.dsn("admin")), capture_output=True, text=True,
+        input='{"config_overrides": {"chat": {"talk_value": 0.25}}}', timeout=120)
+    assert patched.returncode == 0, patched.stderr
+    doc = json.loads(patched.stdout)
+    assert doc["config_overrides"]["chat"]["talk_value"] == 0.25
+
+    listed = _cli(db, "agent", "list", "--tenant", tenant["id"])
+    assert listed["total"] == 1 and listed["items"][0]["id"] == agent["id"]
+    assert _cli(db, "key", "list", "--agent", agent["id"])["items"][0]["usage_count"] == 2
+
+    assert _cli(db, "agent", "suspend", agent["id"])["status"] == "suspended"
+    with pytest.raises(AuthenticationError):
+        keys.resolve(key["secret"], db.dsn("app"))
+    assert "invalid API key" in _cli_fails(db, "key", "check", "--secret", key["secret"])
+
+    removed = _cli(db, "agent", "delete", agent["id"], "--yes")
+    assert removed["agents"] == 1 and removed["messages"] == 5 and removed["api_keys"] == 1
+    assert removed["chat_config_overrides"] == 1
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.scalar("select count(*) from messages") == 0
+    assert "not found" in _cli_fails(db, "agent", "show", agent["id"])
+
+
+def test_the_flow_from_python(db: TestDB) -> None:
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenant = tenancy.create_tenant(adm, "Bob's bots")
+        agent = tenancy.create_agent(adm, "小麦", tenant_id=tenant.id)
+        issued = keys.issue(adm, agent_id=agent.id, name="runtime", permissions=["chat"])
+        plugins.configure(adm, tenant_id=tenant.id, plugin_name="emoji", enabled=True)
+        plugins.configure(adm, tenant_id=tenant.id, agent_id=agent.id, plugin_name="emoji",
+                          enabled=False, config={"chance": 0.1})
+        plugins.configure(adm, tenant_id=tenant.id, plugin_name="tts", enabled=True)
+
+    resolved = keys.resolve(issued.secret, db.dsn("app"))
+    resolved.require("chat")
+    with connect(db.dsn("app"), agent_id=resolved.agent_id) as scope:
+        activity.touch(scope, ttl_seconds=60)
+        scope.insert_many([_message(i) for i in range(3)])
+        doc = cd.update(scope, {"persona": {"personality": "活泼"}})
+        effective = {p.plugin_name: p for p in plugins.effective(scope)}
+    assert doc["persona"]["personality"] == "活泼"
+    assert {k: (v.enabled, v.agent_id) for k, v in effective.items()} == {
+        "emoji": (False, agent.id), "tts": (True, None)}
+    assert isinstance(effective["emoji"], PluginSetting)
+
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert [s.agent_id for s in activity.list_active(adm)] == [agent.id]
+        tenancy.set_tenant_status(adm, tenant.id, "suspended")
+    with pytest.raises(AuthenticationError):
+        keys.resolve(issued.secret, db.dsn("app"))
+
+    with connect(db.dsn("admin"), admin=True) as adm:
+        removed = tenancy.delete_tenant(adm, tenant.id)
+    assert removed["tenants"] == 1 and removed["agents"] == 1 and removed["messages"] == 3
+    assert removed["plugin_settings"] == 3
