@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, LiteralString, TypeVar
+from typing import Any, Generic, LiteralString, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -26,6 +26,7 @@ from .settings import settings
 log = logging.getLogger("maim_db")
 
 R = TypeVar("R", bound=Row)
+C = TypeVar("C", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
 Params = Sequence[Any] | Mapping[str, Any] | None
 # As in psycopg: a literal, or a composition of psycopg.sql — never a string built at run time.
 Query = LiteralString | bytes | sql.SQL | sql.Composed
@@ -50,22 +51,29 @@ def check_idle(autocommit: bool, status: TransactionStatus) -> None:
                          "join a transaction that is already open")
 
 
-class Database:
-    """A scoped transaction. Get one from :func:`connect`, :func:`scoped` or a pool."""
+class Handle(Generic[C]):
+    """What the sync and async handles share: the connection, the scope, whether the
+    transaction has been opened yet."""
 
-    def __init__(self, conn: psycopg.Connection[Any], scope: Scope) -> None:
-        self._conn = conn
+    def __init__(self, conn: C, scope: Scope) -> None:
+        self._conn: C = conn
         self._scope = scope
         self._opened = False
 
     @property
     def scope(self) -> Scope:
+        """The scope of this block (after the first statement, the agent an API key
+        opened)."""
         return self._scope
 
     @property
-    def connection(self) -> psycopg.Connection[Any]:
+    def connection(self) -> C:
         """The underlying psycopg connection, for what this handle does not cover."""
         return self._conn
+
+
+class Database(Handle[psycopg.Connection[Any]]):
+    """A scoped transaction. Get one from :func:`connect`, :func:`scoped` or a pool."""
 
     # -- running SQL -------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from psycopg.rows import class_row
 from . import statements
 from .connection import (
     ABORTED,
+    Handle,
     Params,
     Query,
     R,
@@ -32,21 +33,8 @@ from .scope import RESET_SESSION, Scope, resolve
 log = logging.getLogger("maim_db")
 
 
-class AsyncDatabase:
+class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
     """A scoped transaction on an async connection. See :class:`maim_db.Database`."""
-
-    def __init__(self, conn: psycopg.AsyncConnection[Any], scope: Scope) -> None:
-        self._conn = conn
-        self._scope = scope
-        self._opened = False
-
-    @property
-    def scope(self) -> Scope:
-        return self._scope
-
-    @property
-    def connection(self) -> psycopg.AsyncConnection[Any]:
-        return self._conn
 
     async def _run(self, cur: psycopg.AsyncCursor[Any], query: Query, params: Params) -> None:
         try:
