@@ -119,6 +119,28 @@ def audit(dsn: DsnOption = None) -> None:
     raise typer.Exit(1)
 
 
+@app.command()
+def snapshot(dsn: DsnOption = None,
+             write: Annotated[Path | None, typer.Option(
+                 "--write", help="Write to this file instead of stdout.")] = None) -> None:
+    """Print the live schema as text (tables, columns, keys, indexes, policies, grants).
+
+    Example: maimdb snapshot --write sql/schema.snapshot
+    """
+    from maim_db.snapshot import snapshot as take
+
+    try:
+        with open_connection(dsn) as conn:
+            text = take(conn)
+    except MaimDBError as e:
+        fail(e)
+    if write is None:
+        print(text, end="")
+    else:
+        write.write_text(text, encoding="utf-8")
+        out.print(f"wrote {write}")
+
+
 def _data_dir() -> Path:
     return settings().data_dir
 
