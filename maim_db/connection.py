@@ -232,9 +232,17 @@ def connect_error(err: psycopg.OperationalError) -> ConnectError:
     return ConnectError(f"cannot connect to PostgreSQL: {str(err).strip()}")
 
 
+def connection_options(pgbouncer: bool | None = None) -> dict[str, Any]:
+    """psycopg connection options. psycopg prepares a statement after 5 runs by default;
+    behind PgBouncer in transaction mode (``MAIMDB_PGBOUNCER=1``) the next transaction may
+    land on a server that never saw it, so preparing is off there."""
+    bouncer = settings().pgbouncer if pgbouncer is None else pgbouncer
+    return {"autocommit": True, "prepare_threshold": None if bouncer else 5}
+
+
 def open_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
     try:
-        return psycopg.connect(resolve_dsn(dsn), autocommit=True)
+        return psycopg.connect(resolve_dsn(dsn), **connection_options())
     except psycopg.OperationalError as err:
         raise connect_error(err) from err
 

@@ -23,6 +23,7 @@ from .connection import (
     R,
     check_idle,
     connect_error,
+    connection_options,
     dirty_message,
     not_found,
     resolve_dsn,
@@ -162,7 +163,7 @@ async def aconnect(dsn: str | None = None, *, agent_id: str | None = None,
     """Async :func:`maim_db.connect`: one connection, one transaction, one scope."""
     scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
     try:
-        conn = await psycopg.AsyncConnection.connect(resolve_dsn(dsn), autocommit=True)
+        conn = await psycopg.AsyncConnection.connect(resolve_dsn(dsn), **connection_options())
     except psycopg.OperationalError as err:
         raise connect_error(err) from err
     async with conn, run_scoped_async(conn, scope) as db:

@@ -2,8 +2,9 @@
 
 A checked-out connection is never trusted: the scope statement that opens every block also
 checks that no role or scope survived from the previous borrower (and resets the session if
-one did), so the check costs no round trip. ``pgbouncer=True`` turns off server-side
-prepared statements, which a transaction-mode pooler cannot keep per client.
+one did), so the check costs no round trip. ``pgbouncer=True`` (default: ``MAIMDB_PGBOUNCER``)
+turns off server-side prepared statements, which a transaction-mode pooler cannot keep per
+client.
 """
 
 from __future__ import annotations
@@ -15,26 +16,21 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from .connection import Database, resolve_dsn, run_scoped
+from .connection import Database, connection_options, resolve_dsn, run_scoped
 from .connection_async import AsyncDatabase, run_scoped_async
 from .errors import ConnectError
 from .scope import resolve
-
-
-def _kwargs(pgbouncer: bool) -> dict[str, Any]:
-    # psycopg prepares a statement after 5 executions by default; behind PgBouncer in
-    # transaction mode the next transaction may land on a server that never saw it.
-    return {"autocommit": True, "prepare_threshold": None if pgbouncer else 5}
 
 
 class Pool:
     """A thread-safe pool; ``with pool.connection(agent_id=...) as db:`` is one transaction."""
 
     def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10,
-                 pgbouncer: bool = False, timeout: float = 30.0, name: str = "maim_db") -> None:
+                 pgbouncer: bool | None = None, timeout: float = 30.0,
+                 name: str = "maim_db") -> None:
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            resolve_dsn(dsn), kwargs=_kwargs(pgbouncer), min_size=min_size, max_size=max_size,
-            timeout=timeout, name=name, open=True)
+            resolve_dsn(dsn), kwargs=connection_options(pgbouncer), min_size=min_size,
+            max_size=max_size, timeout=timeout, name=name, open=True)
 
     @contextmanager
     def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
@@ -66,10 +62,11 @@ class AsyncPool:
     ``await pool.open()`` or ``async with AsyncPool(...) as pool``."""
 
     def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10,
-                 pgbouncer: bool = False, timeout: float = 30.0, name: str = "maim_db") -> None:
+                 pgbouncer: bool | None = None, timeout: float = 30.0,
+                 name: str = "maim_db") -> None:
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            resolve_dsn(dsn), kwargs=_kwargs(pgbouncer), min_size=min_size, max_size=max_size,
-            timeout=timeout, name=name, open=False)
+            resolve_dsn(dsn), kwargs=connection_options(pgbouncer), min_size=min_size,
+            max_size=max_size, timeout=timeout, name=name, open=False)
 
     async def open(self) -> None:
         await self._pool.open(wait=True)

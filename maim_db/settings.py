@@ -13,6 +13,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MAIMDB_", extra="ignore")
 
     dsn: str | None = None
+    # Behind PgBouncer in transaction mode: no server-side prepared statements.
+    pgbouncer: bool = False
     data_dir: Path = Path("data/postgres")
     database: str = "maim"
 

@@ -71,6 +71,12 @@ class TestDB:
         login, _ = LOGINS[kind]
         return with_db(self.server.superuser, self.name, user=login, password=PASSWORD)
 
+    def bounced(self, kind: str, bouncer: tuple[str, int]) -> str:
+        """Like :meth:`dsn`, through PgBouncer."""
+        login, _ = LOGINS[kind]
+        return make_conninfo(host=bouncer[0], port=bouncer[1], dbname=self.name, user=login,
+                             password=PASSWORD)
+
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
@@ -93,6 +99,18 @@ def template(server: Server) -> Iterator[str]:
                                                           sql.Identifier(login)))
     yield name
     server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def bouncer(server: Server, template: str) -> Iterator[tuple[str, int]]:
+    """(host, port) of a PgBouncer in transaction mode in front of the test server."""
+    from tests import pgbouncer
+
+    if not pgbouncer.available():
+        pytest.skip("Debian's pgbouncer is not installed (apt-get install pgbouncer)")
+    users = {login: PASSWORD for login, _ in LOGINS.values()}
+    with pgbouncer.running(server.superuser, users) as address:
+        yield address
 
 
 @pytest.fixture

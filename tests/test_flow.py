@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import pytest
@@ -17,17 +16,8 @@ import pytest
 from maim_db import AuthenticationError, activity, connect, keys, plugins, tenancy
 from maim_db import config_document as cd
 from maim_db.tables import PluginSetting
-from maim_db.tables.runtime import Message
 from tests.conftest import TestDB
-
-
-def _message(n: int, chat: str = "a544edeb1a9b73e3e1d77dff36e41264") -> Message:
-    now = time.time()
-    return Message(message_id=f"m{n}", time=now + n, chat_id=chat, chat_info_stream_id=chat,
-                   chat_info_platform="qq", chat_info_user_platform="qq",
-                   chat_info_user_id="10001", chat_info_user_nickname="小明",
-                   chat_info_create_time=now, chat_info_last_active_time=now,
-                   processed_plain_text=f"你好 {n} 🙂")
+from tests.samples import message
 
 
 def _cli(db: TestDB, *args: str, stdin: str | None = None) -> Any:
@@ -56,7 +46,7 @@ def test_the_flow_from_the_cli(db: TestDB) -> None:
     resolved = keys.resolve(key["secret"], db.dsn("app"))
     assert resolved.agent_id == agent["id"]
     with connect(db.dsn("app"), api_key=key["secret"]) as scope:
-        assert scope.insert_many([_message(i) for i in range(5)]) == 5
+        assert scope.insert_many([message(i) for i in range(5)]) == 5
 
     patched = subprocess.run(
         [sys.executable, "-m", "maim_db_cli", "config", "set", agent["id"], "-"],
@@ -97,7 +87,7 @@ def test_the_flow_from_python(db: TestDB) -> None:
     resolved.require("chat")
     with connect(db.dsn("app"), agent_id=resolved.agent_id) as scope:
         activity.touch(scope, ttl_seconds=60)
-        scope.insert_many([_message(i) for i in range(3)])
+        scope.insert_many([message(i) for i in range(3)])
         doc = cd.update(scope, {"persona": {"personality": "活泼"}})
         effective = {p.plugin_name: p for p in plugins.effective(scope)}
     assert doc["persona"]["personality"] == "活泼"
