@@ -55,10 +55,16 @@ class Handle(Generic[C]):
     """What the sync and async handles share: the connection, the scope, whether the
     transaction has been opened yet."""
 
-    def __init__(self, conn: C, scope: Scope) -> None:
+    def __init__(self, conn: C, scope: Scope, *, single: bool = False) -> None:
         self._conn: C = conn
         self._scope = scope
         self._opened = False
+        # A one-statement block: COMMIT rides in the same pipeline, one round trip in all.
+        self._single = single
+
+    def _second_statement(self) -> ScopeError:
+        return ScopeError("this block was opened for a single statement (pool.fetch/execute); "
+                          "use pool.connection(...) for a transaction of several")
 
     @property
     def scope(self) -> Scope:
@@ -80,6 +86,8 @@ class Database(Handle[psycopg.Connection[Any]]):
     def _run(self, cur: psycopg.Cursor[Any], query: Query, params: Params) -> None:
         try:
             if self._opened:
+                if self._single:
+                    raise self._second_statement()
                 cur.execute(query, params)
                 return
             self._opened = True
@@ -88,10 +96,18 @@ class Database(Handle[psycopg.Connection[Any]]):
                     self._conn.execute("begin")
                     scope_cur = self._conn.execute(self._scope.statement, self._scope.params)
                     cur.execute(query, params)
+                    if self._single:
+                        self._conn.execute("commit")
                 opened = scope_cur.fetchone()
+                if opened is not None and self._scope.kind == "key":
+                    self._scope = Scope("agent", opened[-1])  # the agent the key opened
                 if opened is not None and opened[0]:
-                    if self._scope.kind == "key":  # now we know which agent the key opened
-                        self._scope = Scope("agent", opened[-1])
+                    return
+                if self._single:
+                    # Already committed, and correctly scoped (the scope is set locally over
+                    # whatever the session carried); leave the session clean for the next.
+                    log.warning("maim_db: resetting a connection that carried session state")
+                    self._conn.execute(RESET_SESSION)
                     return
                 # Someone left session state behind: undo this attempt, clean up, retry once.
                 self._conn.execute("rollback")
@@ -194,9 +210,10 @@ class Database(Handle[psycopg.Connection[Any]]):
 
 
 @contextmanager
-def run_scoped(conn: psycopg.Connection[Any], scope: Scope) -> Iterator[Database]:
+def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *,
+               single: bool = False) -> Iterator[Database]:
     check_idle(conn.autocommit, conn.info.transaction_status)
-    db = Database(conn, scope)
+    db = Database(conn, scope, single=single)
     try:
         yield db
     except BaseException:

@@ -40,6 +40,8 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
     async def _run(self, cur: psycopg.AsyncCursor[Any], query: Query, params: Params) -> None:
         try:
             if self._opened:
+                if self._single:
+                    raise self._second_statement()
                 await cur.execute(query, params)
                 return
             self._opened = True
@@ -48,10 +50,16 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
                     await self._conn.execute("begin")
                     scope_cur = await self._conn.execute(self._scope.statement, self._scope.params)
                     await cur.execute(query, params)
+                    if self._single:
+                        await self._conn.execute("commit")
                 opened = await scope_cur.fetchone()
+                if opened is not None and self._scope.kind == "key":
+                    self._scope = Scope("agent", opened[-1])  # the agent the key opened
                 if opened is not None and opened[0]:
-                    if self._scope.kind == "key":  # now we know which agent the key opened
-                        self._scope = Scope("agent", opened[-1])
+                    return
+                if self._single:  # committed and correctly scoped: just clean up
+                    log.warning("maim_db: resetting a connection that carried session state")
+                    await self._conn.execute(RESET_SESSION)
                     return
                 await self._conn.execute("rollback")
                 if attempt == 1:
@@ -133,10 +141,10 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
 
 
 @asynccontextmanager
-async def run_scoped_async(conn: psycopg.AsyncConnection[Any],
-                           scope: Scope) -> AsyncIterator[AsyncDatabase]:
+async def run_scoped_async(conn: psycopg.AsyncConnection[Any], scope: Scope, *,
+                           single: bool = False) -> AsyncIterator[AsyncDatabase]:
     check_idle(conn.autocommit, conn.info.transaction_status)
-    db = AsyncDatabase(conn, scope)
+    db = AsyncDatabase(conn, scope, single=single)
     try:
         yield db
     except BaseException:

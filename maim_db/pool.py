@@ -10,16 +10,29 @@ client.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
-from .connection import Database, connection_options, resolve_dsn, run_scoped
+from .connection import (
+    Database,
+    Params,
+    Query,
+    R,
+    connection_options,
+    resolve_dsn,
+    run_scoped,
+)
 from .connection_async import AsyncDatabase, run_scoped_async
 from .errors import ConnectError
-from .scope import resolve
+from .scope import Scope, resolve
 
 
 class Pool:
@@ -33,16 +46,37 @@ class Pool:
             max_size=max_size, timeout=timeout, name=name, open=True)
 
     @contextmanager
-    def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
-                   admin: bool = False, api_key: str | None = None) -> Iterator[Database]:
-        """Borrow a connection for one scoped transaction (the ambient scope if none is
-        named)."""
-        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+    def _borrow(self, scope: Scope, single: bool = False) -> Iterator[Database]:
         try:
-            with self._pool.connection() as conn, run_scoped(conn, scope) as db:
+            with self._pool.connection() as conn, run_scoped(conn, scope, single=single) as db:
                 yield db
         except PoolTimeout as err:
             raise ConnectError(f"no pooled connection became free: {err}") from err
+
+    def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
+                   admin: bool = False,
+                   api_key: str | None = None) -> AbstractContextManager[Database]:
+        """Borrow a connection for one scoped transaction (the ambient scope if none is
+        named)."""
+        return self._borrow(resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin,
+                                    api_key=api_key))
+
+    # One statement as its own transaction: BEGIN, the scope, the statement and COMMIT leave
+    # in one pipeline — one round trip, where a block needs a second one for its COMMIT.
+
+    def fetch(self, model: type[R], query: Query, params: Params = None, *,
+              agent_id: str | None = None, tenant_id: str | None = None, admin: bool = False,
+              api_key: str | None = None) -> list[R]:
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        with self._borrow(scope, single=True) as db:
+            return db.fetch(model, query, params)
+
+    def execute(self, query: Query, params: Params = None, *, agent_id: str | None = None,
+                tenant_id: str | None = None, admin: bool = False,
+                api_key: str | None = None) -> int:
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        with self._borrow(scope, single=True) as db:
+            return db.execute(query, params)
 
     def stats(self) -> dict[str, int]:
         return self._pool.get_stats()
@@ -72,15 +106,34 @@ class AsyncPool:
         await self._pool.open(wait=True)
 
     @asynccontextmanager
-    async def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
-                         admin: bool = False,
-                         api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
-        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+    async def _borrow(self, scope: Scope, single: bool = False) -> AsyncIterator[AsyncDatabase]:
         try:
-            async with self._pool.connection() as conn, run_scoped_async(conn, scope) as db:
+            async with self._pool.connection() as conn, run_scoped_async(
+                    conn, scope, single=single) as db:
                 yield db
         except PoolTimeout as err:
             raise ConnectError(f"no pooled connection became free: {err}") from err
+
+    def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
+                   admin: bool = False,
+                   api_key: str | None = None) -> AbstractAsyncContextManager[AsyncDatabase]:
+        return self._borrow(resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin,
+                                    api_key=api_key))
+
+    async def fetch(self, model: type[R], query: Query, params: Params = None, *,
+                    agent_id: str | None = None, tenant_id: str | None = None,
+                    admin: bool = False, api_key: str | None = None) -> list[R]:
+        """One statement, one round trip: see :meth:`Pool.fetch`."""
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        async with self._borrow(scope, single=True) as db:
+            return await db.fetch(model, query, params)
+
+    async def execute(self, query: Query, params: Params = None, *,
+                      agent_id: str | None = None, tenant_id: str | None = None,
+                      admin: bool = False, api_key: str | None = None) -> int:
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        async with self._borrow(scope, single=True) as db:
+            return await db.execute(query, params)
 
     def stats(self) -> dict[str, int]:
         return self._pool.get_stats()

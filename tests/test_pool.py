@@ -157,3 +157,47 @@ def test_aconnect_typed_operations(db: TestDB, world: World) -> None:
                                     [world.agent_id("B1")])
 
     asyncio.run(main())
+
+
+def test_one_statement_calls_commit_in_the_same_round_trip(db: TestDB, world: World) -> None:
+    import os
+    import tempfile
+
+    import psycopg
+
+    from maim_db.connection import run_scoped
+    from maim_db.scope import resolve
+
+    with psycopg.connect(db.dsn("app"), autocommit=True) as conn, \
+            tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        with run_scoped(conn, resolve(agent_id=world.agent_id("A1")), single=True) as scope:
+            scope.execute("update agent_active_states set ttl_seconds = 77")
+            with pytest.raises(ScopeError, match="single statement"):
+                scope.execute("select 1")
+        conn.pgconn.untrace()
+        os.fsync(trace.fileno())
+        trace.seek(0)
+        text = trace.read()
+    syncs = [line for line in text.splitlines() if "\tF\t" in line and "\tSync" in line]
+    assert len(syncs) == 1 and "COMMIT" in text.upper(), text
+
+
+def test_pool_fetch_and_execute_are_scoped_transactions(pool: Pool, world: World) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    assert [a.id for a in pool.fetch(Agent, "select * from agents", agent_id=a1)] == [a1]
+    assert pool.execute("update agent_active_states set ttl_seconds = 9", agent_id=b1) == 1
+    with pytest.raises(IsolationError):
+        pool.execute("update agent_active_states set agent_id = %s", [a1], agent_id=b1)
+    with pool.connection(agent_id=b1) as db:  # the committed write is there, the failed one not
+        assert db.get(AgentActiveState).ttl_seconds == 9
+    with agent_scope(a1):
+        assert [a.id for a in pool.fetch(Agent, "select * from agents")] == [a1]
+
+    async def main() -> None:
+        async with AsyncPool(pool._pool.conninfo, max_size=1) as apool:
+            rows = await apool.fetch(Agent, "select * from agents", agent_id=b1)
+            assert [a.id for a in rows] == [b1]
+            assert await apool.execute("select 1", agent_id=b1) == 1
+
+    asyncio.run(main())
