@@ -15,11 +15,10 @@ from typing import Any, Generic, LiteralString, TypeVar
 import psycopg
 from psycopg import sql
 from psycopg.pq import TransactionStatus
-from psycopg.rows import class_row
 
 from . import statements
 from .errors import ConnectError, DatabaseError, MaimDBError, NotFoundError, ScopeError, translate
-from .row import Row
+from .row import Row, row_factory
 from .scope import RESET_SESSION, Scope, resolve
 from .settings import settings
 
@@ -93,11 +92,13 @@ class Database(Handle[psycopg.Connection[Any]]):
             self._opened = True
             for attempt in (1, 2):
                 with self._conn.pipeline():
-                    self._conn.execute("begin")
+                    # A single statement needs no BEGIN/COMMIT: everything before the
+                    # pipeline's one Sync is one implicit transaction, and the scope,
+                    # set transaction-locally, ends with it.
+                    if not self._single:
+                        self._conn.execute("begin")
                     scope_cur = self._conn.execute(self._scope.statement, self._scope.params)
                     cur.execute(query, params)
-                    if self._single:
-                        self._conn.execute("commit")
                 opened = scope_cur.fetchone()
                 if opened is not None and self._scope.kind == "key":
                     self._scope = Scope("agent", opened[-1])  # the agent the key opened
@@ -126,7 +127,7 @@ class Database(Handle[psycopg.Connection[Any]]):
 
     def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
         """Run a query and return every row as ``model``."""
-        with self._conn.cursor(row_factory=class_row(model)) as cur:
+        with self._conn.cursor(row_factory=row_factory(model)) as cur:
             self._run(cur, query, params)
             return cur.fetchall()
 

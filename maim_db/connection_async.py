@@ -12,7 +12,6 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
-from psycopg.rows import class_row
 
 from . import statements
 from .connection import (
@@ -29,6 +28,7 @@ from .connection import (
     resolve_dsn,
 )
 from .errors import DatabaseError, MaimDBError, NotFoundError, ScopeError, translate
+from .row import row_factory
 from .scope import RESET_SESSION, Scope, resolve
 
 log = logging.getLogger("maim_db")
@@ -47,11 +47,13 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             self._opened = True
             for attempt in (1, 2):
                 async with self._conn.pipeline():
-                    await self._conn.execute("begin")
+                    # A single statement needs no BEGIN/COMMIT: everything before the
+                    # pipeline's one Sync is one implicit transaction, and the scope,
+                    # set transaction-locally, ends with it.
+                    if not self._single:
+                        await self._conn.execute("begin")
                     scope_cur = await self._conn.execute(self._scope.statement, self._scope.params)
                     await cur.execute(query, params)
-                    if self._single:
-                        await self._conn.execute("commit")
                 opened = await scope_cur.fetchone()
                 if opened is not None and self._scope.kind == "key":
                     self._scope = Scope("agent", opened[-1])  # the agent the key opened
@@ -75,7 +77,7 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             return cur.rowcount
 
     async def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
-        async with self._conn.cursor(row_factory=class_row(model)) as cur:
+        async with self._conn.cursor(row_factory=row_factory(model)) as cur:
             await self._run(cur, query, params)
             return await cur.fetchall()
 

@@ -7,9 +7,12 @@ only the fields that were actually given, so SQL defaults apply.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
-from typing import Annotated, Any, ClassVar, Final, get_args
+from typing import Annotated, Any, ClassVar, Final, TypeVar, get_args
 
+from psycopg._cursor_base import BaseCursor
+from psycopg.rows import BaseRowFactory, RowMaker, no_result
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -69,3 +72,28 @@ def _jsonb_fields(model: type[Row]) -> frozenset[str]:
                      # `JsonObject | None`: pydantic leaves the marker inside the union
                      or any(JSONB in getattr(arg, "__metadata__", ())
                             for arg in get_args(field.annotation)))
+
+
+R = TypeVar("R", bound=Row)
+
+
+def row_factory(model: type[R]) -> BaseRowFactory[R]:
+    """psycopg rows as validated ``model`` instances.
+
+    Calls the model's compiled validator on each row's dict directly: about a third faster
+    than ``model(**row)`` (psycopg's ``class_row``), and — measured in benchmarks/ — faster
+    than ``model_construct``, which skips validation but builds the instance in Python.
+    """
+    validate = model.__pydantic_validator__.validate_python
+
+    def factory(cursor: BaseCursor[Any, Any]) -> RowMaker[R]:
+        if cursor.description is None:
+            return no_result
+        names = [column.name for column in cursor.description]
+
+        def make(values: Sequence[Any]) -> R:
+            return validate(dict(zip(names, values, strict=True)))  # type: ignore[no-any-return]
+
+        return make
+
+    return factory

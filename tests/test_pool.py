@@ -180,7 +180,28 @@ def test_one_statement_calls_commit_in_the_same_round_trip(db: TestDB, world: Wo
         trace.seek(0)
         text = trace.read()
     syncs = [line for line in text.splitlines() if "\tF\t" in line and "\tSync" in line]
-    assert len(syncs) == 1 and "COMMIT" in text.upper(), text
+    assert len(syncs) == 1 and '"begin"' not in text and '"commit"' not in text, text
+
+
+def test_one_statement_scope_ends_with_its_implicit_transaction(db: TestDB,
+                                                                world: World) -> None:
+    import psycopg
+
+    from maim_db.connection import run_scoped
+    from maim_db.scope import resolve
+
+    with psycopg.connect(db.dsn("app"), autocommit=True) as conn:
+        with run_scoped(conn, resolve(agent_id=world.agent_id("A1")), single=True) as scope:
+            assert [a.id for a in scope.find(Agent)] == [world.agent_id("A1")]
+        after = conn.execute("select current_user, current_setting('maim.agent_id', true)")
+        assert after.fetchone() == ("maim_test_app", "")
+        with pytest.raises(IsolationError), run_scoped(
+                conn, resolve(agent_id=world.agent_id("A1")), single=True) as scope:
+            scope.execute("insert into agent_active_states (agent_id, tenant_id) "
+                          "values (%s, %s)", [world.agent_id("B1"), world.tenant_id("T2")])
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with run_scoped(conn, resolve(agent_id=world.agent_id("B1")), single=True) as scope:
+            assert scope.execute("update agent_active_states set ttl_seconds = 5") == 1
 
 
 def test_pool_fetch_and_execute_are_scoped_transactions(pool: Pool, world: World) -> None:

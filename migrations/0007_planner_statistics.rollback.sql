@@ -1,0 +1,2 @@
+drop statistics action_records_agent_chat;
+drop statistics messages_agent_chat;
