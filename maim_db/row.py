@@ -87,9 +87,13 @@ def row_factory(model: type[R]) -> BaseRowFactory[R]:
     validate = model.__pydantic_validator__.validate_python
 
     def factory(cursor: BaseCursor[Any, Any]) -> RowMaker[R]:
-        if cursor.description is None:
+        result = cursor.pgresult
+        if result is None or not result.nfields:
             return no_result
-        names = [column.name for column in cursor.description]
+        # Straight from the result: cursor.description would build a Column object per
+        # column per statement (measured: a third of the Python time of a point lookup).
+        encoding = cursor.connection.info.encoding
+        names = [(result.fname(i) or b"").decode(encoding) for i in range(result.nfields)]
 
         def make(values: Sequence[Any]) -> R:
             return validate(dict(zip(names, values, strict=True)))  # type: ignore[no-any-return]
