@@ -17,7 +17,7 @@ from maim_db.connection import open_connection
 from maim_db.errors import MaimDBError
 from maim_db.settings import settings
 
-from . import control
+from . import control, transfer
 from .output import fail, out
 
 app = typer.Typer(
@@ -29,6 +29,7 @@ db_app = typer.Typer(help="The embedded PostgreSQL server (used when MAIMDB_DSN 
                      no_args_is_help=True)
 app.add_typer(db_app, name="db")
 control.register(app)
+transfer.register(app)
 
 
 DsnOption = Annotated[

@@ -54,12 +54,16 @@ class Handle(Generic[C]):
     """What the sync and async handles share: the connection, the scope, whether the
     transaction has been opened yet."""
 
-    def __init__(self, conn: C, scope: Scope, *, single: bool = False) -> None:
+    def __init__(self, conn: C, scope: Scope, *, single: bool = False,
+                 snapshot: bool = False) -> None:
         self._conn: C = conn
         self._scope = scope
         self._opened = False
         # A one-statement block: COMMIT rides in the same pipeline, one round trip in all.
         self._single = single
+        # A read-only snapshot (export): every statement sees the same committed state.
+        self._begin: LiteralString = ("begin isolation level repeatable read, read only"
+                                      if snapshot else "begin")
 
     def _second_statement(self) -> ScopeError:
         return ScopeError("this block was opened for a single statement (pool.fetch/execute); "
@@ -96,7 +100,7 @@ class Database(Handle[psycopg.Connection[Any]]):
                     # pipeline's one Sync is one implicit transaction, and the scope,
                     # set transaction-locally, ends with it.
                     if not self._single:
-                        self._conn.execute("begin")
+                        self._conn.execute(self._begin)
                     scope_cur = self._conn.execute(self._scope.statement, self._scope.params)
                     cur.execute(query, params)
                 opened = scope_cur.fetchone()
@@ -211,10 +215,10 @@ class Database(Handle[psycopg.Connection[Any]]):
 
 
 @contextmanager
-def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *,
-               single: bool = False) -> Iterator[Database]:
+def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *, single: bool = False,
+               snapshot: bool = False) -> Iterator[Database]:
     check_idle(conn.autocommit, conn.info.transaction_status)
-    db = Database(conn, scope, single=single)
+    db = Database(conn, scope, single=single, snapshot=snapshot)
     try:
         yield db
     except BaseException:

@@ -51,7 +51,7 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
                     # pipeline's one Sync is one implicit transaction, and the scope,
                     # set transaction-locally, ends with it.
                     if not self._single:
-                        await self._conn.execute("begin")
+                        await self._conn.execute(self._begin)
                     scope_cur = await self._conn.execute(self._scope.statement, self._scope.params)
                     await cur.execute(query, params)
                 opened = await scope_cur.fetchone()

@@ -1,0 +1,180 @@
+"""``maimdb import-sqlite|export|import-export|erase``: an agent's data in and out, in the
+agent's own scope."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as Bar
+from rich.table import Table
+
+from maim_db import MaimDBError, transfer
+from maim_db.maibot_sqlite import ImportReport, Progress, TableReport, import_sqlite
+
+from .control import Dsn, Json, Yes
+from .output import err, fail, out
+
+AgentOpt = Annotated[str, typer.Option("--agent", help="The agent (agent_…) whose rows these are.")]
+
+
+class _Lines(Progress):
+    """Plain progress lines on stderr, for logs and pipes."""
+
+    def __init__(self) -> None:
+        self.done: dict[str, int] = {}
+        self.total: dict[str, int] = {}
+
+    def start(self, table: str, total: int) -> None:
+        self.done[table], self.total[table] = 0, total
+
+    def advance(self, table: str, rows: int) -> None:
+        self.done[table] += rows
+        print(f"{table}: {self.done[table]}/{self.total[table]}", file=sys.stderr, flush=True)
+
+    def finish(self, report: TableReport) -> None:
+        print(f"{report.target}: done, {report.written} written", file=sys.stderr, flush=True)
+
+
+class _Bars(Progress):
+    """A rich progress bar per table, for a terminal."""
+
+    def __init__(self, bar: Bar) -> None:
+        self.bar = bar
+        self.tasks: dict[str, TaskID] = {}
+
+    def start(self, table: str, total: int) -> None:
+        self.tasks[table] = self.bar.add_task(table, total=total)
+
+    def advance(self, table: str, rows: int) -> None:
+        self.bar.advance(self.tasks[table], rows)
+
+    def finish(self, report: TableReport) -> None:
+        self.bar.update(self.tasks[report.target], completed=report.read)
+
+
+def _print_report(report: ImportReport) -> None:
+    table = Table("table", "read", "written", "earlier runs", "skipped", "fallback",
+                  title=f"{report.path} → {report.agent_id} ({report.seconds:.1f} s)")
+    for t in report.tables:
+        table.add_row(t.target, str(t.read), str(t.written), str(t.earlier),
+                      str(sum(t.skipped.values())), str(sum(t.fallback.values())))
+    out.print(table)
+    out.print(f"format: {report.format}; naive datetimes read as {report.timezone}")
+    for t in report.tables:
+        for reason, n in t.skipped.items():
+            out.print(f"  {t.target}: skipped {n}: {reason}", highlight=False)
+        for what, n in t.fallback.items():
+            out.print(f"  {t.target}: fallback {n}: {what}", highlight=False)
+        if t.ignored_columns:
+            out.print(f"  {t.source}: columns with no home here: {', '.join(t.ignored_columns)}",
+                      highlight=False)
+    if report.ignored_tables:
+        out.print(f"tables not imported: {', '.join(report.ignored_tables)}", highlight=False)
+
+
+def import_sqlite_command(
+    path: Annotated[Path, typer.Argument(help="MaiBot's data/MaiBot.db (0.7 to 0.12).")],
+    agent: AgentOpt,
+    timezone: Annotated[str | None, typer.Option(
+        "--timezone", help="Zone MaiBot's naive datetimes were written in; default: this "
+                           "machine's.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 5000,
+    as_json: Json = False,
+    dsn: Dsn = None,
+) -> None:
+    """Import a single-user MaiBot database into an agent; safe to rerun or resume.
+
+    Example: maimdb import-sqlite data/MaiBot.db --agent agent_3f9a1c2b7d4e
+    """
+    try:
+        if sys.stderr.isatty() and not as_json:
+            with Bar(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                     TimeElapsedColumn(), console=err) as bar:
+                report = import_sqlite(path, agent, dsn=dsn, timezone=timezone,
+                                       batch_size=batch_size, progress=_Bars(bar))
+        else:
+            report = import_sqlite(path, agent, dsn=dsn, timezone=timezone,
+                                   batch_size=batch_size, progress=_Lines())
+    except MaimDBError as e:
+        fail(e)
+    if as_json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        _print_report(report)
+
+
+def _counts(counts: dict[str, int], as_json: bool, title: str, extra: dict[str, Any]) -> None:
+    if as_json:
+        print(json.dumps({**extra, "tables": counts, "total": sum(counts.values())},
+                         ensure_ascii=False, indent=2))
+        return
+    table = Table("table", "rows", title=title)
+    for name, n in counts.items():
+        table.add_row(name, str(n))
+    table.add_row("[bold]total[/]", str(sum(counts.values())))
+    out.print(table)
+
+
+def export_command(
+    agent: AgentOpt,
+    out_dir: Annotated[Path, typer.Option("--out", help="A new or empty directory.")],
+    as_json: Json = False,
+    dsn: Dsn = None,
+) -> None:
+    """Write every data row of an agent as JSON Lines, one file per table, plus a manifest.
+
+    Example: maimdb export --agent agent_3f9a1c2b7d4e --out backup/
+    """
+    try:
+        counts = transfer.export_agent(agent, out_dir, dsn=dsn)
+    except MaimDBError as e:
+        fail(e)
+    _counts(counts, as_json, f"exported {agent} to {out_dir}",
+            {"agent_id": agent, "out": str(out_dir)})
+
+
+def import_export_command(
+    directory: Annotated[Path, typer.Argument(help="A directory `maimdb export` wrote.")],
+    agent: AgentOpt,
+    as_json: Json = False,
+    dsn: Dsn = None,
+) -> None:
+    """Restore an export into an agent that holds no data yet (all of it, or nothing).
+
+    Example: maimdb import-export backup/ --agent agent_9c1d2e3f4a5b
+    """
+    try:
+        counts = transfer.import_export(directory, agent, dsn=dsn)
+    except MaimDBError as e:
+        fail(e)
+    _counts(counts, as_json, f"restored {directory} into {agent}",
+            {"agent_id": agent, "from": str(directory)})
+
+
+def erase_command(agent: AgentOpt, yes: Yes = False, as_json: Json = False,
+                  dsn: Dsn = None) -> None:
+    """Delete every data row of an agent (the right to erasure); the agent itself stays.
+
+    Example: maimdb erase --agent agent_3f9a1c2b7d4e --yes
+    """
+    if not yes:
+        if not sys.stdin.isatty():
+            fail(MaimDBError("erase asks for confirmation; pass --yes when not on a terminal"))
+        typer.confirm(f"Delete every data row of {agent}? This cannot be undone", abort=True)
+    try:
+        counts = transfer.erase_agent(agent, dsn=dsn)
+    except MaimDBError as e:
+        fail(e)
+    _counts(counts, as_json, f"erased {agent}", {"agent_id": agent})
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import-sqlite")(import_sqlite_command)
+    app.command("export")(export_command)
+    app.command("import-export")(import_export_command)
+    app.command("erase")(erase_command)

@@ -1,0 +1,663 @@
+"""A single-user MaiBot's ``data/MaiBot.db`` (SQLite, peewee era 0.7 to 0.12) into one agent.
+
+The file is read through SQLite itself, so rows still in ``MaiBot.db-wal`` are seen, and by
+column name after inspecting each table, because real files drift: types change between
+releases, columns come and go, and MaiBot leaves ``*_backup_*`` and retired tables behind.
+Values are converted to the target column's type; a value that cannot be converted either
+falls back (kept as it was, or replaced by the column's default, and counted) or skips its row
+(with the reason, and counted). A MaiBot 1.x file and anything that is not a MaiBot database
+are refused before anything is written.
+
+Writes happen in the agent's scope, so row-level security checks the import like any other
+writer. Each source table is read in id order and written in batches; a batch is one
+transaction that also moves the table's mark in ``import_progress``. A run that is killed
+resumes after its last committed batch, and rerunning a finished import writes nothing.
+docs/import.md has the mapping and every decision behind it.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
+from pathlib import Path
+from typing import Any, Final, Literal, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import psycopg
+from psycopg import sql
+
+from .connection import open_connection, run_scoped
+from .errors import ConflictError, InputError
+from .row import Row
+from .scope import Scope, resolve
+from .tables import runtime as rt
+from .transfer import copy_via_temp, names, temp_like
+
+BATCH: Final = 5000
+
+
+@dataclass(frozen=True)
+class TableMap:
+    """Where one MaiBot table goes. ``natural_key``: the target's unique key besides the id;
+    a source row whose key the agent already holds is skipped, not overwritten."""
+
+    source: str
+    model: type[Row]
+    natural_key: tuple[str, ...] = ()
+
+
+#: Every MaiBot table with a home here, in import order. ``chat_history`` is MaiBot's topic
+#: summary table; maim_db calls it ``chat_history_summary`` (its own ``chat_history`` is the
+#: web back end's). The last three exist only in files written by the multi-user fork.
+TABLES: Final[tuple[TableMap, ...]] = (
+    TableMap("chat_streams", rt.ChatStream, ("stream_id",)),
+    TableMap("expression", rt.Expression),
+    TableMap("messages", rt.Message),
+    TableMap("action_records", rt.ActionRecord),
+    TableMap("llm_usage", rt.LLMUsage),
+    TableMap("emoji", rt.Emoji, ("full_path",)),
+    TableMap("images", rt.Image, ("path",)),
+    TableMap("image_descriptions", rt.ImageDescription),
+    TableMap("emoji_description_cache", rt.EmojiDescriptionCache, ("emoji_hash",)),
+    TableMap("online_time", rt.OnlineTime),
+    TableMap("person_info", rt.PersonInfo, ("person_id",)),
+    TableMap("group_info", rt.GroupInfo, ("group_id",)),
+    TableMap("jargon", rt.Jargon),
+    TableMap("chat_history", rt.ChatHistorySummary),
+    TableMap("thinking_back", rt.ThinkingBack),
+    TableMap("runtime_state", rt.RuntimeState, ("state_key",)),
+    TableMap("hippo_topic_cache", rt.HippoTopicCache, ("chat_id",)),
+    TableMap("hippo_batch_state", rt.HippoBatchState, ("chat_id",)),
+)
+
+#: Tables MaiBot retired but never dropped (maibot-sqlite.md §2.2): known, and left alone.
+RETIRED: Final = frozenset({"knowledges", "thinking_logs", "recalled_messages", "memory",
+                            "graph_nodes", "graph_edges", "memory_chest", "memory_conflicts"})
+
+#: Rows other rows refer to by their MaiBot integer id get ids derived from it, so the
+#: reference can be rewritten without a lookup (messages.selected_expressions → expression).
+DERIVED_IDS: Final = frozenset({"expression"})
+
+
+# -- the report ------------------------------------------------------------------------------
+
+@dataclass
+class TableReport:
+    source: str
+    target: str
+    read: int = 0
+    written: int = 0
+    earlier: int = 0  # written by earlier runs of this import
+    skipped: Counter[str] = field(default_factory=Counter)
+    fallback: Counter[str] = field(default_factory=Counter)
+    ignored_columns: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "target": self.target, "read": self.read,
+                "written": self.written, "earlier": self.earlier,
+                "skipped": dict(self.skipped), "fallback": dict(self.fallback),
+                "ignored_columns": self.ignored_columns}
+
+
+@dataclass
+class ImportReport:
+    path: str
+    agent_id: str
+    source_key: str
+    format: str
+    timezone: str
+    tables: list[TableReport] = field(default_factory=list)
+    ignored_tables: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def table(self, target: str) -> TableReport:
+        return next(t for t in self.tables if t.target == target)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "agent_id": self.agent_id, "source_key": self.source_key,
+                "format": self.format, "timezone": self.timezone,
+                "seconds": round(self.seconds, 3), "ignored_tables": self.ignored_tables,
+                "tables": [t.as_dict() for t in self.tables]}
+
+
+class Progress:
+    """Told how far each table has got; the CLI draws it, the library default is silent."""
+
+    def start(self, table: str, total: int) -> None:
+        """``table`` begins, with ``total`` rows to read."""
+
+    def advance(self, table: str, rows: int) -> None:
+        """``rows`` more rows of ``table`` were read and committed."""
+
+    def finish(self, report: TableReport) -> None:
+        """``table`` is done."""
+
+
+# -- reading the file ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Source:
+    """An opened MaiBot database: its tables and their columns, by name."""
+
+    conn: sqlite3.Connection
+    tables: dict[str, list[str]]
+    format: str
+
+    def count_after(self, table: str, last_id: int) -> int:
+        row = self.conn.execute(f'select count(*) from "{table}" where id > ?',
+                                (last_id,)).fetchone()
+        return int(row[0])
+
+    def batches(self, table: str, cols: Sequence[str], last_id: int,
+                size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows ``(id, *cols)`` after ``last_id`` in id order, ``size`` at a time."""
+        select = ", ".join(f'"{c}"' for c in ("id", *cols))
+        query = f'select {select} from "{table}" where id > ? order by id limit ?'
+        while True:
+            rows = self.conn.execute(query, (last_id, size)).fetchall()
+            if not rows:
+                return
+            yield rows
+            last_id = rows[-1][0]
+
+
+def open_source(path: Path) -> Source:
+    """Open ``path`` read-only and check it is a MaiBot 0.x database; refuse anything else."""
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                               check_same_thread=False)
+        version = int(conn.execute("pragma user_version").fetchone()[0])
+        names_ = [r[0] for r in conn.execute(
+            "select name from sqlite_master where type = 'table' order by name")]
+    except sqlite3.DatabaseError as err:
+        raise InputError(f"{path} is not an SQLite database ({err})") from None
+    if version > 0 or "mai_messages" in names_ or "chat_sessions" in names_:
+        conn.close()
+        raise InputError(
+            f"{path} is a MaiBot 1.x database (PRAGMA user_version = {version}); "
+            "import-sqlite reads the 0.x (peewee) format of MaiBot 0.7 to 0.12. Import the 0.x "
+            "file from before the upgrade (MaiBot keeps it as __legacy_v1_* tables).")
+    if not {"messages", "chat_streams"} <= set(names_):
+        conn.close()
+        raise InputError(f"{path} is not a MaiBot database: it has no messages and "
+                         "chat_streams tables")
+    tables = {t: [r[1] for r in conn.execute(f'pragma table_info("{t}")')] for t in names_}
+    for t, cols in tables.items():
+        if t in {m.source for m in TABLES} and "id" not in cols:
+            conn.close()
+            raise InputError(f"{path}: table {t} has no id column; not a peewee-era MaiBot file")
+    return Source(conn, tables, _format(tables))
+
+
+def _format(tables: dict[str, list[str]]) -> str:
+    """A description of the release the file comes from, by the columns it has."""
+    messages = set(tables["messages"])
+    if "intercept_message_level" in messages:
+        era = "0.12"
+    elif "emoji_description_cache" in tables:
+        era = "0.11.6"
+    elif "jargon" in tables:
+        era = "0.11.2"
+    elif "key_words" in messages:
+        era = "0.10"
+    elif "interest_value" in messages:
+        era = "0.9"
+    elif "action_records" in tables:
+        era = "0.8"
+    else:
+        era = "0.7"
+    return f"MaiBot 0.x (peewee), columns of {era} or later"
+
+
+def source_key(source: Source) -> str:
+    """What identifies this bot's database across copies and runs: a digest of its oldest
+    stream (or message), which MaiBot never rewrites."""
+    for table, cols in (("chat_streams", "stream_id, create_time"),
+                        ("messages", "message_id, time, chat_id")):
+        row = source.conn.execute(f"select {cols} from {table} order by id limit 1").fetchone()
+        if row is not None:
+            return hashlib.sha256(repr((table, *row)).encode()).hexdigest()[:16]
+    return hashlib.sha256(b"empty MaiBot database").hexdigest()[:16]
+
+
+# -- converting values -----------------------------------------------------------------------
+
+class Skip(Exception):
+    """This row cannot be imported; the message is the reason."""
+
+
+Convert = Callable[[Any], Any]
+
+
+def _base_type(annotation: Any) -> tuple[Any, bool]:
+    args = get_args(annotation)
+    if type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    if get_origin(annotation) is Literal:
+        return str, False
+    return annotation, False
+
+
+def _number(value: str, column: str) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        raise Skip(f"{column}: not a number") from None
+
+
+def _bool(v: Any, column: str) -> bool:
+    if isinstance(v, int | float):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in ("1", "true", "t", "0", "false", "f"):
+        return v.strip().lower() in ("1", "true", "t")
+    raise Skip(f"{column}: not a boolean")
+
+
+def converter(annotation: Any, column: str, tz: tzinfo, fallback: Counter[str],
+              default: Any = None) -> Convert:
+    """The function turning a SQLite value into one for ``column``: it returns the value,
+    counts a fallback, or raises :class:`Skip`."""
+    kind, nullable = _base_type(annotation)
+
+    def missing() -> Any:
+        if nullable:
+            return None
+        if default is not None:
+            fallback[f"{column}: NULL replaced by the default {default!r}"] += 1
+            return default
+        raise Skip(f"{column} is NULL")
+
+    if kind is str:
+        def text(v: Any) -> Any:
+            if type(v) is str:
+                return v
+            if v is None:
+                return missing()
+            if isinstance(v, bytes):
+                fallback[f"{column}: bytes decoded as UTF-8 with replacement"] += 1
+                return v.decode("utf-8", "replace")
+            return str(v)
+        return text
+    if kind is float:
+        def real(v: Any) -> Any:
+            if type(v) is float:
+                return v
+            if v is None:
+                return missing()
+            if isinstance(v, int):
+                return float(v)
+            if isinstance(v, str):
+                return _number(v, column)
+            raise Skip(f"{column}: not a number")
+        return real
+    if kind is int:
+        def integer(v: Any) -> Any:
+            if type(v) is int:
+                return v
+            if v is None:
+                return missing()
+            number = _number(v, column) if isinstance(v, str) else v
+            if isinstance(number, float):
+                if not number.is_integer():
+                    fallback[f"{column}: rounded to an integer"] += 1
+                return round(number)
+            raise Skip(f"{column}: not an integer")
+        return integer
+    if kind is bool:
+        def boolean(v: Any) -> Any:
+            return missing() if v is None else _bool(v, column)
+        return boolean
+    if kind is datetime:
+        def moment(v: Any) -> Any:
+            if v is None:
+                return missing()
+            if isinstance(v, int | float):
+                return datetime.fromtimestamp(v, UTC)
+            try:
+                parsed = datetime.fromisoformat(str(v).strip())
+            except ValueError:
+                try:
+                    return datetime.fromtimestamp(float(v), UTC)
+                except ValueError:
+                    raise Skip(f"{column}: not a date and time") from None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=tz)
+        return moment
+    raise TypeError(f"no SQLite conversion for {column}: {annotation!r}")
+
+
+def expression_id(namespace: uuid.UUID, source_id: int) -> uuid.UUID:
+    return uuid.uuid5(namespace, f"expression:{source_id}")
+
+
+def selected_expressions(namespace: uuid.UUID, fallback: Counter[str]) -> Convert:
+    """``str(list[int])`` of expression ids → a JSON list of the imported rows' ids."""
+    def remap(v: Any) -> Any:
+        if v is None or v == "":
+            return v
+        try:
+            ids = json.loads(v)
+        except (TypeError, ValueError):
+            try:
+                ids = ast.literal_eval(v)
+            except (ValueError, SyntaxError):
+                ids = None
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            fallback["selected_expressions: not a list of ids, kept as it was"] += 1
+            return str(v)
+        return json.dumps([str(expression_id(namespace, i)) for i in ids])
+    return remap
+
+
+# -- planning one table ----------------------------------------------------------------------
+
+@dataclass
+class Plan:
+    """How one source table's rows become target rows."""
+
+    table: TableMap
+    columns: list[str]  # target columns written, in order
+    types: list[int]  # their PostgreSQL type oids, for binary COPY
+    make: Callable[[tuple[Any, ...]], list[Any]]  # (id, *source columns) → values
+    source_columns: list[str]
+    report: TableReport
+    missing_required: str | None = None
+
+
+#: How a column's value is made: the Python type that passes through unchanged ("str",
+#: "float", "int"), "bool" (0/1 looked up), "value" (the converter on the value) or "row"
+#: (a function of the whole source row).
+Fast = Literal["str", "float", "int", "bool", "value", "row"]
+
+
+def plan(tm: TableMap, source_cols: list[str], catalog: dict[str, tuple[int, Any]],
+         namespace: uuid.UUID, tz: tzinfo) -> Plan:
+    """``catalog``: target column → (type oid, constant default or None)."""
+    report = TableReport(tm.source, tm.model.table)
+    fields = tm.model.model_fields
+    present = [c for c in source_cols if c != "id"]
+    report.ignored_columns = [c for c in present
+                              if c not in fields and c != "is_no_read_command"]
+    read = [c for c in present if c in fields or c == "is_no_read_command"]
+    index = {c: i + 1 for i, c in enumerate(read)}  # 0 is the source id
+    columns: list[str] = []
+    parts: list[tuple[Fast, bool, int, Callable[[Any], Any]]] = []  # how, nullable, where
+    missing_required = None
+    for name, info in fields.items():
+        if name == "agent_id":
+            continue
+        if name == "id":
+            if tm.source in DERIVED_IDS:
+                columns.append("id")
+                parts.append(("row", False, 0, lambda row: expression_id(namespace, row[0])))
+            continue
+        if name in index:
+            convert = converter(info.annotation, name, tz, report.fallback, catalog[name][1])
+            fast: Fast = _fast(info.annotation)
+            if tm.source == "messages" and name == "selected_expressions":
+                convert, fast = selected_expressions(namespace, report.fallback), "value"
+            parts.append((fast, _base_type(info.annotation)[1], index[name], convert))
+            columns.append(name)
+        elif tm.source == "messages" and name == "intercept_message_level" \
+                and "is_no_read_command" in index:
+            # 0.11.6 marked commands not to read; 0.12 made that level 1 of a scale.
+            parts.append(("value", False, index["is_no_read_command"],
+                          lambda v: 1 if v else 0))
+            columns.append(name)
+        elif not info.is_required():
+            continue  # the database fills it: NULL or the column default
+        else:
+            missing_required = f"the source has no {name} column, which {tm.model.table} needs"
+    return Plan(tm, columns, [catalog[c][0] for c in columns], _compile(parts), read, report,
+                missing_required)
+
+
+def _fast(annotation: Any) -> Fast:
+    kind, _ = _base_type(annotation)
+    return {str: "str", float: "float", int: "int", bool: "bool"}.get(kind, "value")  # type: ignore[return-value]
+
+
+def _compile(parts: list[tuple[Fast, bool, int, Callable[[Any], Any]]]) -> Callable[
+        [tuple[Any, ...]], list[Any]]:
+    """One function building a row's values, with the common case inline: a value SQLite
+    already holds in the target's Python type passes through without a call. Generated
+    once per table (as dataclasses generates ``__init__``): a call per column per row was
+    most of the importer's own time."""
+    env: dict[str, Any] = {"_BOOLS": {0: False, 1: True},
+                           "_BOOLS_OR_NULL": {0: False, 1: True, None: None}}
+    exprs = []
+    for n, (fast, nullable, i, convert) in enumerate(parts):
+        env[f"c{n}"] = convert
+        null = " or x is None" if nullable else ""
+        if fast in ("str", "float", "int"):
+            exprs.append(f"(x if (x := row[{i}]).__class__ is {fast}{null} else c{n}(x))")
+        elif fast == "bool":
+            table = "_BOOLS_OR_NULL" if nullable else "_BOOLS"
+            exprs.append(f"({table}[x] if (x := row[{i}]) in {table} else c{n}(x))")
+        elif fast == "value":
+            exprs.append(f"c{n}(row[{i}])")
+        else:
+            exprs.append(f"c{n}(row)")
+    exec(f"def make(row):\n    return [{', '.join(exprs)}]", env)
+    make: Callable[[tuple[Any, ...]], list[Any]] = env["make"]
+    return make
+
+
+def _catalog(conn: psycopg.Connection[Any], table: str) -> dict[str, tuple[int, Any]]:
+    rows = conn.execute(
+        """select a.attname, a.atttypid::int, pg_get_expr(d.adbin, d.adrelid)
+           from pg_attribute a
+           left join pg_attrdef d on (d.adrelid, d.adnum) = (a.attrelid, a.attnum)
+           where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped""",
+        [table]).fetchall()
+    return {name: (oid, _constant(expr)) for name, oid, expr in rows}
+
+
+def _constant(expr: str | None) -> Any:
+    """A column default that is a plain constant, as a Python value; else None."""
+    if expr is None:
+        return None
+    literal = expr.split("::")[0]
+    if literal in ("true", "false"):
+        return literal == "true"
+    if literal == "''":
+        return ""
+    try:
+        return int(literal)
+    except ValueError:
+        return None
+
+
+# -- the import ------------------------------------------------------------------------------
+
+def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
+                  timezone: str | None = None, batch_size: int = BATCH,
+                  progress: Progress | None = None) -> ImportReport:
+    """Import the MaiBot database at ``path`` into ``agent_id``; see the module docstring.
+
+    ``timezone``: how to read MaiBot's naive datetimes (llm_usage.timestamp, online_time),
+    which it wrote in the bot machine's local time; default: this machine's.
+    """
+    started = time.perf_counter()
+    scope = resolve(agent_id=agent_id)
+    if not 1 <= batch_size <= 100_000:
+        raise InputError(f"batch size must be between 1 and 100000, got {batch_size}")
+    tz, tz_name = _timezone(timezone)
+    source = open_source(path)
+    progress = progress or Progress()
+    try:
+        key = source_key(source)
+        report = ImportReport(str(path), agent_id, key, source.format, tz_name)
+        report.ignored_tables = sorted(t for t in source.tables
+                                       if t not in {m.source for m in TABLES})
+        namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"maim-db:{agent_id}:{key}")
+        with open_connection(dsn) as conn, _import_lock(conn, scope, key):
+            done = _progress(conn, scope, key)
+            for tm in TABLES:
+                if tm.source not in source.tables:
+                    continue
+                p = plan(tm, source.tables[tm.source], _catalog(conn, tm.model.table),
+                         namespace, tz)
+                p.report.earlier = done.get(tm.source, (0, 0))[1]
+                _import_table(conn, scope, source, p, key, done.get(tm.source, (0, 0))[0],
+                              batch_size, progress)
+                report.tables.append(p.report)
+    finally:
+        source.conn.close()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _timezone(name: str | None) -> tuple[tzinfo, str]:
+    if name is None:
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local, str(local)
+    try:
+        return ZoneInfo(name), name
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"unknown time zone {name!r}; use an IANA name such as "
+                         "Asia/Shanghai") from None
+
+
+class _import_lock:
+    """One import of a given database into a given agent at a time: a session advisory lock
+    on the import's connection, released when the import ends or its process dies."""
+
+    def __init__(self, conn: psycopg.Connection[Any], scope: Scope, key: str) -> None:
+        self.conn, self.scope, self.name = conn, scope, f"maim_db import {scope.id} {key}"
+
+    def __enter__(self) -> None:
+        with run_scoped(self.conn, self.scope) as db:
+            if not db.scalar("select pg_try_advisory_lock(hashtextextended(%s, 0))",
+                             [self.name]):
+                raise ConflictError("another import of this database into agent "
+                                    f"{self.scope.id} is running; wait for it to finish")
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.conn.closed:
+            self.conn.execute("select pg_advisory_unlock(hashtextextended(%s, 0))",
+                              [self.name])
+
+
+def _progress(conn: psycopg.Connection[Any], scope: Scope,
+              key: str) -> dict[str, tuple[int, int]]:
+    with run_scoped(conn, scope) as db:
+        rows = db.rows("select source_table, last_source_id, rows_written from import_progress"
+                       " where source_key = %s", [key])
+    return {t: (int(last), int(n)) for t, last, n in rows}
+
+
+def _import_table(conn: psycopg.Connection[Any], scope: Scope, source: Source, p: Plan,
+                  key: str, last_id: int, batch_size: int, progress: Progress) -> None:
+    report = p.report
+    progress.start(report.target, source.count_after(p.table.source, last_id))
+    insert = sql.SQL("insert into {t} ({c}) select {c} from maim_import{conflict}").format(
+        t=sql.Identifier(p.table.model.table), c=names(p.columns),
+        conflict=sql.SQL(" on conflict do nothing" if p.table.natural_key else ""))
+
+    def convert(rows: list[tuple[Any, ...]]) -> Batch:
+        batch = Batch(last_id=rows[-1][0], read=len(rows))
+        if p.missing_required:
+            batch.skipped[p.missing_required] = len(rows)
+            return batch
+        for row in rows:
+            try:
+                batch.values.append(p.make(row))
+            except Skip as skip:
+                batch.skipped[str(skip)] += 1
+        return batch
+
+    batches = source.batches(p.table.source, p.source_columns, last_id, batch_size)
+    for batch in _prefetch(map(convert, batches)):  # converted on the reader thread
+        written = _write(conn, scope, p, insert, batch.values, key, batch.last_id)
+        report.skipped.update(batch.skipped)
+        if p.table.natural_key and written < len(batch.values):
+            keys = ", ".join(p.table.natural_key)
+            report.skipped[f"this agent already has a row with the same {keys}"] += (
+                len(batch.values) - written)
+        report.read += batch.read
+        report.written += written
+        progress.advance(report.target, batch.read)
+    progress.finish(report)
+
+
+@dataclass
+class Batch:
+    """One batch read and converted: the values to write and what was skipped, and why."""
+
+    last_id: int
+    read: int
+    values: list[list[Any]] = field(default_factory=list)
+    skipped: Counter[str] = field(default_factory=Counter)
+
+
+def _write(conn: psycopg.Connection[Any], scope: Scope, p: Plan, insert: sql.Composed,
+           values: list[list[Any]], key: str, last_id: int) -> int:
+    """One batch, one transaction: the rows and the table's new mark, or neither."""
+    written = 0
+    with run_scoped(conn, scope) as db:
+        # Not waiting for the WAL flush is safe here: a batch lost in a crash loses its
+        # progress mark with it, and the rerun writes it again.
+        db.execute("set local synchronous_commit = off")
+        if values:
+            with copy_via_temp(db, "maim_import",
+                               temp_like("maim_import", p.table.model.table, p.columns),
+                               p.columns, types=p.types) as copy:
+                for v in values:
+                    copy.write_row(v)
+            written = db.execute(insert)
+        db.execute(
+            """insert into import_progress (source_key, source_table, last_source_id,
+                                            rows_written)
+               values (%s, %s, %s, %s)
+               on conflict (agent_id, source_key, source_table) do update
+               set last_source_id = excluded.last_source_id,
+                   rows_written = import_progress.rows_written + excluded.rows_written""",
+            [key, p.table.source, last_id, written])
+    return written
+
+
+def _prefetch(batches: Iterator[Batch]) -> Iterator[Batch]:
+    """Read and convert the next batch while this one is written to PostgreSQL (which
+    releases the GIL while it waits)."""
+    ready: queue.Queue[Batch | BaseException | None] = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        ready.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            ready.put(None)
+        except BaseException as err:  # handed to the consumer, raised there
+            ready.put(err)
+
+    reader = threading.Thread(target=read, name="maim-import-reader", daemon=True)
+    reader.start()
+    try:
+        while (item := ready.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()

@@ -1,0 +1,313 @@
+"""``maimdb import-sqlite``: MaiBot files of several releases come in with exact counts and
+values, in the named agent only; reruns and resumed runs leave one copy of each row; a 1.x
+file and anything that is not a MaiBot database are refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from maim_db import InputError, IsolationError, ScopeError, connect, tenancy
+from maim_db.maibot_sqlite import TABLES, ImportReport, import_sqlite
+from maim_db.tables import runtime as rt
+from maim_db.tables.imports import ImportProgress
+from maim_db.transfer import agent_counts
+from tests import maibot_files as mf
+from tests.conftest import TestDB, World
+
+TARGET = {t.source: t.model.table for t in TABLES}
+RUNTIME = [t.model for t in TABLES]
+SHANGHAI = timezone(timedelta(hours=8))
+
+
+def _counts(db: TestDB, agent: str) -> dict[str, int]:
+    with connect(db.dsn("app"), agent_id=agent) as s:
+        return agent_counts(s, [*RUNTIME, ImportProgress])
+
+
+def _import(db: TestDB, path: Path, agent: str, **kw: Any) -> ImportReport:
+    return import_sqlite(path, agent, dsn=db.dsn("app"), timezone="Asia/Shanghai", **kw)
+
+
+def _expected(release: str) -> dict[str, int]:
+    rows = mf.canonical()
+    return {TARGET[t]: len(rows[t]) for t in mf.columns(release) if t in TARGET}
+
+
+@pytest.mark.parametrize("release", ["0.7", "0.10", "0.11.6", "0.12"])
+def test_each_release_imports_with_exact_counts(db: TestDB, world: World, tmp_path: Path,
+                                                release: str) -> None:
+    a1 = world.agent_id("A1")
+    report = _import(db, mf.build(tmp_path / "MaiBot.db", release), a1)
+    expected = _expected(release)
+    assert {t.target: t.written for t in report.tables} == expected
+    assert {t.target: t.read for t in report.tables} == expected
+    assert all(not t.skipped and not t.fallback for t in report.tables)
+    counts = _counts(db, a1)
+    assert {t: counts[t] for t in expected} == expected
+    assert all(counts[t] == 0 for t in counts if t not in expected and t != "import_progress")
+    retired = {"0.7": ["knowledges", "recalled_messages"], "0.10": ["graph_nodes"]}
+    assert report.ignored_tables == sorted(retired.get(release, []))
+
+
+def test_values_arrive_field_by_field(db: TestDB, world: World, tmp_path: Path) -> None:
+    a1 = world.agent_id("A1")
+    _import(db, mf.build(tmp_path / "MaiBot.db", "0.12"), a1)
+    src = mf.canonical()
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        msgs = {m.message_id: m for m in s.find(rt.Message)}
+        exprs = {e.situation: e for e in s.find(rt.Expression)}
+        people = {p.person_id: p for p in s.find(rt.PersonInfo)}
+        usage = {u.model_name: u for u in s.find(rt.LLMUsage)}
+        online = s.find(rt.OnlineTime)[0]
+        jargon = {j.content: j for j in s.find(rt.Jargon)}
+        streams = {c.stream_id for c in s.find(rt.ChatStream)}
+    assert len(msgs) == len(src["messages"])
+    for want in src["messages"]:
+        got = msgs[want["message_id"]]
+        for col in mf.columns("0.12")["messages"]:
+            value = want[col]
+            if col.startswith("is_") and col != "is_no_read_command" and value is not None:
+                value = bool(value)
+            if col == "selected_expressions" and value is not None:
+                continue  # remapped: checked below
+            assert getattr(got, col) == value, (want["message_id"], col)
+    assert {m.chat_id for m in msgs.values()} <= streams  # chat_id still names a stream
+    # selected_expressions: MaiBot's integer ids now name the imported expression rows
+    by_source = {1: exprs["当别人打招呼时"].id, 3: exprs["当别人道谢时"].id}
+    picked = [m for m in msgs.values() if m.selected_expressions]
+    assert picked and all(json.loads(m.selected_expressions or "") == [
+        str(by_source[1]), str(by_source[3])] for m in picked)
+    assert exprs["当别人开玩笑时"].rejected is True and exprs["当别人道谢时"].count == 2
+    ming = people["p" * 32]
+    assert (ming.is_known, ming.person_name, ming.know_times, ming.group_nick_name) == (
+        True, "小明同学", 3.0, src["person_info"][0]["group_nick_name"])
+    assert people["q" * 32].know_since is None and people["q" * 32].is_known is False
+    # naive peewee datetimes, read in the zone the bot wrote them in
+    assert usage["deepseek-chat"].timestamp == datetime(2025, 6, 15, 20, 30, 45, 123456,
+                                                        tzinfo=SHANGHAI)
+    assert usage["qwen-vl"].timestamp == datetime(2025, 6, 15, 21, 0, tzinfo=SHANGHAI)
+    assert usage["qwen-vl"].time_cost is None and usage["deepseek-chat"].cost == 0.0021
+    assert online.timestamp == "1750000000.5"  # MaiBot's mixed text column stays text
+    assert online.end_timestamp == datetime(2025, 6, 15, 20, 30, 0, 250000, tzinfo=SHANGHAI)
+    assert jargon["yyds"].chat_id == f'[["{mf.GROUP}", 3]]' and jargon["绝绝子"].is_jargon is None
+
+
+def test_older_releases_fill_what_they_lack(db: TestDB, world: World, tmp_path: Path) -> None:
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    _import(db, mf.build(tmp_path / "v07.db", "0.7"), a1)
+    _import(db, mf.build(tmp_path / "v0116.db", "0.11.6"), a2)
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        images = s.find(rt.Image, order_by="path")
+        msg = s.find(rt.Message, {"message_id": "900011"})[0]
+    assert [i.image_id for i in images] == ["", ""]  # 0.7 had no image_id: the default
+    assert [i.count for i in images] == [1, 1] and images[0].vlm_processed is False
+    assert msg.is_command is False and msg.intercept_message_level == 0  # columns 0.7 lacked
+    with connect(db.dsn("app"), agent_id=a2) as s:
+        levels = {m.message_id: m.intercept_message_level for m in s.find(rt.Message)}
+    # 0.11.6's is_no_read_command is 0.12's intercept level 1
+    assert levels["900011"] == 1 and levels["900010"] == 0
+
+
+def test_drifted_file_reports_skips_and_fallbacks(db: TestDB, world: World,
+                                                  tmp_path: Path) -> None:
+    a1 = world.agent_id("A1")
+    report = _import(db, mf.build_drifted(tmp_path / "MaiBot.db"), a1)
+    messages = report.table("messages")
+    assert messages.read == 20 and messages.written == 18
+    assert dict(messages.skipped) == {"time: not a number": 1, "chat_info_platform is NULL": 1}
+    assert dict(messages.fallback) == {
+        "user_platform: bytes decoded as UTF-8 with replacement": 1,
+        "selected_expressions: not a list of ids, kept as it was": 1}
+    assert messages.ignored_columns == ["memorized_times"]
+    assert report.table("expression").fallback == {"count: rounded to an integer": 1}
+    assert report.ignored_tables == ["messages_backup_1717000000"]
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        second = s.find(rt.Message, {"message_id": "900002"})[0]
+        third = s.find(rt.Message, {"message_id": "900003"})[0]
+        fourth = s.find(rt.Message, {"message_id": "900004"})[0]
+        epoch = s.find(rt.LLMUsage, {"model_name": "qwen-vl"})[0]
+    assert second.is_emoji is True  # peewee's text "True"
+    assert third.user_platform == "q\ufffdq"
+    assert fourth.selected_expressions == "[1, 'x']"
+    assert epoch.timestamp == datetime.fromtimestamp(1750000000, UTC)
+
+
+def test_rows_in_the_wal_are_imported(db: TestDB, world: World, tmp_path: Path) -> None:
+    path = tmp_path / "MaiBot.db"
+    for live in mf.open_wal(path):
+        live.execute("insert into messages (message_id, time, chat_id, chat_info_stream_id, "
+                     "chat_info_platform, chat_info_user_platform, chat_info_user_id, "
+                     "chat_info_user_nickname, chat_info_create_time, "
+                     "chat_info_last_active_time, is_emoji, is_picid, is_command, "
+                     "intercept_message_level, is_notify, processed_plain_text) values "
+                     "('wal-1', 1, 'c', 'c', 'qq', 'qq', '1', 'n', 1, 1, 0, 0, 0, 0, 0, "
+                     "'只在 WAL 里 📝')")
+        assert Path(f"{path}-wal").stat().st_size > 0
+        # everything, the tables included, is still only in the WAL: the main file alone
+        # (immutable=1 makes SQLite ignore the WAL) has nothing
+        main_only = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        with pytest.raises(sqlite3.OperationalError, match="no such table"):
+            main_only.execute("select count(*) from messages")
+        main_only.close()
+        report = _import(db, path, world.agent_id("A1"))
+    assert report.table("messages").written == len(mf.canonical()["messages"]) + 1
+    with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s:
+        assert s.find(rt.Message, {"message_id": "wal-1"})[0].processed_plain_text == \
+            "只在 WAL 里 📝"
+
+
+def test_a_second_run_writes_nothing(db: TestDB, world: World, tmp_path: Path) -> None:
+    a1 = world.agent_id("A1")
+    path = mf.build(tmp_path / "MaiBot.db", "0.12")
+    first = _import(db, path, a1, batch_size=7)
+    before = _counts(db, a1)
+    again = _import(db, path, a1, batch_size=7)
+    assert _counts(db, a1) == before
+    assert all(t.read == 0 and t.written == 0 for t in again.tables)
+    assert {t.target: t.earlier for t in again.tables} == {
+        t.target: t.written for t in first.tables}
+    # the bot kept running: only its new rows come in next time
+    with sqlite3.connect(path) as live:
+        mf.fill(live, {"messages": mf.V0_12["messages"]},
+                {"messages": [{**mf.canonical(41)["messages"][-1]}]})
+    live.close()
+    third = _import(db, path, a1)
+    assert third.table("messages").written == 1
+    assert _counts(db, a1)["messages"] == before["messages"] + 1
+
+
+def test_killed_import_resumes_with_one_copy_of_each_row(db: TestDB, world: World,
+                                                         tmp_path: Path) -> None:
+    a1 = world.agent_id("A1")
+    n = 6000
+    path = mf.build(tmp_path / "MaiBot.db", "0.12", messages=n)
+    env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
+    proc = subprocess.Popen([sys.executable, "-m", "maim_db_cli", "import-sqlite", str(path),
+                             "--agent", a1, "--batch-size", "50", "--timezone", "UTC"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # progress lines: kill once some message batches are in
+        if line.startswith("messages: ") and int(line.split()[1].split("/")[0]) >= 500:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    partial = _counts(db, a1)["messages"]
+    assert 500 <= partial < n, partial
+    report = import_sqlite(path, a1, dsn=db.dsn("app"), timezone="UTC")
+    assert report.table("messages").earlier == partial
+    assert report.table("messages").written == n - partial
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        total, distinct = s.rows("select count(*), count(distinct message_id) from messages")[0]
+    assert total == distinct == n
+
+
+def test_import_writes_only_into_the_named_agent(db: TestDB, world: World,
+                                                 tmp_path: Path) -> None:
+    a1, a2, b1 = (world.agent_id(a) for a in ("A1", "A2", "B1"))
+    path = mf.build(tmp_path / "MaiBot.db", "0.12")
+    _import(db, path, a1)
+    assert all(n == 0 for n in _counts(db, a2).values())
+    assert all(n == 0 for n in _counts(db, b1).values())
+    # the same file into another agent is that agent's own, complete copy
+    report = _import(db, path, b1)
+    assert {t.target: t.written for t in report.tables} == _expected("0.12")
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        mine = s.rows("select count(*) from messages")[0][0]
+    assert mine == len(mf.canonical()["messages"])
+
+
+def test_an_agent_with_its_own_rows_keeps_them(db: TestDB, world: World, tmp_path: Path) -> None:
+    a1 = world.agent_id("A1")
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        s.insert(rt.ChatStream(stream_id=mf.GROUP, create_time=1, last_active_time=2,
+                               platform="qq", user_platform="qq", user_id="1",
+                               user_nickname="原来的"))
+    report = _import(db, mf.build(tmp_path / "MaiBot.db", "0.12"), a1)
+    assert report.table("chat_streams").written == 1
+    assert dict(report.table("chat_streams").skipped) == {
+        "this agent already has a row with the same stream_id": 1}
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        assert s.find(rt.ChatStream, {"stream_id": mf.GROUP})[0].user_nickname == "原来的"
+
+
+def _nothing_written(db: TestDB, agent: str) -> None:
+    assert all(n == 0 for n in _counts(db, agent).values())
+
+
+def test_a_1x_file_is_refused_naming_the_version(db: TestDB, world: World,
+                                                 tmp_path: Path) -> None:
+    a1 = world.agent_id("A1")
+    with pytest.raises(InputError, match=r"MaiBot 1\.x database \(PRAGMA user_version = 3\)"):
+        _import(db, mf.build_1x(tmp_path / "MaiBot.db"), a1)
+    _nothing_written(db, a1)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("not a database at all\n" * 100), "not an SQLite database"),
+    (lambda p: sqlite3.connect(p).execute("create table notes (id integer primary key)"),
+     "not a MaiBot database"),
+    (lambda p: None, "no such file"),
+])
+def test_other_files_are_refused(db: TestDB, world: World, tmp_path: Path, make: Any,
+                                 message: str) -> None:
+    path = tmp_path / "other.db"
+    make(path)
+    with pytest.raises(InputError, match=message):
+        _import(db, path, world.agent_id("A1"))
+    _nothing_written(db, world.agent_id("A1"))
+
+
+def test_bad_arguments_are_refused_before_reading(db: TestDB, world: World,
+                                                  tmp_path: Path) -> None:
+    path = mf.build(tmp_path / "MaiBot.db", "0.12")
+    with pytest.raises(ScopeError):
+        import_sqlite(path, "not an agent id", dsn=db.dsn("app"))
+    with pytest.raises(InputError, match="unknown time zone"):
+        import_sqlite(path, world.agent_id("A1"), dsn=db.dsn("app"), timezone="Mars/Base")
+    with pytest.raises(InputError, match="batch size"):
+        import_sqlite(path, world.agent_id("A1"), dsn=db.dsn("app"), batch_size=0)
+    _nothing_written(db, world.agent_id("A1"))
+
+
+def test_a_suspended_agent_cannot_be_imported_into(db: TestDB, world: World,
+                                                   tmp_path: Path) -> None:
+    a1 = world.agent_id("A1")
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenancy.set_agent_status(adm, a1, "suspended")
+    with pytest.raises(IsolationError, match="is suspended"):
+        _import(db, mf.build(tmp_path / "MaiBot.db", "0.12"), a1)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenancy.set_agent_status(adm, a1, "active")
+    _nothing_written(db, a1)
+
+
+def test_the_cli_prints_plain_progress_and_a_json_report(db: TestDB, world: World,
+                                                         tmp_path: Path) -> None:
+    path = mf.build(tmp_path / "MaiBot.db", "0.10")
+    env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "maim_db_cli", "import-sqlite", str(path),
+                             "--agent", world.agent_id("A1"), "--json"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 120
+    report = json.loads(result.stdout)
+    assert {t["target"]: t["written"] for t in report["tables"]} == _expected("0.10")
+    assert "messages: 40/40" in result.stderr.splitlines()
+    bad = subprocess.run([sys.executable, "-m", "maim_db_cli", "import-sqlite",
+                          str(mf.build_1x(tmp_path / "new.db")), "--agent",
+                          world.agent_id("A1")], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 1 and "1.x" in bad.stderr and "Traceback" not in bad.stderr
