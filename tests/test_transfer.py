@@ -1,0 +1,178 @@
+"""``maimdb export``, ``import-export`` and ``erase``: an agent's data out, into another agent,
+and gone, each in the agent's own scope, never touching another agent's rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from maim_db import ConflictError, InputError, IsolationError, connect, tenancy
+from maim_db import config_document as cd
+from maim_db.maibot_sqlite import import_sqlite
+from maim_db.tables import Agent, business
+from maim_db.tables import runtime as rt
+from maim_db.transfer import (
+    DATA_ROWS,
+    ERASED_ROWS,
+    MANIFEST,
+    agent_counts,
+    erase_agent,
+    export_agent,
+    import_export,
+)
+from tests import maibot_files as mf
+from tests.conftest import TestDB, World
+
+
+def _fill(db: TestDB, agent: str, tmp_path: Path) -> None:
+    """Runtime rows from a MaiBot file, a configuration document, a business row."""
+    import_sqlite(mf.build(tmp_path / f"{agent}.db", "0.12"), agent, dsn=db.dsn("app"),
+                  timezone="Asia/Shanghai")
+    with connect(db.dsn("app"), agent_id=agent) as s:
+        cd.update(s, {"persona": {"personality": "活泼开朗 🌟"},
+                               "config_overrides": {"chat": {"talk_value": 0.7}}})
+        s.insert(business.ChatHistory(session_id="s1", user_message="你好",
+                                      assistant_message="你好呀", user_id="u1",
+                                      metadata={"来源": "web", "n": [1, 2.5, None]}))
+
+
+def _files(directory: Path) -> dict[str, str]:
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(directory.iterdir())}
+
+
+def _all_counts(db: TestDB, agent: str) -> dict[str, int]:
+    with connect(db.dsn("app"), agent_id=agent) as s:
+        return agent_counts(s, ERASED_ROWS)
+
+
+def test_export_restore_export_round_trip(db: TestDB, world: World, tmp_path: Path) -> None:
+    a1 = world.agent_id("A1")
+    _fill(db, a1, tmp_path)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        fresh = tenancy.create_agent(adm, "restored", tenant_id=world.tenant_id("T2")).id
+    first = export_agent(a1, tmp_path / "first", dsn=db.dsn("app"))
+    assert first["messages"] == len(mf.canonical()["messages"])
+    assert first["chat_history"] == 1 and first["personality_configs"] == 1
+    restored = import_export(tmp_path / "first", fresh, dsn=db.dsn("app"))
+    assert restored == first
+    export_agent(fresh, tmp_path / "second", dsn=db.dsn("app"))
+    before, after = _files(tmp_path / "first"), _files(tmp_path / "second")
+    assert set(before) == {MANIFEST} | {f"{m.table}.jsonl" for m in DATA_ROWS}
+    assert {name: text.replace(a1, fresh) for name, text in before.items()} == after
+    assert a1 not in "".join(after.values())
+    # the restored agent reads its data like any other
+    with connect(db.dsn("app"), agent_id=fresh) as s:
+        assert cd.read(s)["persona"]["personality"] == "活泼开朗 🌟"
+        assert s.find(business.ChatHistory)[0].metadata == {"来源": "web", "n": [1, 2.5, None]}
+
+
+def test_an_export_holds_only_its_agent(db: TestDB, world: World, tmp_path: Path) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    _fill(db, a1, tmp_path)
+    counts = export_agent(b1, tmp_path / "b1", dsn=db.dsn("app"))
+    assert all(n == 0 for n in counts.values())
+    assert all(not text for name, text in _files(tmp_path / "b1").items() if name != MANIFEST)
+
+
+def test_restore_refuses_an_agent_that_holds_data(db: TestDB, world: World,
+                                                  tmp_path: Path) -> None:
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    _fill(db, a1, tmp_path)
+    export_agent(a1, tmp_path / "out", dsn=db.dsn("app"))
+    with connect(db.dsn("app"), agent_id=a2) as s:
+        s.insert(rt.RuntimeState(state_key="mood", state_value="好"))
+    with pytest.raises(ConflictError, match=r"already holds data \(runtime_state: 1\)"):
+        import_export(tmp_path / "out", a2, dsn=db.dsn("app"))
+    assert _all_counts(db, a2) == {**{t: 0 for t in _all_counts(db, a2)}, "runtime_state": 1}
+
+
+def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Path) -> None:
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    _fill(db, a1, tmp_path)
+    out = tmp_path / "out"
+    export_agent(a1, out, dsn=db.dsn("app"))
+    lines = (out / "messages.jsonl").read_text(encoding="utf-8").splitlines()
+    (out / "messages.jsonl").write_text("\n".join(lines[:5] + ["{broken"] + lines[5:]) + "\n",
+                                        encoding="utf-8")
+    with pytest.raises(InputError, match=r"messages.jsonl line 6"):
+        import_export(out, a2, dsn=db.dsn("app"))
+    assert all(n == 0 for n in _all_counts(db, a2).values())  # all or nothing
+    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    for change, message in ((dict(schema_version="0001_control_plane"), "written at schema"),
+                            (dict(format="something else"), "not a maimdb export"),
+                            (dict(tables={"agents": 1}), "known tables")):
+        (out / MANIFEST).write_text(json.dumps({**manifest, **change}), encoding="utf-8")
+        with pytest.raises(InputError, match=message):
+            import_export(out, a2, dsn=db.dsn("app"))
+    with pytest.raises(InputError, match="holds no manifest.json"):
+        import_export(tmp_path, a2, dsn=db.dsn("app"))
+    with pytest.raises(InputError, match="not empty"):
+        export_agent(a1, out, dsn=db.dsn("app"))
+
+
+def test_a_restore_cannot_write_into_another_agent(db: TestDB, world: World,
+                                                   tmp_path: Path) -> None:
+    """The export names A1 in every row; restored into A2, the rows are A2's (agent_id comes
+    from the scope), and A1 is untouched."""
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    _fill(db, a1, tmp_path)
+    export_agent(a1, tmp_path / "out", dsn=db.dsn("app"))
+    before = _all_counts(db, a1)
+    import_export(tmp_path / "out", a2, dsn=db.dsn("app"))
+    assert _all_counts(db, a1) == before
+    with connect(db.dsn("app"), agent_id=a2) as s:
+        assert {m.agent_id for m in s.find(rt.Message)} == {a2}
+
+
+def test_erase_removes_every_row_of_the_agent_and_nothing_else(db: TestDB, world: World,
+                                                              tmp_path: Path) -> None:
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    _fill(db, a1, tmp_path)
+    _fill(db, a2, tmp_path)
+    held = {t: n for t, n in _all_counts(db, a1).items() if n}
+    others = _all_counts(db, a2)
+    assert held["messages"] and held["import_progress"]
+    erased = erase_agent(a1, dsn=db.dsn("app"))
+    assert erased == held
+    assert all(n == 0 for n in _all_counts(db, a1).values())
+    assert _all_counts(db, a2) == others
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.get(Agent, a1).id == a1  # the agent stays; `agent delete` removes it
+    assert erase_agent(a1, dsn=db.dsn("app")) == {}
+
+
+def test_erase_of_a_suspended_agent_is_refused(db: TestDB, world: World) -> None:
+    a1 = world.agent_id("A1")
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenancy.set_agent_status(adm, a1, "suspended")
+    with pytest.raises(IsolationError, match="is suspended"):
+        erase_agent(a1, dsn=db.dsn("app"))
+
+
+def _cli(db: TestDB, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
+    return subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+def test_the_cli_round_trip_and_erase(db: TestDB, world: World, tmp_path: Path) -> None:
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    _fill(db, a1, tmp_path)
+    exported = _cli(db, "export", "--agent", a1, "--out", str(tmp_path / "x"), "--json")
+    assert exported.returncode == 0, exported.stderr
+    total = json.loads(exported.stdout)["total"]
+    restored = _cli(db, "import-export", str(tmp_path / "x"), "--agent", a2, "--json")
+    assert restored.returncode == 0, restored.stderr
+    assert json.loads(restored.stdout)["total"] == total
+    refused = _cli(db, "erase", "--agent", a2)  # no terminal, no --yes: nothing happens
+    assert refused.returncode == 1 and "--yes" in refused.stderr
+    assert sum(_all_counts(db, a2).values()) == total
+    erased = _cli(db, "erase", "--agent", a2, "--yes", "--json")
+    assert erased.returncode == 0, erased.stderr
+    assert json.loads(erased.stdout)["total"] == total
+    assert sum(_all_counts(db, a2).values()) == 0
