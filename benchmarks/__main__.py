@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--json PATH] [--scale] [--no-pgbench]``."""
+"""``python -m benchmarks [--quick] [--json PATH] [--scale] [--no-pgbench] [--import-rows N]``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from maim_db import AsyncPool, Pool
 
-from . import data, policy_cost, scale
+from . import data, import_sqlite, policy_cost, scale
 from .peewee_baseline import Peewee, database
 from .workloads import WORKLOADS, Maim, MaimAsync, Raw, RawAsync
 
@@ -211,6 +211,8 @@ def main() -> None:
                         help="also the 10M-message scale test (long)")
     parser.add_argument("--scale-rows", type=int, default=10_000_000)
     parser.add_argument("--no-pgbench", action="store_true")
+    parser.add_argument("--import-rows", type=int, default=None,
+                        help="messages in the import-sqlite run (default 50000, quick 20000)")
     args = parser.parse_args()
     seconds, rounds = (1.0, 2) if args.quick else (3.0, 3)
     agents, per_agent = (50, 1000) if args.quick else (200, 2000)
@@ -227,6 +229,8 @@ def main() -> None:
         report: dict[str, Any] = {"postgres": version, "date": f"{datetime.now(UTC):%Y-%m-%d}",
                                   "machine": f"{platform.machine()}, {_cpus()} cores",
                                   "records": bench(b, seconds, rounds, log)}
+        import_rows = args.import_rows or (20_000 if args.quick else 50_000)
+        report["records"].append(import_sqlite.run(b, import_rows, log))
         if not args.no_pgbench:
             report["policy_cost"] = policy_cost.run(b, 5 if args.quick else 15, log)
         if args.scale:

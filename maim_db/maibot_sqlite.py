@@ -12,7 +12,7 @@ Writes happen in the agent's scope, so row-level security checks the import like
 writer. Each source table is read in id order and written in batches; a batch is one
 transaction that also moves the table's mark in ``import_progress``. A run that is killed
 resumes after its last committed batch, and rerunning a finished import writes nothing.
-docs/import.md has the mapping and every decision behind it.
+docs/import-export.md has the mapping and every decision behind it.
 """
 
 from __future__ import annotations

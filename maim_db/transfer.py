@@ -4,7 +4,7 @@ All three run in the agent's own scope, so row-level security bounds them exactl
 bounds the runtime: an export cannot contain, and an erase cannot touch, another agent's rows.
 The tables covered are the agent's data plane (configuration, business and runtime tables);
 the control plane (the agent record, API keys, activity, plugin settings) stays with the
-control plane. See docs/transfer.md.
+control plane. See docs/import-export.md.
 
 An export is a directory of JSON Lines, one file per table, rows in key order as PostgreSQL's
 ``row_to_json`` writes them, plus ``manifest.json`` with the counts and the schema version. It

@@ -20,6 +20,8 @@ from tests.test_schema_contract import _split_optional
 TENANT_KEYED = {"api_keys", "plugin_settings"}  # control plane, covered in test_isolation.py
 AGENT_TABLES = [m for m in ALL_ROWS
                 if "agent_id" in m.model_fields and m.table not in TENANT_KEYED]
+# Values the generic samples cannot satisfy (a CHECK on the column's format).
+FORMATTED = {"import_progress": {"source_key": "0123456789abcdef"}}
 
 
 def _sample(model: type[Row], field: str, annotation: Any, jsonb: bool) -> Any:
@@ -57,6 +59,7 @@ def _row(model: type[Row], db: TestDB, scope: Database) -> Row:
     for name, field in model.model_fields.items():
         if field.is_required():
             values[name] = _sample(model, name, field.annotation, name in jsonb)
+    values.update(FORMATTED.get(model.table, {}))
     for parent_table, local, remote in _foreign_keys(db, model.table):
         parent_model = next(m for m in ALL_ROWS if m.table == parent_table)
         parent = scope.insert(_row(parent_model, db, scope))

@@ -97,7 +97,7 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
     out = tmp_path / "out"
     export_agent(a1, out, dsn=db.dsn("app"))
     lines = (out / "messages.jsonl").read_text(encoding="utf-8").splitlines()
-    (out / "messages.jsonl").write_text("\n".join(lines[:5] + ["{broken"] + lines[5:]) + "\n",
+    (out / "messages.jsonl").write_text("\n".join([*lines[:5], "{broken", *lines[5:]]) + "\n",
                                         encoding="utf-8")
     with pytest.raises(InputError, match=r"messages.jsonl line 6"):
         import_export(out, a2, dsn=db.dsn("app"))
@@ -109,7 +109,7 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
         (out / MANIFEST).write_text(json.dumps({**manifest, **change}), encoding="utf-8")
         with pytest.raises(InputError, match=message):
             import_export(out, a2, dsn=db.dsn("app"))
-    with pytest.raises(InputError, match="holds no manifest.json"):
+    with pytest.raises(InputError, match=r"holds no manifest\.json"):
         import_export(tmp_path, a2, dsn=db.dsn("app"))
     with pytest.raises(InputError, match="not empty"):
         export_agent(a1, out, dsn=db.dsn("app"))
