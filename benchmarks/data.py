@@ -58,10 +58,15 @@ def server() -> Iterator[str]:
         shutil.rmtree(data_dir.parent, ignore_errors=True)
 
 
-def create(server_dsn: str, name: str, agents: int, messages_per_agent: int) -> Bench:
+def drop(server_dsn: str, name: str) -> None:
     with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(
             sql.Identifier(name)))
+
+
+def create(server_dsn: str, name: str, agents: int, messages_per_agent: int) -> Bench:
+    drop(server_dsn, name)
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
         conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     params = {k: v for k, v in conninfo_to_dict(server_dsn).items() if v is not None}
     dsn = make_conninfo("", **{**params, "dbname": name})

@@ -43,6 +43,7 @@ def run(server_dsn: str, rows: int, log: Callable[[str], None],
             p50, p99 = _percentiles(samples)
             record[f"{name}_p50_ms"], record[f"{name}_p99_ms"] = round(p50, 3), round(p99, 3)
         results.append(record)
+        data.drop(server_dsn, f"maimdb_scale_{agents}")  # a 10M-row database is gigabytes
         log(f"scale {agents:>6} agents: context p50 {record['context_p50_ms']} ms "
             f"p99 {record['context_p99_ms']} ms; poll p50 {record['poll_p50_ms']} ms "
             f"p99 {record['poll_p99_ms']} ms (seeded in {seeded:.0f}s)")

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
+from functools import partial
 from pathlib import Path
 from typing import Any, Final, Literal, get_args, get_origin
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -83,11 +84,6 @@ TABLES: Final[tuple[TableMap, ...]] = (
 #: Tables MaiBot retired but never dropped (maibot-sqlite.md §2.2): known, and left alone.
 RETIRED: Final = frozenset({"knowledges", "thinking_logs", "recalled_messages", "memory",
                             "graph_nodes", "graph_edges", "memory_chest", "memory_conflicts"})
-
-#: Rows other rows refer to by their MaiBot integer id get ids derived from it, so the
-#: reference can be rewritten without a lookup (messages.selected_expressions → expression).
-DERIVED_IDS: Final = frozenset({"expression"})
-
 
 # -- the report ------------------------------------------------------------------------------
 
@@ -338,12 +334,26 @@ def converter(annotation: Any, column: str, tz: tzinfo, fallback: Counter[str],
     raise TypeError(f"no SQLite conversion for {column}: {annotation!r}")
 
 
-def expression_id(namespace: uuid.UUID, source_id: int) -> uuid.UUID:
-    return uuid.uuid5(namespace, f"expression:{source_id}")
+def id_base(namespace: uuid.UUID, table: str) -> int:
+    """The fixed part of the ids of rows imported from MaiBot's ``table``: see :func:`row_id`."""
+    digest = int.from_bytes(uuid.uuid5(namespace, table).bytes[:8], "big")
+    version8 = (digest & ~(0xF << 12)) | (0x8 << 12)
+    return (version8 << 64) | (0x2 << 62)  # RFC 9562 variant bits
+
+
+def row_id(base: int, source_id: int) -> uuid.UUID:
+    """The id of the row imported from MaiBot's row ``source_id``: a version 8 UUID made of a
+    digest of (agent, file, table) and the source id. Stable across runs (so a reference by
+    MaiBot id can be rewritten without a lookup), it says where a row came from, and a
+    table's rows arrive in key order, so the primary-key index is appended to rather than
+    split at random places."""
+    return uuid.UUID(int=base | source_id)
 
 
 def selected_expressions(namespace: uuid.UUID, fallback: Counter[str]) -> Convert:
     """``str(list[int])`` of expression ids → a JSON list of the imported rows' ids."""
+    base = id_base(namespace, "expression")
+
     def remap(v: Any) -> Any:
         if v is None or v == "":
             return v
@@ -357,7 +367,7 @@ def selected_expressions(namespace: uuid.UUID, fallback: Counter[str]) -> Conver
         if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
             fallback["selected_expressions: not a list of ids, kept as it was"] += 1
             return str(v)
-        return json.dumps([str(expression_id(namespace, i)) for i in ids])
+        return json.dumps([str(row_id(base, i)) for i in ids])
     return remap
 
 
@@ -377,9 +387,8 @@ class Plan:
 
 
 #: How a column's value is made: the Python type that passes through unchanged ("str",
-#: "float", "int"), "bool" (0/1 looked up), "value" (the converter on the value) or "row"
-#: (a function of the whole source row).
-Fast = Literal["str", "float", "int", "bool", "value", "row"]
+#: "float", "int"), "bool" (0/1 looked up), or "value" (always the converter).
+Fast = Literal["str", "float", "int", "bool", "value"]
 
 
 def plan(tm: TableMap, source_cols: list[str], catalog: dict[str, tuple[int, Any]],
@@ -399,9 +408,8 @@ def plan(tm: TableMap, source_cols: list[str], catalog: dict[str, tuple[int, Any
         if name == "agent_id":
             continue
         if name == "id":
-            if tm.source in DERIVED_IDS:
-                columns.append("id")
-                parts.append(("row", False, 0, lambda row: expression_id(namespace, row[0])))
+            columns.append("id")
+            parts.append(("value", False, 0, partial(row_id, id_base(namespace, tm.source))))
             continue
         if name in index:
             convert = converter(info.annotation, name, tz, report.fallback, catalog[name][1])
@@ -446,10 +454,8 @@ def _compile(parts: list[tuple[Fast, bool, int, Callable[[Any], Any]]]) -> Calla
         elif fast == "bool":
             table = "_BOOLS_OR_NULL" if nullable else "_BOOLS"
             exprs.append(f"({table}[x] if (x := row[{i}]) in {table} else c{n}(x))")
-        elif fast == "value":
-            exprs.append(f"c{n}(row[{i}])")
         else:
-            exprs.append(f"c{n}(row)")
+            exprs.append(f"c{n}(row[{i}])")
     exec(f"def make(row):\n    return [{', '.join(exprs)}]", env)
     make: Callable[[tuple[Any, ...]], list[Any]] = env["make"]
     return make
