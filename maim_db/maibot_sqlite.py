@@ -27,6 +27,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from functools import partial
@@ -538,24 +539,24 @@ def _timezone(name: str | None) -> tuple[tzinfo, str]:
                          "Asia/Shanghai") from None
 
 
-class _import_lock:
+def lock_name(agent_id: str, key: str) -> str:
+    return f"maim_db import {agent_id} {key}"
+
+
+@contextmanager
+def _import_lock(conn: psycopg.Connection[Any], scope: Scope, key: str) -> Iterator[None]:
     """One import of a given database into a given agent at a time: a session advisory lock
     on the import's connection, released when the import ends or its process dies."""
-
-    def __init__(self, conn: psycopg.Connection[Any], scope: Scope, key: str) -> None:
-        self.conn, self.scope, self.name = conn, scope, f"maim_db import {scope.id} {key}"
-
-    def __enter__(self) -> None:
-        with run_scoped(self.conn, self.scope) as db:
-            if not db.scalar("select pg_try_advisory_lock(hashtextextended(%s, 0))",
-                             [self.name]):
-                raise ConflictError("another import of this database into agent "
-                                    f"{self.scope.id} is running; wait for it to finish")
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.conn.closed:
-            self.conn.execute("select pg_advisory_unlock(hashtextextended(%s, 0))",
-                              [self.name])
+    name = lock_name(str(scope.id), key)
+    with run_scoped(conn, scope) as db:
+        if not db.scalar("select pg_try_advisory_lock(hashtextextended(%s, 0))", [name]):
+            raise ConflictError(f"another import of this database into agent {scope.id} "
+                                "is running; wait for it to finish")
+    try:
+        yield
+    finally:
+        with suppress(psycopg.Error):  # a dead connection has released it already
+            conn.execute("select pg_advisory_unlock(hashtextextended(%s, 0))", [name])
 
 
 def _progress(conn: psycopg.Connection[Any], scope: Scope,

@@ -15,10 +15,18 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
-from maim_db import InputError, IsolationError, ScopeError, connect, tenancy
-from maim_db.maibot_sqlite import TABLES, ImportReport, import_sqlite
+from maim_db import ConflictError, InputError, IsolationError, ScopeError, connect, tenancy
+from maim_db.maibot_sqlite import (
+    TABLES,
+    ImportReport,
+    import_sqlite,
+    lock_name,
+    open_source,
+    source_key,
+)
 from maim_db.tables import runtime as rt
 from maim_db.tables.imports import ImportProgress
 from maim_db.transfer import agent_counts
@@ -281,6 +289,21 @@ def test_an_agent_with_its_own_rows_keeps_them(db: TestDB, world: World, tmp_pat
         "this agent already has a row with the same stream_id": 1}
     with connect(db.dsn("app"), agent_id=a1) as s:
         assert s.find(rt.ChatStream, {"stream_id": mf.GROUP})[0].user_nickname == "原来的"
+
+
+def test_two_imports_of_one_file_into_one_agent_do_not_overlap(db: TestDB, world: World,
+                                                                tmp_path: Path) -> None:
+    a1 = world.agent_id("A1")
+    path = mf.build(tmp_path / "MaiBot.db", "0.12")
+    source = open_source(path)
+    name = lock_name(a1, source_key(source))
+    source.conn.close()
+    with psycopg.connect(db.dsn("app"), autocommit=True) as running:  # an import under way
+        running.execute("select pg_advisory_lock(hashtextextended(%s, 0))", [name])
+        with pytest.raises(ConflictError, match="another import of this database"):
+            _import(db, path, a1)
+        _nothing_written(db, a1)
+    assert _import(db, path, a1).table("messages").written == len(mf.canonical()["messages"])
 
 
 def _nothing_written(db: TestDB, agent: str) -> None:
