@@ -39,9 +39,10 @@ import psycopg
 from psycopg import sql
 
 from .connection import open_connection, run_scoped
-from .errors import ConflictError, InputError
+from .errors import ConfigurationError, ConflictError, InputError
 from .row import Row
 from .scope import Scope, resolve
+from .settings import settings
 from .tables import runtime as rt
 from .transfer import copy_via_temp, names, temp_like
 
@@ -502,6 +503,12 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
     if not 1 <= batch_size <= 100_000:
         raise InputError(f"batch size must be between 1 and 100000, got {batch_size}")
     tz, tz_name = _timezone(timezone)
+    if settings().pgbouncer:
+        # The import holds a session advisory lock across its batches; behind PgBouncer in
+        # transaction mode each batch may run on another server connection.
+        raise ConfigurationError("import-sqlite needs a direct connection to PostgreSQL, not "
+                                 "PgBouncer (MAIMDB_PGBOUNCER is set); point MAIMDB_DSN at the "
+                                 "server for the import")
     source = open_source(path)
     progress = progress or Progress()
     try:

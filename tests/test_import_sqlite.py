@@ -18,7 +18,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from maim_db import ConflictError, InputError, IsolationError, ScopeError, connect, tenancy
+from maim_db import (
+    ConfigurationError,
+    ConflictError,
+    InputError,
+    IsolationError,
+    ScopeError,
+    connect,
+    tenancy,
+)
 from maim_db.maibot_sqlite import (
     TABLES,
     ImportReport,
@@ -342,6 +350,14 @@ def test_bad_arguments_are_refused_before_reading(db: TestDB, world: World,
         import_sqlite(path, world.agent_id("A1"), dsn=db.dsn("app"), timezone="Mars/Base")
     with pytest.raises(InputError, match="batch size"):
         import_sqlite(path, world.agent_id("A1"), dsn=db.dsn("app"), batch_size=0)
+    _nothing_written(db, world.agent_id("A1"))
+
+
+def test_the_import_refuses_pgbouncer(db: TestDB, world: World, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAIMDB_PGBOUNCER", "1")
+    with pytest.raises(ConfigurationError, match="direct connection"):
+        _import(db, mf.build(tmp_path / "MaiBot.db", "0.12"), world.agent_id("A1"))
     _nothing_written(db, world.agent_id("A1"))
 
 
