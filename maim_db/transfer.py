@@ -97,11 +97,12 @@ def temp_like(name: str, table: str, cols: Iterable[str]) -> sql.Composed:
 def export_agent(agent_id: str, out: Path, *, dsn: str | None = None) -> dict[str, int]:
     """Write every data row of ``agent_id`` under ``out``; return the rows per table.
 
-    One read-only repeatable-read transaction: the files are one consistent state.
+    One read-only repeatable-read transaction: the files are one consistent state. The
+    manifest is written last, so an export that failed half-way cannot be restored.
     """
     scope = resolve(agent_id=agent_id)
-    if out.exists() and any(out.iterdir()):
-        raise InputError(f"{out} is not empty; export into a new directory")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(f"{out} is not an empty directory; export into a new one")
     out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     with open_connection(dsn) as conn, run_scoped(conn, scope, snapshot=True) as db:

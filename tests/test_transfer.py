@@ -111,8 +111,10 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
             import_export(out, a2, dsn=db.dsn("app"))
     with pytest.raises(InputError, match=r"holds no manifest\.json"):
         import_export(tmp_path, a2, dsn=db.dsn("app"))
-    with pytest.raises(InputError, match="not empty"):
+    with pytest.raises(InputError, match="not an empty directory"):
         export_agent(a1, out, dsn=db.dsn("app"))
+    with pytest.raises(InputError, match="not an empty directory"):
+        export_agent(a1, out / MANIFEST, dsn=db.dsn("app"))
 
 
 def test_a_restore_cannot_write_into_another_agent(db: TestDB, world: World,
