@@ -578,7 +578,10 @@ def _import_table(conn: psycopg.Connection[Any], scope: Scope, source: Source, p
                   key: str, last_id: int, batch_size: int, progress: Progress) -> None:
     report = p.report
     progress.start(report.target, source.count_after(p.table.source, last_id))
-    insert = sql.SQL("insert into {t} ({c}) select {c} from maim_import{conflict}").format(
+    # agent_id from the scope once per statement (an InitPlan), not the column default once
+    # per row; the policies check it like any other value.
+    insert = sql.SQL("insert into {t} (agent_id, {c}) select (select maim.agent_id()), {c} "
+                     "from maim_import{conflict}").format(
         t=sql.Identifier(p.table.model.table), c=names(p.columns),
         conflict=sql.SQL(" on conflict do nothing" if p.table.natural_key else ""))
 
