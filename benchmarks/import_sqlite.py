@@ -30,7 +30,7 @@ from .data import Bench
 
 def _fresh_agent(dsn: str, name: str) -> str:
     with connect(dsn, admin=True) as adm:
-        tenant = tenancy.create_tenant(adm, f"import bench {name}")
+        tenant = tenancy.create_tenant(adm, f"import bench {name} {uuid.uuid4().hex[:8]}")
         return tenancy.create_agent(adm, name, tenant_id=tenant.id).id
 
 
