@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from maim_db import AsyncPool, IsolationError, Pool, ScopeError, connect, ids
+from maim_db import AsyncPool, IsolationError, MaimDBError, Pool, ScopeError, connect, ids
 from maim_db.tables import Agent, Tenant
 from maim_db.tables.runtime import Message
 from tests.conftest import TestDB, World
@@ -149,28 +149,40 @@ def test_soak(db: TestDB, route: str, request: pytest.FixtureRequest) -> None:
     assert tally.leaks == []
 
 
+def _first_query_on_another_server(bounced: str, agent_id: str, *, pgbouncer: bool) -> None:
+    """One client connection runs the same query often enough for psycopg to prepare it (on
+    server connection X), then runs it again while another client holds X, so PgBouncer must
+    hand it a server that never saw the statement. No timing is involved: the holder is kept
+    only once its backend pid is X's."""
+    with Pool(bounced, min_size=1, max_size=1, pgbouncer=pgbouncer) as pool:
+        for _ in range(8):
+            with pool.connection(agent_id=agent_id) as scope:
+                assert len(scope.find(Agent)) == 1
+                server = scope.scalar("select pg_backend_pid()")
+        holders: list[psycopg.Connection[tuple[object, ...]]] = []
+        try:
+            for _ in range(4):  # default_pool_size: X is among the idle servers
+                holder = psycopg.connect(bounced, prepare_threshold=None)
+                holders.append(holder)
+                if holder.execute("select pg_backend_pid()").fetchone() == (server,):
+                    break
+            else:
+                pytest.fail("no client could be handed the server connection the pool used")
+            for other in holders[:-1]:
+                other.rollback()
+            with pool.connection(agent_id=agent_id) as scope:
+                assert scope.scalar("select pg_backend_pid()") != server
+                assert len(scope.find(Agent)) == 1
+        finally:
+            for holder in holders:
+                holder.close()
+
+
 def test_prepared_statements_break_without_pgbouncer_mode(
         db: TestDB, world: World, request: pytest.FixtureRequest) -> None:
     """Why ``pgbouncer=True`` exists: with psycopg's default (prepare after 5 runs) a later
     transaction lands on a server connection that never saw the statement."""
     bounced = db.bounced("app", request.getfixturevalue("bouncer"))
-    failures = 0
-    with Pool(bounced, min_size=4, max_size=4, pgbouncer=False) as pool:
-        def run() -> None:
-            nonlocal failures
-            for _ in range(20):
-                try:
-                    with pool.connection(agent_id=world.agent_id("A1")) as scope:
-                        scope.find(Agent)
-                except Exception:
-                    failures += 1
-        threads = [threading.Thread(target=run) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    assert failures > 0
-    with Pool(bounced, min_size=4, max_size=4, pgbouncer=True) as pool:
-        for _ in range(40):
-            with pool.connection(agent_id=world.agent_id("A1")) as scope:
-                assert len(scope.find(Agent)) == 1
+    with pytest.raises(MaimDBError, match="prepared statement"):
+        _first_query_on_another_server(bounced, world.agent_id("A1"), pgbouncer=False)
+    _first_query_on_another_server(bounced, world.agent_id("A1"), pgbouncer=True)
