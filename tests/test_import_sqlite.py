@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -377,12 +376,10 @@ def test_the_cli_prints_plain_progress_and_a_json_report(db: TestDB, world: Worl
                                                          tmp_path: Path) -> None:
     path = mf.build(tmp_path / "MaiBot.db", "0.10")
     env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
-    started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "maim_db_cli", "import-sqlite", str(path),
                              "--agent", world.agent_id("A1"), "--json"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert time.monotonic() - started < 120
     report = json.loads(result.stdout)
     assert {t["target"]: t["written"] for t in report["tables"]} == _expected("0.10")
     assert "messages: 40/40" in result.stderr.splitlines()
