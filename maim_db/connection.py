@@ -8,7 +8,7 @@ clean) and that statement go out together in one pipeline — one round trip.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any, Generic, LiteralString, TypeVar
 
@@ -17,7 +17,15 @@ from psycopg import sql
 from psycopg.pq import TransactionStatus
 
 from . import statements
-from .errors import ConnectError, DatabaseError, MaimDBError, NotFoundError, ScopeError, translate
+from .errors import (
+    ConnectError,
+    DatabaseError,
+    InputError,
+    MaimDBError,
+    NotFoundError,
+    ScopeError,
+    translate,
+)
 from .row import Row, row_factory
 from .scope import RESET_SESSION, Scope, resolve
 from .settings import settings
@@ -59,11 +67,38 @@ class Handle(Generic[C]):
         self._conn: C = conn
         self._scope = scope
         self._opened = False
+        # Set when the block ends: the connection may already be serving another scope.
+        self._ended = False
         # A one-statement block: COMMIT rides in the same pipeline, one round trip in all.
         self._single = single
         # A read-only snapshot (export): every statement sees the same committed state.
         self._begin: LiteralString = ("begin isolation level repeatable read, read only"
                                       if snapshot else "begin")
+
+    def _check_usable(self) -> None:
+        if self._ended:
+            raise ScopeError("this block has ended, so its handle cannot run statements any "
+                             "more (its connection may already serve another scope); open a "
+                             "new block")
+
+    def _ended_by_statement(self) -> ScopeError:
+        return ScopeError("a COMMIT or ROLLBACK statement ended this block's transaction "
+                          "inside the block; let the block end instead (raise to roll back)")
+
+    def _idle_at_finish(self, ok: bool, status: TransactionStatus) -> bool:
+        """True when there is nothing left to commit or roll back."""
+        if self._conn.closed:
+            return True
+        if status != TransactionStatus.IDLE:
+            return False
+        if ok and self._opened and not self._single:
+            raise self._ended_by_statement()
+        return True
+
+    @staticmethod
+    def _no_result() -> InputError:
+        return InputError("the statement returns no rows, so there is nothing to fetch; use "
+                          "execute() for statements without a result")
 
     def _second_statement(self) -> ScopeError:
         return ScopeError("this block was opened for a single statement (pool.fetch/execute); "
@@ -86,53 +121,67 @@ class Database(Handle[psycopg.Connection[Any]]):
 
     # -- running SQL -------------------------------------------------------------------------
 
-    def _run(self, cur: psycopg.Cursor[Any], query: Query, params: Params) -> None:
+    def _cursor(self, model: type[R] | None = None) -> psycopg.Cursor[Any]:
+        self._check_usable()
+        if model is None:
+            return self._conn.cursor()
+        return self._conn.cursor(row_factory=row_factory(model))
+
+    def _run(self, cur: psycopg.Cursor[Any], query: Query, params: Params, *,
+             rows: bool = False) -> None:
         try:
-            if self._opened:
-                if self._single:
-                    raise self._second_statement()
-                cur.execute(query, params)
-                return
-            self._opened = True
-            for attempt in (1, 2):
-                with self._conn.pipeline():
-                    # A single statement needs no BEGIN/COMMIT: everything before the
-                    # pipeline's one Sync is one implicit transaction, and the scope,
-                    # set transaction-locally, ends with it.
-                    if not self._single:
-                        self._conn.execute(self._begin)
-                    scope_cur = self._conn.execute(self._scope.statement, self._scope.params)
-                    cur.execute(query, params)
-                opened = scope_cur.fetchone()
-                if opened is not None and self._scope.kind == "key":
-                    self._scope = Scope("agent", opened[-1])  # the agent the key opened
-                if opened is not None and opened[0]:
-                    return
-                if self._single:
-                    # Already committed, and correctly scoped (the scope is set locally over
-                    # whatever the session carried); leave the session clean for the next.
-                    log.warning("maim_db: resetting a connection that carried session state")
-                    self._conn.execute(RESET_SESSION)
-                    return
-                # Someone left session state behind: undo this attempt, clean up, retry once.
-                self._conn.execute("rollback")
-                if attempt == 1:
-                    log.warning("maim_db: resetting a connection that carried session state")
-                    self._conn.execute(RESET_SESSION)
-            raise ScopeError(dirty_message(self._scope))
+            self._execute(cur, query, params)
         except psycopg.Error as err:
             raise translate(err) from err
+        except TypeError as err:  # psycopg's word for a query or parameters of the wrong kind
+            raise InputError(f"cannot run this statement: {err}") from err
+        if rows and cur.pgresult is not None and cur.description is None:
+            raise self._no_result()
+
+    def _execute(self, cur: psycopg.Cursor[Any], query: Query, params: Params) -> None:
+        if self._opened:
+            if self._single:
+                raise self._second_statement()
+            cur.execute(query, params)
+            return
+        self._opened = True
+        for attempt in (1, 2):
+            with self._conn.pipeline():
+                # A single statement needs no BEGIN/COMMIT: everything before the
+                # pipeline's one Sync is one implicit transaction, and the scope,
+                # set transaction-locally, ends with it.
+                if not self._single:
+                    self._conn.execute(self._begin)
+                scope_cur = self._conn.execute(self._scope.statement, self._scope.params)
+                cur.execute(query, params)
+            opened = scope_cur.fetchone()
+            if opened is not None and self._scope.kind == "key":
+                self._scope = Scope("agent", opened[-1])  # the agent the key opened
+            if opened is not None and opened[0]:
+                return
+            if self._single:
+                # Already committed, and correctly scoped (the scope is set locally over
+                # whatever the session carried); leave the session clean for the next.
+                log.warning("maim_db: resetting a connection that carried session state")
+                self._conn.execute(RESET_SESSION)
+                return
+            # Someone left session state behind: undo this attempt, clean up, retry once.
+            self._conn.execute("rollback")
+            if attempt == 1:
+                log.warning("maim_db: resetting a connection that carried session state")
+                self._conn.execute(RESET_SESSION)
+        raise ScopeError(dirty_message(self._scope))
 
     def execute(self, query: Query, params: Params = None) -> int:
         """Run a statement; return the number of rows it affected."""
-        with self._conn.cursor() as cur:
+        with self._cursor() as cur:
             self._run(cur, query, params)
             return cur.rowcount
 
     def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
         """Run a query and return every row as ``model``."""
-        with self._conn.cursor(row_factory=row_factory(model)) as cur:
-            self._run(cur, query, params)
+        with self._cursor(model) as cur:
+            self._run(cur, query, params, rows=True)
             return cur.fetchall()
 
     def fetch_one(self, model: type[R], query: Query, params: Params = None) -> R:
@@ -144,14 +193,14 @@ class Database(Handle[psycopg.Connection[Any]]):
 
     def rows(self, query: Query, params: Params = None) -> list[tuple[Any, ...]]:
         """Run a query and return plain tuples (for aggregates and ad-hoc shapes)."""
-        with self._conn.cursor() as cur:
-            self._run(cur, query, params)
+        with self._cursor() as cur:
+            self._run(cur, query, params, rows=True)
             return cur.fetchall()
 
     def scalar(self, query: Query, params: Params = None) -> Any:
         """The first column of the first row; :class:`NotFoundError` if there is no row."""
-        with self._conn.cursor() as cur:
-            self._run(cur, query, params)
+        with self._cursor() as cur:
+            self._run(cur, query, params, rows=True)
             row = cur.fetchone()
         if row is None:
             raise NotFoundError(f"query returned no row in scope {self._scope}")
@@ -164,7 +213,7 @@ class Database(Handle[psycopg.Connection[Any]]):
         stored."""
         return self.fetch_one(type(row), *statements.insert(row))
 
-    def insert_many(self, rows: Sequence[R]) -> int:
+    def insert_many(self, rows: Iterable[R]) -> int:
         """Insert rows of one model in multi-row statements; return how many were inserted."""
         return sum(self.execute(q, p) for q, p in statements.insert_many(rows))
 
@@ -192,7 +241,7 @@ class Database(Handle[psycopg.Connection[Any]]):
         """Delete rows; return how many. ``where={}`` means every row in scope."""
         return self.execute(*statements.delete(model, where))
 
-    def upsert(self, row: R, *, on: Sequence[str]) -> R:
+    def upsert(self, row: R, *, on: str | Sequence[str]) -> R:
         """Insert ``row`` or update the one with the same unique key ``on`` (agent tables add
         ``agent_id``); return it as stored."""
         return self.fetch_one(type(row), *statements.upsert(row, on))
@@ -200,9 +249,9 @@ class Database(Handle[psycopg.Connection[Any]]):
     # -- transaction -------------------------------------------------------------------------
 
     def _finish(self, ok: bool) -> None:
-        status = self._conn.info.transaction_status
-        if self._conn.closed or status == TransactionStatus.IDLE:
+        if self._idle_at_finish(ok, self._conn.info.transaction_status):
             return
+        status = self._conn.info.transaction_status
         try:
             if ok and status == TransactionStatus.INERROR:
                 # A statement failed and the error was caught inside the block: COMMIT would
@@ -225,6 +274,8 @@ def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *, single: bool = Fa
         with suppress(MaimDBError):  # the original error matters more than a failed rollback
             db._finish(ok=False)
         raise
+    finally:
+        db._ended = True
     db._finish(ok=True)
 
 

@@ -6,7 +6,7 @@ Same contract, same SQL (:mod:`maim_db.statements`), same one-round-trip scope.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
@@ -27,7 +27,14 @@ from .connection import (
     not_found,
     resolve_dsn,
 )
-from .errors import DatabaseError, MaimDBError, NotFoundError, ScopeError, translate
+from .errors import (
+    DatabaseError,
+    InputError,
+    MaimDBError,
+    NotFoundError,
+    ScopeError,
+    translate,
+)
 from .row import row_factory
 from .scope import RESET_SESSION, Scope, resolve
 
@@ -37,48 +44,63 @@ log = logging.getLogger("maim_db")
 class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
     """A scoped transaction on an async connection. See :class:`maim_db.Database`."""
 
-    async def _run(self, cur: psycopg.AsyncCursor[Any], query: Query, params: Params) -> None:
+    def _cursor(self, model: type[R] | None = None) -> psycopg.AsyncCursor[Any]:
+        self._check_usable()
+        if model is None:
+            return self._conn.cursor()
+        return self._conn.cursor(row_factory=row_factory(model))
+
+    async def _run(self, cur: psycopg.AsyncCursor[Any], query: Query, params: Params, *,
+                   rows: bool = False) -> None:
         try:
-            if self._opened:
-                if self._single:
-                    raise self._second_statement()
-                await cur.execute(query, params)
-                return
-            self._opened = True
-            for attempt in (1, 2):
-                async with self._conn.pipeline():
-                    # A single statement needs no BEGIN/COMMIT: everything before the
-                    # pipeline's one Sync is one implicit transaction, and the scope,
-                    # set transaction-locally, ends with it.
-                    if not self._single:
-                        await self._conn.execute(self._begin)
-                    scope_cur = await self._conn.execute(self._scope.statement, self._scope.params)
-                    await cur.execute(query, params)
-                opened = await scope_cur.fetchone()
-                if opened is not None and self._scope.kind == "key":
-                    self._scope = Scope("agent", opened[-1])  # the agent the key opened
-                if opened is not None and opened[0]:
-                    return
-                if self._single:  # committed and correctly scoped: just clean up
-                    log.warning("maim_db: resetting a connection that carried session state")
-                    await self._conn.execute(RESET_SESSION)
-                    return
-                await self._conn.execute("rollback")
-                if attempt == 1:
-                    log.warning("maim_db: resetting a connection that carried session state")
-                    await self._conn.execute(RESET_SESSION)
-            raise ScopeError(dirty_message(self._scope))
+            await self._execute(cur, query, params)
         except psycopg.Error as err:
             raise translate(err) from err
+        except TypeError as err:  # psycopg's word for a query or parameters of the wrong kind
+            raise InputError(f"cannot run this statement: {err}") from err
+        if rows and cur.pgresult is not None and cur.description is None:
+            raise self._no_result()
+
+    async def _execute(self, cur: psycopg.AsyncCursor[Any], query: Query,
+                       params: Params) -> None:
+        if self._opened:
+            if self._single:
+                raise self._second_statement()
+            await cur.execute(query, params)
+            return
+        self._opened = True
+        for attempt in (1, 2):
+            async with self._conn.pipeline():
+                # A single statement needs no BEGIN/COMMIT: everything before the
+                # pipeline's one Sync is one implicit transaction, and the scope,
+                # set transaction-locally, ends with it.
+                if not self._single:
+                    await self._conn.execute(self._begin)
+                scope_cur = await self._conn.execute(self._scope.statement, self._scope.params)
+                await cur.execute(query, params)
+            opened = await scope_cur.fetchone()
+            if opened is not None and self._scope.kind == "key":
+                self._scope = Scope("agent", opened[-1])  # the agent the key opened
+            if opened is not None and opened[0]:
+                return
+            if self._single:  # committed and correctly scoped: just clean up
+                log.warning("maim_db: resetting a connection that carried session state")
+                await self._conn.execute(RESET_SESSION)
+                return
+            await self._conn.execute("rollback")
+            if attempt == 1:
+                log.warning("maim_db: resetting a connection that carried session state")
+                await self._conn.execute(RESET_SESSION)
+        raise ScopeError(dirty_message(self._scope))
 
     async def execute(self, query: Query, params: Params = None) -> int:
-        async with self._conn.cursor() as cur:
+        async with self._cursor() as cur:
             await self._run(cur, query, params)
             return cur.rowcount
 
     async def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
-        async with self._conn.cursor(row_factory=row_factory(model)) as cur:
-            await self._run(cur, query, params)
+        async with self._cursor(model) as cur:
+            await self._run(cur, query, params, rows=True)
             return await cur.fetchall()
 
     async def fetch_one(self, model: type[R], query: Query, params: Params = None) -> R:
@@ -88,13 +110,13 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
         return rows[0]
 
     async def rows(self, query: Query, params: Params = None) -> list[tuple[Any, ...]]:
-        async with self._conn.cursor() as cur:
-            await self._run(cur, query, params)
+        async with self._cursor() as cur:
+            await self._run(cur, query, params, rows=True)
             return await cur.fetchall()
 
     async def scalar(self, query: Query, params: Params = None) -> Any:
-        async with self._conn.cursor() as cur:
-            await self._run(cur, query, params)
+        async with self._cursor() as cur:
+            await self._run(cur, query, params, rows=True)
             row = await cur.fetchone()
         if row is None:
             raise NotFoundError(f"query returned no row in scope {self._scope}")
@@ -103,7 +125,7 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
     async def insert(self, row: R) -> R:
         return await self.fetch_one(type(row), *statements.insert(row))
 
-    async def insert_many(self, rows: Sequence[R]) -> int:
+    async def insert_many(self, rows: Iterable[R]) -> int:
         return sum([await self.execute(q, p) for q, p in statements.insert_many(rows)])
 
     async def get(self, model: type[R], *key: Any) -> R:
@@ -124,13 +146,13 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
     async def delete(self, model: type[R], *, where: Mapping[str, Any]) -> int:
         return await self.execute(*statements.delete(model, where))
 
-    async def upsert(self, row: R, *, on: Sequence[str]) -> R:
+    async def upsert(self, row: R, *, on: str | Sequence[str]) -> R:
         return await self.fetch_one(type(row), *statements.upsert(row, on))
 
     async def _finish(self, ok: bool) -> None:
-        status = self._conn.info.transaction_status
-        if self._conn.closed or status == TransactionStatus.IDLE:
+        if self._idle_at_finish(ok, self._conn.info.transaction_status):
             return
+        status = self._conn.info.transaction_status
         try:
             if ok and status == TransactionStatus.INERROR:
                 # A statement failed and the error was caught inside the block: COMMIT would
@@ -153,6 +175,8 @@ async def run_scoped_async(conn: psycopg.AsyncConnection[Any], scope: Scope, *,
         with suppress(MaimDBError):
             await db._finish(ok=False)
         raise
+    finally:
+        db._ended = True
     await db._finish(ok=True)
 
 

@@ -102,6 +102,10 @@ def translate(err: psycopg.Error) -> MaimDBError:
         return ConflictError(message, constraint=err.diag.constraint_name)
     if isinstance(err, pgerrors.IntegrityError | pgerrors.DataError):
         return InputError(message)
+    if isinstance(err, psycopg.ProgrammingError | psycopg.DataError) and err.sqlstate is None:
+        # refused by psycopg before it reached the server: a value it cannot send, the
+        # wrong number of parameters for the placeholders
+        return InputError(message)
     if isinstance(err, psycopg.OperationalError) and err.sqlstate is None:
         return ConnectError(message)
     return DatabaseError(message)

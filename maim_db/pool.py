@@ -19,7 +19,7 @@ from contextlib import (
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
 
 from .connection import (
     Database,
@@ -33,6 +33,13 @@ from .connection import (
 from .connection_async import AsyncDatabase, run_scoped_async
 from .errors import ConnectError
 from .scope import Scope, resolve
+
+
+def pool_error(err: PoolTimeout | PoolClosed) -> ConnectError:
+    if isinstance(err, PoolClosed):
+        return ConnectError(f"{err} (an AsyncPool opens with `async with` or `await "
+                            "pool.open()`; a closed pool cannot be reopened)")
+    return ConnectError(f"no pooled connection became free: {err}")
 
 
 class Pool:
@@ -50,8 +57,8 @@ class Pool:
         try:
             with self._pool.connection() as conn, run_scoped(conn, scope, single=single) as db:
                 yield db
-        except PoolTimeout as err:
-            raise ConnectError(f"no pooled connection became free: {err}") from err
+        except (PoolTimeout, PoolClosed) as err:
+            raise pool_error(err) from err
 
     def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
                    admin: bool = False,
@@ -118,8 +125,8 @@ class AsyncPool:
             async with self._pool.connection() as conn, run_scoped_async(
                     conn, scope, single=single) as db:
                 yield db
-        except PoolTimeout as err:
-            raise ConnectError(f"no pooled connection became free: {err}") from err
+        except (PoolTimeout, PoolClosed) as err:
+            raise pool_error(err) from err
 
     def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
                    admin: bool = False,

@@ -84,6 +84,8 @@ def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
             admin: bool = False, api_key: str | None = None) -> Scope:
     """Exactly one scope, well formed — checked before any connection is made. With none
     named, the ambient scope (:mod:`maim_db.context`) applies; an explicit one always wins."""
+    if not isinstance(admin, bool):  # admin="false" is truthy: refuse rather than guess
+        raise ScopeError(f"admin= takes True or False, got {admin!r}")
     chosen = [name for name, given in
               (("agent_id", agent_id is not None), ("tenant_id", tenant_id is not None),
                ("admin", admin), ("api_key", api_key is not None)) if given]

@@ -42,8 +42,32 @@ def _field(model: type[Row], name: str) -> str:
     return name
 
 
+def _mapping(what: str, value: object) -> Mapping[str, Any]:
+    """``where=``/``set=`` must be a mapping: ``{}`` is the only way to say "every row", so a
+    ``None``, ``[]`` or ``""`` that happens to be falsy must not quietly mean it too."""
+    if not isinstance(value, Mapping):
+        raise InputError(f"{what} takes a mapping of column to value ({{}} for every row in "
+                         f"scope), got {type(value).__name__}")
+    return value
+
+
+def _names_given(what: str, value: object) -> list[str]:
+    """A column name or a list of them (``order_by=``, ``on=``)."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise InputError(f"{what} takes a column name or a list of column names, got {value!r}")
+    return list(names)
+
+
+def _row(what: str, value: object) -> Row:
+    if not isinstance(value, Row):
+        raise InputError(f"{what} takes a row model instance (e.g. Message(...)), got "
+                         f"{type(value).__name__}")
+    return value
+
+
 def _where(model: type[Row], where: Mapping[str, Any]) -> tuple[sql.Composable, list[Any]]:
-    if not where:
+    if not _mapping("where=", where):
         return sql.SQL(""), []
     jsonb = model.jsonb_fields()
     parts, params = [], []
@@ -61,7 +85,7 @@ def _where(model: type[Row], where: Mapping[str, Any]) -> tuple[sql.Composable, 
 
 
 def insert(row: Row) -> Statement:
-    model = type(row)
+    model = type(_row("insert()", row))
     given = row.given()
     return _insert_text(model.table, tuple(given)), _values(model, given)
 
@@ -80,11 +104,14 @@ def _insert_text(table: str, columns: tuple[str, ...]) -> sql.Composed:
     return sql.Composed([sql.SQL(query.as_string(None))])
 
 
-def insert_many(rows: Sequence[Row]) -> Iterator[Statement]:
+def insert_many(rows: Iterable[Row]) -> Iterator[Statement]:
     """Multi-row INSERTs; a field one row gives and another leaves out is ``DEFAULT`` there.
 
     (``COPY FROM`` is refused on tables with row-level security, so this is the bulk path.)
     """
+    if isinstance(rows, Row | str | bytes | Mapping) or not isinstance(rows, Iterable):
+        raise InputError(f"insert_many() takes a list of rows, got {type(rows).__name__}")
+    rows = [_row("insert_many()", r) for r in rows]
     if not rows:
         return
     model = type(rows[0])
@@ -141,9 +168,9 @@ def key(model: type[Row], values: Sequence[Any], agent_id: str | None) -> dict[s
 
 def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequence[str],
          limit: int | None) -> Statement:
-    clause, params = _where(model, where or {})
+    clause, params = _where(model, {} if where is None else where)
     query = sql.SQL("select * from {}{}").format(sql.Identifier(model.table), clause)
-    orders = [order_by] if isinstance(order_by, str) else list(order_by)
+    orders = _names_given("order_by=", order_by)
     if orders:
         query = sql.SQL("{} order by {}").format(query, sql.SQL(", ").join(
             sql.SQL("{} desc" if o.startswith("-") else "{}").format(
@@ -156,7 +183,7 @@ def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequ
 
 
 def update(model: type[Row], where: Mapping[str, Any], values: Mapping[str, Any]) -> Statement:
-    if not values:
+    if not _mapping("set=", values):
         raise InputError("update() needs at least one column in set=")
     jsonb = model.jsonb_fields()
     assignments = sql.SQL(", ").join(
@@ -172,10 +199,12 @@ def delete(model: type[Row], where: Mapping[str, Any]) -> Statement:
     return sql.SQL("delete from {}{}").format(sql.Identifier(model.table), clause), params
 
 
-def upsert(row: Row, on: Sequence[str]) -> Statement:
-    model = type(row)
+def upsert(row: Row, on: str | Sequence[str]) -> Statement:
+    model = type(_row("upsert()", row))
     given = row.given()
-    target = [_field(model, c) for c in on]
+    target = [_field(model, c) for c in _names_given("on=", on)]
+    if not target:
+        raise InputError("upsert() needs the unique key to match on: on=['column', ...]")
     agent = model.model_fields.get("agent_id")
     scoped_agent = agent is not None and agent.default is SERVER_DEFAULT
     if scoped_agent and "agent_id" not in target:

@@ -36,6 +36,21 @@ def test_find_filters_orders_and_limits(db: TestDB, world: World) -> None:
      "one model"),
     (lambda db: db.upsert(PluginSetting(tenant_id="tenant_a", plugin_name="x"),
                           on=["tenant_id", "agent_id", "plugin_name"]), "needs values"),
+    # only {} means "every row": other empty or non-mapping values are mistakes
+    (lambda db: db.delete(Agent, where=None), "mapping"),
+    (lambda db: db.delete(Agent, where=[]), "mapping"),
+    (lambda db: db.update(Agent, where="", set={"name": "x"}), "mapping"),
+    (lambda db: db.update(Agent, where={}, set=[("name", "x")]), "mapping"),
+    (lambda db: db.find(Agent, "id = 'x'"), "mapping"),
+    (lambda db: db.find(Agent, []), "mapping"),
+    (lambda db: db.find(Agent, order_by=None), "column name"),
+    (lambda db: db.find(Agent, order_by=[1]), "column name"),
+    (lambda db: db.insert({"id": "tenant_a", "tenant_name": "a"}), "row model"),
+    (lambda db: db.insert(Tenant), "row model"),
+    (lambda db: db.insert_many([{"id": "tenant_a"}]), "row model"),
+    (lambda db: db.insert_many(Tenant(id="tenant_a", tenant_name="a")), "list of rows"),
+    (lambda db: db.upsert(Tenant(id="tenant_a", tenant_name="a"), on=[]), "unique key"),
+    (lambda db: db.upsert(Tenant(id="tenant_a", tenant_name="a"), on="idd"), "no column"),
 ])
 def test_bad_input_is_refused_before_sql(db: TestDB, world: World, call: object,
                                          message: str) -> None:
@@ -73,7 +88,7 @@ def test_upsert_is_the_activity_touch(db: TestDB, world: World) -> None:
     a1 = world.agent_id("A1")
     with connect(db.dsn("app"), agent_id=a1) as app:
         first = app.upsert(AgentActiveState(ttl_seconds=10), on=["agent_id"])
-        second = app.upsert(AgentActiveState(ttl_seconds=20), on=["agent_id"])
+        second = app.upsert(AgentActiveState(ttl_seconds=20), on="agent_id")
         assert len(app.find(AgentActiveState)) == 1
     assert first.agent_id == second.agent_id == a1
     assert (second.expires_at - second.last_seen_at).total_seconds() == 20
@@ -93,7 +108,8 @@ def test_insert_many_uses_defaults_per_row(db: TestDB, world: World) -> None:
     tenants = [Tenant(id=ids.new_tenant_id(), tenant_name=f"bulk {i}") for i in range(2500)]
     tenants[7] = Tenant(id=ids.new_tenant_id(), tenant_name="typed", tenant_type="enterprise")
     with connect(db.dsn("admin"), admin=True) as adm:
-        assert adm.insert_many(tenants) == 2500
+        assert adm.insert_many(tenants[:2000]) == 2000
+        assert adm.insert_many(t for t in tenants[2000:]) == 500  # any iterable of rows
         assert adm.insert_many([]) == 0
     with connect(db.dsn("admin"), admin=True) as adm:
         assert adm.scalar("select count(*) from tenants where tenant_name like 'bulk %%'") == 2499

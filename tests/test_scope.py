@@ -31,6 +31,8 @@ UNREACHABLE = "host=/nonexistent-maimdb-socket-dir dbname=x connect_timeout=1"
         ({"agent_id": "tenant_t1"}, "invalid agent id"),
         ({"agent_id": "agent_x'; drop table agents; --"}, "invalid agent id"),
         ({"tenant_id": "agent_a1"}, "invalid tenant id"),
+        ({"admin": "false"}, "True or False"),
+        ({"admin": 1}, "True or False"),
     ],
 )
 def test_bad_scope_fails_before_any_connection(kwargs: dict[str, Any], message: str) -> None:
