@@ -101,12 +101,14 @@ def export_agent(agent_id: str, out: Path, *, dsn: str | None = None) -> dict[st
     manifest is written last, so an export that failed half-way cannot be restored.
     """
     scope = resolve(agent_id=agent_id)
+    out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} is not an empty directory; export into a new one")
-    out.mkdir(parents=True, exist_ok=True)
     counts: dict[str, int] = {}
     with open_connection(dsn) as conn, run_scoped(conn, scope, snapshot=True) as db:
         db.execute("set local timezone = 'UTC'")  # timestamps the same whoever exports
+        # only now, with the scope open (the agent exists and is active), is there an export
+        out.mkdir(parents=True, exist_ok=True)
         for model in DATA_ROWS:
             counts[model.table] = _export_table(db, model, out / f"{model.table}.jsonl")
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
@@ -169,6 +171,7 @@ def import_export(directory: Path, agent_id: str, *, dsn: str | None = None) -> 
     """Restore an export into ``agent_id``, which must hold no data yet; return the rows per
     table. One transaction: the agent ends with all of the export or none of it. Row ids are
     kept (keys include agent_id, so they cannot collide with the source agent's)."""
+    directory = Path(directory)
     expected = read_manifest(directory)
     scope = resolve(agent_id=agent_id)
     written: dict[str, int] = {}
@@ -181,14 +184,17 @@ def import_export(directory: Path, agent_id: str, *, dsn: str | None = None) -> 
         for model in DATA_ROWS:
             if model.table in expected:
                 written[model.table] = _restore_table(db, model, directory)
-    wrong = {t: (n, written.get(t)) for t, n in expected.items() if written.get(t) != n}
-    if wrong:  # pragma: no cover - the check inside _restore_table raises first
-        raise InputError(f"restored counts differ from the manifest: {wrong}")
+        wrong = {t: (n, written[t]) for t, n in expected.items() if written[t] != n}
+        if wrong:  # inside the transaction: a short or padded file restores nothing
+            listed = ", ".join(f"{t}: manifest {n}, file {w}" for t, (n, w) in wrong.items())
+            raise InputError(f"the files do not match the manifest ({listed}); nothing was "
+                             "restored")
     return written
 
 
 def _restore_table(db: Database, model: type[Row], directory: Path) -> int:
     temp = f"maim_restore_{model.table}"
+    known = set(model.model_fields)
     lines = 0
     with (directory / f"{model.table}.jsonl").open(encoding="utf-8") as f, \
             copy_via_temp(db, temp, sql.SQL("create temp table {} (line jsonb not null) "
@@ -198,9 +204,15 @@ def _restore_table(db: Database, model: type[Row], directory: Path) -> int:
             if not line.strip():
                 continue
             try:
-                json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise InputError(f"{model.table}.jsonl line {number}: {err}") from None
+            if not isinstance(record, dict):
+                raise InputError(f"{model.table}.jsonl line {number}: not a JSON object")
+            if unknown := sorted(set(record) - known):
+                # jsonb_populate_record would skip them: a renamed key must not become NULL
+                raise InputError(f"{model.table}.jsonl line {number}: no column "
+                                 f"{', '.join(map(repr, unknown))} in {model.table}")
             copy.write_row((line,))
             lines += 1
     cols = columns(model)

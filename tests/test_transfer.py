@@ -109,6 +109,29 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
         (out / MANIFEST).write_text(json.dumps({**manifest, **change}), encoding="utf-8")
         with pytest.raises(InputError, match=message):
             import_export(out, a2, dsn=db.dsn("app"))
+    (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    good = (out / "messages.jsonl").read_text(encoding="utf-8").replace("{broken\n", "")
+    # a file shorter than the manifest says: refused inside the transaction
+    (out / "messages.jsonl").write_text("".join(good.splitlines(True)[2:]), encoding="utf-8")
+    with pytest.raises(InputError, match="messages: manifest"):
+        import_export(out, a2, dsn=db.dsn("app"))
+    assert all(n == 0 for n in _all_counts(db, a2).values())
+    # a key the table does not have (a rename, a typo) would otherwise become a NULL
+    first, *rest = good.splitlines(True)
+    record = json.loads(first)
+    record["processed_plain_txt"] = record.pop("processed_plain_text")
+    (out / "messages.jsonl").write_text(json.dumps(record) + "\n" + "".join(rest),
+                                        encoding="utf-8")
+    with pytest.raises(InputError, match="line 1: no column 'processed_plain_txt'"):
+        import_export(out, a2, dsn=db.dsn("app"))
+    (out / "messages.jsonl").write_text("[1, 2]\n" + "".join(rest), encoding="utf-8")
+    with pytest.raises(InputError, match="line 1: not a JSON object"):
+        import_export(out, a2, dsn=db.dsn("app"))
+    assert all(n == 0 for n in _all_counts(db, a2).values())
+    # an unknown agent leaves no directory behind
+    with pytest.raises(IsolationError):
+        export_agent("agent_nobody", tmp_path / "nobody", dsn=db.dsn("app"))
+    assert not (tmp_path / "nobody").exists()
     with pytest.raises(InputError, match=r"holds no manifest\.json"):
         import_export(tmp_path, a2, dsn=db.dsn("app"))
     with pytest.raises(InputError, match="not an empty directory"):
