@@ -24,7 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from . import crypto, ids, statements
 from .connection import Database
-from .errors import InputError, MaimDBError, ScopeError
+from .errors import InputError, MaimDBError, NotFoundError, ScopeError
 from .row import Row
 from .tables import agent_config as ac
 
@@ -68,7 +68,12 @@ def _agent(db: Database, agent_id: str | None) -> str:
         return db.scalar("select maim.agent_id()")  # type: ignore[no-any-return]
     if agent_id is None:
         raise ScopeError(f"in {db.scope} scope, name the agent: agent_id=...")
-    return ids.check("agent", agent_id)
+    ids.check("agent", agent_id)
+    # Tenant and admin scopes see agents through RLS: one that is not there (or is another
+    # tenant's) has no document — not a document of defaults.
+    if not db.rows("select 1 from agents where id = %s", [agent_id]):
+        raise NotFoundError(f"agent {agent_id} not found in scope {db.scope}")
+    return agent_id
 
 
 # -- reading ----------------------------------------------------------------------------------

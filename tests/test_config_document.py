@@ -9,7 +9,14 @@ from typing import Any
 import psycopg
 import pytest
 
-from maim_db import ConfigurationError, InputError, IsolationError, connect, crypto
+from maim_db import (
+    ConfigurationError,
+    InputError,
+    IsolationError,
+    NotFoundError,
+    connect,
+    crypto,
+)
 from maim_db import config_document as cd
 from tests.conftest import TestDB, World
 
@@ -139,9 +146,10 @@ def test_tenant_reads_but_cannot_write(db: TestDB, world: World) -> None:
     with connect(db.dsn("tenant"), tenant_id=world.tenant_id("T1")) as t1:
         doc = cd.read(t1, world.agent_id("A1"))
     assert doc["config_overrides"]["chat"]["max_context_size"] == 33
-    with connect(db.dsn("tenant"), tenant_id=world.tenant_id("T2")) as t2:  # not its agent
-        assert cd.read(t2, world.agent_id("A1"))["config_overrides"]["chat"][
-            "max_context_size"] == 18
+    # another tenant's agent has no document there — not a document of defaults
+    with pytest.raises(NotFoundError, match="not found"), \
+            connect(db.dsn("tenant"), tenant_id=world.tenant_id("T2")) as t2:
+        cd.read(t2, world.agent_id("A1"))
     with pytest.raises(IsolationError), connect(db.dsn("tenant"),
                                                 tenant_id=world.tenant_id("T1")) as t1:
         cd.update(t1, {"config_overrides": {"chat": {"talk_value": 0.1}}}, world.agent_id("A1"))
@@ -149,6 +157,10 @@ def test_tenant_reads_but_cannot_write(db: TestDB, world: World) -> None:
 
 def test_admin_updates_any_agent(db: TestDB, world: World) -> None:
     with connect(db.dsn("admin"), admin=True) as adm:
+        for call in (lambda: cd.read(adm, "agent_nobody"),
+                     lambda: cd.update(adm, {"persona": {"personality": "x"}}, "agent_nobody")):
+            with pytest.raises(NotFoundError, match="agent agent_nobody not found"):
+                call()
         cd.update(adm, {"bot_overrides": {"nickname": "麦麦", "alias_names": ["小麦"]}},
                   world.agent_id("B1"))
     assert _read(db, world, "B1")["bot_overrides"]["nickname"] == "麦麦"
