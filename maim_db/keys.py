@@ -68,6 +68,9 @@ def hash_secret(secret: str) -> bytes:
 
 
 def _permissions(permissions: Iterable[str]) -> list[Permission]:
+    if isinstance(permissions, str) or not isinstance(permissions, Iterable):
+        raise InputError(f"permissions takes a list of names, e.g. ['chat'], got "
+                         f"{permissions!r}")
     chosen = list(dict.fromkeys(permissions))
     unknown = [p for p in chosen if p not in PERMISSIONS]
     if unknown:
@@ -80,7 +83,7 @@ def issue(db: Database, *, agent_id: str, name: str, permissions: Iterable[str] 
     """Issue a key for ``agent_id`` (admin scope). The secret is in the result, once."""
     agent = db.get(Agent, agent_id)
     secret = new_secret()
-    record = db.insert(ApiKey(
+    record = db.insert(ApiKey.from_input(
         id=new_key_id(), tenant_id=agent.tenant_id, agent_id=agent.id, name=name,
         description=description, key_hash=hash_secret(secret),
         key_prefix=secret[:DISPLAY_CHARS], permissions=_permissions(permissions),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import Annotated, Any, ClassVar, Final, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Final, Self, TypeVar, get_args
 from uuid import UUID
 
 from psycopg._cursor_base import BaseCursor
@@ -62,6 +62,18 @@ class Row(BaseModel):
     @classmethod
     def jsonb_fields(cls) -> frozenset[str]:
         return _jsonb_fields(cls)
+
+    @classmethod
+    def from_input(cls, **values: Any) -> Self:
+        """Build a row from a caller's values; a bad one is an :class:`InputError` naming
+        the field (the library's helpers build rows this way, never letting pydantic's own
+        error escape)."""
+        try:
+            return cls(**values)
+        except ValidationError as err:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or cls.__name__}: {e['msg']}"
+                                 for e in err.errors())
+            raise InputError(f"invalid {cls.__name__}: {problems}") from None
 
     def given(self) -> dict[str, Any]:
         """The columns set on this row, in declaration order, for INSERT."""

@@ -8,12 +8,12 @@ Suspending is enforced by the database, not here: ``maim.open_agent_scope`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, get_args
 
 from psycopg import sql
 
 from .connection import Database
-from .errors import InputError, NotFoundError
+from .errors import InputError, NotFoundError, ScopeError
 from .ids import check, new_agent_id, new_tenant_id
 from .row import Row
 from .tables import ALL_ROWS, Agent, ApiKey, Tenant
@@ -33,13 +33,34 @@ class Page(Generic[T]):
     offset: int
 
 
+ID_FILTERS = {"owner_id": "user", "tenant_id": "tenant", "agent_id": "agent"}
+
+
+def _filters(model: type[Row], where: dict[str, Any]) -> dict[str, Any]:
+    """A filter that cannot match (a status the column does not allow, a malformed id) is a
+    mistake to report, not an empty page."""
+    given = {k: v for k, v in where.items() if v is not None}
+    for column, value in given.items():
+        if column in ID_FILTERS:
+            try:
+                check(ID_FILTERS[column], value)
+            except ScopeError as err:
+                raise InputError(str(err)) from None
+        elif column == "status":
+            allowed = get_args(model.model_fields["status"].annotation)
+            if value not in allowed:
+                raise InputError(f"status must be one of {', '.join(allowed)}; got {value!r}")
+    return given
+
+
 def _page(db: Database, model: type[T], where: dict[str, Any], limit: int,
           offset: int) -> Page[T]:
-    if not 1 <= limit <= MAX_PAGE:
+    for name, value, low in (("limit", limit, 1), ("offset", offset, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
+    if limit > MAX_PAGE:
         raise InputError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
-    if offset < 0:
-        raise InputError(f"offset must be >= 0, got {offset}")
-    where = {k: v for k, v in where.items() if v is not None}
+    where = _filters(model, where)
     total = db.scalar(*_count(model, where))
     query, params = _listing(model, where, limit, offset)
     return Page(db.fetch(model, query, params), int(total), limit, offset)
@@ -65,9 +86,9 @@ def _listing(model: type[Row], where: dict[str, Any], limit: int,
 def create_tenant(db: Database, name: str, *, owner_id: str | None = None,
                   tenant_type: TenantType = "personal", description: str | None = None,
                   contact_email: str | None = None) -> Tenant:
-    return db.insert(Tenant(id=new_tenant_id(), tenant_name=name, owner_id=owner_id,
-                            tenant_type=tenant_type, description=description,
-                            contact_email=contact_email))
+    return db.insert(Tenant.from_input(id=new_tenant_id(), tenant_name=name, owner_id=owner_id,
+                                    tenant_type=tenant_type, description=description,
+                                    contact_email=contact_email))
 
 
 def _set(db: Database, model: type[T], id: str, **values: Any) -> T:
@@ -95,8 +116,8 @@ def list_tenants(db: Database, *, owner_id: str | None = None, status: TenantSta
 def create_agent(db: Database, name: str, *, tenant_id: str, description: str | None = None,
                  template_id: str | None = None) -> Agent:
     check("tenant", tenant_id)
-    return db.insert(Agent(id=new_agent_id(), tenant_id=tenant_id, name=name,
-                           description=description, template_id=template_id))
+    return db.insert(Agent.from_input(id=new_agent_id(), tenant_id=tenant_id, name=name,
+                                   description=description, template_id=template_id))
 
 
 def rename_agent(db: Database, agent_id: str, name: str) -> Agent:

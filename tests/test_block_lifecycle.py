@@ -136,6 +136,6 @@ def test_a_closed_or_unopened_pool_is_a_typed_error(db: TestDB, world: World) ->
 
 def test_an_error_caught_inside_a_block_is_still_reported(db: TestDB, world: World) -> None:
     with pytest.raises(DatabaseError, match="nothing was committed"), \
-            connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s:
-        with pytest.raises(InputError):
-            s.execute("select 1/0")
+            connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s, \
+            pytest.raises(InputError):  # caught inside the block
+        s.execute("select 1/0")

@@ -8,7 +8,15 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from maim_db import AuthenticationError, InputError, IsolationError, connect, keys, tenancy
+from maim_db import (
+    AuthenticationError,
+    ConflictError,
+    InputError,
+    IsolationError,
+    connect,
+    keys,
+    tenancy,
+)
 from maim_db.tables import Agent, ApiKey
 from tests.conftest import TestDB, World
 
@@ -127,11 +135,19 @@ def test_rotation_keeps_the_old_key_until_its_deadline(db: TestDB, world: World)
 
 def test_key_names_and_permissions_are_checked(db: TestDB, world: World) -> None:
     _issue(db, world, name="dup")
-    with pytest.raises(Exception, match="api_keys_tenant_name"):
+    with pytest.raises(ConflictError, match="api_keys_tenant_name"):
         _issue(db, world, "A2", name="dup")  # same tenant
     _issue(db, world, "B1", name="dup")  # other tenant: fine
-    with pytest.raises(InputError, match="unknown permission"):
-        _issue(db, world, permissions=["root"])
+    with connect(db.dsn("admin"), admin=True) as adm:
+        before = adm.scalar("select count(*) from api_keys")
+    for kw, message in (({"permissions": ["root"]}, "unknown permission"),
+                        ({"permissions": "chat"}, "list of names"),  # not c, h, a, t
+                        ({"name": None}, "name"),
+                        ({"expires_at": "tomorrow"}, "expires_at")):
+        with pytest.raises(InputError, match=message):
+            _issue(db, world, **kw)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.scalar("select count(*) from api_keys") == before  # nothing was written
 
 
 def test_maim_app_cannot_read_keys_or_call_resolver_tricks(db: TestDB, world: World) -> None:
