@@ -20,7 +20,7 @@ from maim_db import Database, MaimDBError, connect, keys, tenancy
 from maim_db import config_document as cd
 from maim_db.tables import Agent
 
-from .output import err, fail, out
+from .output import cell, err, fail, out, say
 
 Dsn = Annotated[str | None, typer.Option("--dsn", envvar="MAIMDB_DSN",
                                           help="PostgreSQL DSN; default: the embedded server.")]
@@ -59,16 +59,16 @@ def emit(rows: BaseModel | Sequence[BaseModel] | dict[str, Any], as_json: bool,
     if isinstance(rows, dict):
         table = Table("key", "value")
         for k, v in rows.items():
-            table.add_row(str(k), json.dumps(v, ensure_ascii=False) if not isinstance(v, str)
-                          else v)
+            table.add_row(cell(k), cell(json.dumps(v, ensure_ascii=False)
+                                        if not isinstance(v, str) else v))
     else:
         table = Table(*columns)
         for r in items:
             dumped = _plain(r)
-            table.add_row(*(str(dumped.get(c, "")) for c in columns))
+            table.add_row(*(cell(dumped.get(c, "")) for c in columns))
     out.print(table)
     if total is not None:
-        out.print(f"{len(items)} of {total}")
+        say(f"{len(items)} of {total}")
 
 
 def confirm(question: str, yes: bool) -> None:
@@ -255,7 +255,9 @@ def key_create(name: str,
                permission: Annotated[list[str] | None, typer.Option(
                    "--permission", "-p", help="chat, config_read, config_write, analytics; "
                    "repeat for several.")] = None,
-               expires_in_days: Annotated[int | None, typer.Option(min=1)] = None) -> None:
+               expires_in_days: Annotated[int | None, typer.Option(
+                   min=1, max=36500, help="Days until the key stops working.")] = None,
+               ) -> None:
     """Issue a key for an agent; prints the secret this once.
 
     Example: maimdb key create runtime --agent agent_1a2b3c4d5e6f -p chat --json
@@ -274,7 +276,7 @@ def _show_issued(issued: keys.IssuedKey, as_json: bool) -> None:
                          ensure_ascii=False, indent=2))
     else:
         emit(issued.record, False, KEY_COLUMNS)
-        out.print(f"secret: {issued.secret}", highlight=False)
+        say(f"secret: {issued.secret}")
 
 
 @key_app.command("list")
@@ -308,7 +310,8 @@ def key_revoke(key_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
 @key_app.command("rotate")
 def key_rotate(key_id: str, dsn: Dsn = None, as_json: Json = False,
                grace_hours: Annotated[float, typer.Option(
-                   min=0, help="How long the old key keeps working.")] = 24.0) -> None:
+                   min=0, max=24 * 365, help="How long the old key keeps working (hours).")
+               ] = 24.0) -> None:
     """Issue a replacement key; the old one works for --grace-hours more.
 
     Example: maimdb key rotate key_1a2b3c4d5e6f --grace-hours 2 --json
@@ -398,7 +401,7 @@ def config_import_toml(agent_id: str,
         fail(e)
     with admin(dsn) as db:
         cd.update(db, patch, agent_id)
-    out.print(f"imported into {agent_id}")
+    say(f"imported into {agent_id}")
     if skipped:
         out.print("skipped (no column for these MaiBot settings): " + ", ".join(skipped))
 
@@ -417,10 +420,13 @@ def config_export_toml(agent_id: str,
     with admin(dsn) as db:
         doc = cd.read(db, agent_id, reveal=reveal)
     bot, model = cd.to_toml(doc)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "bot_config.toml").write_text(bot, encoding="utf-8")
-    (out_dir / "model_config.toml").write_text(model, encoding="utf-8")
-    out.print(f"wrote {out_dir / 'bot_config.toml'} and {out_dir / 'model_config.toml'}")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "bot_config.toml").write_text(bot, encoding="utf-8")
+        (out_dir / "model_config.toml").write_text(model, encoding="utf-8")
+    except OSError as e:
+        fail(e)
+    say(f"wrote {out_dir / 'bot_config.toml'} and {out_dir / 'model_config.toml'}")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,7 @@ from maim_db.errors import MaimDBError
 from maim_db.settings import settings
 
 from . import control, transfer
-from .output import fail, out
+from .output import cell, fail, out, say
 
 app = typer.Typer(
     help="maim_db: the isolated data plane of multi-user MaiBot.",
@@ -56,7 +56,7 @@ def migrate(dsn: DsnOption = None,
     if not done:
         out.print("nothing to apply: the schema is at head")
     for m in done:
-        out.print(f"{verb} {m.id}")
+        say(f"{verb} {m.id}")
 
 
 @app.command()
@@ -75,7 +75,7 @@ def rollback(dsn: DsnOption = None,
     if not undone:
         out.print("nothing to roll back")
     for m in undone:
-        out.print(f"rolled back {m.id}")
+        say(f"rolled back {m.id}")
 
 
 @app.command()
@@ -115,7 +115,7 @@ def audit(dsn: DsnOption = None) -> None:
         return
     table = Table("object", "problem")
     for f in findings:
-        table.add_row(f.object, f.problem)
+        table.add_row(cell(f.object), cell(f.problem))
     out.print(table)
     raise typer.Exit(1)
 
@@ -138,8 +138,11 @@ def snapshot(dsn: DsnOption = None,
     if write is None:
         print(text, end="")
     else:
-        write.write_text(text, encoding="utf-8")
-        out.print(f"wrote {write}")
+        try:
+            write.write_text(text, encoding="utf-8")
+        except OSError as e:
+            fail(e)
+        say(f"wrote {write}")
 
 
 def _data_dir() -> Path:
@@ -156,7 +159,7 @@ def db_start() -> None:
         url = embedded.start(_data_dir(), settings().database)
     except MaimDBError as e:
         fail(e)
-    out.print(f"running: {url}")
+    say(f"running: {url}")
 
 
 @db_app.command("stop")
@@ -178,9 +181,9 @@ def db_status() -> None:
     Example: maimdb db status
     """
     s = embedded.status(_data_dir(), settings().database)
-    out.print(f"data dir:    {s.data_dir}")
-    out.print(f"initialized: {'yes' if s.initialized else 'no'}")
-    out.print(f"running:     {'yes, pid ' + str(s.pid) if s.running else 'no'}")
+    say(f"data dir:    {s.data_dir}")
+    say(f"initialized: {'yes' if s.initialized else 'no'}")
+    say(f"running:     {'yes, pid ' + str(s.pid) if s.running else 'no'}")
     if not s.running:
         raise typer.Exit(1)
 

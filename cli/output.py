@@ -6,6 +6,8 @@ from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -13,5 +15,15 @@ err = Console(stderr=True, soft_wrap=True)
 
 def fail(error: Exception) -> NoReturn:
     """Print ``error`` as one line on stderr and exit 1."""
-    err.print(f"[bold red]error:[/] {error}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
     raise typer.Exit(1)
+
+
+def say(line: str) -> None:
+    """One line on stdout, as is: it may hold data, and data may hold rich markup."""
+    out.print(Text(line), highlight=False)
+
+
+def cell(value: object) -> Text:
+    """A table cell holding data: shown literally, never read as markup."""
+    return Text(str(value))

@@ -17,7 +17,7 @@ from maim_db import MaimDBError, transfer
 from maim_db.maibot_sqlite import ImportReport, Progress, TableReport, import_sqlite
 
 from .control import Dsn, Json, Yes
-from .output import err, fail, out
+from .output import cell, err, fail, out, say
 
 AgentOpt = Annotated[str, typer.Option("--agent", help="The agent (agent_…) whose rows these are.")]
 
@@ -61,20 +61,19 @@ def _print_report(report: ImportReport) -> None:
     table = Table("table", "read", "written", "earlier runs", "skipped", "fallback",
                   title=f"{report.path} → {report.agent_id} ({report.seconds:.1f} s)")
     for t in report.tables:
-        table.add_row(t.target, str(t.read), str(t.written), str(t.earlier),
+        table.add_row(cell(t.target), str(t.read), str(t.written), str(t.earlier),
                       str(sum(t.skipped.values())), str(sum(t.fallback.values())))
     out.print(table)
-    out.print(f"format: {report.format}; naive datetimes read as {report.timezone}")
+    say(f"format: {report.format}; naive datetimes read as {report.timezone}")
     for t in report.tables:
         for reason, n in t.skipped.items():
-            out.print(f"  {t.target}: skipped {n}: {reason}", highlight=False)
+            say(f"  {t.target}: skipped {n}: {reason}")
         for what, n in t.fallback.items():
-            out.print(f"  {t.target}: fallback {n}: {what}", highlight=False)
+            say(f"  {t.target}: fallback {n}: {what}")
         if t.ignored_columns:
-            out.print(f"  {t.source}: columns with no home here: {', '.join(t.ignored_columns)}",
-                      highlight=False)
+            say(f"  {t.source}: columns with no home here: {', '.join(t.ignored_columns)}")
     if report.ignored_tables:
-        out.print(f"tables not imported: {', '.join(report.ignored_tables)}", highlight=False)
+        say(f"tables not imported: {', '.join(report.ignored_tables)}")
 
 
 def import_sqlite_command(

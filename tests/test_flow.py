@@ -105,3 +105,44 @@ def test_the_flow_from_python(db: TestDB) -> None:
         removed = tenancy.delete_tenant(adm, tenant.id)
     assert removed["tenants"] == 1 and removed["agents"] == 1 and removed["messages"] == 3
     assert removed["plugin_settings"] == 3
+
+
+def test_cli_refusals_are_one_line_and_write_nothing(db: TestDB, tmp_path: Any) -> None:
+    tenant = _cli(db, "tenant", "create", "T")
+    agent = _cli(db, "agent", "create", "A", "--tenant", tenant["id"])
+    assert "tenant_type" in _cli_fails(db, "tenant", "create", "x", "--type", "bogus")
+    for kind in ("tenant", "agent", "key"):
+        assert "status must be one of" in _cli_fails(db, kind, "list", "--status", "bogus")
+    assert "not found" in _cli_fails(db, "config", "show", "agent_nobody")
+    assert "not found" in _cli_fails(db, "config", "export-toml", "agent_nobody",
+                                     "--out", str(tmp_path / "toml"))
+    assert not (tmp_path / "toml").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("", encoding="utf-8")
+    assert "error:" in _cli_fails(db, "config", "export-toml", agent["id"],
+                                  "--out", str(blocker / "toml"))
+    assert "error:" in _cli_fails(db, "snapshot", "--write", str(blocker / "schema"))
+    key = _cli(db, "key", "create", "k", "--agent", agent["id"])
+    for option, value in (("--grace-hours", "inf"), ("--grace-hours", "nan"),
+                          ("--expires-in-days", "100000000")):
+        command = ["rotate", key["id"]] if option == "--grace-hours" else [
+            "create", "k2", "--agent", agent["id"]]
+        usage = subprocess.run([sys.executable, "-m", "maim_db_cli", "key", *command, option,
+                                value], env=dict(os.environ, MAIMDB_DSN=db.dsn("admin")),
+                               capture_output=True, text=True, timeout=120)
+        assert usage.returncode == 2 and "Traceback" not in usage.stderr, usage.stderr
+        assert option in usage.stderr
+    assert len(_cli(db, "key", "list")["items"]) == 1
+    assert _cli(db, "tenant", "list")["total"] == 1
+
+
+def test_cli_shows_names_literally(db: TestDB) -> None:
+    """A name is data: rich markup in it must be printed as is, not parsed (a stray ``[/x]``
+    once made every later listing fail)."""
+    env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"), COLUMNS="200")
+    created = _cli(db, "tenant", "create", "[/x] [bold]麦麦[/bold]")
+    listed = subprocess.run([sys.executable, "-m", "maim_db_cli", "tenant", "list"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "[/x] [bold]麦麦[/bold]" in listed.stdout and created["id"] in listed.stdout
+    assert "[bold]agent_x[/]" in _cli_fails(db, "agent", "show", "[bold]agent_x[/]")
