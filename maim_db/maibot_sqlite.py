@@ -159,14 +159,19 @@ class Source:
     def batches(self, table: str, cols: Sequence[str], last_id: int,
                 size: int) -> Iterator[list[tuple[Any, ...]]]:
         """Rows ``(id, *cols)`` after ``last_id`` in id order, ``size`` at a time."""
-        select = ", ".join(f'"{c}"' for c in ("id", *cols))
-        query = f'select {select} from "{table}" where id > ? order by id limit ?'
+        select = ", ".join(map(quote, ("id", *cols)))
+        query = f"select {select} from {quote(table)} where id > ? order by id limit ?"
         while True:
             rows = self.conn.execute(query, (last_id, size)).fetchall()
             if not rows:
                 return
             yield rows
             last_id = rows[-1][0]
+
+
+def quote(name: str) -> str:
+    """An SQLite identifier, quoted: a file may hold any table or column name."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def open_source(path: Path) -> Source:
@@ -191,7 +196,7 @@ def open_source(path: Path) -> Source:
         conn.close()
         raise InputError(f"{path} is not a MaiBot database: it has no messages and "
                          "chat_streams tables")
-    tables = {t: [r[1] for r in conn.execute(f'pragma table_info("{t}")')] for t in names_}
+    tables = {t: [r[1] for r in conn.execute(f"pragma table_info({quote(t)})")] for t in names_}
     for t, cols in tables.items():
         if t in {m.source for m in TABLES} and "id" not in cols:
             conn.close()
@@ -499,8 +504,10 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
     which it wrote in the bot machine's local time; default: this machine's.
     """
     started = time.perf_counter()
+    path = Path(path)
     scope = resolve(agent_id=agent_id)
-    if not 1 <= batch_size <= 100_000:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (
+            1 <= batch_size <= 100_000):
         raise InputError(f"batch size must be between 1 and 100000, got {batch_size}")
     tz, tz_name = _timezone(timezone)
     if settings().pgbouncer:
@@ -528,6 +535,9 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
                 _import_table(conn, scope, source, p, key, done.get(tm.source, (0, 0))[0],
                               batch_size, progress)
                 report.tables.append(p.report)
+    except sqlite3.Error as err:  # a damaged file, or one that is not quite MaiBot's shape
+        raise InputError(f"{path}: SQLite could not read it: {err}; any batches written before "
+                         "it are kept, and a rerun resumes after them") from err
     finally:
         source.conn.close()
     report.seconds = time.perf_counter() - started

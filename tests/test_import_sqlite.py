@@ -347,9 +347,30 @@ def test_bad_arguments_are_refused_before_reading(db: TestDB, world: World,
         import_sqlite(path, "not an agent id", dsn=db.dsn("app"))
     with pytest.raises(InputError, match="unknown time zone"):
         import_sqlite(path, world.agent_id("A1"), dsn=db.dsn("app"), timezone="Mars/Base")
-    with pytest.raises(InputError, match="batch size"):
-        import_sqlite(path, world.agent_id("A1"), dsn=db.dsn("app"), batch_size=0)
+    for bad in (0, "5", 2.5, True):
+        with pytest.raises(InputError, match="batch size"):
+            import_sqlite(path, world.agent_id("A1"), dsn=db.dsn("app"),
+                          batch_size=bad)  # type: ignore[arg-type]
     _nothing_written(db, world.agent_id("A1"))
+
+
+def test_odd_names_and_missing_columns_in_the_file(db: TestDB, world: World,
+                                                   tmp_path: Path) -> None:
+    """Any table name SQLite allows is read safely; a file whose shape the importer cannot
+    read is an InputError, not sqlite3's own exception."""
+    a1 = world.agent_id("A1")
+    odd = mf.build(tmp_path / "odd.db", "0.12")
+    with sqlite3.connect(odd) as conn:
+        conn.execute('create table "x""y" (id integer primary key, "a""b" text)')
+    report = _import(db, str(odd), a1)  # type: ignore[arg-type]  # a str path is fine too
+    assert 'x"y' in report.ignored_tables
+    assert {t.target: t.written for t in report.tables} == _expected("0.12")
+    broken = mf.build(tmp_path / "broken.db", "0.12")
+    with sqlite3.connect(broken) as conn:
+        conn.execute("alter table chat_streams drop column create_time")
+    with pytest.raises(InputError, match="SQLite could not read it"):
+        _import(db, broken, world.agent_id("A2"))
+    _nothing_written(db, world.agent_id("A2"))
 
 
 def test_the_import_refuses_pgbouncer(db: TestDB, world: World, tmp_path: Path,
