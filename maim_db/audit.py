@@ -18,6 +18,7 @@ BOOKKEEPING: Final = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_loc
 CONTROL_PLANE: Final = ("api_keys", "plugin_settings")
 
 ROLES: Final = ("maim_app", "maim_tenant", "maim_admin")
+OWNER: Final = "maim_owner"  # for the definer_* policies its SECURITY DEFINER functions need
 COMMANDS: Final = {"r": "select", "a": "insert", "w": "update", "d": "delete"}
 
 # Agent tables: a NOT NULL agent_id column (the scope key), outside the control plane.
@@ -77,6 +78,47 @@ where n.nspname = 'public' and c.relkind in ('r', 'p') and not (c.relname = any(
 order by 1
 """
 
+# Every policy on every table, with its roles as names (PUBLIC for oid 0, which a join on
+# pg_roles would silently drop) and whether it is permissive.
+_ALL_POLICIES: Final = """
+select c.relname::text, p.polname::text, p.polcmd::text, p.polpermissive,
+       case when pr.oid = 0 then 'PUBLIC' else r.rolname::text end,
+       pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
+from pg_policy p
+join pg_class c on c.oid = p.polrelid
+join pg_namespace n on n.oid = c.relnamespace
+cross join lateral unnest(p.polroles) as pr(oid)
+left join pg_roles r on r.oid = pr.oid
+where n.nspname = 'public'
+order by 1, 2
+"""
+
+# Table privileges no scoped role needs: TRUNCATE ignores row-level security, REFERENCES
+# lets a foreign key probe hidden rows, TRIGGER runs code as the table's owner.
+_RISKY_GRANTS: Final = """
+select c.relname::text, coalesce(r.rolname::text, 'PUBLIC'), a.privilege_type
+from pg_class c
+join pg_namespace n on n.oid = c.relnamespace
+cross join lateral aclexplode(c.relacl) as a
+left join pg_roles r on r.oid = a.grantee
+where n.nspname = 'public' and c.relkind in ('r', 'p')
+  and a.privilege_type in ('TRUNCATE', 'REFERENCES', 'TRIGGER')
+  and a.grantee <> c.relowner
+order by 1, 2, 3
+"""
+
+# SECURITY DEFINER functions anyone may call: EXECUTE is granted to PUBLIC by default.
+_PUBLIC_DEFINERS: Final = """
+select p.oid::regprocedure::text
+from pg_proc p
+join pg_namespace n on n.oid = p.pronamespace
+where n.nspname in ('public', 'maim') and p.prosecdef
+  and (p.proacl is null
+       or exists (select from aclexplode(p.proacl) a
+                  where a.grantee = 0 and a.privilege_type = 'EXECUTE'))
+order by 1
+"""
+
 _VIEWS: Final = """
 select c.relname::text
 from pg_class c
@@ -123,6 +165,36 @@ def audit(conn: psycopg.Connection[Any]) -> list[Finding]:
     for (function,) in conn.execute(_DEFINERS):
         findings.append(Finding(f"function {function}",
                                 "is SECURITY DEFINER without a pinned search_path"))
+    for (function,) in conn.execute(_PUBLIC_DEFINERS):
+        findings.append(Finding(f"function {function}", "is SECURITY DEFINER and executable "
+                                "by PUBLIC (revoke it, grant it to the roles that need it)"))
+    for table, grantee, privilege in conn.execute(_RISKY_GRANTS):
+        findings.append(Finding(f"table {table}", f"{grantee} holds {privilege}"))
+    findings.extend(_policies(conn.execute(_ALL_POLICIES).fetchall()))
+    return findings
+
+
+def _policies(rows: list[tuple[Any, ...]]) -> list[Finding]:
+    """Rules for every policy on every table: named roles only; nothing always-true for a
+    scoped role; at most one permissive policy per table, command and role, because
+    permissive policies OR together and a second one silently widens the first."""
+    findings: list[Finding] = []
+    permissive: dict[tuple[str, str, str], list[str]] = {}
+    for table, name, cmd, is_permissive, role, using, check in rows:
+        where = f"table {table}"
+        if role not in (*ROLES, OWNER):
+            findings.append(Finding(where, f"policy {name} applies to {role}; policies name "
+                                    f"only {', '.join((*ROLES, OWNER))}"))
+        if role in ("maim_app", "maim_tenant", "PUBLIC") and "true" in (using, check):
+            findings.append(Finding(where, f"policy {name} is always true for {role}"))
+        if is_permissive:
+            for c in COMMANDS if cmd == "*" else [cmd]:
+                permissive.setdefault((table, c, role), []).append(name)
+    for (table, cmd, role), names in permissive.items():
+        if len(names) > 1:
+            findings.append(Finding(f"table {table}", f"{len(names)} permissive "
+                                    f"{COMMANDS.get(cmd, cmd)} policies for {role} "
+                                    f"({', '.join(names)}) widen each other"))
     return findings
 
 
@@ -137,10 +209,7 @@ def _agent_table(conn: psycopg.Connection[Any], oid: int, table: str) -> list[Fi
         missing = [COMMANDS[c] for c in needed if (role, c) not in have]
         if missing:
             findings.append(Finding(where, f"no {'/'.join(missing)} policy for {role}"))
-    for role, cmd, using, check in policies:
-        if role != "maim_admin" and "true" in (using, check):
-            findings.append(Finding(where, f"{role} {COMMANDS.get(cmd, cmd)} policy is always "
-                                    "true"))
+    for role, cmd, using, check in policies:  # always-true policies: see _policies
         if role == "maim_app" and "maim.agent_id()" not in (using or "") + (check or ""):
             findings.append(Finding(where, f"maim_app {COMMANDS.get(cmd, cmd)} policy does "
                                     "not compare agent_id with maim.agent_id()"))

@@ -42,21 +42,26 @@ select tgname::text, pg_get_triggerdef(oid) from pg_trigger
 where tgrelid = %s and not tgisinternal order by 1
 """
 _POLICIES: Final = """
-select polname::text, polcmd::text,
-       array(select rolname::text from pg_roles where oid = any(polroles) order by 1),
+select polname::text, polcmd::text, polpermissive,
+       array(select case when r = 0 then 'PUBLIC' else r::regrole::text end
+             from unnest(polroles) as r order by 1),
        pg_get_expr(polqual, polrelid), pg_get_expr(polwithcheck, polrelid)
 from pg_policy where polrelid = %s order by 1
 """
 _GRANTS: Final = """
 select grantee::text, string_agg(privilege_type::text, ', ' order by privilege_type)
 from information_schema.role_table_grants
-where table_schema = 'public' and table_name = %s and grantee like 'maim\\_%%'
+where table_schema = 'public' and table_name = %s
+  and (grantee like 'maim\\_%%' or grantee = 'PUBLIC')
   and grantee <> 'maim_owner'  -- the owner's rights are implied (and differ by version)
 group by 1 order by 1
 """
 _FUNCTIONS: Final = """
 select p.oid::regprocedure::text, pg_get_function_result(p.oid), p.provolatile::text,
-       p.prosecdef, coalesce(array_to_string(p.proconfig, ' '), '')
+       p.prosecdef, coalesce(array_to_string(p.proconfig, ' '), ''),
+       array(select case when a.grantee = 0 then 'PUBLIC' else a.grantee::regrole::text end
+             from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) as a
+             where a.privilege_type = 'EXECUTE' and a.grantee <> p.proowner order by 1)
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
 where n.nspname = 'maim' order by 1
 """
@@ -79,16 +84,20 @@ def snapshot(conn: psycopg.Connection[Any]) -> str:
             lines.append(f"  index {name} {definition}")
         for name, definition in conn.execute(_TRIGGERS, [oid]).fetchall():
             lines.append(f"  trigger {name} {definition}")
-        for name, cmd, roles, using, check in conn.execute(_POLICIES, [oid]).fetchall():
+        for name, cmd, permissive, roles, using, check in conn.execute(
+                _POLICIES, [oid]).fetchall():
             rule = (f" using ({using})" if using else "") + (f" check ({check})" if check else "")
-            lines.append(f"  policy {name} {_COMMANDS[cmd]} to {', '.join(roles)}{rule}")
+            kind = "" if permissive else " restrictive"
+            lines.append(f"  policy {name}{kind} {_COMMANDS[cmd]} to {', '.join(roles)}{rule}")
         for grantee, privileges in conn.execute(_GRANTS, [table]).fetchall():
             lines.append(f"  grant {privileges} to {grantee}")
         lines.append("")
-    for signature, result, volatility, definer, config in conn.execute(_FUNCTIONS).fetchall():
+    for signature, result, volatility, definer, config, callers in conn.execute(
+            _FUNCTIONS).fetchall():
         security = " security definer" if definer else ""
         settings = f" set {config}" if config else ""
         kind = f"function {signature} returns {result}" if result else f"procedure {signature}"
-        lines.append(f"{kind} {_VOLATILITY[volatility]}{security}{settings}")
+        execute = f" execute {', '.join(callers)}" if callers else " execute owner only"
+        lines.append(f"{kind} {_VOLATILITY[volatility]}{security}{settings}{execute}")
     return "\n".join(" ".join(line.split()) if not line.startswith("  ") else
                      "  " + " ".join(line.split()) for line in lines) + "\n"

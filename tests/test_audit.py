@@ -58,7 +58,7 @@ def test_missing_and_permissive_policies_are_found(db: TestDB) -> None:
         "table half: no insert/update/delete policy for maim_app",
         "table half: no select policy for maim_tenant",
         "table half: no select/insert/update/delete policy for maim_admin",
-        "table half: maim_app select policy is always true",
+        "table half: policy p is always true for maim_app",
         "table half: maim_app select policy does not compare agent_id with maim.agent_id()",
     }
 
@@ -73,8 +73,43 @@ def test_views_and_definer_functions(db: TestDB) -> None:
         "create function maim.pinned() returns bigint language sql security definer "
         "set search_path = '' as 'select count(*) from public.agents'",
     )
+    public = ("is SECURITY DEFINER and executable by PUBLIC (revoke it, grant it to the roles "
+              "that need it)")
     assert found == {"view agent_names: is not security_invoker",
-                     "function maim.peek(): is SECURITY DEFINER without a pinned search_path"}
+                     "function maim.peek(): is SECURITY DEFINER without a pinned search_path",
+                     f"function maim.peek(): {public}", f"function maim.pinned(): {public}"}
+    found = _as_owner(db, "revoke all on function maim.pinned() from public",
+                      "grant execute on function maim.pinned() to maim_admin")
+    assert f"function maim.pinned(): {public}" not in found
+
+
+def test_policies_on_any_table_that_widen_access_are_found(db: TestDB) -> None:
+    """Control-plane tables too: a policy for PUBLIC (which a join on pg_roles would drop),
+    an always-true policy, a second permissive policy that ORs with the first, and table
+    privileges that bypass or probe row-level security."""
+    found = _as_owner(
+        db,
+        "create policy leak on api_keys for select using (true)",
+        "create policy also on tenants for select to maim_tenant using (id = 'tenant_x')",
+        "create policy wide on runtime_state for all to maim_app using (agent_id <> '')",
+        "grant truncate, references on messages to maim_app",
+        "grant trigger on agents to public",
+    )
+    assert found == {
+        "table api_keys: policy leak applies to PUBLIC; policies name only maim_app, "
+        "maim_tenant, maim_admin, maim_owner",
+        "table api_keys: policy leak is always true for PUBLIC",
+        "table tenants: 2 permissive select policies for maim_tenant "
+        "(also, tenant_select) widen each other",
+        *(f"table runtime_state: 2 permissive {c} policies for maim_app "
+          f"(app_{c}, wide) widen each other"
+          for c in ("select", "insert", "update", "delete")),
+        "table runtime_state: maim_app * policy does not compare agent_id with "
+        "maim.agent_id()",
+        "table messages: maim_app holds REFERENCES",
+        "table messages: maim_app holds TRUNCATE",
+        "table agents: PUBLIC holds TRIGGER",
+    }
 
 
 @pytest.mark.parametrize("leaky", [False, True])
