@@ -14,7 +14,7 @@ from typing import Any, Generic, LiteralString, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.pq import TransactionStatus
+from psycopg.pq import ExecStatus, TransactionStatus
 
 from . import statements
 from .errors import (
@@ -38,6 +38,8 @@ Params = Sequence[Any] | Mapping[str, Any] | None
 # As in psycopg: a literal, or a composition of psycopg.sql — never a string built at run time.
 Query = LiteralString | bytes | sql.SQL | sql.Composed
 
+
+COMMAND_OK = ExecStatus.COMMAND_OK  # a statement that returns no rows
 
 ABORTED = ("the block ended normally but a statement inside it had failed (its error was "
            "caught), so PostgreSQL aborted the transaction: nothing was committed")
@@ -135,7 +137,8 @@ class Database(Handle[psycopg.Connection[Any]]):
             raise translate(err) from err
         except TypeError as err:  # psycopg's word for a query or parameters of the wrong kind
             raise InputError(f"cannot run this statement: {err}") from err
-        if rows and cur.pgresult is not None and cur.description is None:
+        # not cur.description: it builds a Column per column (a tenth of a point lookup)
+        if rows and cur.pgresult is not None and cur.pgresult.status == COMMAND_OK:
             raise self._no_result()
 
     def _execute(self, cur: psycopg.Cursor[Any], query: Query, params: Params) -> None:
