@@ -27,7 +27,7 @@ from .errors import (
     translate,
 )
 from .row import Row, row_factory
-from .scope import RESET_SESSION, Scope, resolve
+from .scope import DIRTY, RESET_SESSION, Scope, resolve
 from .settings import settings
 
 log = logging.getLogger("maim_db")
@@ -149,30 +149,31 @@ class Database(Handle[psycopg.Connection[Any]]):
             return
         self._opened = True
         for attempt in (1, 2):
-            with self._conn.pipeline():
-                # A single statement needs no BEGIN/COMMIT: everything before the
-                # pipeline's one Sync is one implicit transaction, and the scope,
-                # set transaction-locally, ends with it.
-                if not self._single:
-                    self._conn.execute(self._begin)
-                scope_cur = self._conn.execute(self._scope.statement, self._scope.params)
-                cur.execute(query, params)
+            try:
+                with self._conn.pipeline():
+                    # A single statement needs no BEGIN/COMMIT: everything before the
+                    # pipeline's one Sync is one implicit transaction, and the scope,
+                    # set transaction-locally, ends with it.
+                    if not self._single:
+                        self._conn.execute(self._begin)
+                    scope_cur = self._conn.execute(self._scope.statement, self._scope.params)
+                    cur.execute(query, params)
+            except psycopg.Error as err:
+                if err.sqlstate != DIRTY:
+                    raise
+                # An earlier user left session state behind. The check raised, so nothing
+                # after it ran: undo the attempt, reset the session, retry once.
+                if self._conn.info.transaction_status != TransactionStatus.IDLE:
+                    self._conn.execute("rollback")
+                if attempt == 2:
+                    break
+                log.warning("maim_db: resetting a connection that carried session state")
+                self._conn.execute(RESET_SESSION)
+                continue
             opened = scope_cur.fetchone()
             if opened is not None and self._scope.kind == "key":
                 self._scope = Scope("agent", opened[-1])  # the agent the key opened
-            if opened is not None and opened[0]:
-                return
-            if self._single:
-                # Already committed, and correctly scoped (the scope is set locally over
-                # whatever the session carried); leave the session clean for the next.
-                log.warning("maim_db: resetting a connection that carried session state")
-                self._conn.execute(RESET_SESSION)
-                return
-            # Someone left session state behind: undo this attempt, clean up, retry once.
-            self._conn.execute("rollback")
-            if attempt == 1:
-                log.warning("maim_db: resetting a connection that carried session state")
-                self._conn.execute(RESET_SESSION)
+            return
         raise ScopeError(dirty_message(self._scope))
 
     def execute(self, query: Query, params: Params = None) -> int:

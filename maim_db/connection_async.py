@@ -37,7 +37,7 @@ from .errors import (
     translate,
 )
 from .row import row_factory
-from .scope import RESET_SESSION, Scope, resolve
+from .scope import DIRTY, RESET_SESSION, Scope, resolve
 
 log = logging.getLogger("maim_db")
 
@@ -72,27 +72,31 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             return
         self._opened = True
         for attempt in (1, 2):
-            async with self._conn.pipeline():
-                # A single statement needs no BEGIN/COMMIT: everything before the
-                # pipeline's one Sync is one implicit transaction, and the scope,
-                # set transaction-locally, ends with it.
-                if not self._single:
-                    await self._conn.execute(self._begin)
-                scope_cur = await self._conn.execute(self._scope.statement, self._scope.params)
-                await cur.execute(query, params)
+            try:
+                async with self._conn.pipeline():
+                    # A single statement needs no BEGIN/COMMIT: everything before the
+                    # pipeline's one Sync is one implicit transaction, and the scope,
+                    # set transaction-locally, ends with it.
+                    if not self._single:
+                        await self._conn.execute(self._begin)
+                    scope_cur = await self._conn.execute(self._scope.statement, self._scope.params)
+                    await cur.execute(query, params)
+            except psycopg.Error as err:
+                if err.sqlstate != DIRTY:
+                    raise
+                # An earlier user left session state behind. The check raised, so nothing
+                # after it ran: undo the attempt, reset the session, retry once.
+                if self._conn.info.transaction_status != TransactionStatus.IDLE:
+                    await self._conn.execute("rollback")
+                if attempt == 2:
+                    break
+                log.warning("maim_db: resetting a connection that carried session state")
+                await self._conn.execute(RESET_SESSION)
+                continue
             opened = await scope_cur.fetchone()
             if opened is not None and self._scope.kind == "key":
                 self._scope = Scope("agent", opened[-1])  # the agent the key opened
-            if opened is not None and opened[0]:
-                return
-            if self._single:  # committed and correctly scoped: just clean up
-                log.warning("maim_db: resetting a connection that carried session state")
-                await self._conn.execute(RESET_SESSION)
-                return
-            await self._conn.execute("rollback")
-            if attempt == 1:
-                log.warning("maim_db: resetting a connection that carried session state")
-                await self._conn.execute(RESET_SESSION)
+            return
         raise ScopeError(dirty_message(self._scope))
 
     async def execute(self, query: Query, params: Params = None) -> int:

@@ -24,13 +24,25 @@ ROLES: Final[dict[Kind, str]] = {
 }
 
 # Every scope statement starts with the reset check, evaluated before anything changes: was
-# the connection clean (no role, no scope left at session level by an earlier user)? It rides
-# in the statement that opens the scope, so checking costs nothing when the answer is yes.
+# the connection clean? No role and no scope left at session level by an earlier user, and no
+# temporary table or view (one named like a real table would shadow it for the next user:
+# `create temp table messages as …`). It rides in the statement that opens the scope, so
+# checking costs no round trip; the temporary-object probe only runs on a session that has
+# ever had a temporary schema. (Cursors WITH HOLD and session-level SETs of other settings are
+# not probed — each costs more than the rest of the check, and neither hands one agent's rows
+# to code that did not ask for them by name; a reset for any other reason clears them too.)
+# maim.assert_clean_session (migrations/0009) raises SQLSTATE MA001 when the answer is no,
+# which aborts the pipeline: the block's first statement, sent right behind, never runs on a
+# dirty connection.
 _CLEAN: Final = (
-    "select current_user = session_user"
+    "select maim.assert_clean_session(current_user = session_user"
     " and coalesce(current_setting('maim.agent_id', true), '') = ''"
-    " and coalesce(current_setting('maim.tenant_id', true), '') = '', "
+    " and coalesce(current_setting('maim.tenant_id', true), '') = ''"
+    " and (pg_catalog.pg_my_temp_schema() = 0 or not exists (select from pg_catalog.pg_class"
+    " where relnamespace = pg_catalog.pg_my_temp_schema()))), "
 )
+#: The SQLSTATE of a failed reset check.
+DIRTY: Final = "MA001"
 
 # Agent scope goes through maim.open_agent_scope (migrations/0006_access.sql), which refuses
 # an unknown or suspended agent or tenant; a key through maim.open_key_scope, which resolves
@@ -46,8 +58,9 @@ SET_SCOPE: Final[dict[Kind, LiteralString]] = {
              " set_config('maim.agent_id', '', true), set_config('maim.tenant_id', '', true)",
 }
 
-# What makes a connection clean again when the check above says it is not.
-RESET_SESSION: Final = "reset all; reset role"  # RESET ALL leaves the role alone
+# What makes a connection clean again when the check above says it is not: settings, role,
+# temporary objects, cursors, prepared statements, listens — everything a session can carry.
+RESET_SESSION: Final = "discard all"
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,32 @@ def test_session_state_left_in_a_pooled_connection_is_reset(pool: Pool, world: W
             "select current_setting('maim.agent_id', true)").fetchone() == ("",)
 
 
+@pytest.mark.parametrize("single", [False, True])
+def test_a_temporary_table_never_reaches_the_next_borrower(db: TestDB, world: World,
+                                                           single: bool) -> None:
+    """A temporary table named like a real one shadows it for the rest of the session: the
+    next borrower's `select * from agents` would read the first agent's copy."""
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+        shadow = "create temp table agents as select * from public.agents"
+        if single:
+            pool.execute(shadow, agent_id=a1)
+        else:
+            with pool.connection(agent_id=a1) as mine:
+                mine.execute(shadow)
+                mine.execute("update agents set name = 'shadow'")  # its own copy, in its block
+                assert [a.name for a in mine.fetch(Agent, "select * from agents")] == ["shadow"]
+        # the next borrower's one-statement read is not even sent on the dirty connection
+        assert [a.id for a in pool.fetch(Agent, "select * from agents", agent_id=b1)] == [b1]
+        pool.execute(shadow, agent_id=a1)  # dirty it again, for a block this time
+        for _ in range(2):
+            with pool.connection(agent_id=b1) as next_user:
+                assert [a.id for a in next_user.fetch(Agent, "select * from agents")] == [b1]
+                assert next_user.scalar("select count(*) from pg_class "
+                                        "where relnamespace = pg_my_temp_schema()") == 0
+        assert [a.id for a in pool.fetch(Agent, "select * from agents", agent_id=a1)] == [a1]
+
+
 def test_a_failed_block_returns_a_clean_connection(pool: Pool, world: World) -> None:
     with pytest.raises(IsolationError), pool.connection(agent_id=world.agent_id("A1")) as db:
         db.execute("select * from api_keys")

@@ -1,0 +1,1 @@
+drop function maim.assert_clean_session(boolean);
