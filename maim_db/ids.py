@@ -10,7 +10,7 @@ import re
 import secrets
 from typing import Final
 
-from .errors import ScopeError
+from .errors import InputError, ScopeError
 
 PATTERNS: Final = {
     "user": re.compile(r"user_[A-Za-z0-9_-]{1,45}"),
@@ -48,3 +48,12 @@ def check(kind: str, value: object) -> str:
             f"'_' or '-' (for example {_new(kind)!r})"
         )
     return value
+
+
+def check_input(kind: str, value: object) -> str:
+    """:func:`check` for an id given as data (a key to revoke, a listing filter) rather than
+    as a scope: a malformed one is an :class:`InputError`."""
+    try:
+        return check(kind, value)
+    except ScopeError as err:
+        raise InputError(str(err)) from None

@@ -14,11 +14,12 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final, cast, get_args
 
 import psycopg
 
+from . import ids
 from .connection import Database, open_connection
 from .connection_async import AsyncDatabase
 from .errors import AuthenticationError, InputError, NotFoundError, translate
@@ -81,6 +82,8 @@ def _permissions(permissions: Iterable[str]) -> list[Permission]:
 def issue(db: Database, *, agent_id: str, name: str, permissions: Iterable[str] = (),
           description: str | None = None, expires_at: datetime | None = None) -> IssuedKey:
     """Issue a key for ``agent_id`` (admin scope). The secret is in the result, once."""
+    if expires_at is not None:
+        _moment("expires_at", expires_at, future=True)
     agent = db.get(Agent, agent_id)
     secret = new_secret()
     record = db.insert(ApiKey.from_input(
@@ -91,7 +94,18 @@ def issue(db: Database, *, agent_id: str, name: str, permissions: Iterable[str] 
     return IssuedKey(record, secret)
 
 
+def _moment(what: str, value: object, *, future: bool) -> datetime:
+    """A timezone-aware datetime (in the future, where a past one would make a dead key)."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InputError(f"{what} takes a timezone-aware datetime, got {value!r}")
+    if future and value <= datetime.now(UTC):
+        raise InputError(f"{what} is in the past ({value.isoformat()}): the key would never "
+                         "work")
+    return value
+
+
 def _change(db: Database, key_id: str, **values: Any) -> ApiKey:
+    ids.check_input("key", key_id)
     if db.update(ApiKey, where={"id": key_id}, set=values) == 0:
         raise NotFoundError(f"API key {key_id} not found in scope {db.scope}")
     return db.get(ApiKey, key_id)
@@ -104,7 +118,7 @@ def revoke(db: Database, key_id: str) -> ApiKey:
 
 def expire(db: Database, key_id: str, at: datetime) -> ApiKey:
     """Let a key stop working at ``at`` (a past time means now)."""
-    return _change(db, key_id, expires_at=at)
+    return _change(db, key_id, expires_at=_moment("expire() at", at, future=False))
 
 
 def set_permissions(db: Database, key_id: str, permissions: Iterable[str]) -> ApiKey:
@@ -113,10 +127,18 @@ def set_permissions(db: Database, key_id: str, permissions: Iterable[str]) -> Ap
 
 def rotate(db: Database, key_id: str, *, old_valid_until: datetime) -> IssuedKey:
     """Issue a new key with the old one's name, agent and permissions; the old key keeps
-    working until ``old_valid_until`` and is marked as replaced."""
-    old = db.get(ApiKey, key_id)
+    working until ``old_valid_until`` and is marked as replaced. Only a working key can be
+    rotated: rotating a revoked or expired one would hand its access back."""
+    _moment("old_valid_until", old_valid_until, future=False)
+    old = db.get(ApiKey, ids.check_input("key", key_id))
     if old.replaced_by is not None:
         raise InputError(f"API key {key_id} was already rotated (replaced by {old.replaced_by})")
+    if old.status != "active":
+        raise InputError(f"API key {key_id} is {old.status}; issue a new key instead of "
+                         "rotating it")
+    if old.expires_at is not None and old.expires_at <= datetime.now(UTC):
+        raise InputError(f"API key {key_id} expired at {old.expires_at.isoformat()}; issue a "
+                         "new key instead of rotating it")
     secret = new_secret()
     new = db.insert(ApiKey(
         id=new_key_id(), tenant_id=old.tenant_id, agent_id=old.agent_id,

@@ -13,8 +13,8 @@ from typing import Any, Generic, TypeVar, get_args
 from psycopg import sql
 
 from .connection import Database
-from .errors import InputError, NotFoundError, ScopeError
-from .ids import check, new_agent_id, new_tenant_id
+from .errors import InputError, NotFoundError
+from .ids import check, check_input, new_agent_id, new_tenant_id
 from .row import Row
 from .tables import ALL_ROWS, Agent, ApiKey, Tenant
 from .tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
@@ -42,10 +42,7 @@ def _filters(model: type[Row], where: dict[str, Any]) -> dict[str, Any]:
     given = {k: v for k, v in where.items() if v is not None}
     for column, value in given.items():
         if column in ID_FILTERS:
-            try:
-                check(ID_FILTERS[column], value)
-            except ScopeError as err:
-                raise InputError(str(err)) from None
+            check_input(ID_FILTERS[column], value)
         elif column == "status":
             allowed = get_args(model.model_fields["status"].annotation)
             if value not in allowed:

@@ -4,6 +4,7 @@ working — checked through maim_app, the way the runtime meets them."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -117,6 +118,40 @@ def test_a_suspended_agent_cannot_open_scope(db: TestDB, world: World) -> None:
         assert len(scope.find(Agent)) == 1
 
 
+def test_a_dead_key_cannot_be_rotated_back_to_life(db: TestDB, world: World) -> None:
+    revoked, expired = _issue(db, world, name="revoked"), _issue(db, world, name="expired")
+    soon = datetime.now(UTC) + timedelta(hours=1)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        keys.revoke(adm, revoked.record.id)
+        keys.expire(adm, expired.record.id, datetime.now(UTC) - timedelta(seconds=1))
+        before = adm.scalar("select count(*) from api_keys")
+    for key, state in ((revoked, "is disabled"), (expired, "expired at")):
+        with pytest.raises(InputError, match=state), connect(db.dsn("admin"), admin=True) as adm:
+            keys.rotate(adm, key.record.id, old_valid_until=soon)
+        with pytest.raises(AuthenticationError):
+            keys.resolve(key.secret, db.dsn("app"))
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.scalar("select count(*) from api_keys") == before
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda adm, k: keys.expire(adm, k, None), "timezone-aware datetime"),  # not "never"
+    (lambda adm, k: keys.expire(adm, k, datetime(2030, 1, 1)), "timezone-aware"),  # naive
+    (lambda adm, k: keys.rotate(adm, k, old_valid_until=None), "timezone-aware"),
+    (lambda adm, k: keys.rotate(adm, k, old_valid_until="tomorrow"), "timezone-aware"),
+    (lambda adm, k: keys.revoke(adm, 123), "invalid key id"),
+    (lambda adm, k: keys.revoke(adm, "agent_x"), "invalid key id"),
+])
+def test_key_changes_check_their_arguments(db: TestDB, world: World, call: Any,
+                                           message: str) -> None:
+    key = _issue(db, world)
+    with pytest.raises(InputError, match=message), connect(db.dsn("admin"), admin=True) as adm:
+        call(adm, key.record.id)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        row = adm.get(ApiKey, key.record.id)
+    assert (row.status, row.expires_at, row.replaced_by) == ("active", None, None)
+
+
 def test_rotation_keeps_the_old_key_until_its_deadline(db: TestDB, world: World) -> None:
     old = _issue(db, world, permissions=["chat", "analytics"])
     with connect(db.dsn("admin"), admin=True) as adm:
@@ -140,7 +175,8 @@ def test_key_names_and_permissions_are_checked(db: TestDB, world: World) -> None
     _issue(db, world, "B1", name="dup")  # other tenant: fine
     with connect(db.dsn("admin"), admin=True) as adm:
         before = adm.scalar("select count(*) from api_keys")
-    for kw, message in (({"permissions": ["root"]}, "unknown permission"),
+    for kw, message in (({"expires_at": datetime.now(UTC) - timedelta(days=1)}, "in the past"),
+                        ({"permissions": ["root"]}, "unknown permission"),
                         ({"permissions": "chat"}, "list of names"),  # not c, h, a, t
                         ({"name": None}, "name"),
                         ({"expires_at": "tomorrow"}, "expires_at")):
