@@ -65,7 +65,10 @@ def _agent(db: Database, agent_id: str | None) -> str:
         assert db.scope.agent_id is not None
         return db.scope.agent_id
     if db.scope.kind == "key":
-        return db.scalar("select maim.agent_id()")  # type: ignore[no-any-return]
+        agent = str(db.scalar("select maim.agent_id()"))
+        if agent_id is not None and agent_id != agent:
+            raise ScopeError(f"this API key's scope ({agent}) cannot address agent {agent_id}")
+        return agent
     if agent_id is None:
         raise ScopeError(f"in {db.scope} scope, name the agent: agent_id=...")
     ids.check("agent", agent_id)
@@ -267,8 +270,11 @@ def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> 
     for name, section in overrides.items():
         path = f"config_overrides.{name}"
         if name in SECTIONS:
-            writes.append((SECTIONS[name], _values(SECTIONS[name], section, path, errors),
-                           ["agent_id"], path))
+            values = _values(SECTIONS[name], section, path, errors)
+            if name == "maim_message" and MASK in (values.get("auth_token") or []):
+                values["auth_token"] = _unmask_tokens(db, agent, values["auth_token"], path,
+                                                      errors)
+            writes.append((SECTIONS[name], values, ["agent_id"], path))
         elif name == "model":
             writes.extend(_model_writes(db, agent, section, path, errors))
         else:
@@ -278,6 +284,24 @@ def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> 
         if values:
             _write(db, model, values, agent, on, path)
     return read(db, agent)
+
+
+def _unmask_tokens(db: Database, agent: str, tokens: list[Any], path: str,
+                   errors: _Errors) -> list[Any]:
+    """A document read masked and saved back sends ``********`` for each stored token: keep
+    the stored token at that position (as provider secrets keep theirs)."""
+    rows = db.rows("select auth_token from maim_message_configs where agent_id = %s",
+                   [agent])
+    stored = (rows[0][0] if rows else None) or []
+    kept = []
+    for i, token in enumerate(tokens):
+        if token != MASK:
+            kept.append(token)
+        elif i < len(stored):
+            kept.append(stored[i])
+        else:
+            errors.add(f"{path}.auth_token[{i}]", "masked, but no token is stored there")
+    return kept
 
 
 def _model_writes(db: Database, agent: str, given: Any, path: str,
@@ -294,7 +318,12 @@ def _model_writes(db: Database, agent: str, given: Any, path: str,
         for secret in PROVIDER_SECRETS:
             if values.get(secret) == MASK:
                 del values[secret]  # a masked value sent back keeps the stored one
-            elif values.get(secret) and not crypto.is_encrypted(values[secret]):
+            elif values.get(secret) and crypto.is_encrypted(values[secret]):
+                # it would be stored as is and fail to decrypt on every later read
+                errors.add(f"{path}.api_providers[{i}].{secret}", "looks like a stored "
+                           f"ciphertext ({crypto.PREFIX}…); send the plaintext, or the mask "
+                           "to keep the stored value")
+            elif values.get(secret):
                 try:
                     values[secret] = crypto.encrypt(
                         values[secret], _context(agent, values.get("name", ""), secret))

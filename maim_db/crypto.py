@@ -55,9 +55,10 @@ def encrypt(plaintext: str, context: str) -> str:
 def decrypt(stored: str, context: str) -> str:
     if not is_encrypted(stored):
         return stored  # written before encryption (e.g. by raw SQL): returned as is
-    blob = base64.urlsafe_b64decode(stored[len(PREFIX):].encode())
+    cipher = _cipher()
     try:
-        return _cipher().decrypt(blob[:12], blob[12:], context.encode()).decode()
-    except InvalidTag as err:
+        blob = base64.urlsafe_b64decode(stored[len(PREFIX):].encode())
+        return cipher.decrypt(blob[:12], blob[12:], context.encode()).decode()
+    except (InvalidTag, ValueError) as err:  # binascii.Error and a short nonce are ValueErrors
         raise InputError(f"a stored secret does not decrypt for {context}: wrong "
                          f"{ENV}, or the value was moved from another row") from err

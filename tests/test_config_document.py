@@ -14,8 +14,10 @@ from maim_db import (
     InputError,
     IsolationError,
     NotFoundError,
+    ScopeError,
     connect,
     crypto,
+    keys,
 )
 from maim_db import config_document as cd
 from tests.conftest import TestDB, World
@@ -114,6 +116,59 @@ def test_provider_secrets_are_masked_encrypted_and_kept(db: TestDB, world: World
     assert revealed["api_key"] == "sk-live-秘密"
     assert revealed["base_url"] == "https://api.example.cn/v1"
     assert revealed["client_type"] == "gemini"
+
+
+def test_a_masked_document_saved_back_keeps_every_secret(db: TestDB, world: World,
+                                                         secret_key: str) -> None:
+    """What a dashboard does: read (masked), change one field, save the whole thing."""
+    _update(db, world, {"persona": {"personality": "活泼"}, "config_overrides": {
+        "maim_message": {"auth_token": ["tok-一", "tok-二"]},
+        "model": {"api_providers": [{"name": "p", "api_key": "sk-1", "base_url": "https://x"}]},
+    }})
+    doc = _read(db, world)
+    assert doc["config_overrides"]["maim_message"]["auth_token"] == [cd.MASK, cd.MASK]
+    doc["config_overrides"]["chat"]["talk_value"] = 0.3
+    _update(db, world, doc)
+    revealed = _read(db, world, reveal=True)["config_overrides"]
+    assert revealed["maim_message"]["auth_token"] == ["tok-一", "tok-二"]
+    assert revealed["model"]["api_providers"][0]["api_key"] == "sk-1"
+    assert revealed["chat"]["talk_value"] == 0.3
+    # a new token beside a kept one; a mask with nothing stored behind it is refused
+    _update(db, world, {"config_overrides": {"maim_message": {
+        "auth_token": [cd.MASK, "tok-new"]}}})
+    assert _read(db, world, reveal=True)["config_overrides"]["maim_message"][
+        "auth_token"] == ["tok-一", "tok-new"]
+    with pytest.raises(InputError, match=r"auth_token\[2\]: masked"):
+        _update(db, world, {"config_overrides": {"maim_message": {
+            "auth_token": [cd.MASK, cd.MASK, cd.MASK]}}})
+
+
+def test_a_key_scope_addresses_only_its_own_agent(db: TestDB, world: World) -> None:
+    with connect(db.dsn("admin"), admin=True) as adm:
+        key = keys.issue(adm, agent_id=world.agent_id("A1"), name="dash", permissions=["chat"])
+    before = _read(db, world, "A2")
+    for call in (lambda s: cd.read(s, world.agent_id("A2")),
+                 lambda s: cd.update(s, {"config_overrides": {"chat": {"talk_value": 0.9}}},
+                                     world.agent_id("A2"))):
+        with pytest.raises(ScopeError, match="cannot address agent"), \
+                connect(db.dsn("app"), api_key=key.secret) as scoped:
+            call(scoped)
+    assert _read(db, world, "A2") == before == _read(db, world, "A1")
+    with connect(db.dsn("app"), api_key=key.secret) as scoped:
+        assert cd.read(scoped)["config_overrides"]["chat"]["talk_value"] == before[
+            "config_overrides"]["chat"]["talk_value"]
+
+
+def test_ciphertext_as_input_is_refused(db: TestDB, world: World, secret_key: str) -> None:
+    for value in ("enc:v1:garbage", "enc:v1:"):
+        with pytest.raises(InputError, match="looks like a stored ciphertext"):
+            _update(db, world, {"config_overrides": {"model": {"api_providers": [
+                {"name": "p", "api_key": value}]}}})
+    with psycopg.connect(db.superuser) as conn:  # written around the library: still typed
+        conn.execute("insert into api_provider_configs (agent_id, name, api_key) "
+                     "values (%s, 'raw', 'enc:v1:!!')", [world.agent_id("A1")])
+    with pytest.raises(InputError, match="does not decrypt"):
+        _read(db, world, reveal=True)
 
 
 def test_a_copied_ciphertext_does_not_decrypt_elsewhere(db: TestDB, world: World,
