@@ -341,6 +341,25 @@ def _model_writes(db: Database, agent: str, given: Any, path: str,
     return writes
 
 
+def rebind_secrets(db: Database, from_agent: str) -> int:
+    """Re-encrypt the provider secrets of the scope's agent that were encrypted for
+    ``from_agent`` (their agent is part of what they are sealed with, so a restored copy
+    would not decrypt); return how many. Needs the ``MAIMDB_SECRET_KEY`` they were written
+    with."""
+    agent = _agent(db, None)
+    rebound = 0
+    for name, *stored in db.rows("select name, api_key, base_url from api_provider_configs"):
+        changes = {}
+        for column, value in zip(PROVIDER_SECRETS, stored, strict=True):
+            if value and crypto.is_encrypted(value):
+                plain = crypto.decrypt(value, _context(from_agent, name, column))
+                changes[column] = crypto.encrypt(plain, _context(agent, name, column))
+        if changes:
+            db.update(ac.ApiProviderConfig, where={"name": name}, set=changes)
+            rebound += len(changes)
+    return rebound
+
+
 # -- MaiBot's TOML layout ---------------------------------------------------------------------
 
 # bot_config.toml calls the persona [personality] and the bot overrides [bot].

@@ -22,8 +22,9 @@ from typing import Final
 import psycopg
 from psycopg import sql
 
+from .config_document import rebind_secrets
 from .connection import Database, connect, open_connection, run_scoped
-from .errors import ConflictError, InputError, translate
+from .errors import ConfigurationError, ConflictError, InputError, translate
 from .row import Row
 from .scope import resolve
 from .tables import agent_config, business, imports, runtime
@@ -139,8 +140,9 @@ def _export_table(db: Database, model: type[Row], path: Path) -> int:
 
 # -- restore ---------------------------------------------------------------------------------
 
-def read_manifest(directory: Path) -> dict[str, int]:
-    """The table counts of an export, after checking it is one this code can restore."""
+def read_manifest(directory: Path) -> tuple[dict[str, int], str]:
+    """The table counts and the source agent of an export, after checking it is one this
+    code can restore."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -164,7 +166,10 @@ def read_manifest(directory: Path) -> dict[str, int]:
     for table in tables:
         if not (directory / f"{table}.jsonl").is_file():
             raise InputError(f"{directory} lacks {table}.jsonl, which the manifest lists")
-    return {str(t): int(n) for t, n in tables.items()}
+    source = manifest.get("agent_id")
+    if not isinstance(source, str):
+        raise InputError(f"{directory / MANIFEST}: 'agent_id' must name the exported agent")
+    return {str(t): int(n) for t, n in tables.items()}, source
 
 
 def import_export(directory: Path, agent_id: str, *, dsn: str | None = None) -> dict[str, int]:
@@ -172,7 +177,7 @@ def import_export(directory: Path, agent_id: str, *, dsn: str | None = None) -> 
     table. One transaction: the agent ends with all of the export or none of it. Row ids are
     kept (keys include agent_id, so they cannot collide with the source agent's)."""
     directory = Path(directory)
-    expected = read_manifest(directory)
+    expected, source = read_manifest(directory)
     scope = resolve(agent_id=agent_id)
     written: dict[str, int] = {}
     with connect(dsn, agent_id=scope.id) as db:
@@ -184,6 +189,14 @@ def import_export(directory: Path, agent_id: str, *, dsn: str | None = None) -> 
         for model in DATA_ROWS:
             if model.table in expected:
                 written[model.table] = _restore_table(db, model, directory)
+        if source != agent_id:
+            try:
+                rebind_secrets(db, source)
+            except ConfigurationError as err:
+                raise ConfigurationError(
+                    f"the export holds encrypted provider secrets of {source}; restoring them "
+                    f"into another agent re-encrypts them, which needs the MAIMDB_SECRET_KEY "
+                    f"they were written with ({err})") from err
         wrong = {t: (n, written[t]) for t, n in expected.items() if written[t] != n}
         if wrong:  # inside the transaction: a short or padded file restores nothing
             listed = ", ".join(f"{t}: manifest {n}, file {w}" for t, (n, w) in wrong.items())

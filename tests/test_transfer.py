@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from maim_db import ConflictError, InputError, IsolationError, connect, tenancy
+from maim_db import (
+    ConfigurationError,
+    ConflictError,
+    InputError,
+    IsolationError,
+    connect,
+    tenancy,
+)
 from maim_db import config_document as cd
 from maim_db.maibot_sqlite import import_sqlite
 from maim_db.tables import Agent, business
@@ -138,6 +145,32 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
         export_agent(a1, out, dsn=db.dsn("app"))
     with pytest.raises(InputError, match="not an empty directory"):
         export_agent(a1, out / MANIFEST, dsn=db.dsn("app"))
+
+
+def test_provider_secrets_survive_a_restore_into_another_agent(
+        db: TestDB, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A provider secret is sealed with its agent's id; the restore re-seals it for the new
+    agent, so the runtime can still read it — and refuses, changing nothing, without the key."""
+    import base64
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    monkeypatch.setenv("MAIMDB_SECRET_KEY",
+                       base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode())
+    a1, a2, b1 = world.agent_id("A1"), world.agent_id("A2"), world.agent_id("B1")
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        cd.update(s, {"config_overrides": {"model": {"api_providers": [
+            {"name": "sf", "api_key": "sk-秘密", "base_url": "https://api.example.cn"}]}}})
+    export_agent(a1, tmp_path / "out", dsn=db.dsn("app"))
+    import_export(tmp_path / "out", a2, dsn=db.dsn("app"))
+    for agent in (a1, a2):
+        with connect(db.dsn("app"), agent_id=agent) as s:
+            provider = cd.read(s, reveal=True)["config_overrides"]["model"]["api_providers"][0]
+        assert (provider["api_key"], provider["base_url"]) == ("sk-秘密", "https://api.example.cn")
+    monkeypatch.delenv("MAIMDB_SECRET_KEY")
+    with pytest.raises(ConfigurationError, match="needs the MAIMDB_SECRET_KEY"):
+        import_export(tmp_path / "out", b1, dsn=db.dsn("app"))
+    assert all(n == 0 for n in _all_counts(db, b1).values())
 
 
 def test_a_restore_cannot_write_into_another_agent(db: TestDB, world: World,
