@@ -41,7 +41,7 @@ from psycopg import sql
 from .connection import open_connection, run_scoped
 from .errors import ConfigurationError, ConflictError, InputError
 from .row import Row
-from .scope import Scope, resolve
+from .scope import Scope, named_agent
 from .settings import settings
 from .tables import runtime as rt
 from .transfer import copy_via_temp, names, temp_like
@@ -505,7 +505,7 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
     """
     started = time.perf_counter()
     path = Path(path)
-    scope = resolve(agent_id=agent_id)
+    scope = named_agent(agent_id)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (
             1 <= batch_size <= 100_000):
         raise InputError(f"batch size must be between 1 and 100000, got {batch_size}")

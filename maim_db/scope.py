@@ -124,3 +124,9 @@ def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
             raise AuthenticationError("invalid API key: expected a non-empty string")
         return Scope("key", api_key)
     return Scope("admin")
+
+
+def named_agent(agent_id: object) -> Scope:
+    """The scope of a whole-agent operation (import, export, restore, erase): the agent must
+    be named — the ambient scope is no way to choose what to erase."""
+    return Scope("agent", ids.check("agent", agent_id))

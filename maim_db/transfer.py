@@ -26,7 +26,7 @@ from .config_document import rebind_secrets
 from .connection import Database, connect, open_connection, run_scoped
 from .errors import ConfigurationError, ConflictError, InputError, translate
 from .row import Row
-from .scope import resolve
+from .scope import named_agent
 from .tables import agent_config, business, imports, runtime
 
 #: The tables an export holds and a restore fills, parents before children.
@@ -101,7 +101,7 @@ def export_agent(agent_id: str, out: Path, *, dsn: str | None = None) -> dict[st
     One read-only repeatable-read transaction: the files are one consistent state. The
     manifest is written last, so an export that failed half-way cannot be restored.
     """
-    scope = resolve(agent_id=agent_id)
+    scope = named_agent(agent_id)
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} is not an empty directory; export into a new one")
@@ -177,8 +177,8 @@ def import_export(directory: Path, agent_id: str, *, dsn: str | None = None) -> 
     table. One transaction: the agent ends with all of the export or none of it. Row ids are
     kept (keys include agent_id, so they cannot collide with the source agent's)."""
     directory = Path(directory)
+    scope = named_agent(agent_id)
     expected, source = read_manifest(directory)
-    scope = resolve(agent_id=agent_id)
     written: dict[str, int] = {}
     with connect(dsn, agent_id=scope.id) as db:
         held = {t: n for t, n in agent_counts(db, DATA_ROWS).items() if n}
@@ -245,7 +245,7 @@ def erase_agent(agent_id: str, *, dsn: str | None = None) -> dict[str, int]:
     (tables it had no rows in are left out). The agent, its keys and its tenant stay: use
     ``tenancy.delete_agent`` to remove the agent itself."""
     erased: dict[str, int] = {}
-    with connect(dsn, agent_id=agent_id) as db:
+    with connect(dsn, agent_id=named_agent(agent_id).id) as db:
         for model in reversed(ERASED_ROWS):  # children before the rows they refer to
             n = db.execute(sql.SQL("delete from {} where agent_id = maim.agent_id()").format(
                 sql.Identifier(model.table)))

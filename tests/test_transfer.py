@@ -16,6 +16,8 @@ from maim_db import (
     ConflictError,
     InputError,
     IsolationError,
+    ScopeError,
+    agent_scope,
     connect,
     tenancy,
 )
@@ -202,6 +204,21 @@ def test_erase_removes_every_row_of_the_agent_and_nothing_else(db: TestDB, world
     with connect(db.dsn("admin"), admin=True) as adm:
         assert adm.get(Agent, a1).id == a1  # the agent stays; `agent delete` removes it
     assert erase_agent(a1, dsn=db.dsn("app")) == {}
+
+
+def test_whole_agent_operations_need_the_agent_named(db: TestDB, world: World,
+                                                     tmp_path: Path) -> None:
+    """The ambient scope is no way to choose what to erase, export or restore."""
+    b1 = world.agent_id("B1")
+    _fill(db, b1, tmp_path)
+    before = _all_counts(db, b1)
+    with agent_scope(b1):
+        for call in (lambda: erase_agent(None, dsn=db.dsn("app")),  # type: ignore[arg-type]
+                     lambda: export_agent(None, tmp_path / "x", dsn=db.dsn("app")),  # type: ignore[arg-type]
+                     lambda: import_export(tmp_path, None, dsn=db.dsn("app"))):  # type: ignore[arg-type]
+            with pytest.raises(ScopeError, match="invalid agent id None"):
+                call()
+    assert _all_counts(db, b1) == before and not (tmp_path / "x").exists()
 
 
 def test_erase_of_a_suspended_agent_is_refused(db: TestDB, world: World) -> None:
