@@ -14,6 +14,7 @@ encrypted at rest (:mod:`maim_db.crypto`). :func:`to_toml` / :func:`from_toml` s
 
 from __future__ import annotations
 
+import math
 import tomllib
 from functools import cache
 from typing import Any, Final
@@ -203,6 +204,21 @@ def _object(value: Any, path: str, errors: _Errors) -> dict[str, Any]:
     return value
 
 
+def _unstorable(value: Any) -> str | None:
+    """What a configuration value cannot be: NaN or infinite (a CHECK such as ``>= 0`` lets
+    both through), or hold a null inside a list or table (MaiBot's TOML has no null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if isinstance(value, dict | list):
+        inner = value.values() if isinstance(value, dict) else value
+        for item in inner:
+            if item is None:
+                return "holds a null, which MaiBot's TOML cannot express"
+            if problem := _unstorable(item):
+                return problem
+    return None
+
+
 def _values(model: type[Row], given: Any, path: str, errors: _Errors,
             renames: dict[str, str] | None = None) -> dict[str, Any]:
     """Validate the fields of one section against its row model's annotations."""
@@ -214,6 +230,9 @@ def _values(model: type[Row], given: Any, path: str, errors: _Errors,
             shown = [k for r in allowed for k in [next(
                 (a for a, c in (renames or {}).items() if c == r), r)]]
             errors.add(f"{path}.{key}", f"unknown key; known: {', '.join(shown)}")
+            continue
+        if problem := _unstorable(value):
+            errors.add(f"{path}.{key}", problem)
             continue
         try:
             out[column] = _adapter(model, column).validate_python(value, strict=True)
@@ -416,7 +435,14 @@ def _model_from_toml(model: dict[str, Any], skipped: list[str]) -> dict[str, Any
                                  ("models", ac.ModelInfoConfig, MODEL_RENAMES)):
         known = set(_fields(target)) | set(renames)
         items = []
-        for i, item in enumerate(model.get(key, [])):
+        given = model.get(key, [])
+        if not isinstance(given, list):
+            raise InputError(f"model_config.toml: {key} must be an array of tables "
+                             f"([[{key}]]), got {type(given).__name__}")
+        for i, item in enumerate(given):
+            if not isinstance(item, dict):
+                raise InputError(f"model_config.toml: {key}[{i}] must be a table, got "
+                                 f"{type(item).__name__}")
             items.append({k: v for k, v in item.items() if k in known})
             skipped += [f"{key}[{i}].{k}" for k in item if k not in known]
         out[key] = items

@@ -14,10 +14,12 @@ from typing import Any, Generic, LiteralString, TypeVar
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.pq import ExecStatus, TransactionStatus
 
 from . import statements
 from .errors import (
+    ConfigurationError,
     ConnectError,
     DatabaseError,
     InputError,
@@ -135,8 +137,8 @@ class Database(Handle[psycopg.Connection[Any]]):
             self._execute(cur, query, params)
         except psycopg.Error as err:
             raise translate(err) from err
-        except TypeError as err:  # psycopg's word for a query or parameters of the wrong kind
-            raise InputError(f"cannot run this statement: {err}") from err
+        except (TypeError, UnicodeEncodeError) as err:  # a query or parameter psycopg
+            raise InputError(f"cannot run this statement: {err}") from err  # cannot send
         # not cur.description: it builds a Column per column (a tenth of a point lookup)
         if rows and cur.pgresult is not None and cur.pgresult.status == COMMAND_OK:
             raise self._no_result()
@@ -294,15 +296,26 @@ def scoped(conn: psycopg.Connection[Any], *, agent_id: str | None = None,
 
 
 def resolve_dsn(dsn: str | None) -> str:
-    """An explicit DSN, else ``MAIMDB_DSN``, else the embedded server (started if needed)."""
+    """An explicit DSN, else ``MAIMDB_DSN``, else the embedded server (started if needed).
+    A DSN that does not parse is a :class:`ConfigurationError` here, not a pool timeout
+    later."""
     if dsn:
-        return dsn
+        return _parsed(dsn)
     configured = settings()
     if configured.dsn:
-        return configured.dsn
+        return _parsed(configured.dsn)
     from . import embedded
 
     return embedded.start(configured.data_dir, configured.database)
+
+
+def _parsed(dsn: str) -> str:
+    try:
+        conninfo_to_dict(dsn)
+    except (psycopg.ProgrammingError, TypeError) as err:
+        raise ConfigurationError(f"invalid DSN: {err} (expected 'postgresql://user@host/db' "
+                                 "or 'host=... dbname=...')") from None
+    return dsn
 
 
 def connect_error(err: psycopg.OperationalError) -> ConnectError:

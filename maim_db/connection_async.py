@@ -57,8 +57,8 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             await self._execute(cur, query, params)
         except psycopg.Error as err:
             raise translate(err) from err
-        except TypeError as err:  # psycopg's word for a query or parameters of the wrong kind
-            raise InputError(f"cannot run this statement: {err}") from err
+        except (TypeError, UnicodeEncodeError) as err:  # a query or parameter psycopg
+            raise InputError(f"cannot run this statement: {err}") from err  # cannot send
         # not cur.description: it builds a Column per column (a tenth of a point lookup)
         if rows and cur.pgresult is not None and cur.pgresult.status == COMMAND_OK:
             raise self._no_result()

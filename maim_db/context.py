@@ -8,9 +8,8 @@ requests served by one thread and vanished in executor threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
-from contextvars import ContextVar
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 
 from . import ids
 from .scope import Scope
@@ -23,20 +22,26 @@ def current() -> Scope | None:
     return _ambient.get()
 
 
-@contextmanager
-def _set(scope: Scope) -> Iterator[Scope]:
-    token = _ambient.set(scope)
-    try:
-        yield scope
-    finally:
-        _ambient.reset(token)
+class _Ambient(AbstractContextManager[Scope]):
+    """Sets the ambient scope for a ``with`` block; reusable and re-entrant, like a lock."""
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._tokens: list[Token[Scope | None]] = []
+
+    def __enter__(self) -> Scope:
+        self._tokens.append(_ambient.set(self._scope))
+        return self._scope
+
+    def __exit__(self, *exc: object) -> None:
+        _ambient.reset(self._tokens.pop())
 
 
 def agent_scope(agent_id: str) -> AbstractContextManager[Scope]:
     """Blocks in this context that name no scope act for ``agent_id``."""
-    return _set(Scope("agent", ids.check("agent", agent_id)))
+    return _Ambient(Scope("agent", ids.check("agent", agent_id)))
 
 
 def tenant_scope(tenant_id: str) -> AbstractContextManager[Scope]:
     """Blocks in this context that name no scope act for ``tenant_id``."""
-    return _set(Scope("tenant", ids.check("tenant", tenant_id)))
+    return _Ambient(Scope("tenant", ids.check("tenant", tenant_id)))

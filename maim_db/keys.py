@@ -162,8 +162,8 @@ def _resolved(row: tuple[Any, ...] | None) -> ResolvedKey:
 def resolve(secret: str, dsn: str | None = None) -> ResolvedKey:
     """Resolve a key to its agent (as ``maim_app``, through ``maim.resolve_api_key``) and
     record the use. Resolve once per session, then use ``agent_id=`` scope."""
-    if not isinstance(secret, str) or not secret:
-        raise AuthenticationError("invalid API key: expected a non-empty string")
+    if not isinstance(secret, str) or not secret or not secret.isascii():
+        raise AuthenticationError("invalid API key: expected a non-empty ASCII string")
     try:
         with open_connection(dsn) as conn, conn.transaction():
             conn.execute("select set_config('role', 'maim_app', true)")
@@ -174,8 +174,8 @@ def resolve(secret: str, dsn: str | None = None) -> ResolvedKey:
 
 def resolve_in(db: Database, secret: str) -> ResolvedKey:
     """:func:`resolve` inside an open admin-scope block (the control plane's path)."""
-    if not isinstance(secret, str) or not secret:
-        raise AuthenticationError("invalid API key: expected a non-empty string")
+    if not isinstance(secret, str) or not secret or not secret.isascii():
+        raise AuthenticationError("invalid API key: expected a non-empty ASCII string")
     rows = db.rows(_RESOLVE, [secret])
     return _resolved(rows[0] if rows else None)
 
@@ -183,7 +183,7 @@ def resolve_in(db: Database, secret: str) -> ResolvedKey:
 async def aresolve(secret: str, db: AsyncDatabase) -> ResolvedKey:
     """Async :func:`resolve` inside an open admin-scope block (e.g. a pooled control-plane
     connection)."""
-    if not isinstance(secret, str) or not secret:
-        raise AuthenticationError("invalid API key: expected a non-empty string")
+    if not isinstance(secret, str) or not secret or not secret.isascii():
+        raise AuthenticationError("invalid API key: expected a non-empty ASCII string")
     rows = await db.rows(_RESOLVE, [secret])
     return _resolved(rows[0] if rows else None)

@@ -32,8 +32,10 @@ async def aeffective(db: AsyncDatabase) -> list[PluginSetting]:
 def configure(db: Database, *, tenant_id: str, plugin_name: str, enabled: bool,
               config: dict[str, Any] | None = None,
               agent_id: str | None = None) -> PluginSetting:
-    """Set a tenant-wide (``agent_id=None``) or per-agent plugin setting (admin scope)."""
-    return db.upsert(PluginSetting(tenant_id=tenant_id, agent_id=agent_id,
-                                   plugin_name=plugin_name, enabled=enabled,
-                                   config=config or {}),
+    """Set a tenant-wide (``agent_id=None``) or per-agent plugin setting (admin scope).
+    ``config=None`` leaves a stored config as it is (a new setting starts with ``{}``)."""
+    given = {} if config is None else {"config": config}
+    return db.upsert(PluginSetting.from_input(tenant_id=tenant_id, agent_id=agent_id,
+                                              plugin_name=plugin_name, enabled=enabled,
+                                              **given),
                      on=["tenant_id", "agent_id", "plugin_name"])

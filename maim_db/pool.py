@@ -149,6 +149,14 @@ class AsyncPool:
         async with self._borrow(scope, single=True) as db:
             return await db.execute(query, params)
 
+    async def insert(self, row: R, *, agent_id: str | None = None,
+                     tenant_id: str | None = None, admin: bool = False,
+                     api_key: str | None = None) -> R:
+        """Insert one row as its own transaction (one round trip); return it as stored."""
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        async with self._borrow(scope, single=True) as db:
+            return await db.insert(row)
+
     def stats(self) -> dict[str, int]:
         return self._pool.get_stats()
 

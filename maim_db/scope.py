@@ -120,8 +120,8 @@ def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
     if tenant_id is not None:
         return Scope("tenant", ids.check("tenant", tenant_id))
     if api_key is not None:
-        if not isinstance(api_key, str) or not api_key:
-            raise AuthenticationError("invalid API key: expected a non-empty string")
+        if not isinstance(api_key, str) or not api_key or not api_key.isascii():
+            raise AuthenticationError("invalid API key: expected a non-empty ASCII string")
         return Scope("key", api_key)
     return Scope("admin")
 

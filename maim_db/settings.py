@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
 
 
 class Settings(BaseSettings):
@@ -20,4 +23,9 @@ class Settings(BaseSettings):
 
 
 def settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as err:
+        problems = "; ".join(f"MAIMDB_{str(e['loc'][0]).upper()}: {e['msg']}"
+                             for e in err.errors())
+        raise ConfigurationError(f"invalid environment: {problems}") from None
