@@ -62,6 +62,17 @@ def check_idle(autocommit: bool, status: TransactionStatus) -> None:
                          "join a transaction that is already open")
 
 
+@contextmanager
+def translated() -> Iterator[None]:
+    """psycopg's errors as maim_db's; what psycopg refuses to send as an InputError."""
+    try:
+        yield
+    except psycopg.Error as err:
+        raise translate(err) from err
+    except (TypeError, UnicodeEncodeError) as err:  # a query or parameter psycopg cannot send
+        raise InputError(f"cannot run this statement: {err}") from err
+
+
 class Handle(Generic[C]):
     """What the sync and async handles share: the connection, the scope, whether the
     transaction has been opened yet."""
@@ -100,9 +111,12 @@ class Handle(Generic[C]):
         return True
 
     @staticmethod
-    def _no_result() -> InputError:
-        return InputError("the statement returns no rows, so there is nothing to fetch; use "
-                          "execute() for statements without a result")
+    def _check_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
+        """Fetching from a statement without rows is a mistake, not an empty list.
+        (Not ``cur.description``: it builds a Column per column, a tenth of a point lookup.)"""
+        if cur.pgresult is not None and cur.pgresult.status == COMMAND_OK:
+            raise InputError("the statement returns no rows, so there is nothing to fetch; "
+                             "use execute() for statements without a result")
 
     def _second_statement(self) -> ScopeError:
         return ScopeError("this block was opened for a single statement (pool.fetch/execute); "
@@ -133,15 +147,10 @@ class Database(Handle[psycopg.Connection[Any]]):
 
     def _run(self, cur: psycopg.Cursor[Any], query: Query, params: Params, *,
              rows: bool = False) -> None:
-        try:
+        with translated():
             self._execute(cur, query, params)
-        except psycopg.Error as err:
-            raise translate(err) from err
-        except (TypeError, UnicodeEncodeError) as err:  # a query or parameter psycopg
-            raise InputError(f"cannot run this statement: {err}") from err  # cannot send
-        # not cur.description: it builds a Column per column (a tenth of a point lookup)
-        if rows and cur.pgresult is not None and cur.pgresult.status == COMMAND_OK:
-            raise self._no_result()
+        if rows:
+            self._check_rows(cur)
 
     def _execute(self, cur: psycopg.Cursor[Any], query: Query, params: Params) -> None:
         if self._opened:

@@ -16,7 +16,6 @@ from psycopg.pq import TransactionStatus
 from . import statements
 from .connection import (
     ABORTED,
-    COMMAND_OK,
     Handle,
     Params,
     Query,
@@ -27,10 +26,10 @@ from .connection import (
     dirty_message,
     not_found,
     resolve_dsn,
+    translated,
 )
 from .errors import (
     DatabaseError,
-    InputError,
     MaimDBError,
     NotFoundError,
     ScopeError,
@@ -53,15 +52,10 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
 
     async def _run(self, cur: psycopg.AsyncCursor[Any], query: Query, params: Params, *,
                    rows: bool = False) -> None:
-        try:
+        with translated():
             await self._execute(cur, query, params)
-        except psycopg.Error as err:
-            raise translate(err) from err
-        except (TypeError, UnicodeEncodeError) as err:  # a query or parameter psycopg
-            raise InputError(f"cannot run this statement: {err}") from err  # cannot send
-        # not cur.description: it builds a Column per column (a tenth of a point lookup)
-        if rows and cur.pgresult is not None and cur.pgresult.status == COMMAND_OK:
-            raise self._no_result()
+        if rows:
+            self._check_rows(cur)
 
     async def _execute(self, cur: psycopg.AsyncCursor[Any], query: Query,
                        params: Params) -> None:
