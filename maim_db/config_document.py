@@ -282,13 +282,16 @@ def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> 
         if key not in (*TOP, "config_overrides"):
             errors.add(key, "unknown key; known: persona, bot_overrides, config_overrides")
     writes: list[tuple[type[Row], dict[str, Any], list[str], str]] = []
+    current = read(db, agent)
     for name, model in TOP.items():
         if name in doc:
-            writes.append((model, _values(model, doc[name], name, errors), ["agent_id"], name))
+            given = _changed(doc[name], current[name])
+            writes.append((model, _values(model, given, name, errors), ["agent_id"], name))
     overrides = _object(doc.get("config_overrides", {}), "config_overrides", errors)
     for name, section in overrides.items():
         path = f"config_overrides.{name}"
         if name in SECTIONS:
+            section = _changed(section, current["config_overrides"][name])
             values = _values(SECTIONS[name], section, path, errors)
             if name == "maim_message" and MASK in (values.get("auth_token") or []):
                 values["auth_token"] = _unmask_tokens(db, agent, values["auth_token"], path,
@@ -303,6 +306,15 @@ def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> 
         if values:
             _write(db, model, values, agent, on, path)
     return read(db, agent)
+
+
+def _changed(given: Any, current: dict[str, Any]) -> Any:
+    """The fields of a section that differ from what the agent reads now. A document read
+    and saved back unchanged then writes nothing — even for a fresh agent, whose persona
+    reads as nulls the table would refuse."""
+    if not isinstance(given, dict):
+        return given  # _values reports the shape
+    return {k: v for k, v in given.items() if k not in current or v != current[k]}
 
 
 def _unmask_tokens(db: Database, agent: str, tokens: list[Any], path: str,

@@ -121,6 +121,9 @@ def test_provider_secrets_are_masked_encrypted_and_kept(db: TestDB, world: World
 def test_a_masked_document_saved_back_keeps_every_secret(db: TestDB, world: World,
                                                          secret_key: str) -> None:
     """What a dashboard does: read (masked), change one field, save the whole thing."""
+    fresh = _read(db, world, "A2")  # nothing set yet: persona.personality is null
+    assert fresh["persona"]["personality"] is None
+    assert _update(db, world, fresh, "A2") == fresh
     _update(db, world, {"persona": {"personality": "活泼"}, "config_overrides": {
         "maim_message": {"auth_token": ["tok-一", "tok-二"]},
         "model": {"api_providers": [{"name": "p", "api_key": "sk-1", "base_url": "https://x"}]},
