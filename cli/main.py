@@ -80,7 +80,8 @@ def rollback(dsn: DsnOption = None,
 
 @app.command()
 def status(dsn: DsnOption = None) -> None:
-    """Show applied and pending migrations; exit 1 if any is pending or edited (for CI).
+    """Show applied and pending migrations; exit 1 if any is pending, edited or unknown to
+    this checkout (for CI).
 
     Example: maimdb status || maimdb migrate
     """
@@ -94,8 +95,10 @@ def status(dsn: DsnOption = None) -> None:
         table.add_row(m.id, "[red]edited[/]" if m.id in edited else "applied", m.sha256[:12])
     for m in state.pending:
         table.add_row(m.id, "[yellow]pending[/]", m.sha256[:12])
+    for name in state.unknown:
+        table.add_row(cell(name), "[red]not in this checkout[/]", "")
     out.print(table)
-    if state.pending or state.edited:
+    if state.pending or state.edited or state.unknown:
         raise typer.Exit(1)
 
 

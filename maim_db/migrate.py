@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -54,6 +54,8 @@ class State:
     applied: list[Migration]
     pending: list[Migration]
     edited: list[tuple[Migration, str]]  # applied, but the file changed: (migration, stored)
+    # applied to the database, but not in this checkout (a newer maim_db migrated it)
+    unknown: list[str] = field(default_factory=list)
 
 
 def _checksum(path: Path) -> str:
@@ -136,13 +138,25 @@ def _apply_sql_dir(conn: psycopg.Connection[Any]) -> None:
 
 
 def _state(conn: psycopg.Connection[Any], migrations: list[Migration]) -> State:
-    applied_hashes: set[str] = set()
+    try:
+        return _read_state(conn, migrations)
+    except psycopg.Error as err:
+        raise MigrationError(f"cannot read the migration state: {str(err).strip()} (connect "
+                             "as the role that migrates)") from err
+
+
+def _read_state(conn: psycopg.Connection[Any], migrations: list[Migration]) -> State:
+    applied_ids: dict[str, str] = {}
     stored: dict[str, str] = {}
     if conn.execute("select to_regclass('public._yoyo_migration')").fetchone() != (None,):
-        applied_hashes = {h for (h,) in conn.execute("select migration_hash from _yoyo_migration")}
+        applied_ids = dict(conn.execute(
+            "select migration_hash, migration_id from _yoyo_migration").fetchall())
     if conn.execute("select to_regclass('maim.migration_checksums')").fetchone() != (None,):
         stored = dict(conn.execute("select migration_id, sha256 from maim.migration_checksums")
                       .fetchall())
+    applied_hashes = set(applied_ids)
+    known = {m.yoyo.hash for m in migrations}
+    unknown = sorted(i for h, i in applied_ids.items() if h not in known)
     applied, pending, edited = [], [], []
     for m in migrations:
         if m.yoyo.hash in applied_hashes:
@@ -151,10 +165,15 @@ def _state(conn: psycopg.Connection[Any], migrations: list[Migration]) -> State:
                 edited.append((m, stored[m.id]))
         else:
             pending.append(m)
-    return State(applied, pending, edited)
+    return State(applied, pending, edited, unknown)
 
 
 def _refuse_edited(state: State) -> None:
+    """Refuse to change a schema whose history does not match this checkout."""
+    if state.unknown:
+        raise MigrationError(
+            f"the database has migrations this checkout does not: {', '.join(state.unknown)}; "
+            "a newer maim_db migrated it — run that version, never an older one")
     if state.edited:
         lines = [f"  {m.id}: applied with sha256 {old[:12]}…, file now {m.sha256[:12]}…"
                  for m, old in state.edited]
@@ -227,14 +246,20 @@ def rollback(dsn: str | None = None, *, steps: int = 1,
     with _locked(dsn) as (resolved, conn):
         state = _state(conn, migrations)
         _refuse_edited(state)
+        if state.applied and steps > len(state.applied):
+            raise MigrationError(f"--steps {steps} is more than the {len(state.applied)} "
+                                 "applied migration(s); nothing was rolled back")
         targets = list(reversed(state.applied))[:steps]
-        if targets:
-            with _backend(resolved) as backend:
-                for m in targets:
-                    try:
-                        backend.rollback_one(m.yoyo)
-                    except Exception as err:
-                        raise MigrationError(f"rollback of {m.id} failed: {err}") from err
-                    conn.execute("delete from maim.migration_checksums where migration_id = %s",
-                                 [m.id])
+        done: list[str] = []
+        with _backend(resolved) as backend:
+            for m in targets:
+                try:
+                    backend.rollback_one(m.yoyo)
+                except Exception as err:
+                    undone = ", ".join(done) or "none"
+                    raise MigrationError(f"rollback of {m.id} failed: {err}; rolled back "
+                                         f"before it: {undone}") from err
+                conn.execute("delete from maim.migration_checksums where migration_id = %s",
+                             [m.id])
+                done.append(m.id)
         return targets

@@ -64,6 +64,30 @@ def test_apply_rollback_apply_round_trip(empty_db: TestDB) -> None:
 def test_rollback_refuses_nonsense_steps(empty_db: TestDB) -> None:
     with pytest.raises(MigrationError, match="at least 1"):
         migrate.rollback(empty_db.superuser, steps=0)
+    applied = migrate.migrate(empty_db.superuser)
+    with pytest.raises(MigrationError, match=r"more than the \d+ applied .*nothing was rolled"):
+        migrate.rollback(empty_db.superuser, steps=len(applied) + 1)
+    assert len(migrate.status(empty_db.superuser).applied) == len(applied)
+
+
+def test_a_database_ahead_of_this_checkout_is_refused(empty_db: TestDB,
+                                                      tmp_path: Path) -> None:
+    """A newer maim_db migrated the database: an older checkout must neither report it at
+    head nor roll back a migration under one it does not know."""
+    dsn = empty_db.superuser
+    newer = tmp_path / "newer"
+    shutil.copytree(MIGRATIONS_DIR, newer)
+    (newer / "9990_newer.sql").write_text("select 1;\n")
+    (newer / "9990_newer.rollback.sql").write_text("select 1;\n")
+    migrate.migrate(dsn, migrations_dir=newer)
+    assert migrate.status(dsn).unknown == ["9990_newer"]
+    for call in (lambda: migrate.migrate(dsn), lambda: migrate.migrate(dsn, dry_run=True),
+                 lambda: migrate.rollback(dsn)):
+        with pytest.raises(MigrationError, match="migrations this checkout does not: 9990"):
+            call()
+    assert len(migrate.status(dsn, migrations_dir=newer).applied) == len(migrate.load()) + 1
+    result = _maimdb("status", dsn=dsn)
+    assert result.returncode == 1 and "not in this checkout" in result.stdout
 
 
 def test_edited_migration_is_refused(empty_db: TestDB, tmp_path: Path) -> None:
