@@ -13,12 +13,13 @@ from rich.table import Table
 from maim_db import embedded
 from maim_db import migrate as migrations
 from maim_db.audit import audit as run_audit
+from maim_db.audit import require_migrated
 from maim_db.connection import open_connection
 from maim_db.errors import MaimDBError
 from maim_db.settings import settings
 
 from . import control, transfer
-from .output import cell, fail, out, say
+from .output import cell, fail, out, report, say
 
 app = typer.Typer(
     help="maim_db: the isolated data plane of multi-user MaiBot.",
@@ -110,7 +111,7 @@ def audit(dsn: DsnOption = None) -> None:
     """
     try:
         with open_connection(dsn) as conn:
-            findings = run_audit(conn)
+            findings = run_audit(require_migrated(conn))
     except MaimDBError as e:
         fail(e)
     if not findings:
@@ -135,7 +136,7 @@ def snapshot(dsn: DsnOption = None,
 
     try:
         with open_connection(dsn) as conn:
-            text = take(conn)
+            text = take(require_migrated(conn))
     except MaimDBError as e:
         fail(e)
     if write is None:
@@ -218,7 +219,8 @@ def db_psql(
     BEGIN; SET maim.agent_id = 'agent_3f9a1c2b7d4e'; SELECT * FROM agents; COMMIT;
     """
     if role not in ROLE_CHOICES:
-        fail(MaimDBError(f"--as must be one of {', '.join(ROLE_CHOICES)}, got {role!r}"))
+        raise typer.BadParameter(f"must be one of {', '.join(ROLE_CHOICES)}, got {role!r}",
+                                 param_hint="--as")
     try:
         url = embedded.start(_data_dir(), settings().database)
     except MaimDBError as e:
@@ -230,4 +232,10 @@ def db_psql(
 
 
 def run() -> None:
-    app()
+    """The console script. A maim_db error no command caught (a bad environment read while
+    a command starts, say) is still one line and exit 1, never a traceback."""
+    try:
+        app()
+    except MaimDBError as e:
+        report(e)
+        sys.exit(1)

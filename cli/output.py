@@ -13,9 +13,15 @@ out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
 
+def report(error: Exception) -> None:
+    """``error`` as one line on stderr (a multi-line message is joined with ``; ``)."""
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False)
+
+
 def fail(error: Exception) -> NoReturn:
     """Print ``error`` as one line on stderr and exit 1."""
-    err.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False)
+    report(error)
     raise typer.Exit(1)
 
 

@@ -10,6 +10,8 @@ from typing import Any, Final
 
 import psycopg
 
+from .errors import MigrationError, translate
+
 # yoyo's bookkeeping tables: no grants to any maim role, so not reachable by scoped code.
 BOOKKEEPING: Final = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock")
 
@@ -147,8 +149,28 @@ class Finding:
         return f"{self.object}: {self.problem}"
 
 
+def require_migrated(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """Refuse a database maim_db never migrated: "no findings" there would mean nothing."""
+    try:
+        migrated = conn.execute("select to_regclass('maim.migration_checksums')").fetchone()
+    except psycopg.Error as err:
+        raise translate(err) from err
+    if migrated == (None,):
+        raise MigrationError(f"database {conn.info.dbname!r} is not migrated: run `maimdb "
+                             "migrate` against it first (or point --dsn/MAIMDB_DSN at the "
+                             "right one)")
+    return conn
+
+
 def audit(conn: psycopg.Connection[Any]) -> list[Finding]:
     """Every violation of the isolation invariants in the current database."""
+    try:
+        return _audit(conn)
+    except psycopg.Error as err:
+        raise translate(err) from err
+
+
+def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
     findings: list[Finding] = []
     for table, enabled, forced, policies in conn.execute(_TABLES, [list(BOOKKEEPING)]):
         if not enabled:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,10 +77,16 @@ def start(data_dir: Path, database: str = "maim") -> str:
             "Set MAIMDB_DSN to use another server."
         ) from err
     superuser = server.get_uri("postgres")
-    with psycopg.connect(superuser, autocommit=True) as conn:
-        exists = conn.execute("select 1 from pg_database where datname = %s", [database])
-        if exists.fetchone() is None:
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+    try:
+        with psycopg.connect(superuser, autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", [database])
+            if exists.fetchone() is None:
+                with suppress(psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+                    # another process starting the same server created it first
+                    conn.execute(sql.SQL("create database {}").format(sql.Identifier(database)))
+    except psycopg.Error as err:
+        raise ConfigurationError(f"the embedded PostgreSQL in {data_dir} started, but database "
+                                 f"{database!r} cannot be created: {str(err).strip()}") from err
     _started[(data_dir, database)] = _with_database(superuser, database)
     return _started[(data_dir, database)]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -19,7 +19,14 @@ class Settings(BaseSettings):
     # Behind PgBouncer in transaction mode: no server-side prepared statements.
     pgbouncer: bool = False
     data_dir: Path = Path("data/postgres")
-    database: str = "maim"
+    database: str = Field(default="maim", min_length=1)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _not_empty(cls, value: Path) -> Path:
+        if str(value) in ("", "."):  # an empty MAIMDB_DATA_DIR would mean "right here"
+            raise ValueError("must name a directory for the embedded server's data")
+        return value
 
 
 def settings() -> Settings:

@@ -12,6 +12,7 @@ from typing import Any, Final
 import psycopg
 
 from .audit import BOOKKEEPING
+from .errors import translate
 
 _TABLES: Final = """
 select c.oid, c.relname::text, c.relrowsecurity, c.relforcerowsecurity
@@ -71,6 +72,13 @@ _COMMANDS: Final = {"r": "select", "a": "insert", "w": "update", "d": "delete", 
 
 def snapshot(conn: psycopg.Connection[Any]) -> str:
     """The schema as stable, line-oriented text."""
+    try:
+        return _snapshot(conn)
+    except psycopg.Error as err:
+        raise translate(err) from err
+
+
+def _snapshot(conn: psycopg.Connection[Any]) -> str:
     lines: list[str] = []
     for oid, table, enabled, forced in conn.execute(_TABLES, [list(BOOKKEEPING)]).fetchall():
         lines.append(f"table {table}  rls={'on' if enabled else 'off'}"

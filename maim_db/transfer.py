@@ -109,7 +109,10 @@ def export_agent(agent_id: str, out: Path, *, dsn: str | None = None) -> dict[st
     with open_connection(dsn) as conn, run_scoped(conn, scope, snapshot=True) as db:
         db.execute("set local timezone = 'UTC'")  # timestamps the same whoever exports
         # only now, with the scope open (the agent exists and is active), is there an export
-        out.mkdir(parents=True, exist_ok=True)
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise InputError(f"cannot create {out}: {err.strerror or err}") from None
         for model in DATA_ROWS:
             counts[model.table] = _export_table(db, model, out / f"{model.table}.jsonl")
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
@@ -125,7 +128,11 @@ def _export_table(db: Database, model: type[Row], path: Path) -> int:
                     ).format(sql.Identifier(model.table), names(order))
     n = 0
     try:
-        with path.open("w", encoding="utf-8", newline="\n") as f, \
+        handle = path.open("w", encoding="utf-8", newline="\n")
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err.strerror or err}") from None
+    try:
+        with handle as f, \
                 db.connection.cursor(name=f"maim_export_{model.table}") as cur:
             cur.itersize = BATCH
             cur.execute(query)
@@ -143,12 +150,16 @@ def _export_table(db: Database, model: type[Row], path: Path) -> int:
 def read_manifest(directory: Path) -> tuple[dict[str, int], str]:
     """The table counts and the source agent of an export, after checking it is one this
     code can restore."""
+    if not directory.is_dir():
+        raise InputError(f"{directory} is not a directory; give the directory an export wrote")
     try:
         manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{directory} holds no {MANIFEST}; is it a maimdb export?") from None
-    except json.JSONDecodeError as err:
-        raise InputError(f"{directory / MANIFEST} is not valid JSON: {err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise InputError(f"{directory / MANIFEST} is not valid UTF-8 JSON: {err}") from None
+    except OSError as err:
+        raise InputError(f"cannot read {directory / MANIFEST}: {err.strerror or err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InputError(f"{directory / MANIFEST} is not a maimdb export manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -206,6 +217,15 @@ def import_export(directory: Path, agent_id: str, *, dsn: str | None = None) -> 
 
 
 def _restore_table(db: Database, model: type[Row], directory: Path) -> int:
+    try:
+        return _restore_lines(db, model, directory)
+    except UnicodeDecodeError as err:
+        raise InputError(f"{model.table}.jsonl is not valid UTF-8: {err}") from None
+    except OSError as err:
+        raise InputError(f"cannot read {model.table}.jsonl: {err.strerror or err}") from None
+
+
+def _restore_lines(db: Database, model: type[Row], directory: Path) -> int:
     temp = f"maim_restore_{model.table}"
     known = set(model.model_fields)
     lines = 0

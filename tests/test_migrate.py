@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from maim_db_cli.output import report
 
 from maim_db import MigrationError, migrate
 from maim_db.audit import audit
@@ -160,6 +161,10 @@ def test_concurrent_migrate_from_two_processes(empty_db: TestDB) -> None:
 
 def test_cli_status_exit_codes(empty_db: TestDB) -> None:
     dsn = empty_db.superuser
+    for command in ("audit", "snapshot"):  # "no findings" on an empty database means nothing
+        unmigrated = _maimdb(command, dsn=dsn)
+        assert unmigrated.returncode == 1 and "is not migrated" in unmigrated.stderr
+        assert unmigrated.stdout == ""
     pending = _maimdb("status", dsn=dsn)
     assert pending.returncode == 1 and "pending" in pending.stdout
     assert _maimdb("migrate", "--dry-run", dsn=dsn).stdout.startswith("would apply")
@@ -171,7 +176,28 @@ def test_cli_status_exit_codes(empty_db: TestDB) -> None:
     assert again.returncode == 0 and "nothing to apply" in again.stdout
 
 
-def test_cli_reports_errors_in_one_line(empty_db: TestDB) -> None:
+def test_cli_reports_errors_in_one_line(empty_db: TestDB, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
     bad = _maimdb("status", dsn="host=/nonexistent-maimdb dbname=x connect_timeout=1")
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: cannot connect") and "Traceback" not in bad.stderr
+    # a message of several lines (the edited-migration refusal) is still one line
+    copy = tmp_path / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, copy)
+    migrate.migrate(empty_db.superuser, migrations_dir=copy)
+    (copy / "0001_control_plane.sql").write_text("-- edited\n")
+    with pytest.raises(MigrationError) as caught:
+        migrate.migrate(empty_db.superuser, migrations_dir=copy)
+    assert "\n" in str(caught.value)
+    report(caught.value)  # how the CLI prints it
+    printed = capsys.readouterr().err
+    assert printed.count("\n") == 1 and "0001_control_plane" in printed
+    # the environment is read as a command starts: still one line, exit 1
+    env = dict(os.environ, MAIMDB_PGBOUNCER="maybe")
+    for args in (["db", "status"], ["db", "url"], ["tenant", "list"]):
+        weird = subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+                               capture_output=True, text=True, timeout=120)
+        assert weird.returncode == 1 and "Traceback" not in weird.stderr, weird.stderr
+        assert weird.stderr.count("\n") == 1 and "MAIMDB_PGBOUNCER" in weird.stderr
+    usage = _maimdb("db", "psql", "--as", "postgres", dsn=empty_db.superuser)
+    assert usage.returncode == 2 and "--as" in usage.stderr

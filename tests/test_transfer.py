@@ -137,6 +137,19 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
     with pytest.raises(InputError, match="line 1: not a JSON object"):
         import_export(out, a2, dsn=db.dsn("app"))
     assert all(n == 0 for n in _all_counts(db, a2).values())
+    # paths that are not what they should be, and bytes that are not UTF-8
+    with pytest.raises(InputError, match="is not a directory"):
+        import_export(out / MANIFEST, a2, dsn=db.dsn("app"))
+    with pytest.raises(InputError, match="cannot create"):
+        export_agent(a1, out / MANIFEST / "sub", dsn=db.dsn("app"))
+    (out / MANIFEST).write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(InputError, match="not valid UTF-8 JSON"):
+        import_export(out, a2, dsn=db.dsn("app"))
+    (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    (out / "messages.jsonl").write_bytes(b'{"x": "\xff"}\n')
+    with pytest.raises(InputError, match=r"messages\.jsonl is not valid UTF-8"):
+        import_export(out, a2, dsn=db.dsn("app"))
+    assert all(n == 0 for n in _all_counts(db, a2).values())
     # an unknown agent leaves no directory behind
     with pytest.raises(IsolationError):
         export_agent("agent_nobody", tmp_path / "nobody", dsn=db.dsn("app"))
