@@ -18,19 +18,39 @@ begin
     loop
         begin
             execute format('create role %I nologin nobypassrls', r.name);
+            execute format('comment on role %I is %L', r.name, 'maim_db: ' || r.purpose);
         exception when duplicate_object then
-            null;  -- another database or a concurrent migrate created it first
+            -- another database or a concurrent migrate created it first; leave it as it is
+            -- (on PostgreSQL 16+ a CREATEROLE role may not even comment on a role it did
+            -- not create)
+            null;
         end;
-        execute format('comment on role %I is %L', r.name, 'maim_db: ' || r.purpose);
     end loop;
 end
 $$;
 
--- Whoever runs migrations must be able to become the owner (a superuser already can).
+-- Whoever runs migrations must be able to become the owner (a superuser already can). On
+-- PostgreSQL 16+ a CREATEROLE role that created maim_owner holds only ADMIN on it, not SET:
+-- it grants itself the membership; a role that did not create it must be granted it.
 do $$
+declare
+    can_set boolean;
 begin
-    if not (select rolsuper from pg_roles where rolname = current_user) then
-        execute format('grant maim_owner to %I', current_user);
+    if current_setting('server_version_num')::int >= 160000 then
+        can_set := pg_has_role(current_user, 'maim_owner', 'SET');
+    else
+        can_set := pg_has_role(current_user, 'maim_owner', 'MEMBER');
+    end if;
+    if not (select rolsuper from pg_roles where rolname = current_user) and not can_set then
+        begin
+            execute format('grant maim_owner to %I', current_user);
+        exception when insufficient_privilege then
+            raise exception 'role % cannot become maim_owner', current_user
+                using errcode = '42501',
+                      hint = 'The maim roles were created by another role; have it (or a '
+                          || 'superuser) run GRANT maim_owner TO ' || current_user
+                          || ', then migrate again.';
+        end;
     end if;
 end
 $$;

@@ -11,6 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from maim_db_cli.output import report
+from psycopg.conninfo import make_conninfo
 
 from maim_db import MigrationError, migrate
 from maim_db.audit import audit
@@ -142,6 +143,37 @@ def test_migrations_own_their_objects_and_run_as_maim_owner(db: TestDB) -> None:
     assert owners == {"maim_owner"}
     assert roles == {r: (False, False, False) for r in
                      ("maim_owner", "maim_app", "maim_tenant", "maim_admin")}
+
+
+def test_a_database_owner_with_createrole_can_migrate(empty_db: TestDB,
+                                                       template: str) -> None:
+    """The documented non-superuser set-up, with the cluster's maim roles already created
+    by someone else (the template fixture migrated as the superuser): PostgreSQL 16+ lets a
+    CREATEROLE role grant only roles it holds ADMIN on, so it must be granted maim_owner."""
+    name = f"{empty_db.name}_cr"
+    with psycopg.connect(empty_db.superuser, autocommit=True) as su:
+        su.execute(f'create role "{name}" login createrole')
+        su.execute(f'create database "{name}" owner "{name}"')
+    try:
+        dsn = make_conninfo(empty_db.superuser, user=name, dbname=name)
+        with psycopg.connect(dsn) as conn:
+            version = conn.info.server_version
+        if version >= 160000:  # PostgreSQL 15 lets any CREATEROLE role grant the membership
+            with pytest.raises(MigrationError, match=f"GRANT maim_owner TO {name}"):
+                migrate.migrate(dsn)
+            with psycopg.connect(empty_db.superuser, autocommit=True) as su:
+                su.execute(f'grant maim_owner to "{name}"')  # the documented step
+        assert [m.id for m in migrate.migrate(dsn)] == [m.id for m in migrate.load()]
+        assert migrate.migrate(dsn) == []
+        with psycopg.connect(dsn) as conn:
+            assert conn.execute("select current_user, rolsuper from pg_roles "
+                                "where rolname = current_user").fetchone() == (name, False)
+        assert _tables(dsn) == TABLES
+    finally:
+        with psycopg.connect(empty_db.superuser, autocommit=True) as su:
+            su.execute(f'drop database if exists "{name}" with (force)')
+            su.execute(f'drop owned by "{name}"')
+            su.execute(f'drop role if exists "{name}"')
 
 
 def test_concurrent_migrate_from_two_processes(empty_db: TestDB) -> None:
