@@ -25,9 +25,18 @@ from .audit import audit
 from .connection import open_connection, resolve_dsn
 from .errors import MigrationError
 
-ROOT: Final = Path(__file__).resolve().parent.parent
-MIGRATIONS_DIR: Final = ROOT / "migrations"
-SQL_DIR: Final = ROOT / "sql"
+
+
+def _schema_dir(name: str) -> Path:
+    """``migrations/`` or ``sql/``: beside the package in a checkout (an editable install),
+    inside it in a wheel, where the build puts them (pyproject.toml)."""
+    here = Path(__file__).resolve().parent
+    packaged = here / name
+    return packaged if packaged.is_dir() else here.parent / name
+
+
+MIGRATIONS_DIR: Final = _schema_dir("migrations")
+SQL_DIR: Final = _schema_dir("sql")
 
 # pg_advisory_lock key: the bytes "maimdb" as an integer, the same in every deployment.
 LOCK_KEY: Final = int.from_bytes(b"maimdb", "big")
