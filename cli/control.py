@@ -324,9 +324,10 @@ def key_rotate(key_id: str, dsn: Dsn = None, as_json: Json = False,
 
 
 @key_app.command("check")
-def key_check(dsn: Dsn = None, as_json: Json = False,
-              secret: Annotated[str, typer.Option(prompt=True, hide_input=True,
-                                                  envvar="MAIMDB_API_KEY")] = "") -> None:
+def key_check(secret: Annotated[str, typer.Option(
+                  prompt="API key", hide_input=True, envvar="MAIMDB_API_KEY",
+                  help="The key; asked for when not given, so it stays out of shell history.")],
+              dsn: Dsn = None, as_json: Json = False) -> None:
     """Resolve a key the way the runtime does (counts as a use); exit 1 if it is refused.
 
     Example: MAIMDB_API_KEY=mmc_… maimdb key check --json

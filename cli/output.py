@@ -14,8 +14,11 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def report(error: Exception) -> None:
-    """``error`` as one line on stderr (a multi-line message is joined with ``; ``)."""
-    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip())
+    """``error`` as one line on stderr (a multi-line message is joined with ``; ``, or a
+    space after a line that ends in ``:``)."""
+    text = ""
+    for line in filter(None, (line.strip() for line in str(error).splitlines())):
+        text += ("" if not text else " " if text.endswith(":") else "; ") + line
     err.print(f"[bold red]error:[/] {escape(text)}", highlight=False)
 
 

@@ -57,3 +57,11 @@ def test_a_partial_result_is_refused(db: TestDB, world: World) -> None:
         s.insert(message(1))
         with pytest.raises(InputError, match="does not fit Message"):
             s.fetch(Message, "select message_id, time from messages")
+
+
+def test_every_model_is_importable_from_maim_db_tables() -> None:
+    import maim_db.tables as tables
+
+    missing = [m.__name__ for m in ALL_ROWS if getattr(tables, m.__name__, None) is not m]
+    assert not missing
+    assert set(tables.__all__) >= {m.__name__ for m in ALL_ROWS}

@@ -1,4 +1,5 @@
-"""Typed rows, one model per table, grouped by area. The tables themselves are defined in
+"""Typed rows, one model per table, grouped by area; every model is importable from here
+(``from maim_db.tables import Message``). The tables themselves are defined in
 ``migrations/``; ``tests/test_schema_contract.py`` holds the two equal.
 
 - :mod:`.control_plane` — users, tenants, agents, keys, activity, plugin settings (0001)
@@ -10,14 +11,133 @@
 
 from ..row import Row
 from . import agent_config, business, imports, runtime
+from .agent_config import (
+    ApiProviderConfig,
+    BotConfigOverrides,
+    ChatConfigOverrides,
+    ChineseTypoConfig,
+    DebugConfig,
+    DreamConfig,
+    EmojiConfigOverrides,
+    ExperimentalConfig,
+    ExpressionConfigOverrides,
+    JargonConfig,
+    KeywordReactionConfigOverrides,
+    LpmmKnowledgeConfig,
+    MaimMessageConfig,
+    MemoryConfigOverrides,
+    MessageReceiveConfigOverrides,
+    ModelConfigOverrides,
+    ModelInfoConfig,
+    MoodConfigOverrides,
+    PersonalityConfig,
+    PluginConfigOverrides,
+    RelationshipConfigOverrides,
+    ResponsePostProcessConfig,
+    ResponseSplitterConfig,
+    TelemetryConfig,
+    ToolConfigOverrides,
+    VoiceConfigOverrides,
+)
+from .business import ChatHistory, ChatLog, FileUpload, SystemMetric, UserSession
 from .control_plane import Agent, AgentActiveState, ApiKey, PluginSetting, Tenant, User
+from .imports import ImportProgress
+from .runtime import (
+    ActionRecord,
+    ChatHistorySummary,
+    ChatStream,
+    Emoji,
+    EmojiDescriptionCache,
+    Expression,
+    GroupInfo,
+    HippoBatchState,
+    HippoTopicCache,
+    Image,
+    ImageDescription,
+    Jargon,
+    LLMUsage,
+    Message,
+    OnlineTime,
+    PersonInfo,
+    RuntimeState,
+    ThinkingBack,
+)
 
-CONTROL_PLANE: tuple[type[Row], ...] = (User, Tenant, Agent, ApiKey, AgentActiveState,
-                                        PluginSetting)
+CONTROL_PLANE: tuple[type[Row], ...] = (
+    User,
+    Tenant,
+    Agent,
+    ApiKey,
+    AgentActiveState,
+    PluginSetting,
+)
 
 #: Every table's row model, in migration order.
-ALL_ROWS: tuple[type[Row], ...] = (CONTROL_PLANE + agent_config.ROWS + business.ROWS
-                                   + runtime.ROWS + imports.ROWS)
+ALL_ROWS: tuple[type[Row], ...] = (
+    CONTROL_PLANE + agent_config.ROWS + business.ROWS + runtime.ROWS + imports.ROWS
+)
 
-__all__ = ["ALL_ROWS", "CONTROL_PLANE", "Agent", "AgentActiveState", "ApiKey",
-           "PluginSetting", "Tenant", "User", "agent_config", "business", "imports", "runtime"]
+__all__ = [
+    "ALL_ROWS",
+    "CONTROL_PLANE",
+    "ActionRecord",
+    "Agent",
+    "AgentActiveState",
+    "ApiKey",
+    "ApiProviderConfig",
+    "BotConfigOverrides",
+    "ChatConfigOverrides",
+    "ChatHistory",
+    "ChatHistorySummary",
+    "ChatLog",
+    "ChatStream",
+    "ChineseTypoConfig",
+    "DebugConfig",
+    "DreamConfig",
+    "Emoji",
+    "EmojiConfigOverrides",
+    "EmojiDescriptionCache",
+    "ExperimentalConfig",
+    "Expression",
+    "ExpressionConfigOverrides",
+    "FileUpload",
+    "GroupInfo",
+    "HippoBatchState",
+    "HippoTopicCache",
+    "Image",
+    "ImageDescription",
+    "ImportProgress",
+    "Jargon",
+    "JargonConfig",
+    "KeywordReactionConfigOverrides",
+    "LLMUsage",
+    "LpmmKnowledgeConfig",
+    "MaimMessageConfig",
+    "MemoryConfigOverrides",
+    "Message",
+    "MessageReceiveConfigOverrides",
+    "ModelConfigOverrides",
+    "ModelInfoConfig",
+    "MoodConfigOverrides",
+    "OnlineTime",
+    "PersonInfo",
+    "PersonalityConfig",
+    "PluginConfigOverrides",
+    "PluginSetting",
+    "RelationshipConfigOverrides",
+    "ResponsePostProcessConfig",
+    "ResponseSplitterConfig",
+    "RuntimeState",
+    "SystemMetric",
+    "TelemetryConfig",
+    "Tenant",
+    "ThinkingBack",
+    "ToolConfigOverrides",
+    "User",
+    "UserSession",
+    "VoiceConfigOverrides",
+    "agent_config",
+    "business",
+    "imports",
+    "runtime",
+]
