@@ -91,6 +91,19 @@ def test_database_checks_report_the_section_and_roll_back(db: TestDB, world: Wor
     assert _read(db, world)["config_overrides"]["chat"]["max_context_size"] == 18
 
 
+@pytest.mark.parametrize("field", ["talk_value", "at_bot_inevitable_reply"])
+def test_chat_fractions_are_bounded_by_one(db: TestDB, world: World, field: str) -> None:
+    """MaiBot documents both as fractions (0010): 1 is accepted, anything above is not."""
+    assert _update(db, world, {"config_overrides": {"chat": {field: 1}}})[
+        "config_overrides"]["chat"][field] == 1
+    assert _update(db, world, {"config_overrides": {"chat": {field: 0.25}}})[
+        "config_overrides"]["chat"][field] == 0.25
+    for bad in (1.5, -0.1):
+        with pytest.raises(InputError, match=rf"config_overrides\.chat.*{field}"):
+            _update(db, world, {"config_overrides": {"chat": {field: bad}}})
+    assert _read(db, world)["config_overrides"]["chat"][field] == 0.25
+
+
 def test_provider_secrets_are_masked_encrypted_and_kept(db: TestDB, world: World,
                                                        secret_key: str) -> None:
     providers = [{"name": "siliconflow", "base_url": "https://api.example.cn/v1",
