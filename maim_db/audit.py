@@ -69,6 +69,24 @@ where a.attrelid = %s and a.attnum > 0 and not a.attisdropped
   and (a.attidentity <> '' or pg_get_expr(d.adbin, d.adrelid) like 'nextval(%%')
 """
 
+# How an agent table's rows are tied to their agent: agent_id defaults to the scope and is a
+# foreign key to agents that cascades (erasing an agent erases its rows); `id`, where there
+# is one, is a uuid.
+_AGENT_COLUMN: Final = """
+select coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
+       exists (select from pg_constraint con
+               cross join lateral unnest(con.conkey, con.confkey) k(col, ref)
+               join pg_attribute r on r.attrelid = con.confrelid and r.attnum = k.ref
+               where con.conrelid = a.attrelid and con.contype = 'f'
+                 and con.confrelid = to_regclass('public.agents') and con.confdeltype = 'c'
+                 and k.col = a.attnum and r.attname = 'id'),
+       (select format_type(i.atttypid, i.atttypmod) from pg_attribute i
+        where i.attrelid = a.attrelid and i.attname = 'id' and not i.attisdropped)
+from pg_attribute a
+left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
+where a.attrelid = %s and a.attname = 'agent_id'
+"""
+
 _TABLES: Final = """
 select c.relname::text,
        c.relrowsecurity,
@@ -240,6 +258,16 @@ def _agent_table(conn: psycopg.Connection[Any], oid: int, table: str) -> list[Fi
     for name, kind in conn.execute(_KEYS_WITHOUT_AGENT, [oid, oid]).fetchall():
         findings.append(Finding(where, f"{kinds[kind]} {name} does not include agent_id "
                                 "(it would leak or collide across agents)"))
+    tie = conn.execute(_AGENT_COLUMN, [oid]).fetchone()
+    default, cascades, id_type = tie if tie is not None else ("", False, None)
+    if default != "maim.agent_id()":
+        findings.append(Finding(where, "agent_id does not default to maim.agent_id() (a row "
+                                "written without it would fail instead of taking the scope)"))
+    if not cascades:
+        findings.append(Finding(where, "agent_id is not a foreign key to agents (id) on delete "
+                                "cascade (deleting an agent would leave its rows behind)"))
+    if id_type not in (None, "uuid"):
+        findings.append(Finding(where, f"column id is {id_type}, not uuid"))
     for (column,) in conn.execute(_SEQUENCE_COLUMNS, [oid]).fetchall():
         findings.append(Finding(where, f"column {column} is fed by a sequence (a shared "
                                 "counter leaks other agents' activity); use a uuid"))

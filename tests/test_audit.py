@@ -29,7 +29,8 @@ def test_real_schema_is_clean(db: TestDB) -> None:
 def test_keys_without_agent_id_and_sequences_are_found(db: TestDB) -> None:
     found = _as_owner(
         db,
-        "create table bad (agent_id text not null default maim.agent_id() references agents, "
+        "create table bad (agent_id text not null default maim.agent_id() references agents "
+        "on delete cascade, "
         "n serial, code text unique, ref text references users (id))",
         "create unique index bad_n on bad (n)",
         "call maim.isolate_agent_table('bad')",
@@ -46,10 +47,32 @@ def test_keys_without_agent_id_and_sequences_are_found(db: TestDB) -> None:
     }
 
 
+def test_rows_not_tied_to_their_agent_are_found(db: TestDB) -> None:
+    """agent_id must take the scope by default and cascade from agents; ids are uuids."""
+    found = _as_owner(
+        db,
+        "create table loose (agent_id text not null references agents, id text, "
+        "primary key (agent_id, id))",
+        "create table tied (agent_id text not null default maim.agent_id(), tenant_id text, "
+        "id uuid, primary key (agent_id, id), foreign key (tenant_id, agent_id) "
+        "references agents (tenant_id, id) on delete cascade)",
+        "call maim.isolate_agent_table('loose')",
+        "call maim.isolate_agent_table('tied')",
+    )
+    assert found == {
+        "table loose: agent_id does not default to maim.agent_id() (a row written without "
+        "it would fail instead of taking the scope)",
+        "table loose: agent_id is not a foreign key to agents (id) on delete cascade "
+        "(deleting an agent would leave its rows behind)",
+        "table loose: column id is text, not uuid",
+    }
+
+
 def test_missing_and_permissive_policies_are_found(db: TestDB) -> None:
     found = _as_owner(
         db,
-        "create table half (agent_id text not null, x int)",
+        "create table half (agent_id text not null default maim.agent_id() references agents "
+        "on delete cascade, x int)",
         "alter table half enable row level security",
         "alter table half force row level security",
         "create policy p on half for select to maim_app using (true)",
