@@ -201,6 +201,16 @@ def open_source(path: Path) -> Source:
         if t in {m.source for m in TABLES} and "id" not in cols:
             conn.close()
             raise InputError(f"{path}: table {t} has no id column; not a peewee-era MaiBot file")
+    agents = sorted({row[0] for t in TABLES if "agent_id" in tables.get(t.source, ())
+                     for row in conn.execute(f"select distinct agent_id from {quote(t.source)} "
+                                             "where agent_id is not null")})
+    if len(agents) > 1:
+        # A file of the multi-agent fork (saas): its rows carry their own agent_id, which the
+        # import replaces with the scope's. Merging several bots into one agent is refused.
+        conn.close()
+        shown = ", ".join(map(str, agents[:5])) + (", …" if len(agents) > 5 else "")
+        raise InputError(f"{path} holds the rows of {len(agents)} agents ({shown}); "
+                         "import-sqlite brings one bot's database into one agent")
     return Source(conn, tables, _format(tables))
 
 
@@ -226,10 +236,13 @@ def _format(tables: dict[str, list[str]]) -> str:
 
 def source_key(source: Source) -> str:
     """What identifies this bot's database across copies and runs: a digest of its oldest
-    stream (or message), which MaiBot never rewrites."""
-    for table, cols in (("chat_streams", "stream_id, create_time"),
-                        ("messages", "message_id, time, chat_id")):
-        row = source.conn.execute(f"select {cols} from {table} order by id limit 1").fetchone()
+    stream by creation time (or its first message). Not the lowest stream id: MaiBot saves a
+    stream with ``ChatStreams.replace()``, which in SQLite deletes the row and inserts it
+    under a new id, keeping ``stream_id`` and ``create_time``; messages are only inserted."""
+    for table, cols, order in (("chat_streams", "stream_id, create_time", "create_time, stream_id"),
+                               ("messages", "message_id, time, chat_id", "id")):
+        row = source.conn.execute(
+            f"select {cols} from {table} order by {order} limit 1").fetchone()
         if row is not None:
             return hashlib.sha256(repr((table, *row)).encode()).hexdigest()[:16]
     return hashlib.sha256(b"empty MaiBot database").hexdigest()[:16]

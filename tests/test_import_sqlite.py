@@ -243,6 +243,32 @@ def test_a_second_run_writes_nothing(db: TestDB, world: World, tmp_path: Path) -
     assert _counts(db, a1)["messages"] == before["messages"] + 1
 
 
+def test_a_live_bot_rewriting_its_streams_is_still_the_same_file(db: TestDB, world: World,
+                                                                  tmp_path: Path) -> None:
+    """MaiBot saves every active stream with ``ChatStreams.replace()``: in SQLite the row is
+    deleted and inserted again under a new id. The file must still be recognised, or the
+    rerun would import every message a second time."""
+    a1 = world.agent_id("A1")
+    path = mf.build(tmp_path / "MaiBot.db", "0.12")
+    key_before = source_key(open_source(path))
+    _import(db, path, a1)
+    before = _counts(db, a1)
+    with sqlite3.connect(path) as live:
+        cols = [r[1] for r in live.execute("pragma table_info(chat_streams)") if r[1] != "id"]
+        oldest = live.execute(f"select {', '.join(cols)} from chat_streams order by id "
+                              "limit 1").fetchone()
+        # what REPLACE does on peewee's unique stream_id index: delete, insert anew
+        live.execute("delete from chat_streams where stream_id = ?", [oldest[0]])
+        live.execute(f"insert into chat_streams ({', '.join(cols)}) values "
+                     f"({', '.join('?' * len(cols))})", oldest)
+        assert live.execute("select min(id) from chat_streams").fetchone() != (1,)
+    live.close()
+    assert source_key(open_source(path)) == key_before
+    again = _import(db, path, a1)
+    assert _counts(db, a1) == before
+    assert again.table("messages").written == 0
+
+
 def test_killed_import_resumes_with_one_copy_of_each_row(db: TestDB, world: World,
                                                          tmp_path: Path) -> None:
     a1 = world.agent_id("A1")
@@ -323,6 +349,25 @@ def test_a_1x_file_is_refused_naming_the_version(db: TestDB, world: World,
     with pytest.raises(InputError, match=r"MaiBot 1\.x database \(PRAGMA user_version = 3\)"):
         _import(db, mf.build_1x(tmp_path / "MaiBot.db"), a1)
     _nothing_written(db, a1)
+
+
+def test_a_file_of_several_agents_is_refused(db: TestDB, world: World,
+                                             tmp_path: Path) -> None:
+    """The multi-agent fork's files carry agent_id on their rows: one agent's file imports
+    (its agent_id replaced by the scope's), several agents' are not merged into one."""
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    path = mf.build(tmp_path / "MaiBot.db", "0.12")
+    with sqlite3.connect(path) as fork:
+        fork.execute("alter table messages add column agent_id text")
+        fork.execute("update messages set agent_id = 'agent_fork1'")
+    fork.close()
+    assert _import(db, path, a1).table("messages").written == 40
+    with sqlite3.connect(path) as fork:
+        fork.execute("update messages set agent_id = 'agent_fork2' where id % 2 = 0")
+    fork.close()
+    with pytest.raises(InputError, match=r"rows of 2 agents \(agent_fork1, agent_fork2\)"):
+        _import(db, path, a2)
+    _nothing_written(db, a2)
 
 
 @pytest.mark.parametrize("make, message", [
