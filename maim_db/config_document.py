@@ -147,7 +147,9 @@ def _mask(value: Any) -> Any:
 
 def read(db: Database, agent_id: str | None = None, *, reveal: bool = False) -> dict[str, Any]:
     """The agent's configuration document. Secrets are masked unless ``reveal`` (which needs
-    ``MAIMDB_SECRET_KEY`` to decrypt them) — the runtime reveals, dashboards never do."""
+    ``MAIMDB_SECRET_KEY`` to decrypt them) — the runtime reveals, dashboards never do.
+    In a scope opened from an API key, the key needs ``config_read`` (or ``config_write``)."""
+    db.require("config_read")
     agent = _agent(db, agent_id)
     defaults = _defaults(db)
     (row,) = db.rows(_read_statement(), {"agent": agent})
@@ -274,7 +276,9 @@ def _write(db: Database, model: type[Row], values: dict[str, Any], agent: str,
 
 def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> dict[str, Any]:
     """Apply a partial document; return the new (masked) document. Unknown keys and bad
-    values are all reported at once, with their paths, before anything is written."""
+    values are all reported at once, with their paths, before anything is written. In a
+    scope opened from an API key, the key needs ``config_write``."""
+    db.require("config_write")
     agent = _agent(db, agent_id)
     errors = _Errors()
     doc = _object(patch, "$", errors)

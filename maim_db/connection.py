@@ -181,11 +181,17 @@ class Database(Handle[psycopg.Connection[Any]]):
                 log.warning("maim_db: resetting a connection that carried session state")
                 self._conn.execute(RESET_SESSION)
                 continue
-            opened = scope_cur.fetchone()
-            if opened is not None and self._scope.kind == "key":
-                self._scope = Scope("agent", opened[-1])  # the agent the key opened
+            self._scope = self._scope.opened(scope_cur.fetchone())
             return
         raise ScopeError(dirty_message(self._scope))
+
+    def require(self, permission: str) -> None:
+        """Raise :class:`AuthenticationError` unless the API key this block was opened with
+        grants ``permission``; a block opened otherwise is not limited. Resolves the key
+        first if no statement has run yet."""
+        if self._scope.kind == "key":
+            self.scalar("select maim.agent_id()")
+        self._scope.require(permission)
 
     def execute(self, query: Query, params: Params = None) -> int:
         """Run a statement; return the number of rows it affected."""

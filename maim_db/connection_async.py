@@ -87,11 +87,17 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
                 log.warning("maim_db: resetting a connection that carried session state")
                 await self._conn.execute(RESET_SESSION)
                 continue
-            opened = await scope_cur.fetchone()
-            if opened is not None and self._scope.kind == "key":
-                self._scope = Scope("agent", opened[-1])  # the agent the key opened
+            self._scope = self._scope.opened(await scope_cur.fetchone())
             return
         raise ScopeError(dirty_message(self._scope))
+
+    async def require(self, permission: str) -> None:
+        """Raise :class:`AuthenticationError` unless the API key this block was opened with
+        grants ``permission``; a block opened otherwise is not limited. Resolves the key
+        first if no statement has run yet."""
+        if self._scope.kind == "key":
+            await self.scalar("select maim.agent_id()")
+        self._scope.require(permission)
 
     async def execute(self, query: Query, params: Params = None) -> int:
         async with self._cursor() as cur:

@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, cast, get_args
+from typing import Any, Final, cast
 
 import psycopg
 
@@ -24,12 +24,12 @@ from .connection import Database, open_connection
 from .connection_async import AsyncDatabase
 from .errors import AuthenticationError, InputError, NotFoundError, translate
 from .ids import new_key_id
+from .scope import PERMISSIONS, check_permission
 from .tables import Agent, ApiKey
 from .tables.control_plane import Permission
 
 PREFIX: Final = "mmc_"
 DISPLAY_CHARS: Final = 12
-PERMISSIONS: Final[tuple[str, ...]] = get_args(Permission)
 
 _RESOLVE: Final = (
     "select agent_id, tenant_id, key_id, permissions from maim.resolve_api_key(%s)"
@@ -52,11 +52,9 @@ class ResolvedKey:
     permissions: tuple[str, ...]
 
     def require(self, permission: str) -> None:
-        """Raise :class:`AuthenticationError` unless the key grants ``permission``."""
-        if permission not in PERMISSIONS:
-            raise InputError(f"unknown permission {permission!r}; known: {', '.join(PERMISSIONS)}")
-        if permission not in self.permissions:
-            raise AuthenticationError(f"key {self.key_id} lacks the {permission!r} permission")
+        """Raise :class:`AuthenticationError` unless the key grants ``permission``
+        (``config_write`` includes ``config_read``)."""
+        check_permission(self.permissions, permission, f"key {self.key_id}")
 
 
 def new_secret() -> str:

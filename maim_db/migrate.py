@@ -26,7 +26,6 @@ from .connection import open_connection, resolve_dsn
 from .errors import MigrationError
 
 
-
 def _schema_dir(name: str) -> Path:
     """``migrations/`` or ``sql/``: beside the package in a checkout (an editable install),
     inside it in a wheel, where the build puts them (pyproject.toml)."""

@@ -9,10 +9,11 @@ as ``''``, so nothing set earlier on the session survives into this transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal, LiteralString
+from typing import Any, Final, Literal, LiteralString, get_args
 
 from . import ids
-from .errors import AuthenticationError, ScopeError
+from .errors import AuthenticationError, InputError, ScopeError
+from .tables.control_plane import Permission
 
 Kind = Literal["agent", "key", "tenant", "admin"]
 
@@ -51,7 +52,8 @@ SET_SCOPE: Final[dict[Kind, LiteralString]] = {
     "agent": _CLEAN + "set_config('role', 'maim_app', true),"
              " set_config('maim.tenant_id', '', true), maim.open_agent_scope(%s)",
     "key": _CLEAN + "set_config('role', 'maim_app', true),"
-           " set_config('maim.tenant_id', '', true), maim.open_key_scope(%s)",
+           " set_config('maim.tenant_id', '', true), maim.open_key_scope(%s),"
+           " current_setting('maim.key_permissions')",
     "tenant": _CLEAN + "set_config('role', 'maim_tenant', true),"
               " set_config('maim.agent_id', '', true), set_config('maim.tenant_id', %s, true)",
     "admin": _CLEAN + "set_config('role', 'maim_admin', true),"
@@ -63,10 +65,26 @@ SET_SCOPE: Final[dict[Kind, LiteralString]] = {
 RESET_SESSION: Final = "discard all"
 
 
+PERMISSIONS: Final[tuple[str, ...]] = get_args(Permission)
+# A key that may change the configuration may read it too: an update returns the document.
+_IMPLIED_BY: Final = {"config_read": "config_write"}
+
+
+def check_permission(granted: tuple[str, ...], permission: str, holder: str) -> None:
+    """Raise :class:`AuthenticationError` unless ``granted`` includes ``permission``."""
+    if permission not in PERMISSIONS:
+        raise InputError(f"unknown permission {permission!r}; known: {', '.join(PERMISSIONS)}")
+    if permission not in granted and _IMPLIED_BY.get(permission) not in granted:
+        raise AuthenticationError(f"{holder} lacks the {permission!r} permission")
+
+
 @dataclass(frozen=True, slots=True)
 class Scope:
     kind: Kind
     id: str | None = None
+    #: What the API key that opened this scope grants; ``None`` for scopes not opened from a
+    #: key (a trusted service, the control plane), which are not limited by permissions.
+    permissions: tuple[str, ...] | None = None
 
     @property
     def role(self) -> str:
@@ -83,6 +101,22 @@ class Scope:
     @property
     def params(self) -> tuple[str, ...]:
         return () if self.id is None else (self.id,)
+
+    def opened(self, row: tuple[Any, ...] | None) -> Scope:
+        """This scope once the scope statement answered ``row``: a key becomes the agent it
+        opened, with the key's permissions."""
+        if self.kind != "key" or row is None:
+            return self
+        return Scope("agent", row[-2], tuple(p for p in row[-1].split(",") if p))
+
+    def require(self, permission: str) -> None:
+        """Raise :class:`AuthenticationError` unless this scope may use ``permission``."""
+        if self.kind == "key":
+            raise ScopeError("the API key is resolved with the block's first statement; "
+                             "check permissions after it (db.require() does)")
+        # a trusted scope holds every permission, but a misspelt one is still an error
+        granted = PERMISSIONS if self.permissions is None else self.permissions
+        check_permission(granted, permission, "this API key")
 
     def __repr__(self) -> str:  # never print a secret
         return f"Scope({self.kind!r}, {'<secret>' if self.kind == 'key' else self.id!r})"

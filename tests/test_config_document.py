@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from maim_db import (
+    AuthenticationError,
     ConfigurationError,
     InputError,
     IsolationError,
@@ -161,7 +162,8 @@ def test_a_masked_document_saved_back_keeps_every_secret(db: TestDB, world: Worl
 
 def test_a_key_scope_addresses_only_its_own_agent(db: TestDB, world: World) -> None:
     with connect(db.dsn("admin"), admin=True) as adm:
-        key = keys.issue(adm, agent_id=world.agent_id("A1"), name="dash", permissions=["chat"])
+        key = keys.issue(adm, agent_id=world.agent_id("A1"), name="dash",
+                         permissions=["config_write"])
     before = _read(db, world, "A2")
     for call in (lambda s: cd.read(s, world.agent_id("A2")),
                  lambda s: cd.update(s, {"config_overrides": {"chat": {"talk_value": 0.9}}},
@@ -173,6 +175,38 @@ def test_a_key_scope_addresses_only_its_own_agent(db: TestDB, world: World) -> N
     with connect(db.dsn("app"), api_key=key.secret) as scoped:
         assert cd.read(scoped)["config_overrides"]["chat"]["talk_value"] == before[
             "config_overrides"]["chat"]["talk_value"]
+
+
+def test_a_key_reads_and_writes_the_document_only_with_its_permissions(
+        db: TestDB, world: World) -> None:
+    """config_read reads, config_write writes (and reads: an update returns the document);
+    a chat key does neither. Checked before anything is read or written."""
+    with connect(db.dsn("admin"), admin=True) as adm:
+        chat, reader, writer = (
+            keys.issue(adm, agent_id=world.agent_id("A1"), name=name, permissions=perms)
+            for name, perms in (("chat", ["chat"]), ("reader", ["config_read"]),
+                                ("writer", ["config_write", "chat"])))
+    patch = {"config_overrides": {"chat": {"talk_value": 0.4}}}
+    for key, can_read, can_write in ((chat, False, False), (reader, True, False),
+                                     (writer, True, True)):
+        with connect(db.dsn("app"), api_key=key.secret) as scoped:
+            if can_read:
+                assert cd.read(scoped)["config_overrides"]["chat"]["talk_value"] == 1
+            else:
+                with pytest.raises(AuthenticationError, match="lacks the 'config_read'"):
+                    cd.read(scoped)
+            assert scoped.scope.permissions == tuple(key.record.permissions)
+        with connect(db.dsn("app"), api_key=key.secret) as scoped:
+            if can_write:
+                assert cd.update(scoped, patch)["config_overrides"]["chat"]["talk_value"] == 0.4
+            else:
+                with pytest.raises(AuthenticationError, match="lacks the 'config_write'"):
+                    cd.update(scoped, patch)
+    with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as trusted:  # not limited
+        trusted.require("config_write")
+        assert trusted.scope.permissions is None
+        with pytest.raises(InputError, match="unknown permission"):
+            trusted.require("root")
 
 
 def test_ciphertext_as_input_is_refused(db: TestDB, world: World, secret_key: str) -> None:

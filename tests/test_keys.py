@@ -3,6 +3,7 @@ working — checked through maim_app, the way the runtime meets them."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -10,10 +11,13 @@ import psycopg
 import pytest
 
 from maim_db import (
+    AsyncPool,
     AuthenticationError,
     ConflictError,
     InputError,
     IsolationError,
+    Pool,
+    aconnect,
     connect,
     keys,
     tenancy,
@@ -154,18 +158,88 @@ def test_key_changes_check_their_arguments(db: TestDB, world: World, call: Any,
 
 def test_rotation_keeps_the_old_key_until_its_deadline(db: TestDB, world: World) -> None:
     old = _issue(db, world, permissions=["chat", "analytics"])
+    deadline = datetime.now(UTC) + timedelta(hours=1)
     with connect(db.dsn("admin"), admin=True) as adm:
-        new = keys.rotate(adm, old.record.id,
-                          old_valid_until=datetime.now(UTC) + timedelta(hours=1))
+        new = keys.rotate(adm, old.record.id, old_valid_until=deadline)
         with pytest.raises(InputError, match="already rotated"):
             keys.rotate(adm, old.record.id, old_valid_until=datetime.now(UTC))
+        stored = adm.get(ApiKey, old.record.id)
+    assert (stored.expires_at, stored.replaced_by) == (deadline, new.record.id)
     assert new.record.name == "runtime" and new.record.permissions == ["chat", "analytics"]
     assert keys.resolve(old.secret, db.dsn("app")).key_id == old.record.id
     assert keys.resolve(new.secret, db.dsn("app")).key_id == new.record.id
+
+
+def test_rotation_with_an_immediate_deadline_stops_the_old_key(db: TestDB,
+                                                               world: World) -> None:
+    """The deadline alone stops the old key: nothing else is called after the rotation."""
+    old = _issue(db, world)
     with connect(db.dsn("admin"), admin=True) as adm:
-        keys.expire(adm, old.record.id, datetime.now(UTC))
+        new = keys.rotate(adm, old.record.id, old_valid_until=datetime.now(UTC))
     _refused(db, old.secret)
     assert keys.resolve(new.secret, db.dsn("app")).key_id == new.record.id
+
+
+def test_a_key_scope_carries_the_keys_permissions(db: TestDB, world: World) -> None:
+    issued = _issue(db, world, permissions=["chat", "analytics"])
+    with connect(db.dsn("app"), api_key=issued.secret) as scope:
+        scope.require("chat")  # resolves the key: the first statement of the block
+        assert scope.scope.permissions == ("chat", "analytics")
+        with pytest.raises(AuthenticationError, match="lacks the 'config_write'"):
+            scope.require("config_write")
+        assert [a.id for a in scope.find(Agent)] == [world.agent_id("A1")]
+
+
+@pytest.mark.parametrize("agent_status, tenant_status", [
+    ("archived", "active"), ("inactive", "active"), ("active", "inactive")])
+def test_every_status_but_active_stops_scope_and_keys(db: TestDB, world: World,
+                                                      agent_status: str,
+                                                      tenant_status: str) -> None:
+    issued = _issue(db, world, "A1")
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenancy.set_agent_status(adm, world.agent_id("A1"), agent_status)  # type: ignore[arg-type]
+        tenancy.set_tenant_status(adm, world.tenant_id("T1"), tenant_status)  # type: ignore[arg-type]
+    _refused(db, issued.secret)
+    stopped = agent_status if agent_status != "active" else tenant_status
+    with pytest.raises(IsolationError, match=f"is {stopped}"), \
+            connect(db.dsn("app"), agent_id=world.agent_id("A1")) as scope:
+        scope.find(Agent)
+    with connect(db.dsn("admin"), admin=True) as adm:  # reactivating brings the key back
+        tenancy.set_agent_status(adm, world.agent_id("A1"), "active")
+        tenancy.set_tenant_status(adm, world.tenant_id("T1"), "active")
+    assert keys.resolve(issued.secret, db.dsn("app")).agent_id == world.agent_id("A1")
+
+
+def test_the_key_of_a_deleted_agent_is_gone(db: TestDB, world: World) -> None:
+    issued = _issue(db, world, "A2")
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenancy.delete_agent(adm, world.agent_id("A2"))
+        assert adm.find(ApiKey, {"id": issued.record.id}) == []
+    _refused(db, issued.secret)
+
+
+def test_a_bad_key_is_refused_by_every_entry_point(db: TestDB, world: World) -> None:
+    bad = "mmc_" + "B" * 43
+    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+        with pytest.raises(AuthenticationError):
+            pool.fetch(Agent, "select * from agents", api_key=bad)
+        with pytest.raises(AuthenticationError), pool.connection(api_key=bad) as scope:
+            scope.find(Agent)
+
+    async def run() -> None:
+        async with AsyncPool(db.dsn("app"), min_size=1, max_size=1) as apool:
+            with pytest.raises(AuthenticationError):
+                await apool.fetch(Agent, "select * from agents", api_key=bad)
+        with pytest.raises(AuthenticationError):
+            async with aconnect(db.dsn("app"), api_key=bad) as ascope:
+                await ascope.find(Agent)
+        async with aconnect(db.dsn("admin"), admin=True) as adm:
+            with pytest.raises(AuthenticationError):
+                await keys.aresolve(bad, adm)
+
+    asyncio.run(run())
+    with connect(db.dsn("admin"), admin=True) as adm, pytest.raises(AuthenticationError):
+        keys.resolve_in(adm, bad)
 
 
 def test_key_names_and_permissions_are_checked(db: TestDB, world: World) -> None:
