@@ -91,12 +91,17 @@ def template(server: Server) -> Iterator[str]:
     with server.admin_conn() as conn:
         for login, role in LOGINS.values():
             exists = conn.execute("select 1 from pg_roles where rolname = %s", [login]).fetchone()
-            if not exists:
-                conn.execute(sql.SQL("create role {} login password {} nosuperuser "
-                                     "nobypassrls").format(sql.Identifier(login),
-                                                           sql.Literal(PASSWORD)))
+            # a login left on a reused server keeps nothing that would bypass RLS
+            conn.execute(sql.SQL("{} role {} login password {} nosuperuser nobypassrls "
+                                 "nocreaterole nocreatedb").format(
+                sql.SQL("alter" if exists else "create"), sql.Identifier(login),
+                sql.Literal(PASSWORD)))
             conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(role),
                                                           sql.Identifier(login)))
+        unsafe = conn.execute("select rolname from pg_roles where rolname = any(%s) "
+                              "and (rolsuper or rolbypassrls)",
+                              [[login for login, _ in LOGINS.values()]]).fetchall()
+        assert not unsafe, f"test logins must not bypass RLS: {unsafe}"
     yield name
     server.drop_database(name)
 

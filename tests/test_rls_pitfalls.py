@@ -10,6 +10,7 @@ import pytest
 from maim_db import ConflictError, DatabaseError, InputError, IsolationError, connect
 from maim_db.tables.runtime import RuntimeState
 from tests.conftest import TestDB, World
+from tests.samples import message
 
 
 @pytest.fixture
@@ -138,8 +139,25 @@ def test_planner_statistics_are_hidden_from_scoped_roles(
                           "where tablename = 'runtime_state'").fetchone() != (0,)
     with connect(db.dsn("app"), agent_id=a) as s:
         assert s.scalar("select count(*) from pg_stats where tablename = 'runtime_state'") == 0
-        assert s.scalar("select count(*) from pg_stats_ext "
-                        "where tablename = 'runtime_state'") == 0
+
+
+def test_extended_statistics_are_hidden_from_scoped_roles(db: TestDB, world: World) -> None:
+    """The same for pg_stats_ext: messages carries extended statistics (0007) whose
+    most-common (agent_id, chat_id) pairs name other agents' chats."""
+    for agent in ("A1", "B1"):
+        with connect(db.dsn("app"), agent_id=world.agent_id(agent)) as s:
+            s.insert_many([message(i, f"chat-{agent}") for i in range(20)])
+    with psycopg.connect(db.superuser, autocommit=True) as su:
+        su.execute("analyze messages")
+        assert su.execute("select count(*) from pg_stats_ext "
+                          "where tablename = 'messages'").fetchone() != (0,)
+    for role in ("app", "tenant"):
+        scope = ({"agent_id": world.agent_id("A1")} if role == "app"
+                 else {"tenant_id": world.tenant_id("T1")})
+        with connect(db.dsn(role), **scope) as s:
+            assert s.scalar("select count(*) from pg_stats_ext "
+                            "where tablename = 'messages'") == 0
+            assert s.scalar("select count(*) from pg_stats where tablename = 'messages'") == 0
 
 
 def test_the_scope_setting_is_trusted_inside_a_transaction(
