@@ -117,6 +117,28 @@ def test_upsert_on_a_key_another_agent_holds_writes_only_its_own_row(
         s.insert(RuntimeState(state_key="shared"))  # A's own unique key still holds
 
 
+def test_on_conflict_do_nothing_sees_only_the_scope(db: TestDB, rows: tuple[str, str]) -> None:
+    """DO NOTHING cannot be used to learn that another agent holds a key: A's insert of
+    'b-only' is written (A has no such row), A's insert of 'shared' is the one skipped."""
+    a, b = rows
+    with connect(db.dsn("app"), agent_id=a) as s:
+        inserted = [s.execute("insert into runtime_state (state_key, state_value) "
+                              "values (%s, 'probe') on conflict do nothing", [key])
+                    for key in ("b-only", "shared")]
+    assert inserted == [1, 0]
+    assert _b_rows(db, b) == B_ROWS
+
+
+def test_a_tenant_setting_in_agent_scope_widens_nothing(db: TestDB, world: World) -> None:
+    """maim_app's policies read maim.agent_id only: setting maim.tenant_id to another
+    tenant inside agent scope shows no more agents, tenants or rows."""
+    a = world.agent_id("A1")
+    with connect(db.dsn("app"), agent_id=a) as s:
+        s.execute("select set_config('maim.tenant_id', %s, true)", [world.tenant_id("T2")])
+        assert [r[0] for r in s.rows("select id from agents")] == [a]
+        assert [r[0] for r in s.rows("select id from tenants")] == [world.tenant_id("T1")]
+
+
 def test_writable_ctes_reach_only_the_scope(db: TestDB, rows: tuple[str, str]) -> None:
     a, b = rows
     with connect(db.dsn("app"), agent_id=a) as s:
