@@ -197,9 +197,9 @@ def test_updated_at_moves_on_update(db: TestDB, world: World) -> None:
     with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as app:
         before = app.insert(ac.ChatConfigOverrides())
     with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as app:
-        app.execute("update chat_config_overrides set talk_value = 2")
+        app.execute("update chat_config_overrides set talk_value = 0.5")
         after = app.get(ac.ChatConfigOverrides, world.agent_id("A1"))
-    assert after.talk_value == 2.0
+    assert after.talk_value == 0.5
     assert after.created_at == before.created_at and after.updated_at > before.updated_at
 
 
