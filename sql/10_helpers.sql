@@ -13,8 +13,8 @@ begin
     if v is null or v = '' then
         raise exception 'maim.agent_id is not set'
             using errcode = '42501',
-                  hint = 'Open agent scope first: in psql, BEGIN; SET maim.agent_id = ''agent_...''; '
-                      || 'in Python, connect(agent_id=...).';
+                  hint = 'Open agent scope first: in psql, BEGIN; SET LOCAL maim.agent_id = ''agent_...'' '
+                      || '(a plain SET maim.agent_id stays for the session); in Python, connect(agent_id=...).';
     end if;
     return v;
 end
@@ -30,8 +30,8 @@ begin
     if v is null or v = '' then
         raise exception 'maim.tenant_id is not set'
             using errcode = '42501',
-                  hint = 'Open tenant scope first: in psql, BEGIN; SET maim.tenant_id = ''tenant_...''; '
-                      || 'in Python, connect(tenant_id=...).';
+                  hint = 'Open tenant scope first: in psql, BEGIN; SET LOCAL maim.tenant_id = ''tenant_...'' '
+                      || '(a plain SET maim.tenant_id stays for the session); in Python, connect(tenant_id=...).';
     end if;
     return v;
 end

@@ -61,10 +61,12 @@ def test_psql_shell_runs_under_rls(maimdb: Run) -> None:
         adm.insert(Agent(id=mine, tenant_id=tenant, name="mine"))
         adm.insert(Agent(id=other, tenant_id=tenant, name="other"))
 
+    # the README's psql example, in one session: scoped inside, refused after COMMIT
     scoped = maimdb("db", "psql", "--as", "app", stdin=(
-        f"BEGIN;\nSET maim.agent_id = '{mine}';\nSELECT 'seen:' || id FROM agents;\nCOMMIT;\n"))
-    assert scoped.returncode == 0, scoped.stderr
+        f"BEGIN;\nSET LOCAL maim.agent_id = '{mine}';\nSELECT 'seen:' || id FROM agents;\n"
+        "COMMIT;\nSELECT 'after:' || id FROM agents;\n"))
     assert f"seen:{mine}" in scoped.stdout and other not in scoped.stdout
+    assert "after:" not in scoped.stdout and "maim.agent_id is not set" in scoped.stderr
 
     unscoped = maimdb("db", "psql", "--as", "app", stdin="SELECT id FROM agents;\n")
     assert "maim.agent_id is not set" in unscoped.stderr
