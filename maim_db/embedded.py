@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import time
 import warnings
 from contextlib import suppress
 from dataclasses import dataclass
@@ -53,6 +55,18 @@ def _superuser_url(data_dir: Path) -> str | None:
     return str(info.get_uri(database="postgres"))
 
 
+def _ready(data_dir: Path, *, seconds: float) -> bool:
+    """Whether a server in ``data_dir`` is (or within ``seconds`` becomes) ready."""
+    deadline = time.monotonic() + seconds
+    while True:
+        info = _lib().utils.PostmasterInfo.read_from_pgdata(data_dir)
+        if info is not None and info.is_running() and info.status == "ready":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.25)
+
+
 def _with_database(url: str, database: str) -> str:
     params = conninfo_to_dict(url)
     params["dbname"] = database
@@ -70,7 +84,14 @@ def start(data_dir: Path, database: str = "maim") -> str:
         return known  # already up and already has the database: no extra connection
     try:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
-        server = _lib().get_server(data_dir, cleanup_mode=None)
+        try:
+            server = _lib().get_server(data_dir, cleanup_mode=None)
+        except subprocess.TimeoutExpired:
+            # The wheel gives `pg_ctl start -w` ten seconds; on a loaded machine the server
+            # can come up just after. If it did, the second call finds it running.
+            if not _ready(data_dir, seconds=30):
+                raise
+            server = _lib().get_server(data_dir, cleanup_mode=None)
     except Exception as err:  # the wheel raises bare subprocess/assert errors
         raise ConfigurationError(
             f"cannot start the embedded PostgreSQL in {data_dir}: {err}. "
