@@ -191,7 +191,8 @@ def open_source(path: Path) -> Source:
         raise InputError(
             f"{path} is a MaiBot 1.x database (PRAGMA user_version = {version}); "
             "import-sqlite reads the 0.x (peewee) format of MaiBot 0.7 to 0.12. Import the 0.x "
-            "file from before the upgrade (MaiBot keeps it as __legacy_v1_* tables).")
+            "file from before the upgrade (a backup of data/MaiBot.db); the __legacy_v1_* tables "
+            "1.x keeps inside this file are not read.")
     if not {"messages", "chat_streams"} <= set(names_):
         conn.close()
         raise InputError(f"{path} is not a MaiBot database: it has no messages and "
