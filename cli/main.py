@@ -13,7 +13,7 @@ from rich.table import Table
 from maim_db import embedded
 from maim_db import migrate as migrations
 from maim_db.audit import audit as run_audit
-from maim_db.audit import require_migrated
+from maim_db.audit import definers, require_migrated
 from maim_db.connection import open_connection
 from maim_db.errors import MaimDBError
 from maim_db.settings import settings
@@ -112,10 +112,20 @@ def audit(dsn: DsnOption = None) -> None:
     try:
         with open_connection(dsn) as conn:
             findings = run_audit(require_migrated(conn))
+            doors = definers(conn)
     except MaimDBError as e:
         fail(e)
+    # Every SECURITY DEFINER function is a door into its owner's rights: list who may open it.
+    listing = Table()
+    for heading in ("SECURITY DEFINER function", "search_path", "executable by"):
+        listing.add_column(heading, overflow="fold")  # never cut a name short
+    for d in doors:
+        listing.add_row(cell(d.function), cell(d.search_path or "(none)"),
+                        cell(", ".join(d.executors) or "(owner only)"))
+    out.print(listing)
     if not findings:
-        out.print("no findings: every table has RLS enabled, forced, and policies")
+        out.print("no findings: every table has RLS enabled, forced, and policies; every "
+                  "SECURITY DEFINER function pins search_path with pg_temp last")
         return
     table = Table("object", "problem")
     for f in findings:

@@ -12,7 +12,7 @@ transaction and returns typed rows::
 
 from .connection import Database, connect, scoped
 from .connection_async import AsyncDatabase, aconnect, ascoped
-from .context import agent_scope, tenant_scope
+from .context import agent_scope, job_scope, no_scope, tenant_scope
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -53,10 +53,12 @@ __all__ = [
     "agent_scope",
     "ascoped",
     "connect",
+    "job_scope",
     "new_agent_id",
     "new_key_id",
     "new_tenant_id",
     "new_user_id",
+    "no_scope",
     "scoped",
     "server_default",
     "tenant_scope",

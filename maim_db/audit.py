@@ -19,7 +19,9 @@ BOOKKEEPING: Final = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_loc
 # are written out in migrations/0001_control_plane.sql, not made by maim.isolate_agent_table.
 CONTROL_PLANE: Final = ("api_keys", "plugin_settings")
 
-ROLES: Final = ("maim_app", "maim_tenant", "maim_admin")
+ROLES: Final = ("maim_app", "maim_tenant", "maim_admin", "maim_plugin")
+# The roles that act inside one agent: each agent table gives them the same policies.
+AGENT_ROLES: Final = ("maim_app", "maim_plugin")
 OWNER: Final = "maim_owner"  # for the definer_* policies its SECURITY DEFINER functions need
 COMMANDS: Final = {"r": "select", "a": "insert", "w": "update", "d": "delete"}
 
@@ -148,14 +150,38 @@ where n.nspname in ('public', 'maim') and c.relkind in ('v', 'm')
 order by 1
 """
 
+# Every SECURITY DEFINER function: its pinned search_path ('' when none is set) and who may
+# execute it (PUBLIC for the grantee 0; the owner always may).
 _DEFINERS: Final = """
-select p.oid::regprocedure::text
+select p.oid::regprocedure::text,
+       coalesce((select substr(s, length('search_path=') + 1)
+                 from unnest(p.proconfig) s where s like 'search_path=%%'), ''),
+       coalesce((select array_agg(case when a.grantee = 0 then 'PUBLIC'
+                                       else a.grantee::regrole::text end)
+                 from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+                 where a.privilege_type = 'EXECUTE' and a.grantee <> p.proowner), '{}')
 from pg_proc p
 join pg_namespace n on n.oid = p.pronamespace
 where n.nspname in ('public', 'maim') and p.prosecdef
-  and not exists (select from unnest(coalesce(p.proconfig, '{}')) s where s like 'search_path=%%')
 order by 1
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Definer:
+    """A SECURITY DEFINER function: a door into its owner's rights."""
+
+    function: str
+    search_path: str
+    executors: tuple[str, ...]
+
+    @property
+    def pinned(self) -> bool:
+        """PostgreSQL searches pg_temp first for types and relations unless the path names
+        it, so only a path that ends with pg_temp keeps a caller's temporary objects from
+        standing in for what the body means (an empty path does not)."""
+        schemas = [s.strip().strip('"') for s in self.search_path.split(",") if s.strip()]
+        return bool(schemas) and schemas[-1] == "pg_temp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +214,15 @@ def audit(conn: psycopg.Connection[Any]) -> list[Finding]:
         raise translate(err) from err
 
 
+def definers(conn: psycopg.Connection[Any]) -> list[Definer]:
+    """Every SECURITY DEFINER function in ``public`` and ``maim``, with who may run it."""
+    try:
+        return [Definer(f, path, tuple(sorted(who)))
+                for f, path, who in conn.execute(_DEFINERS)]
+    except psycopg.Error as err:
+        raise translate(err) from err
+
+
 def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
     findings: list[Finding] = []
     for table, enabled, forced, policies in conn.execute(_TABLES, [list(BOOKKEEPING)]):
@@ -202,9 +237,13 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
         findings.extend(_agent_table(conn, oid, table))
     for (view,) in conn.execute(_VIEWS):
         findings.append(Finding(f"view {view}", "is not security_invoker"))
-    for (function,) in conn.execute(_DEFINERS):
-        findings.append(Finding(f"function {function}",
-                                "is SECURITY DEFINER without a pinned search_path"))
+    for definer in definers(conn):
+        if not definer.pinned:
+            findings.append(Finding(
+                f"function {definer.function}",
+                f"is SECURITY DEFINER with search_path {definer.search_path or '(none)'!r}: "
+                "set it to 'pg_catalog, pg_temp' (pg_temp last; empty still searches pg_temp "
+                "first for types and tables)"))
     for (function,) in conn.execute(_PUBLIC_DEFINERS):
         findings.append(Finding(f"function {function}", "is SECURITY DEFINER and executable "
                                 "by PUBLIC (revoke it, grant it to the roles that need it)"))
@@ -225,7 +264,8 @@ def _policies(rows: list[tuple[Any, ...]]) -> list[Finding]:
         if role not in (*ROLES, OWNER):
             findings.append(Finding(where, f"policy {name} applies to {role}; policies name "
                                     f"only {', '.join((*ROLES, OWNER))}"))
-        if role in ("maim_app", "maim_tenant", "PUBLIC") and "true" in (using, check):
+        if role in ("maim_app", "maim_plugin", "maim_tenant", "PUBLIC") and "true" in (using,
+                                                                                   check):
             findings.append(Finding(where, f"policy {name} is always true for {role}"))
         if is_permissive:
             for c in COMMANDS if cmd == "*" else [cmd]:
@@ -244,14 +284,14 @@ def _agent_table(conn: psycopg.Connection[Any], oid: int, table: str) -> list[Fi
     findings: list[Finding] = []
     policies = conn.execute(_POLICIES, [oid]).fetchall()
     have = {(role, cmd) for role, cmd, _, _ in policies}
-    for role in ROLES:
+    for role in ("maim_app", "maim_plugin", "maim_tenant", "maim_admin"):
         needed = ["r"] if role == "maim_tenant" else list(COMMANDS)
         missing = [COMMANDS[c] for c in needed if (role, c) not in have]
         if missing:
             findings.append(Finding(where, f"no {'/'.join(missing)} policy for {role}"))
     for role, cmd, using, check in policies:  # always-true policies: see _policies
-        if role == "maim_app" and "maim.agent_id()" not in (using or "") + (check or ""):
-            findings.append(Finding(where, f"maim_app {COMMANDS.get(cmd, cmd)} policy does "
+        if role in AGENT_ROLES and "maim.agent_id()" not in (using or "") + (check or ""):
+            findings.append(Finding(where, f"{role} {COMMANDS.get(cmd, cmd)} policy does "
                                     "not compare agent_id with maim.agent_id()"))
     kinds = {"p": "primary key", "u": "unique constraint", "f": "foreign key",
              "i": "unique index"}

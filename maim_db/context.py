@@ -4,6 +4,12 @@ It lives in a :class:`contextvars.ContextVar`, so it follows the coroutine and t
 spawns (and ``contextvars.copy_context().run`` / ``asyncio.to_thread`` into executor
 threads), never the OS thread — the original's thread-local leaked between concurrent
 requests served by one thread and vanished in executor threads.
+
+Following the context is also its trap: a worker task created lazily inside
+``agent_scope(A)`` keeps A for every later job it serves, and a generator runs under the
+scope of whoever iterates it, not of whoever made it. :func:`job_scope` makes each job state
+its agent and refuses to run inside another agent's ambient scope; :func:`no_scope` starts
+workers with none (docs/pooling.md).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
 
 from . import ids
+from .errors import ScopeError
 from .scope import Scope
 
 _ambient: ContextVar[Scope | None] = ContextVar("maim_db_scope", default=None)
@@ -45,3 +52,42 @@ def agent_scope(agent_id: str) -> AbstractContextManager[Scope]:
 def tenant_scope(tenant_id: str) -> AbstractContextManager[Scope]:
     """Blocks in this context that name no scope act for ``tenant_id``."""
     return _Ambient(Scope("tenant", ids.check("tenant", tenant_id)))
+
+
+class _JobScope(_Ambient):
+    """:func:`agent_scope` that first checks what it would replace."""
+
+    def __enter__(self) -> Scope:
+        ambient = _ambient.get()
+        if ambient is not None and ambient != self._scope:
+            raise ScopeError(
+                f"a job for {self._scope} is about to run inside the ambient scope {ambient}: "
+                "a worker started inside agent_scope()/tenant_scope() keeps that scope for "
+                "every job it serves; start workers under no_scope(), or name the scope on "
+                "each block")
+        return super().__enter__()
+
+
+def job_scope(agent_id: str) -> AbstractContextManager[Scope]:
+    """The ambient scope of one job for ``agent_id``; :class:`ScopeError` if this context
+    already carries another agent's or a tenant's scope (a worker that inherited the scope
+    of whatever first started it). Wrap each job a worker serves in it."""
+    return _JobScope(Scope("agent", ids.check("agent", agent_id)))
+
+
+class _NoScope(AbstractContextManager[None]):
+    def __init__(self) -> None:
+        self._tokens: list[Token[Scope | None]] = []
+
+    def __enter__(self) -> None:
+        self._tokens.append(_ambient.set(None))
+
+    def __exit__(self, *exc: object) -> None:
+        _ambient.reset(self._tokens.pop())
+
+
+def no_scope() -> AbstractContextManager[None]:
+    """No ambient scope inside the block: start worker tasks and threads here, so that they
+    inherit none and every job has to state its own (``asyncio.create_task`` copies the
+    context it is called in)."""
+    return _NoScope()

@@ -538,7 +538,10 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
         report.ignored_tables = sorted(t for t in source.tables
                                        if t not in {m.source for m in TABLES})
         namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"maim-db:{agent_id}:{key}")
-        with open_connection(dsn) as conn, _import_lock(conn, scope, key):
+        # The lock has a connection of its own: every scope statement releases session-level
+        # advisory locks (maim_db/scope.py), so it cannot live on the one the blocks use.
+        with open_connection(dsn) as lock_conn, _import_lock(lock_conn, scope, key), \
+                open_connection(dsn) as conn:
             done = _progress(conn, scope, key)
             for tm in TABLES:
                 if tm.source not in source.tables:
@@ -577,7 +580,8 @@ def lock_name(agent_id: str, key: str) -> str:
 @contextmanager
 def _import_lock(conn: psycopg.Connection[Any], scope: Scope, key: str) -> Iterator[None]:
     """One import of a given database into a given agent at a time: a session advisory lock
-    on the import's connection, released when the import ends or its process dies."""
+    on ``conn`` (which runs no other block), released when the import ends or its process
+    dies."""
     name = lock_name(str(scope.id), key)
     with run_scoped(conn, scope) as db:
         if not db.scalar("select pg_try_advisory_lock(hashtextextended(%s, 0))", [name]):

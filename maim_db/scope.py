@@ -17,47 +17,68 @@ from .tables.control_plane import Permission
 
 Kind = Literal["agent", "key", "tenant", "admin"]
 
+# A block opened from an API key runs as maim_plugin whatever the login: the key proves its
+# agent to the policies (migrations/0012), and nothing in the block can name another.
 ROLES: Final[dict[Kind, str]] = {
     "agent": "maim_app",
-    "key": "maim_app",
+    "key": "maim_plugin",
     "tenant": "maim_tenant",
     "admin": "maim_admin",
 }
 
-# Every scope statement starts with the reset check, evaluated before anything changes: was
-# the connection clean? No role and no scope left at session level by an earlier user, and no
-# temporary table or view (one named like a real table would shadow it for the next user:
-# `create temp table messages as …`). It rides in the statement that opens the scope, so
-# checking costs no round trip; the temporary-object probe only runs on a session that has
-# ever had a temporary schema. (Cursors WITH HOLD and session-level SETs of other settings are
-# not probed — each costs more than the rest of the check, and neither hands one agent's rows
-# to code that did not ask for them by name; a reset for any other reason clears them too.)
-# maim.assert_clean_session (migrations/0009) raises SQLSTATE MA001 when the answer is no,
-# which aborts the pipeline: the block's first statement, sent right behind, never runs on a
-# dirty connection.
+# Every scope statement starts with the reset check, evaluated before anything changes: did
+# the connection arrive clean? It asks, for what an earlier user (raw SQL, a plugin) can
+# leave on a session and what would reach the next one:
+#   a role or a maim.* scope set at session level          (its scope, or a way around it)
+#   LISTEN registrations                                    (its notifications)
+#   cursors WITH HOLD                                       (rows it read, FETCHable by name)
+#   temporary tables, views, types and domains              (a `pg_temp.messages` or a domain
+#                                                            named `uuid` would shadow the real
+#                                                            one for everyone after)
+# and maim.assert_clean_session (migrations/0009) raises SQLSTATE MA001 when any answer is
+# wrong, which aborts the pipeline: the block's first statement, sent right behind, never runs
+# on a dirty connection; the client resets the session and retries. The temporary-object
+# probe only runs on a session that has ever had a temporary schema.
+#
+# Two more things are reset rather than probed, since no probe is cheaper than the reset:
+# session-level advisory locks are released (pg_locks would copy the server's whole lock
+# table), and the block's search_path is set to `public, pg_temp`, so a search_path left at
+# session level changes nothing and pg_temp, named last, can shadow nothing.
+# (Open large objects need nothing: their descriptors end with the transaction.)
 _CLEAN: Final = (
     "select maim.assert_clean_session(current_user = session_user"
-    " and coalesce(current_setting('maim.agent_id', true), '') = ''"
-    " and coalesce(current_setting('maim.tenant_id', true), '') = ''"
-    " and (pg_catalog.pg_my_temp_schema() = 0 or not exists (select from pg_catalog.pg_class"
-    " where relnamespace = pg_catalog.pg_my_temp_schema()))), "
+    " and coalesce(pg_catalog.current_setting('maim.agent_id', true), '') = ''"
+    " and coalesce(pg_catalog.current_setting('maim.tenant_id', true), '') = ''"
+    " and coalesce(pg_catalog.current_setting('maim.agent_proof', true), '') = ''"
+    " and not exists (select from pg_catalog.pg_listening_channels())"
+    " and not exists (select from pg_catalog.pg_cursors where is_holdable)"
+    " and (pg_catalog.pg_my_temp_schema() = 0"
+    " or not exists (select from pg_catalog.pg_class"
+    " where relnamespace = pg_catalog.pg_my_temp_schema())"
+    " and not exists (select from pg_catalog.pg_type"
+    " where typnamespace = pg_catalog.pg_my_temp_schema()))), "
+    "pg_catalog.pg_advisory_unlock_all(), "
+    "pg_catalog.set_config('search_path', 'public, pg_temp', true), "
 )
 #: The SQLSTATE of a failed reset check.
 DIRTY: Final = "MA001"
 
-# Agent scope goes through maim.open_agent_scope (migrations/0006_access.sql), which refuses
-# an unknown or suspended agent or tenant; a key through maim.open_key_scope, which resolves
-# it. Tenant and admin scopes are plain settings.
+# Agent scope goes through maim.open_agent_scope (migrations/0012_unforgeable_scope.sql),
+# which refuses an unknown or suspended agent or tenant; a key through maim.open_key_scope,
+# which resolves it and proves its agent for this transaction. Tenant and admin scopes are
+# plain settings.
 SET_SCOPE: Final[dict[Kind, LiteralString]] = {
-    "agent": _CLEAN + "set_config('role', 'maim_app', true),"
-             " set_config('maim.tenant_id', '', true), maim.open_agent_scope(%s)",
-    "key": _CLEAN + "set_config('role', 'maim_app', true),"
-           " set_config('maim.tenant_id', '', true), maim.open_key_scope(%s),"
-           " current_setting('maim.key_permissions')",
-    "tenant": _CLEAN + "set_config('role', 'maim_tenant', true),"
-              " set_config('maim.agent_id', '', true), set_config('maim.tenant_id', %s, true)",
-    "admin": _CLEAN + "set_config('role', 'maim_admin', true),"
-             " set_config('maim.agent_id', '', true), set_config('maim.tenant_id', '', true)",
+    "agent": _CLEAN + "pg_catalog.set_config('role', 'maim_app', true),"
+             " pg_catalog.set_config('maim.tenant_id', '', true), maim.open_agent_scope(%s)",
+    "key": _CLEAN + "pg_catalog.set_config('role', 'maim_plugin', true),"
+           " pg_catalog.set_config('maim.tenant_id', '', true), maim.open_key_scope(%s),"
+           " pg_catalog.current_setting('maim.key_permissions')",
+    "tenant": _CLEAN + "pg_catalog.set_config('role', 'maim_tenant', true),"
+              " pg_catalog.set_config('maim.agent_id', '', true),"
+              " pg_catalog.set_config('maim.tenant_id', %s, true)",
+    "admin": _CLEAN + "pg_catalog.set_config('role', 'maim_admin', true),"
+             " pg_catalog.set_config('maim.agent_id', '', true),"
+             " pg_catalog.set_config('maim.tenant_id', '', true)",
 }
 
 # What makes a connection clean again when the check above says it is not: settings, role,

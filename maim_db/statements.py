@@ -7,7 +7,7 @@ sent); values are always bound parameters. The sync and async handles both run t
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, TypeAlias
 
 from psycopg import sql
@@ -166,10 +166,22 @@ def key(model: type[Row], values: Sequence[Any], agent_id: str | None) -> dict[s
     return dict(zip(model.key, values, strict=True))
 
 
+@cache
+def _select(model: type[Row]) -> sql.SQL:
+    """``select <the model's columns> from <table>``, rendered once per model: naming the
+    columns lets a model of some of a table's columns (``UserProfile``) read it where the
+    role holds privileges on those columns only."""
+    def quoted(name: str) -> str:
+        return '"' + name.replace('"', '""') + '"'
+
+    return sql.SQL("select " + ", ".join(map(quoted, model.model_fields))
+                   + " from " + quoted(model.table))
+
+
 def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequence[str],
          limit: int | None) -> Statement:
     clause, params = _where(model, {} if where is None else where)
-    query = sql.SQL("select * from {}{}").format(sql.Identifier(model.table), clause)
+    query = sql.SQL("{}{}").format(_select(model), clause)
     orders = _names_given("order_by=", order_by)
     if orders:
         query = sql.SQL("{} order by {}").format(query, sql.SQL(", ").join(

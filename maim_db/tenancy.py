@@ -16,7 +16,7 @@ from .connection import Database
 from .errors import InputError, NotFoundError
 from .ids import check, check_input, new_agent_id, new_tenant_id
 from .row import Row
-from .tables import ALL_ROWS, Agent, ApiKey, Tenant
+from .tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant
 from .tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
 
 T = TypeVar("T", bound=Row)
@@ -135,8 +135,9 @@ def list_agents(db: Database, *, tenant_id: str | None = None,
 
 def list_keys(db: Database, *, tenant_id: str | None = None, agent_id: str | None = None,
               status: ApiKeyStatus | None = None, limit: int = 50,
-              offset: int = 0) -> Page[ApiKey]:
-    return _page(db, ApiKey, {"tenant_id": tenant_id, "agent_id": agent_id, "status": status},
+              offset: int = 0) -> Page[ApiKeyInfo]:
+    """Keys as a dashboard lists them (no hash; uses added up), in admin or tenant scope."""
+    return _page(db, ApiKeyInfo, {"tenant_id": tenant_id, "agent_id": agent_id, "status": status},
                  limit, offset)
 
 

@@ -13,7 +13,8 @@ begin
             ('maim_owner',  'owns every schema object; migrations run as it'),
             ('maim_app',    'runtime services in agent scope'),
             ('maim_tenant', 'dashboards in tenant scope'),
-            ('maim_admin',  'the control plane, across tenants through explicit policies')
+            ('maim_admin',  'the control plane, across tenants through explicit policies'),
+            ('maim_plugin', 'code acting for one agent by its API key (plugins, LLM tools)')
         ) as t(name, purpose)
     loop
         begin
@@ -55,9 +56,21 @@ begin
 end
 $$;
 
+-- A block opened from an API key runs as maim_plugin whatever the login, so the runtime
+-- (maim_app) must be able to become it. Never the other way round: a plugin login granted
+-- maim_app would be trusted to name any agent (docs/concepts.md).
+do $$
+begin
+    if not exists (select from pg_auth_members m
+                   where m.roleid = 'maim_plugin'::regrole and m.member = 'maim_app'::regrole) then
+        grant maim_plugin to maim_app;
+    end if;
+end
+$$;
+
 create schema if not exists maim authorization maim_owner;
-grant usage on schema maim to maim_app, maim_tenant, maim_admin;
+grant usage on schema maim to maim_app, maim_tenant, maim_admin, maim_plugin;
 
 -- Tables live in `public` so MaiBot's unqualified SQL keeps working; only the owner creates there.
 grant usage, create on schema public to maim_owner;
-grant usage on schema public to maim_app, maim_tenant, maim_admin;
+grant usage on schema public to maim_app, maim_tenant, maim_admin, maim_plugin;

@@ -4,30 +4,46 @@
 
 -- The agent scope of this transaction. Unset or '' (what a placeholder setting reverts to
 -- after a `set_config(..., true)` transaction) is an error, never a silent zero rows.
-create or replace function maim.agent_id() returns text
-    language plpgsql stable parallel safe
+--
+-- Who may name the agent: a role with maim_app's privileges (the runtime, which serves every
+-- agent, and the operator's `SET LOCAL maim.agent_id` in psql) is trusted with the setting
+-- as it stands. Anyone else — maim_plugin above all — holds an agent only as far as
+-- maim.open_key_scope proved it for this transaction (migrations/0012): a hand-set or
+-- replayed value raises instead of answering.
+--
+-- Invoker rights on purpose: this runs as the caller, so nothing in it can be turned into
+-- the owner's rights; every name is qualified so the caller's search_path cannot change its
+-- answer. Parallel restricted: the proof is bound to the leader's pid.
+create or replace function maim.agent_id() returns pg_catalog.text
+    language plpgsql stable parallel restricted
 as $$
 declare
-    v text := current_setting('maim.agent_id', true);
+    agent pg_catalog.text := pg_catalog.current_setting('maim.agent_id', true);
 begin
-    if v is null or v = '' then
+    if agent is null or agent operator(pg_catalog.=) '' then
         raise exception 'maim.agent_id is not set'
             using errcode = '42501',
                   hint = 'Open agent scope first: in psql, BEGIN; SET LOCAL maim.agent_id = ''agent_...'' '
                       || '(a plain SET maim.agent_id stays for the session); in Python, connect(agent_id=...).';
     end if;
-    return v;
+    if pg_catalog.pg_has_role('maim_app', 'USAGE') or maim.agent_proven(agent) then
+        return agent;
+    end if;
+    raise exception 'agent scope % was not proven by an API key in this transaction', agent
+        using errcode = '42501',
+              hint = 'This role opens an agent only with its API key: connect(api_key=...), or '
+                  || 'SELECT maim.open_key_scope(''mmc_...'') inside the transaction.';
 end
 $$;
 
 -- The tenant scope of this transaction; same contract as maim.agent_id().
-create or replace function maim.tenant_id() returns text
+create or replace function maim.tenant_id() returns pg_catalog.text
     language plpgsql stable parallel safe
 as $$
 declare
-    v text := current_setting('maim.tenant_id', true);
+    v pg_catalog.text := pg_catalog.current_setting('maim.tenant_id', true);
 begin
-    if v is null or v = '' then
+    if v is null or v operator(pg_catalog.=) '' then
         raise exception 'maim.tenant_id is not set'
             using errcode = '42501',
                   hint = 'Open tenant scope first: in psql, BEGIN; SET LOCAL maim.tenant_id = ''tenant_...'' '

@@ -1,6 +1,7 @@
 """Fixtures: one server per run, the schema migrated once into a template database, and a
 fresh clone of it per test. Code under test connects through login roles that are members
-of maim_app, maim_tenant and maim_admin — never as a superuser, which would bypass RLS."""
+of maim_app, maim_tenant, maim_admin and maim_plugin — never as a superuser, which would
+bypass RLS."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.server import superuser_dsn
 
 PASSWORD = "maim-test-only"
 LOGINS = {"app": ("maim_test_app", "maim_app"), "tenant": ("maim_test_tenant", "maim_tenant"),
-          "admin": ("maim_test_admin", "maim_admin")}
+          "admin": ("maim_test_admin", "maim_admin"), "plugin": ("maim_test_plugin", "maim_plugin")}
 _counter = itertools.count()
 
 

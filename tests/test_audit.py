@@ -79,6 +79,7 @@ def test_missing_and_permissive_policies_are_found(db: TestDB) -> None:
     )
     assert found == {
         "table half: no insert/update/delete policy for maim_app",
+        "table half: no select/insert/update/delete policy for maim_plugin",
         "table half: no select policy for maim_tenant",
         "table half: no select/insert/update/delete policy for maim_admin",
         "table half: policy p is always true for maim_app",
@@ -93,14 +94,27 @@ def test_views_and_definer_functions(db: TestDB) -> None:
         "create view safe_names with (security_invoker = true) as select id from agents",
         "create function maim.peek() returns bigint language sql security definer "
         "as 'select count(*) from public.agents'",
-        "create function maim.pinned() returns bigint language sql security definer "
+        # an empty path still searches pg_temp first for types and relations (issue 10)
+        "create function maim.empty() returns bigint language sql security definer "
         "set search_path = '' as 'select count(*) from public.agents'",
+        "create function maim.temp_first() returns bigint language sql security definer "
+        "set search_path = pg_temp, pg_catalog as 'select count(*) from public.agents'",
+        "create function maim.pinned() returns bigint language sql security definer "
+        "set search_path = pg_catalog, pg_temp as 'select count(*) from public.agents'",
     )
     public = ("is SECURITY DEFINER and executable by PUBLIC (revoke it, grant it to the roles "
               "that need it)")
+
+    def unpinned(function: str, path: str) -> str:
+        return (f"function maim.{function}(): is SECURITY DEFINER with search_path {path!r}: "
+                "set it to 'pg_catalog, pg_temp' (pg_temp last; empty still searches pg_temp "
+                "first for types and tables)")
+
     assert found == {"view agent_names: is not security_invoker",
-                     "function maim.peek(): is SECURITY DEFINER without a pinned search_path",
-                     f"function maim.peek(): {public}", f"function maim.pinned(): {public}"}
+                     unpinned("peek", "(none)"), unpinned("empty", '""'),
+                     unpinned("temp_first", "pg_temp, pg_catalog"),
+                     *(f"function maim.{f}(): {public}"
+                       for f in ("peek", "empty", "temp_first", "pinned"))}
     found = _as_owner(db, "revoke all on function maim.pinned() from public",
                       "grant execute on function maim.pinned() to maim_admin")
     assert f"function maim.pinned(): {public}" not in found
@@ -120,7 +134,7 @@ def test_policies_on_any_table_that_widen_access_are_found(db: TestDB) -> None:
     )
     assert found == {
         "table api_keys: policy leak applies to PUBLIC; policies name only maim_app, "
-        "maim_tenant, maim_admin, maim_owner",
+        "maim_tenant, maim_admin, maim_plugin, maim_owner",
         "table api_keys: policy leak is always true for PUBLIC",
         "table tenants: 2 permissive select policies for maim_tenant "
         "(also, tenant_select) widen each other",

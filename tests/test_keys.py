@@ -22,7 +22,7 @@ from maim_db import (
     keys,
     tenancy,
 )
-from maim_db.tables import Agent, ApiKey
+from maim_db.tables import Agent, ApiKey, ApiKeyInfo
 from tests.conftest import TestDB, World
 
 
@@ -57,7 +57,7 @@ def test_resolve_and_scope_from_a_key(db: TestDB, world: World) -> None:
     with pytest.raises(IsolationError), connect(db.dsn("app"), api_key=issued.secret) as scope:
         scope.find(ApiKey)
     with connect(db.dsn("admin"), admin=True) as adm:
-        used = adm.get(ApiKey, issued.record.id)
+        used = adm.get(ApiKeyInfo, issued.record.id)
     assert used.usage_count == 2 and used.last_used_at is not None
 
 
@@ -100,7 +100,7 @@ def test_revoked_expired_and_suspended_keys_stop_working(db: TestDB, world: Worl
         _refused(db, k.secret)
     assert keys.resolve(fine.secret, db.dsn("app")).agent_id == world.agent_id("A1")
     with connect(db.dsn("admin"), admin=True) as adm:  # refusals recorded no use
-        assert adm.get(ApiKey, revoked.record.id).usage_count == 0
+        assert adm.get(ApiKeyInfo, revoked.record.id).usage_count == 0
 
 
 def test_a_suspended_agent_cannot_open_scope(db: TestDB, world: World) -> None:

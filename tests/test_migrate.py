@@ -142,7 +142,7 @@ def test_migrations_own_their_objects_and_run_as_maim_owner(db: TestDB) -> None:
             "where rolname like 'maim\\_%%' and rolname not like 'maim\\_test\\_%%'")}
     assert owners == {"maim_owner"}
     assert roles == {r: (False, False, False) for r in
-                     ("maim_owner", "maim_app", "maim_tenant", "maim_admin")}
+                     ("maim_owner", "maim_app", "maim_tenant", "maim_admin", "maim_plugin")}
 
 
 def test_a_database_owner_with_createrole_can_migrate(empty_db: TestDB,

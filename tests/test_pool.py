@@ -64,8 +64,11 @@ def test_a_temporary_table_never_reaches_the_next_borrower(db: TestDB, world: Wo
         else:
             with pool.connection(agent_id=a1) as mine:
                 mine.execute(shadow)
-                mine.execute("update agents set name = 'shadow'")  # its own copy, in its block
-                assert [a.name for a in mine.fetch(Agent, "select * from agents")] == ["shadow"]
+                mine.execute("update pg_temp.agents set name = 'shadow'")  # its own copy
+                assert [a.name for a in mine.fetch(Agent, "select * from pg_temp.agents")
+                        ] == ["shadow"]
+                # a block's search_path names pg_temp last: not even its own block is shadowed
+                assert [a.name for a in mine.fetch(Agent, "select * from agents")] == ["bot A1"]
         # the next borrower's one-statement read is not even sent on the dirty connection
         assert [a.id for a in pool.fetch(Agent, "select * from agents", agent_id=b1)] == [b1]
         pool.execute(shadow, agent_id=a1)  # dirty it again, for a block this time

@@ -13,7 +13,7 @@ import pytest
 
 from maim_db.audit import BOOKKEEPING
 from maim_db.row import SERVER_DEFAULT, Row
-from maim_db.tables import ALL_ROWS
+from maim_db.tables import ALL_ROWS, PARTIAL_ROWS
 from tests.conftest import TestDB
 
 # Columns a trigger fills: NOT NULL without a DEFAULT, yet optional when inserting.
@@ -53,7 +53,7 @@ def _catalog(dsn: str) -> dict[str, list[tuple[str, str, bool, bool]]]:
                            else c.data_type end,
                       c.is_nullable = 'YES', c.column_default is not null
                from information_schema.columns c
-               join pg_class k on k.relname = c.table_name and k.relkind in ('r', 'p')
+               join pg_class k on k.relname = c.table_name and k.relkind in ('r', 'p', 'v')
                join pg_namespace n on n.oid = k.relnamespace and n.nspname = c.table_schema
                where c.table_schema = 'public'
                order by c.table_name, c.ordinal_position""").fetchall()
@@ -73,19 +73,34 @@ def catalog(template: str, server: Any) -> dict[str, list[tuple[str, str, bool, 
 
 def test_every_table_has_exactly_one_model(catalog: dict[str, Any]) -> None:
     tables = [m.table for m in ALL_ROWS]
+    views = [m.table for m in PARTIAL_ROWS if m.table not in tables]
     assert len(tables) == len(set(tables)), "two models claim one table"
-    assert sorted(tables) == sorted(catalog)
+    assert sorted(tables + views) == sorted(catalog)
 
 
-@pytest.mark.parametrize("model", ALL_ROWS, ids=lambda m: m.table)
+# What each partial model leaves out: the columns its readers hold no privilege on.
+HIDDEN = {"UserProfile": {"hashed_password"}}
+# A view's columns carry no NOT NULL or default in the catalog: its model takes nullability
+# from the table the view lists (and its computed columns are checked by type only).
+VIEW_OF = {"api_key_list": "api_keys"}
+
+
+@pytest.mark.parametrize("model", ALL_ROWS + PARTIAL_ROWS,
+                         ids=lambda m: f"{m.table}:{m.__name__}")
 def test_model_equals_catalog(model: type[Row], catalog: dict[str, Any]) -> None:
-    columns = catalog[model.table]
+    hidden = HIDDEN.get(model.__name__, set())
+    columns = [c for c in catalog[model.table] if c[0] not in hidden]
     assert list(model.model_fields) == [c[0] for c in columns], "columns or their order differ"
     jsonb = model.jsonb_fields()
     for (_column, pg_type, nullable, has_default), (name, field) in zip(
             columns, model.model_fields.items(), strict=True):
         inner, optional = _split_optional(field.annotation)
         assert pg_type in _pg_type(inner, name in jsonb), f"{name}: {pg_type} vs {inner}"
+        if model.table in VIEW_OF:
+            base = {c[0]: c[2] for c in catalog[VIEW_OF[model.table]]}
+            assert optional == base.get(name, optional), f"{name}: nullable differs from table"
+            assert field.default is None or not optional, f"{name}: nullable needs None default"
+            continue
         assert optional == nullable, f"{name}: nullable={nullable} but model optional={optional}"
         server_filled = field.default is SERVER_DEFAULT
         expected = has_default or (model.table, name) in TRIGGER_FILLED
@@ -94,6 +109,14 @@ def test_model_equals_catalog(model: type[Row], catalog: dict[str, Any]) -> None
                 f"{name}: DB default={has_default} but model server_default={server_filled}")
         else:
             assert field.default is None or server_filled, f"{name}: nullable needs None default"
+
+
+def test_partial_models_hide_what_they_say(catalog: dict[str, Any]) -> None:
+    """A partial model omits exactly its hidden columns (the view omits key_hash)."""
+    from maim_db.tables import ApiKey, ApiKeyInfo, User, UserProfile
+
+    assert set(User.model_fields) - set(UserProfile.model_fields) == HIDDEN["UserProfile"]
+    assert set(ApiKey.model_fields) - set(ApiKeyInfo.model_fields) == {"key_hash"}
 
 
 @pytest.mark.parametrize("model", ALL_ROWS, ids=lambda m: m.table)

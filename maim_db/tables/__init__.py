@@ -2,7 +2,8 @@
 (``from maim_db.tables import Message``). The tables themselves are defined in
 ``migrations/``; ``tests/test_schema_contract.py`` holds the two equal.
 
-- :mod:`.control_plane` — users, tenants, agents, keys, activity, plugin settings (0001)
+- :mod:`.control_plane` — users, tenants, agents, keys, activity, plugin settings (0001),
+  key usage (0012)
 - :mod:`.agent_config` — the 26 configuration sections of an agent (0003)
 - :mod:`.business` — chat history and logs, uploads, sessions, metrics (0004)
 - :mod:`.runtime` — MaiBot's own tables: streams, messages, people, memories… (0005)
@@ -40,7 +41,17 @@ from .agent_config import (
     VoiceConfigOverrides,
 )
 from .business import ChatHistory, ChatLog, FileUpload, SystemMetric, UserSession
-from .control_plane import Agent, AgentActiveState, ApiKey, PluginSetting, Tenant, User
+from .control_plane import (
+    Agent,
+    AgentActiveState,
+    ApiKey,
+    ApiKeyInfo,
+    ApiKeyUsage,
+    PluginSetting,
+    Tenant,
+    User,
+    UserProfile,
+)
 from .imports import ImportProgress
 from .runtime import (
     ActionRecord,
@@ -75,15 +86,23 @@ CONTROL_PLANE: tuple[type[Row], ...] = (
 #: Every table's row model, in migration order.
 ALL_ROWS: tuple[type[Row], ...] = (
     CONTROL_PLANE + agent_config.ROWS + business.ROWS + runtime.ROWS + imports.ROWS
+    + (ApiKeyUsage,)
 )
+
+#: Models of what a role without every column privilege reads: a view, or a table without
+#: the columns kept from that role (tests/test_schema_contract.py holds them to the catalog).
+PARTIAL_ROWS: tuple[type[Row], ...] = (UserProfile, ApiKeyInfo)
 
 __all__ = [
     "ALL_ROWS",
     "CONTROL_PLANE",
+    "PARTIAL_ROWS",
     "ActionRecord",
     "Agent",
     "AgentActiveState",
     "ApiKey",
+    "ApiKeyInfo",
+    "ApiKeyUsage",
     "ApiProviderConfig",
     "BotConfigOverrides",
     "ChatConfigOverrides",
@@ -134,6 +153,7 @@ __all__ = [
     "ThinkingBack",
     "ToolConfigOverrides",
     "User",
+    "UserProfile",
     "UserSession",
     "VoiceConfigOverrides",
     "agent_config",

@@ -28,6 +28,21 @@ class User(Row):
     updated_at: datetime = server_default()
 
 
+class UserProfile(Row):
+    """A user as the tenant role may read it: every column but ``hashed_password``, which
+    only ``maim_admin`` can select (migrations/0012)."""
+
+    table: ClassVar[str] = "users"
+    key: ClassVar[tuple[str, ...]] = ("id",)
+
+    id: str
+    username: str
+    email: str | None = None
+    is_active: bool = server_default()
+    created_at: datetime = server_default()
+    updated_at: datetime = server_default()
+
+
 class Tenant(Row):
     table: ClassVar[str] = "tenants"
     key: ClassVar[tuple[str, ...]] = ("id",)
@@ -75,11 +90,46 @@ class ApiKey(Row):
     permissions: list[Permission] = server_default()
     status: ApiKeyStatus = server_default()
     expires_at: datetime | None = None
-    last_used_at: datetime | None = None
-    usage_count: int = server_default()
     created_at: datetime = server_default()
     updated_at: datetime = server_default()
     replaced_by: str | None = None  # the key that rotated this one out (0006_access.sql)
+
+
+class ApiKeyInfo(Row):
+    """A key as a dashboard lists it (the view ``api_key_list``, 0012): every column but
+    ``key_hash``, which only ``maim_admin`` can select, with its uses added up."""
+
+    table: ClassVar[str] = "api_key_list"
+    key: ClassVar[tuple[str, ...]] = ("id",)
+
+    id: str
+    tenant_id: str
+    agent_id: str
+    name: str
+    description: str | None = None
+    key_prefix: str
+    permissions: list[Permission]
+    status: ApiKeyStatus
+    expires_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    replaced_by: str | None = None
+    usage_count: int
+    last_used_at: datetime | None = None
+
+
+class ApiKeyUsage(Row):
+    """How often one backend has resolved a key (0012): each backend counts in its own row,
+    so recording a use never waits for another transaction."""
+
+    table: ClassVar[str] = "api_key_usage"
+    key: ClassVar[tuple[str, ...]] = ("key_id", "backend")
+
+    key_id: str
+    backend: int
+    tenant_id: str
+    uses: int
+    last_used_at: datetime
 
 
 class AgentActiveState(Row):
