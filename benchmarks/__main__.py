@@ -237,6 +237,7 @@ def main() -> None:
             report["records"].append(import_sqlite.run(b, import_rows, log))
             if not args.no_pgbench:
                 report["policy_cost"] = policy_cost.run(b, 5 if args.quick else 15, log)
+                report["reset_check"] = policy_cost.reset_check(b, 5 if args.quick else 15, log)
         if args.scale or args.scale_only:
             report["scale"] = scale.run(server_dsn, args.scale_rows, log)
     if args.json:  # the records, as the issue specifies; everything else beside them
