@@ -1,9 +1,13 @@
 """The isolation matrix, generated from the models: for every agent table, agent A writes a
 row and agent B can neither see nor touch it, cannot write into A, and can hold a row with the
-same natural key (unique constraints include agent_id, so they leak nothing)."""
+same natural key (unique constraints include agent_id, so they leak nothing). Twice: as the
+runtime (a maim_app login, agent_id= scope) and as a plugin (a maim_plugin login holding each
+agent's API key)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args, get_origin
 
@@ -11,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from maim_db import Database, IsolationError, NotFoundError, connect
+from maim_db import Database, IsolationError, NotFoundError, connect, keys
 from maim_db.row import Row
 from maim_db.tables import ALL_ROWS
 from tests.conftest import TestDB, World
@@ -73,8 +77,23 @@ def _natural(row: Row) -> dict[str, Any]:
     return {k: v for k, v in row.given().items() if k not in ("agent_id", "id")}
 
 
-def _count(dsn: str, model: type[Row], **scope: Any) -> int:
-    with connect(dsn, **scope) as db:
+Opener = Callable[[str], AbstractContextManager[Database]]
+
+
+@pytest.fixture(params=["app", "plugin"])
+def as_agent(request: pytest.FixtureRequest, db: TestDB, world: World) -> Opener:
+    """Opens a block acting for an agent: by id as maim_app, or by key as maim_plugin."""
+    if request.param == "app":
+        return lambda agent_id: connect(db.dsn("app"), agent_id=agent_id)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        secrets = {world.agent_id(n): keys.issue(adm, agent_id=world.agent_id(n),
+                                                 name="matrix", permissions=["chat"]).secret
+                   for n in ("A1", "B1")}
+    return lambda agent_id: connect(db.dsn("plugin"), api_key=secrets[agent_id])
+
+
+def _count(as_agent: Opener, model: type[Row], agent_id: str) -> int:
+    with as_agent(agent_id) as db:
         return int(db.scalar(sql.SQL("select count(*) from {}").format(
             sql.Identifier(model.table))))
 
@@ -85,19 +104,18 @@ def _a_column(model: type[Row]) -> str:
 
 
 @pytest.mark.parametrize("model", AGENT_TABLES, ids=lambda m: m.table)
-def test_matrix(model: type[Row], db: TestDB, world: World) -> None:
-    app = db.dsn("app")
+def test_matrix(model: type[Row], db: TestDB, world: World, as_agent: Opener) -> None:
     a, b = world.agent_id("A1"), world.agent_id("B1")
     with connect(db.dsn("admin"), admin=True) as adm:  # start from an empty table
         adm.execute(sql.SQL("delete from {}").format(sql.Identifier(model.table)))
-    with connect(app, agent_id=a) as scope:
+    with as_agent(a) as scope:
         template = _row(model, db, scope)
         mine = scope.insert(template)
     assert mine.agent_id == a  # filled in by the scope
 
     table = sql.Identifier(model.table)
     column = sql.Identifier(_a_column(model))
-    with connect(app, agent_id=b) as other:
+    with as_agent(b) as other:
         assert other.fetch(model, sql.SQL("select * from {}").format(table)) == []
         assert other.execute(sql.SQL("update {} set {} = {}").format(table, column, column)) == 0
         assert other.fetch(model, sql.SQL("update {} set {} = {} returning *").format(
@@ -108,23 +126,23 @@ def test_matrix(model: type[Row], db: TestDB, world: World) -> None:
             other.get(model, *(getattr(mine, k) for k in model.key))
 
     # B cannot write into A ...
-    with pytest.raises(IsolationError, match=model.table), connect(app, agent_id=b) as other:
+    with pytest.raises(IsolationError, match=model.table), as_agent(b) as other:
         other.insert(model(**{**template.given(), "agent_id": a}))
     # ... but may hold the very same natural key as A.
-    with connect(app, agent_id=b) as other:
+    with as_agent(b) as other:
         theirs = other.insert(_row(model, db, other).model_copy(update=_natural(template)))
     assert theirs.agent_id == b
 
     # A cannot move its row to B.
     key = {k: getattr(mine, k) for k in model.key}
-    with pytest.raises(IsolationError), connect(app, agent_id=a) as scope:
+    with pytest.raises(IsolationError), as_agent(a) as scope:
         scope.update(model, where=key, set={"agent_id": b})
 
     # A's row is intact; each agent sees one row; tenants see only their agents.
-    with connect(app, agent_id=a) as scope:
+    with as_agent(a) as scope:
         assert scope.get(model, *key.values()) == mine
-    assert _count(app, model, agent_id=a) == 1
-    assert _count(app, model, agent_id=b) == 1
+    assert _count(as_agent, model, a) == 1
+    assert _count(as_agent, model, b) == 1
     tenant = db.dsn("tenant")
     with connect(tenant, tenant_id=world.tenant_id("T1")) as t1:
         seen = {r.agent_id for r in t1.find(model)}
@@ -134,4 +152,4 @@ def test_matrix(model: type[Row], db: TestDB, world: World) -> None:
     # Tenant scope reads; it never writes.
     with pytest.raises(IsolationError), connect(tenant, tenant_id=world.tenant_id("T1")) as t1:
         t1.execute(sql.SQL("delete from {}").format(table))
-    assert _count(app, model, agent_id=a) == 1
+    assert _count(as_agent, model, a) == 1
