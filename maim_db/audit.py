@@ -129,18 +129,6 @@ where n.nspname = 'public' and c.relkind in ('r', 'p')
 order by 1, 2, 3
 """
 
-# SECURITY DEFINER functions anyone may call: EXECUTE is granted to PUBLIC by default.
-_PUBLIC_DEFINERS: Final = """
-select p.oid::regprocedure::text
-from pg_proc p
-join pg_namespace n on n.oid = p.pronamespace
-where n.nspname in ('public', 'maim') and p.prosecdef
-  and (p.proacl is null
-       or exists (select from aclexplode(p.proacl) a
-                  where a.grantee = 0 and a.privilege_type = 'EXECUTE'))
-order by 1
-"""
-
 _VIEWS: Final = """
 select c.relname::text
 from pg_class c
@@ -244,9 +232,10 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
                 f"is SECURITY DEFINER with search_path {definer.search_path or '(none)'!r}: "
                 "set it to 'pg_catalog, pg_temp' (pg_temp last; empty still searches pg_temp "
                 "first for types and tables)"))
-    for (function,) in conn.execute(_PUBLIC_DEFINERS):
-        findings.append(Finding(f"function {function}", "is SECURITY DEFINER and executable "
-                                "by PUBLIC (revoke it, grant it to the roles that need it)"))
+        if "PUBLIC" in definer.executors:  # EXECUTE is granted to PUBLIC by default
+            findings.append(Finding(f"function {definer.function}", "is SECURITY DEFINER and "
+                                    "executable by PUBLIC (revoke it, grant it to the roles "
+                                    "that need it)"))
     for table, grantee, privilege in conn.execute(_RISKY_GRANTS):
         findings.append(Finding(f"table {table}", f"{grantee} holds {privilege}"))
     findings.extend(_policies(conn.execute(_ALL_POLICIES).fetchall()))
@@ -264,8 +253,7 @@ def _policies(rows: list[tuple[Any, ...]]) -> list[Finding]:
         if role not in (*ROLES, OWNER):
             findings.append(Finding(where, f"policy {name} applies to {role}; policies name "
                                     f"only {', '.join((*ROLES, OWNER))}"))
-        if role in ("maim_app", "maim_plugin", "maim_tenant", "PUBLIC") and "true" in (using,
-                                                                                   check):
+        if role in (*AGENT_ROLES, "maim_tenant", "PUBLIC") and "true" in (using, check):
             findings.append(Finding(where, f"policy {name} is always true for {role}"))
         if is_permissive:
             for c in COMMANDS if cmd == "*" else [cmd]:
@@ -284,7 +272,7 @@ def _agent_table(conn: psycopg.Connection[Any], oid: int, table: str) -> list[Fi
     findings: list[Finding] = []
     policies = conn.execute(_POLICIES, [oid]).fetchall()
     have = {(role, cmd) for role, cmd, _, _ in policies}
-    for role in ("maim_app", "maim_plugin", "maim_tenant", "maim_admin"):
+    for role in ROLES:
         needed = ["r"] if role == "maim_tenant" else list(COMMANDS)
         missing = [COMMANDS[c] for c in needed if (role, c) not in have]
         if missing:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from contextvars import ContextVar, Token
+from typing import Generic, TypeVar
 
 from . import ids
 from .errors import ScopeError
@@ -29,14 +30,18 @@ def current() -> Scope | None:
     return _ambient.get()
 
 
-class _Ambient(AbstractContextManager[Scope]):
-    """Sets the ambient scope for a ``with`` block; reusable and re-entrant, like a lock."""
+S = TypeVar("S", bound=Scope | None)
 
-    def __init__(self, scope: Scope) -> None:
+
+class _Ambient(AbstractContextManager[S], Generic[S]):
+    """Sets the ambient scope (or none) for a ``with`` block; reusable and re-entrant, like a
+    lock."""
+
+    def __init__(self, scope: S) -> None:
         self._scope = scope
         self._tokens: list[Token[Scope | None]] = []
 
-    def __enter__(self) -> Scope:
+    def __enter__(self) -> S:
         self._tokens.append(_ambient.set(self._scope))
         return self._scope
 
@@ -54,7 +59,7 @@ def tenant_scope(tenant_id: str) -> AbstractContextManager[Scope]:
     return _Ambient(Scope("tenant", ids.check("tenant", tenant_id)))
 
 
-class _JobScope(_Ambient):
+class _JobScope(_Ambient[Scope]):
     """:func:`agent_scope` that first checks what it would replace."""
 
     def __enter__(self) -> Scope:
@@ -75,19 +80,8 @@ def job_scope(agent_id: str) -> AbstractContextManager[Scope]:
     return _JobScope(Scope("agent", ids.check("agent", agent_id)))
 
 
-class _NoScope(AbstractContextManager[None]):
-    def __init__(self) -> None:
-        self._tokens: list[Token[Scope | None]] = []
-
-    def __enter__(self) -> None:
-        self._tokens.append(_ambient.set(None))
-
-    def __exit__(self, *exc: object) -> None:
-        _ambient.reset(self._tokens.pop())
-
-
 def no_scope() -> AbstractContextManager[None]:
     """No ambient scope inside the block: start worker tasks and threads here, so that they
     inherit none and every job has to state its own (``asyncio.create_task`` copies the
     context it is called in)."""
-    return _NoScope()
+    return _Ambient(None)
