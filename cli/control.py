@@ -16,7 +16,7 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-from maim_db import Database, MaimDBError, connect, keys, tenancy
+from maim_db import Database, MaimDBError, connect, keys, tenancy, transfer
 from maim_db import config_document as cd
 from maim_db.tables import Agent
 
@@ -423,9 +423,12 @@ def config_export_toml(agent_id: str,
     bot, model = cd.to_toml(doc)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "bot_config.toml").write_text(bot, encoding="utf-8")
-        (out_dir / "model_config.toml").write_text(model, encoding="utf-8")
+        for name, text in (("bot_config.toml", bot), ("model_config.toml", model)):
+            with transfer.private_file(out_dir / name, replace=True) as f:  # may hold secrets
+                f.write(text.encode())
     except OSError as e:
+        fail(e)
+    except MaimDBError as e:
         fail(e)
     say(f"wrote {out_dir / 'bot_config.toml'} and {out_dir / 'model_config.toml'}")
 

@@ -18,7 +18,7 @@ from maim_db.connection import open_connection
 from maim_db.errors import MaimDBError
 from maim_db.settings import settings
 
-from . import control, transfer
+from . import control, secrets, transfer
 from .output import cell, fail, out, report, say
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ db_app = typer.Typer(help="The embedded PostgreSQL server (used when MAIMDB_DSN 
 app.add_typer(db_app, name="db")
 control.register(app)
 transfer.register(app)
+secrets.register(app)
 
 
 DsnOption = Annotated[

@@ -140,15 +140,20 @@ def export_command(
 def import_export_command(
     directory: Annotated[Path, typer.Argument(help="A directory `maimdb export` wrote.")],
     agent: AgentOpt,
+    drop_secrets: Annotated[bool, typer.Option(
+        "--drop-secrets", help="Into another tenant's agent: restore all but the sealed "
+                               "secrets (they never cross tenants).")] = False,
     as_json: Json = False,
     dsn: Dsn = None,
 ) -> None:
     """Restore an export into an agent that holds no data yet (all of it, or nothing).
 
+    The export's signature is checked with MAIMDB_SECRET_KEY (or a fallback key) first.
+
     Example: maimdb import-export backup/ --agent agent_9c1d2e3f4a5b
     """
     try:
-        counts = transfer.import_export(directory, agent, dsn=dsn)
+        counts = transfer.import_export(directory, agent, drop_secrets=drop_secrets, dsn=dsn)
     except MaimDBError as e:
         fail(e)
     _counts(counts, as_json, f"restored {directory} into {agent}",

@@ -7,9 +7,10 @@
 
 :func:`read` returns it (secrets masked unless asked); :func:`update` applies a *partial*
 document: only the fields sent change, everything is validated before anything is written,
-and the block's transaction makes it all-or-nothing. Provider ``api_key``/``base_url`` are
-encrypted at rest (:mod:`maim_db.crypto`). :func:`to_toml` / :func:`from_toml` speak MaiBot's
-``bot_config.toml`` / ``model_config.toml`` layout.
+and the block's transaction makes it all-or-nothing. Provider ``api_key``/``base_url`` and
+the maim_message ``auth_token``s are sealed at rest (:mod:`maim_db.sealed`).
+:func:`to_toml` / :func:`from_toml` speak MaiBot's ``bot_config.toml`` / ``model_config.toml``
+layout.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import tomli_w
 from psycopg import sql
 from pydantic import TypeAdapter, ValidationError
 
-from . import crypto, ids, statements
+from . import crypto, ids, sealed, statements
 from .connection import Database
 from .errors import InputError, MaimDBError, NotFoundError, ScopeError
 from .row import Row
@@ -48,7 +49,7 @@ SECTIONS: Final[dict[str, type[Row]]] = {
     "debug": ac.DebugConfig, "experimental": ac.ExperimentalConfig,
     "maim_message": ac.MaimMessageConfig, "telemetry": ac.TelemetryConfig,
 }
-PROVIDER_SECRETS: Final = ("api_key", "base_url")
+PROVIDER_SECRETS: Final = sealed.PROVIDER_SECRETS
 # The document names a model's provider `api_provider`, as MaiBot's model_config.toml does.
 MODEL_RENAMES: Final = {"api_provider": "provider_name"}
 
@@ -159,16 +160,16 @@ def read(db: Database, agent_id: str | None = None, *, reveal: bool = False) -> 
         item = {f: p.get(f) for f in _fields(ac.ApiProviderConfig)}
         for secret in PROVIDER_SECRETS:
             if item[secret]:
-                item[secret] = (crypto.decrypt(item[secret], _context(agent, item["name"], secret))
-                                if reveal else MASK)
+                item[secret] = (crypto.decrypt(item[secret], sealed.provider_context(
+                    agent, item["name"], secret)) if reveal else MASK)
         providers.append(item)
     models = [{("api_provider" if f == "provider_name" else f): m.get(f)
                for f in _fields(ac.ModelInfoConfig)} for m in got["_models"]]
     overrides: dict[str, Any] = {name: _section(model, got[name], defaults)
                                  for name, model in SECTIONS.items()}
-    if not reveal:
-        tokens = overrides["maim_message"]["auth_token"] or []
-        overrides["maim_message"]["auth_token"] = [MASK for _ in tokens]
+    tokens = overrides["maim_message"]["auth_token"] or []
+    overrides["maim_message"]["auth_token"] = (sealed.open_tokens(agent, tokens) if reveal
+                                               else [MASK for _ in tokens])
     overrides["model"] = {"api_providers": providers, "models": models,
                           "model_task_config": (got["_task"] or {}).get("model_task_config")
                           or {}}
@@ -260,10 +261,6 @@ def _named_items(model: type[Row], given: Any, path: str, errors: _Errors,
 
 # -- updating ---------------------------------------------------------------------------------
 
-def _context(agent: str, provider: str, column: str) -> str:
-    return f"{agent}/api_provider_configs/{provider}/{column}"
-
-
 def _write(db: Database, model: type[Row], values: dict[str, Any], agent: str,
            on: list[str], path: str) -> None:
     if db.scope.kind != "agent":
@@ -297,9 +294,9 @@ def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> 
         if name in SECTIONS:
             section = _changed(section, current["config_overrides"][name])
             values = _values(SECTIONS[name], section, path, errors)
-            if name == "maim_message" and MASK in (values.get("auth_token") or []):
-                values["auth_token"] = _unmask_tokens(db, agent, values["auth_token"], path,
-                                                      errors)
+            if name == "maim_message" and "auth_token" in values:
+                values["auth_token"] = _seal_tokens(db, agent, values["auth_token"], path,
+                                                    errors)
             writes.append((SECTIONS[name], values, ["agent_id"], path))
         elif name == "model":
             writes.extend(_model_writes(db, agent, section, path, errors))
@@ -321,21 +318,29 @@ def _changed(given: Any, current: dict[str, Any]) -> Any:
     return {k: v for k, v in given.items() if k not in current or v != current[k]}
 
 
-def _unmask_tokens(db: Database, agent: str, tokens: list[Any], path: str,
-                   errors: _Errors) -> list[Any]:
-    """A document read masked and saved back sends ``********`` for each stored token: keep
-    the stored token at that position (as provider secrets keep theirs)."""
+def _seal_tokens(db: Database, agent: str, tokens: list[Any], path: str,
+                 errors: _Errors) -> list[Any]:
+    """The tokens to store, each sealed under the current key. A document read masked and
+    saved back sends ``********`` for each stored token: the stored token at that position
+    is kept (re-sealed, so the row never holds tokens under two keys)."""
     rows = db.rows("select auth_token from maim_message_configs where agent_id = %s",
                    [agent])
     stored = (rows[0][0] if rows else None) or []
-    kept = []
+    kept: list[Any] = []
     for i, token in enumerate(tokens):
-        if token != MASK:
-            kept.append(token)
-        elif i < len(stored):
-            kept.append(stored[i])
-        else:
-            errors.add(f"{path}.auth_token[{i}]", "masked, but no token is stored there")
+        where = f"{path}.auth_token[{i}]"
+        try:
+            if token == MASK and i < len(stored):
+                kept.append(crypto.reseal(stored[i], sealed.token_context(agent)))
+            elif token == MASK:
+                errors.add(where, "masked, but no token is stored there")
+            elif isinstance(token, str) and crypto.is_encrypted(token):
+                errors.add(where, f"looks like a stored ciphertext ({crypto.PREFIX}…); send "
+                           "the plaintext, or the mask to keep the stored token")
+            else:
+                kept.extend(sealed.seal_tokens(agent, [token]))
+        except MaimDBError as err:
+            errors.add(where, str(err))
     return kept
 
 
@@ -349,21 +354,12 @@ def _model_writes(db: Database, agent: str, given: Any, path: str,
                        "unknown key; known: api_providers, models, model_task_config")
     providers = _named_items(ac.ApiProviderConfig, model.get("api_providers", []),
                              f"{path}.api_providers", errors)
+    stored = {name: dict(zip(PROVIDER_SECRETS, values, strict=True)) for name, *values in
+              db.rows("select name, api_key, base_url from api_provider_configs "
+                      "where agent_id = %s", [agent])}
     for i, values in enumerate(providers):
-        for secret in PROVIDER_SECRETS:
-            if values.get(secret) == MASK:
-                del values[secret]  # a masked value sent back keeps the stored one
-            elif values.get(secret) and crypto.is_encrypted(values[secret]):
-                # it would be stored as is and fail to decrypt on every later read
-                errors.add(f"{path}.api_providers[{i}].{secret}", "looks like a stored "
-                           f"ciphertext ({crypto.PREFIX}…); send the plaintext, or the mask "
-                           "to keep the stored value")
-            elif values.get(secret):
-                try:
-                    values[secret] = crypto.encrypt(
-                        values[secret], _context(agent, values.get("name", ""), secret))
-                except MaimDBError as err:
-                    errors.add(f"{path}.api_providers[{i}].{secret}", str(err))
+        _seal_provider(agent, values, stored.get(values.get("name", "")),
+                       f"{path}.api_providers[{i}]", errors)
         writes.append((ac.ApiProviderConfig, values, ["name"], f"{path}.api_providers[{i}]"))
     for i, values in enumerate(_named_items(ac.ModelInfoConfig, model.get("models", []),
                                             f"{path}.models", errors, MODEL_RENAMES)):
@@ -376,23 +372,45 @@ def _model_writes(db: Database, agent: str, given: Any, path: str,
     return writes
 
 
-def rebind_secrets(db: Database, from_agent: str) -> int:
-    """Re-encrypt the provider secrets of the scope's agent that were encrypted for
-    ``from_agent`` (their agent is part of what they are sealed with, so a restored copy
-    would not decrypt); return how many. Needs the ``MAIMDB_SECRET_KEY`` they were written
-    with."""
-    agent = _agent(db, None)
-    rebound = 0
-    for name, *stored in db.rows("select name, api_key, base_url from api_provider_configs"):
-        changes = {}
-        for column, value in zip(PROVIDER_SECRETS, stored, strict=True):
-            if value and crypto.is_encrypted(value):
-                plain = crypto.decrypt(value, _context(from_agent, name, column))
-                changes[column] = crypto.encrypt(plain, _context(agent, name, column))
-        if changes:
-            db.update(ac.ApiProviderConfig, where={"name": name}, set=changes)
-            rebound += len(changes)
-    return rebound
+def _seal_provider(agent: str, values: dict[str, Any], stored: dict[str, str | None] | None,
+                   path: str, errors: _Errors) -> None:
+    """Seal the secrets a provider item sends, in place. Three rules keep a stored key where
+    it belongs: a masked value keeps the stored one; a new ``base_url`` needs the
+    ``api_key`` sent with it (else whoever may write the configuration, without ever seeing
+    the key, could send it to a host of their choosing); and a row is re-sealed whole, so it
+    never holds values under two keys."""
+    name = values.get("name", "")
+    for secret in PROVIDER_SECRETS:
+        if values.get(secret) == MASK:
+            del values[secret]  # a masked value sent back keeps the stored one
+    given = {s: values[s] for s in PROVIDER_SECRETS if s in values}
+    for secret, value in given.items():
+        if value and crypto.is_encrypted(value):
+            # it would be stored as is and fail to decrypt on every later read
+            errors.add(f"{path}.{secret}", f"looks like a stored ciphertext "
+                       f"({crypto.PREFIX}…); send the plaintext, or the mask to keep the "
+                       "stored value")
+            return
+    if not given:
+        return
+    try:
+        if stored and stored["api_key"] and "base_url" in given and "api_key" not in given:
+            old = stored["base_url"]
+            if given["base_url"] != (old and crypto.decrypt(
+                    old, sealed.provider_context(agent, name, "base_url"))):
+                errors.add(f"{path}.base_url", "a new base_url needs the api_key sent with it "
+                           "(the stored key would go to the new host): send api_key again, "
+                           "or api_key: null to drop the stored one")
+                return
+        for secret in PROVIDER_SECRETS:
+            context = sealed.provider_context(agent, name, secret)
+            if secret in given:
+                if given[secret]:
+                    values[secret] = crypto.encrypt(given[secret], context)
+            elif stored and (kept := stored[secret]):
+                values[secret] = crypto.reseal(kept, context)
+    except MaimDBError as err:
+        errors.add(path, str(err))
 
 
 # -- MaiBot's TOML layout ---------------------------------------------------------------------

@@ -21,6 +21,7 @@ import ast
 import hashlib
 import json
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -39,7 +40,7 @@ import psycopg
 from psycopg import sql
 
 from .connection import open_connection, run_scoped
-from .errors import ConfigurationError, ConflictError, InputError
+from .errors import ConfigurationError, ConflictError, InputError, MaimDBError
 from .row import Row
 from .scope import Scope, named_agent
 from .settings import settings
@@ -525,8 +526,8 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
         raise InputError(f"batch size must be between 1 and 100000, got {batch_size}")
     tz, tz_name = _timezone(timezone)
     if settings().pgbouncer:
-        # The import holds a session advisory lock across its batches; behind PgBouncer in
-        # transaction mode each batch may run on another server connection.
+        # The import's claim is a session advisory lock held across its batches; behind
+        # PgBouncer in transaction mode each batch may run on another server connection.
         raise ConfigurationError("import-sqlite needs a direct connection to PostgreSQL, not "
                                  "PgBouncer (MAIMDB_PGBOUNCER is set); point MAIMDB_DSN at the "
                                  "server for the import")
@@ -538,9 +539,9 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
         report.ignored_tables = sorted(t for t in source.tables
                                        if t not in {m.source for m in TABLES})
         namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"maim-db:{agent_id}:{key}")
-        # The lock has a connection of its own: every scope statement releases session-level
+        # The claim has a connection of its own: every scope statement releases session-level
         # advisory locks (maim_db/scope.py), so it cannot live on the one the blocks use.
-        with open_connection(dsn) as lock_conn, _import_lock(lock_conn, scope, key), \
+        with open_connection(dsn) as lock_conn, import_claim(lock_conn, scope, key), \
                 open_connection(dsn) as conn:
             done = _progress(conn, scope, key)
             for tm in TABLES:
@@ -573,25 +574,49 @@ def _timezone(name: str | None) -> tuple[tzinfo, str]:
                          "Asia/Shanghai") from None
 
 
-def lock_name(agent_id: str, key: str) -> str:
-    return f"maim_db import {agent_id} {key}"
+# A claim is live while its backend holds its advisory lock (a bigint key shows in pg_locks
+# as classid = high 32 bits, objid = low 32 bits, objsubid = 1).
+_LIVE: Final = """exists (select from pg_catalog.pg_locks l
+                    where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+                      and l.pid = {c}.holder_pid
+                      and (l.classid::bigint << 32 | l.objid::bigint) = {c}.lock_key)"""
 
 
 @contextmanager
-def _import_lock(conn: psycopg.Connection[Any], scope: Scope, key: str) -> Iterator[None]:
-    """One import of a given database into a given agent at a time: a session advisory lock
-    on ``conn`` (which runs no other block), released when the import ends or its process
-    dies."""
-    name = lock_name(str(scope.id), key)
+def import_claim(conn: psycopg.Connection[Any], scope: Scope, key: str) -> Iterator[None]:
+    """One import of a given database into a given agent at a time.
+
+    The claim is the agent's row in ``import_claims`` (migrations/0013), naming this backend
+    and a random advisory lock that ``conn`` (which runs no other block) holds until the import
+    ends or its process dies. Only the agent's scope can see or take the row; a claim whose
+    backend no longer holds its lock is stale and taken over. So no other session can block
+    an import by taking a lock first: the lock it could see in pg_locks decides nothing alone.
+    """
     with run_scoped(conn, scope) as db:
-        if not db.scalar("select pg_try_advisory_lock(hashtextextended(%s, 0))", [name]):
-            raise ConflictError(f"another import of this database into agent {scope.id} "
-                                "is running; wait for it to finish")
+        lock = secrets.randbits(62) + 1
+        while not db.scalar("select pg_try_advisory_lock(%s)", [lock]):
+            lock = secrets.randbits(62) + 1  # someone holds this one: no matter, take another
+        claimed = db.rows(sql.SQL(
+            "insert into import_claims (source_key, holder_pid, lock_key) "
+            "values (%s, pg_backend_pid(), %s) "
+            "on conflict (agent_id, source_key) do update "
+            "set holder_pid = excluded.holder_pid, lock_key = excluded.lock_key, "
+            "claimed_at = now() where not " + _LIVE.format(c="import_claims")
+            + " returning 1"), [key, lock])
+        if not claimed:
+            pid, since = db.rows("select holder_pid, claimed_at from import_claims "
+                                 "where source_key = %s", [key])[0]
+            db.execute("select pg_advisory_unlock(%s)", [lock])
+            raise ConflictError(f"another import of this database into agent {scope.id} is "
+                                f"running (backend {pid}, since {since:%Y-%m-%d %H:%M:%S %Z}); "
+                                "wait for it to finish")
     try:
         yield
     finally:
-        with suppress(psycopg.Error):  # a dead connection has released it already
-            conn.execute("select pg_advisory_unlock(hashtextextended(%s, 0))", [name])
+        # a new block releases the lock first; a dead connection has released it already
+        with suppress(psycopg.Error, MaimDBError), run_scoped(conn, scope) as db:
+            db.execute("delete from import_claims where source_key = %s and lock_key = %s",
+                       [key, lock])
 
 
 def _progress(conn: psycopg.Connection[Any], scope: Scope,

@@ -66,10 +66,17 @@ class State:
     unknown: list[str] = field(default_factory=list)
 
 
+def _rollback_file(path: Path) -> Path | None:
+    """A SQL migration's rollback beside it; a Python one carries its rollback in its steps."""
+    if path.suffix == ".py":
+        return None
+    return path.with_name(path.name.removesuffix(".sql") + ".rollback.sql")
+
+
 def _checksum(path: Path) -> str:
     digest = hashlib.sha256(path.read_bytes())
-    rollback = path.with_name(path.name.removesuffix(".sql") + ".rollback.sql")
-    if rollback.exists():
+    rollback = _rollback_file(path)
+    if rollback is not None and rollback.exists():
         digest.update(b"\0rollback\0" + rollback.read_bytes())
     return digest.hexdigest()
 
@@ -81,8 +88,8 @@ def load(migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:
         raise MigrationError(f"migrations directory {migrations_dir} does not exist")
     found = []
     for m in read_migrations(str(migrations_dir)):
-        rollback = Path(m.path).with_name(Path(m.path).name.removesuffix(".sql") + ".rollback.sql")
-        if not rollback.exists():
+        rollback = _rollback_file(Path(m.path))
+        if rollback is not None and not rollback.exists():
             raise MigrationError(f"migration {m.id} has no rollback file {rollback.name}")
         found.append(Migration(m.id, Path(m.path), _checksum(Path(m.path)), m))
     return found

@@ -7,24 +7,29 @@ the control plane (the agent record, API keys, activity, plugin settings) stays 
 control plane. See docs/import-export.md.
 
 An export is a directory of JSON Lines, one file per table, rows in key order as PostgreSQL's
-``row_to_json`` writes them, plus ``manifest.json`` with the counts and the schema version. It
-holds no timestamp of its own, so exporting the same data twice gives identical files.
+``row_to_json`` writes them, plus ``manifest.json`` with the counts, the schema version, each
+file's SHA-256 and a tag over all of it made with ``MAIMDB_SECRET_KEY``: a restore trusts the
+files (and re-seals their secrets) only when the tag verifies. It holds no timestamp of its
+own, so exporting the same data twice gives identical files. Every file is written 0600.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import IO, Any, Final
 
 import psycopg
 from psycopg import sql
 
-from .config_document import rebind_secrets
+from . import crypto, sealed
 from .connection import Database, connect, open_connection, run_scoped
-from .errors import ConfigurationError, ConflictError, InputError, translate
+from .errors import ConfigurationError, ConflictError, InputError, MaimDBError, translate
 from .row import Row
 from .scope import named_agent
 from .tables import agent_config, business, imports, runtime
@@ -35,7 +40,7 @@ DATA_ROWS: Final[tuple[type[Row], ...]] = agent_config.ROWS + business.ROWS + ru
 ERASED_ROWS: Final[tuple[type[Row], ...]] = DATA_ROWS + imports.ROWS
 
 FORMAT: Final = "maim_db-export"
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2  # 2: authenticated (a tag, file digests, the tenant)
 MANIFEST: Final = "manifest.json"
 BATCH: Final = 5000
 
@@ -95,6 +100,32 @@ def temp_like(name: str, table: str, cols: Iterable[str]) -> sql.Composed:
 
 # -- export ----------------------------------------------------------------------------------
 
+def private_file(path: Path, *, replace: bool = False) -> IO[bytes]:
+    """A file only its owner can read or write (0600), for anything that may hold secrets:
+    an export holds sealed secrets and all of an agent's conversations. A new file unless
+    ``replace``; a replaced one is made 0600 before anything is written into it."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+        os.fchmod(fd, 0o600)
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err.strerror or err}") from None
+    return os.fdopen(fd, "wb")
+
+
+def _signed_bytes(manifest: dict[str, Any]) -> bytes:
+    """What the tag covers: the manifest without its key id and tag, in one canonical form."""
+    body = {k: v for k, v in manifest.items() if k not in ("key_id", "tag")}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sign(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``manifest`` with the key id and tag of the current key (the manifest names each
+    file's SHA-256, so the tag covers every row and every sealed value)."""
+    key_id, tag = crypto.sign(_signed_bytes(manifest))
+    return {**manifest, "key_id": key_id, "tag": tag}
+
+
 def export_agent(agent_id: str, out: Path, *, dsn: str | None = None) -> dict[str, int]:
     """Write every data row of ``agent_id`` under ``out``; return the rows per table.
 
@@ -103,137 +134,190 @@ def export_agent(agent_id: str, out: Path, *, dsn: str | None = None) -> dict[st
     """
     scope = named_agent(agent_id)
     out = Path(out)
+    try:
+        crypto.current()
+    except ConfigurationError as err:
+        raise ConfigurationError(f"an export is signed with MAIMDB_SECRET_KEY, so that a "
+                                 f"restore can trust it: {err}") from None
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(f"{out} is not an empty directory; export into a new one")
     counts: dict[str, int] = {}
+    digests: dict[str, str] = {}
     with open_connection(dsn) as conn, run_scoped(conn, scope, snapshot=True) as db:
         db.execute("set local timezone = 'UTC'")  # timestamps the same whoever exports
+        tenant = db.scalar("select tenant_id from agents where id = maim.agent_id()")
+        held = sealed.count(db)
         # only now, with the scope open (the agent exists and is active), is there an export
         try:
-            out.mkdir(parents=True, exist_ok=True)
+            out.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as err:
             raise InputError(f"cannot create {out}: {err.strerror or err}") from None
         for model in DATA_ROWS:
-            counts[model.table] = _export_table(db, model, out / f"{model.table}.jsonl")
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
-                "schema_version": schema_version(), "agent_id": agent_id, "tables": counts}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n",
-                                encoding="utf-8")
+            counts[model.table], digests[model.table] = _export_table(
+                db, model, out / f"{model.table}.jsonl")
+    manifest: dict[str, Any] = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "schema_version": schema_version(), "agent_id": agent_id, "tenant_id": tenant,
+        "tables": counts, "sha256": digests, "sealed_values": held}
+    manifest = sign(manifest)
+    with private_file(out / MANIFEST) as f:
+        f.write((json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode())
     return counts
 
 
-def _export_table(db: Database, model: type[Row], path: Path) -> int:
+def _export_table(db: Database, model: type[Row], path: Path) -> tuple[int, str]:
     order = [k for k in model.key if k != "agent_id"] or ["agent_id"]
     query = sql.SQL("select row_to_json(t)::text from (select * from {} order by {}) as t"
                     ).format(sql.Identifier(model.table), names(order))
     n = 0
+    digest = hashlib.sha256()
     try:
-        handle = path.open("w", encoding="utf-8", newline="\n")
-    except OSError as err:
-        raise InputError(f"cannot write {path}: {err.strerror or err}") from None
-    try:
-        with handle as f, \
+        with private_file(path) as f, \
                 db.connection.cursor(name=f"maim_export_{model.table}") as cur:
             cur.itersize = BATCH
             cur.execute(query)
             for (line,) in cur:
-                f.write(line)
-                f.write("\n")
+                data = line.encode() + b"\n"
+                f.write(data)
+                digest.update(data)
                 n += 1
     except psycopg.Error as err:
         raise translate(err) from err
-    return n
+    return n, digest.hexdigest()
 
 
 # -- restore ---------------------------------------------------------------------------------
 
-def read_manifest(directory: Path) -> tuple[dict[str, int], str]:
-    """The table counts and the source agent of an export, after checking it is one this
-    code can restore."""
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """An export's manifest, once its tag has verified."""
+
+    tables: dict[str, int]
+    sha256: dict[str, str]
+    agent_id: str
+    tenant_id: str
+    sealed_values: int
+
+
+def read_manifest(directory: Path) -> Manifest:
+    """The manifest of an export, after checking it is one this code can restore and that
+    its tag verifies under a configured key. Nothing in the directory is trusted before."""
+    where = directory / MANIFEST
     if not directory.is_dir():
         raise InputError(f"{directory} is not a directory; give the directory an export wrote")
     try:
-        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads(where.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InputError(f"{directory} holds no {MANIFEST}; is it a maimdb export?") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InputError(f"{directory / MANIFEST} is not valid UTF-8 JSON: {err}") from None
+        raise InputError(f"{where} is not valid UTF-8 JSON: {err}") from None
     except OSError as err:
-        raise InputError(f"cannot read {directory / MANIFEST}: {err.strerror or err}") from None
+        raise InputError(f"cannot read {where}: {err.strerror or err}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise InputError(f"{directory / MANIFEST} is not a maimdb export manifest")
+        raise InputError(f"{where} is not a maimdb export manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise InputError(f"export format version {manifest.get('format_version')!r} is not "
-                         f"{FORMAT_VERSION}, the one this maim_db reads")
+                         f"{FORMAT_VERSION}, the one this maim_db reads (version 1 exports "
+                         "carry no authentication tag: export the agent again)")
+    key_id, tag = manifest.get("key_id"), manifest.get("tag")
+    if not isinstance(key_id, str) or not isinstance(tag, str):
+        raise InputError(f"{where} carries no authentication tag, so nothing in it is "
+                         "trusted; nothing was restored")
+    try:
+        genuine = crypto.verify(_signed_bytes(manifest), key_id, tag)
+    except ConfigurationError as err:
+        raise ConfigurationError(f"{where} is signed with key {key_id}: {err}") from None
+    if not genuine:
+        raise InputError(f"{where}: the authentication tag does not match, so the export was "
+                         "changed after it was written (or never was one); nothing was "
+                         "restored")
     if manifest.get("schema_version") != schema_version():
         raise InputError(f"the export was written at schema {manifest.get('schema_version')!r}"
                          f" and this database is at {schema_version()!r}; export again with "
                          "the same maim_db version as the restore")
-    tables = manifest.get("tables")
+    tables, digests = manifest.get("tables"), manifest.get("sha256")
     known = {m.table for m in DATA_ROWS}
-    if not isinstance(tables, dict) or not all(
-            t in known and isinstance(n, int) and n >= 0 for t, n in tables.items()):
-        raise InputError(f"{directory / MANIFEST}: 'tables' must map known tables to counts")
+    if not isinstance(tables, dict) or not isinstance(digests, dict) or not all(
+            t in known and isinstance(n, int) and n >= 0 and isinstance(digests.get(t), str)
+            for t, n in tables.items()):
+        raise InputError(f"{where}: 'tables' must map known tables to counts and digests")
     for table in tables:
         if not (directory / f"{table}.jsonl").is_file():
             raise InputError(f"{directory} lacks {table}.jsonl, which the manifest lists")
-    source = manifest.get("agent_id")
-    if not isinstance(source, str):
-        raise InputError(f"{directory / MANIFEST}: 'agent_id' must name the exported agent")
-    return {str(t): int(n) for t, n in tables.items()}, source
+    return Manifest({str(t): int(n) for t, n in tables.items()},
+                    {str(t): str(digests[t]) for t in tables}, str(manifest["agent_id"]),
+                    str(manifest["tenant_id"]), int(manifest["sealed_values"]))
 
 
-def import_export(directory: Path, agent_id: str, *, dsn: str | None = None) -> dict[str, int]:
+def import_export(directory: Path, agent_id: str, *, drop_secrets: bool = False,
+                  dsn: str | None = None) -> dict[str, int]:
     """Restore an export into ``agent_id``, which must hold no data yet; return the rows per
     table. One transaction: the agent ends with all of the export or none of it. Row ids are
-    kept (keys include agent_id, so they cannot collide with the source agent's)."""
+    kept (keys include agent_id, so they cannot collide with the source agent's).
+
+    Sealed secrets are re-sealed for the new agent only within the tenant they were
+    exported from; into another tenant's agent the restore is refused unless
+    ``drop_secrets``, which restores everything but them."""
     directory = Path(directory)
     scope = named_agent(agent_id)
-    expected, source = read_manifest(directory)
+    manifest = read_manifest(directory)
     written: dict[str, int] = {}
     with connect(dsn, agent_id=scope.id) as db:
+        tenant = db.scalar("select tenant_id from agents where id = maim.agent_id()")
+        foreign = tenant != manifest.tenant_id
+        if foreign and manifest.sealed_values and not drop_secrets:
+            raise ConflictError(
+                f"the export comes from tenant {manifest.tenant_id} and {agent_id} belongs to "
+                f"{tenant}: its {manifest.sealed_values} sealed secrets (provider keys and "
+                "URLs, maim_message tokens) do not cross tenants. Restore with --drop-secrets "
+                "to bring everything else; nothing was restored")
         held = {t: n for t, n in agent_counts(db, DATA_ROWS).items() if n}
         if held:
             listed = ", ".join(f"{t}: {n}" for t, n in held.items())
             raise ConflictError(f"agent {agent_id} already holds data ({listed}); restore into "
                                 "an agent with none, or `maimdb erase` it first")
         for model in DATA_ROWS:
-            if model.table in expected:
-                written[model.table] = _restore_table(db, model, directory)
-        if source != agent_id:
-            try:
-                rebind_secrets(db, source)
-            except ConfigurationError as err:
-                raise ConfigurationError(
-                    f"the export holds encrypted provider secrets of {source}; restoring them "
-                    f"into another agent re-encrypts them, which needs the MAIMDB_SECRET_KEY "
-                    f"they were written with ({err})") from err
-        wrong = {t: (n, written[t]) for t, n in expected.items() if written[t] != n}
+            if model.table in manifest.tables:
+                written[model.table] = _restore_table(db, model, directory,
+                                                      manifest.sha256[model.table])
+        wrong = {t: (n, written[t]) for t, n in manifest.tables.items() if written[t] != n}
         if wrong:  # inside the transaction: a short or padded file restores nothing
             listed = ", ".join(f"{t}: manifest {n}, file {w}" for t, (n, w) in wrong.items())
             raise InputError(f"the files do not match the manifest ({listed}); nothing was "
                              "restored")
+        if foreign:
+            sealed.drop(db)
+        else:
+            try:
+                sealed.rebind(db, manifest.agent_id)
+            except MaimDBError as err:
+                raise type(err)(f"the export holds sealed secrets of {manifest.agent_id}; "
+                                f"re-sealing them for {agent_id} failed ({err}); nothing was "
+                                "restored") from err
     return written
 
 
-def _restore_table(db: Database, model: type[Row], directory: Path) -> int:
+def _restore_table(db: Database, model: type[Row], directory: Path, sha256: str) -> int:
     try:
-        return _restore_lines(db, model, directory)
+        return _restore_lines(db, model, directory, sha256)
     except UnicodeDecodeError as err:
         raise InputError(f"{model.table}.jsonl is not valid UTF-8: {err}") from None
     except OSError as err:
         raise InputError(f"cannot read {model.table}.jsonl: {err.strerror or err}") from None
 
 
-def _restore_lines(db: Database, model: type[Row], directory: Path) -> int:
+def _restore_lines(db: Database, model: type[Row], directory: Path, sha256: str) -> int:
     temp = f"maim_restore_{model.table}"
     known = set(model.model_fields)
     lines = 0
-    with (directory / f"{model.table}.jsonl").open(encoding="utf-8") as f, \
+    digest = hashlib.sha256()
+    with (directory / f"{model.table}.jsonl").open("rb") as f, \
             copy_via_temp(db, temp, sql.SQL("create temp table {} (line jsonb not null) "
                                             "on commit drop").format(sql.Identifier(temp)),
                           ["line"]) as copy:
-        for number, line in enumerate(f, 1):
+        for number, data in enumerate(f, 1):
+            digest.update(data)
+            line = data.decode("utf-8")
             if not line.strip():
                 continue
             try:
@@ -248,6 +332,9 @@ def _restore_lines(db: Database, model: type[Row], directory: Path) -> int:
                                  f"{', '.join(map(repr, unknown))} in {model.table}")
             copy.write_row((line,))
             lines += 1
+    if digest.hexdigest() != sha256:  # before its rows go anywhere but the temporary table
+        raise InputError(f"{model.table}.jsonl is not the file the export wrote (its SHA-256 "
+                         "differs from the signed manifest's); nothing was restored")
     cols = columns(model)
     n = db.execute(sql.SQL("insert into {t} ({c}) select {pc} from {tmp}, "
                            "jsonb_populate_record(null::{t}, {tmp}.line) as p").format(

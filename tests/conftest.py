@@ -187,3 +187,14 @@ def world(db: TestDB) -> World:
         with connect(db.dsn("app"), agent_id=agent.id) as app:
             states[a] = app.insert(AgentActiveState())
     return World(users, tenants, agents, keys, states, plugins)
+
+
+@pytest.fixture
+def secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh MAIMDB_SECRET_KEY for this test (and the CLI processes it starts)."""
+    from maim_db import crypto
+
+    key = crypto.new_key()
+    monkeypatch.setenv(crypto.ENV, key)
+    monkeypatch.delenv(crypto.FALLBACKS_ENV, raising=False)
+    yield key

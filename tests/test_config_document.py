@@ -3,7 +3,6 @@ masked and encrypted, MaiBot TOML in and out."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -22,13 +21,6 @@ from maim_db import (
 )
 from maim_db import config_document as cd
 from tests.conftest import TestDB, World
-
-
-@pytest.fixture
-def secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    key = crypto.new_key()
-    monkeypatch.setenv(crypto.ENV, key)
-    yield key
 
 
 def _read(db: TestDB, world: World, agent: str = "A1", **kw: Any) -> dict[str, Any]:
@@ -217,7 +209,7 @@ def test_ciphertext_as_input_is_refused(db: TestDB, world: World, secret_key: st
     with psycopg.connect(db.superuser) as conn:  # written around the library: still typed
         conn.execute("insert into api_provider_configs (agent_id, name, api_key) "
                      "values (%s, 'raw', 'enc:v1:!!')", [world.agent_id("A1")])
-    with pytest.raises(InputError, match="does not decrypt"):
+    with pytest.raises(InputError, match="does not open"):
         _read(db, world, reveal=True)
 
 
@@ -230,7 +222,7 @@ def test_a_copied_ciphertext_does_not_decrypt_elsewhere(db: TestDB, world: World
         conn.execute("update api_provider_configs set api_key = (select api_key from "
                      "api_provider_configs where agent_id = %s) where agent_id = %s",
                      [world.agent_id("A1"), world.agent_id("A2")])
-    with pytest.raises(InputError, match="does not decrypt"):
+    with pytest.raises(InputError, match="does not open"):
         _read(db, world, "A2", reveal=True)
 
 

@@ -29,11 +29,12 @@ from maim_db import (
 from maim_db.maibot_sqlite import (
     TABLES,
     ImportReport,
+    import_claim,
     import_sqlite,
-    lock_name,
     open_source,
     source_key,
 )
+from maim_db.scope import named_agent
 from maim_db.tables import runtime as rt
 from maim_db.tables.imports import ImportProgress
 from maim_db.transfer import agent_counts
@@ -329,11 +330,12 @@ def test_two_imports_of_one_file_into_one_agent_do_not_overlap(db: TestDB, world
     a1 = world.agent_id("A1")
     path = mf.build(tmp_path / "MaiBot.db", "0.12")
     source = open_source(path)
-    name = lock_name(a1, source_key(source))
+    key = source_key(source)
     source.conn.close()
-    with psycopg.connect(db.dsn("app"), autocommit=True) as running:  # an import under way
-        running.execute("select pg_advisory_lock(hashtextextended(%s, 0))", [name])
-        with pytest.raises(ConflictError, match="another import of this database"):
+    with psycopg.connect(db.dsn("app"), autocommit=True) as running, \
+            import_claim(running, named_agent(a1), key):  # an import under way
+        with pytest.raises(ConflictError, match=r"another import of this database .* is "
+                                                r"running \(backend \d+, since "):
             _import(db, path, a1)
         _nothing_written(db, a1)
     assert _import(db, path, a1).table("messages").written == len(mf.canonical()["messages"])

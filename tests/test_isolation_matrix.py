@@ -25,7 +25,8 @@ TENANT_KEYED = {"api_keys", "plugin_settings"}  # control plane, covered in test
 AGENT_TABLES = [m for m in ALL_ROWS
                 if "agent_id" in m.model_fields and m.table not in TENANT_KEYED]
 # Values the generic samples cannot satisfy (a CHECK on the column's format).
-FORMATTED = {"import_progress": {"source_key": "0123456789abcdef"}}
+FORMATTED = {"import_progress": {"source_key": "0123456789abcdef"},
+             "import_claims": {"source_key": "0123456789abcdef"}}
 
 
 def _sample(model: type[Row], field: str, annotation: Any, jsonb: bool) -> Any:

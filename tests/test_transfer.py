@@ -3,6 +3,7 @@ and gone, each in the agent's own scope, never touching another agent's rows."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -33,9 +34,12 @@ from maim_db.transfer import (
     erase_agent,
     export_agent,
     import_export,
+    sign,
 )
 from tests import maibot_files as mf
 from tests.conftest import TestDB, World
+
+pytestmark = pytest.mark.usefixtures("secret_key")  # an export is signed with it
 
 
 def _fill(db: TestDB, agent: str, tmp_path: Path) -> None:
@@ -72,8 +76,11 @@ def test_export_restore_export_round_trip(db: TestDB, world: World, tmp_path: Pa
     export_agent(fresh, tmp_path / "second", dsn=db.dsn("app"))
     before, after = _files(tmp_path / "first"), _files(tmp_path / "second")
     assert set(before) == {MANIFEST} | {f"{m.table}.jsonl" for m in DATA_ROWS}
+    manifests = [json.loads(files.pop(MANIFEST)) for files in (before, after)]
     assert {name: text.replace(a1, fresh) for name, text in before.items()} == after
     assert a1 not in "".join(after.values())
+    assert manifests[0]["tables"] == manifests[1]["tables"]
+    assert (manifests[0]["agent_id"], manifests[1]["agent_id"]) == (a1, fresh)
     # the restored agent reads its data like any other
     with connect(db.dsn("app"), agent_id=fresh) as s:
         assert cd.read(s)["persona"]["personality"] == "活泼开朗 🌟"
@@ -100,6 +107,14 @@ def test_restore_refuses_an_agent_that_holds_data(db: TestDB, world: World,
     assert _all_counts(db, a2) == {**{t: 0 for t in _all_counts(db, a2)}, "runtime_state": 1}
 
 
+def _resign(out: Path) -> None:
+    """Sign ``out`` again as it now is, as an export holding the key would have."""
+    manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+    manifest["sha256"] = {t: hashlib.sha256((out / f"{t}.jsonl").read_bytes()).hexdigest()
+                          for t in manifest["tables"]}
+    (out / MANIFEST).write_text(json.dumps(sign(manifest)), encoding="utf-8")
+
+
 def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Path) -> None:
     a1, a2 = world.agent_id("A1"), world.agent_id("A2")
     _fill(db, a1, tmp_path)
@@ -108,6 +123,7 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
     lines = (out / "messages.jsonl").read_text(encoding="utf-8").splitlines()
     (out / "messages.jsonl").write_text("\n".join([*lines[:5], "{broken", *lines[5:]]) + "\n",
                                         encoding="utf-8")
+    _resign(out)  # the checks behind the signature hold for a signed file too
     with pytest.raises(InputError, match=r"messages.jsonl line 6"):
         import_export(out, a2, dsn=db.dsn("app"))
     assert all(n == 0 for n in _all_counts(db, a2).values())  # all or nothing
@@ -115,13 +131,15 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
     for change, message in ((dict(schema_version="0001_control_plane"), "written at schema"),
                             (dict(format="something else"), "not a maimdb export"),
                             (dict(tables={"agents": 1}), "known tables")):
-        (out / MANIFEST).write_text(json.dumps({**manifest, **change}), encoding="utf-8")
+        (out / MANIFEST).write_text(json.dumps(sign({**manifest, **change})),
+                                    encoding="utf-8")
         with pytest.raises(InputError, match=message):
             import_export(out, a2, dsn=db.dsn("app"))
     (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     good = (out / "messages.jsonl").read_text(encoding="utf-8").replace("{broken\n", "")
     # a file shorter than the manifest says: refused inside the transaction
     (out / "messages.jsonl").write_text("".join(good.splitlines(True)[2:]), encoding="utf-8")
+    _resign(out)
     with pytest.raises(InputError, match="messages: manifest"):
         import_export(out, a2, dsn=db.dsn("app"))
     assert all(n == 0 for n in _all_counts(db, a2).values())
@@ -131,9 +149,11 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
     record["processed_plain_txt"] = record.pop("processed_plain_text")
     (out / "messages.jsonl").write_text(json.dumps(record) + "\n" + "".join(rest),
                                         encoding="utf-8")
+    _resign(out)
     with pytest.raises(InputError, match="line 1: no column 'processed_plain_txt'"):
         import_export(out, a2, dsn=db.dsn("app"))
     (out / "messages.jsonl").write_text("[1, 2]\n" + "".join(rest), encoding="utf-8")
+    _resign(out)
     with pytest.raises(InputError, match="line 1: not a JSON object"):
         import_export(out, a2, dsn=db.dsn("app"))
     assert all(n == 0 for n in _all_counts(db, a2).values())
@@ -147,6 +167,7 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
         import_export(out, a2, dsn=db.dsn("app"))
     (out / MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
     (out / "messages.jsonl").write_bytes(b'{"x": "\xff"}\n')
+    _resign(out)
     with pytest.raises(InputError, match=r"messages\.jsonl is not valid UTF-8"):
         import_export(out, a2, dsn=db.dsn("app"))
     assert all(n == 0 for n in _all_counts(db, a2).values())
@@ -165,27 +186,25 @@ def test_a_broken_export_changes_nothing(db: TestDB, world: World, tmp_path: Pat
 def test_provider_secrets_survive_a_restore_into_another_agent(
         db: TestDB, world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A provider secret is sealed with its agent's id; the restore re-seals it for the new
-    agent, so the runtime can still read it — and refuses, changing nothing, without the key."""
-    import base64
-
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    monkeypatch.setenv("MAIMDB_SECRET_KEY",
-                       base64.urlsafe_b64encode(AESGCM.generate_key(bit_length=256)).decode())
-    a1, a2, b1 = world.agent_id("A1"), world.agent_id("A2"), world.agent_id("B1")
+    agent of the same tenant, so the runtime can still read it — and refuses, changing
+    nothing, without the key (which also checks the export's signature)."""
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
     with connect(db.dsn("app"), agent_id=a1) as s:
         cd.update(s, {"config_overrides": {"model": {"api_providers": [
             {"name": "sf", "api_key": "sk-秘密", "base_url": "https://api.example.cn"}]}}})
     export_agent(a1, tmp_path / "out", dsn=db.dsn("app"))
+    key = os.environ["MAIMDB_SECRET_KEY"]
+    monkeypatch.delenv("MAIMDB_SECRET_KEY")
+    with pytest.raises(ConfigurationError, match=r"is signed with key .*MAIMDB_SECRET_KEY is "
+                                                 r"not set"):
+        import_export(tmp_path / "out", a2, dsn=db.dsn("app"))
+    assert all(n == 0 for n in _all_counts(db, a2).values())
+    monkeypatch.setenv("MAIMDB_SECRET_KEY", key)
     import_export(tmp_path / "out", a2, dsn=db.dsn("app"))
     for agent in (a1, a2):
         with connect(db.dsn("app"), agent_id=agent) as s:
             provider = cd.read(s, reveal=True)["config_overrides"]["model"]["api_providers"][0]
         assert (provider["api_key"], provider["base_url"]) == ("sk-秘密", "https://api.example.cn")
-    monkeypatch.delenv("MAIMDB_SECRET_KEY")
-    with pytest.raises(ConfigurationError, match="needs the MAIMDB_SECRET_KEY"):
-        import_export(tmp_path / "out", b1, dsn=db.dsn("app"))
-    assert all(n == 0 for n in _all_counts(db, b1).values())
 
 
 def test_a_restore_cannot_write_into_another_agent(db: TestDB, world: World,

@@ -52,7 +52,7 @@ from .control_plane import (
     User,
     UserProfile,
 )
-from .imports import ImportProgress
+from .imports import ImportClaim, ImportProgress
 from .runtime import (
     ActionRecord,
     ChatHistorySummary,
@@ -125,6 +125,7 @@ __all__ = [
     "HippoTopicCache",
     "Image",
     "ImageDescription",
+    "ImportClaim",
     "ImportProgress",
     "Jargon",
     "JargonConfig",

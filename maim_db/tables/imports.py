@@ -1,5 +1,5 @@
-"""Import bookkeeping (migrations/0008_import_progress.sql): how far each MaiBot database's
-import has got, per agent and table."""
+"""Import bookkeeping: how far each MaiBot database's import has got, per agent and table
+(migrations/0008_import_progress.sql), and which import is running (0013's import_claims)."""
 
 from __future__ import annotations
 
@@ -25,4 +25,18 @@ class ImportProgress(Row):
     updated_at: datetime = server_default()
 
 
-ROWS: tuple[type[Row], ...] = (ImportProgress,)
+class ImportClaim(Row):
+    """A running import of one MaiBot database into this agent: live while backend
+    ``holder_pid`` holds advisory lock ``lock_key`` (maim_db/maibot_sqlite.py)."""
+
+    table: ClassVar[str] = "import_claims"
+    key: ClassVar[tuple[str, ...]] = ("agent_id", "source_key")
+
+    agent_id: str = server_default()
+    source_key: str
+    holder_pid: int
+    lock_key: int
+    claimed_at: datetime = server_default()
+
+
+ROWS: tuple[type[Row], ...] = (ImportProgress, ImportClaim)

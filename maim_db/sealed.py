@@ -1,0 +1,208 @@
+"""Where sealed secrets live, and what moves them: re-binding to another agent, dropping them,
+and rotating every one of them to a new key.
+
+Two kinds of value are sealed (:mod:`maim_db.crypto`): a provider's ``api_key`` and
+``base_url`` in ``api_provider_configs``, and each ``maim_message_configs.auth_token``. Their
+associated data names the agent, so a copy in another agent's row does not open.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from psycopg.types.json import Jsonb
+
+from . import crypto
+from .connection import Database, connect
+from .errors import InputError, MaimDBError
+
+PROVIDER_SECRETS: Final = ("api_key", "base_url")
+
+
+def provider_context(agent: str, provider: str, column: str) -> str:
+    return f"{agent}/api_provider_configs/{provider}/{column}"
+
+
+def token_context(agent: str) -> str:
+    return f"{agent}/maim_message_configs/auth_token"
+
+
+def seal_tokens(agent: str, tokens: list[Any]) -> list[str]:
+    """Each token sealed under the current key; a token must be a string."""
+    sealed = []
+    for i, token in enumerate(tokens):
+        if not isinstance(token, str):
+            raise InputError(f"auth_token[{i}] must be a string, got {type(token).__name__}")
+        sealed.append(crypto.encrypt(token, token_context(agent)))
+    return sealed
+
+
+def open_tokens(agent: str, tokens: list[Any]) -> list[str]:
+    opened = []
+    for i, token in enumerate(tokens):
+        if not isinstance(token, str):
+            raise InputError(f"the secret at {token_context(agent)}[{i}] is stored unsealed "
+                             "(written around maim_db), so it is not revealed")
+        opened.append(crypto.decrypt(token, token_context(agent)))
+    return opened
+
+
+def _own_agent(db: Database) -> str:
+    return str(db.scalar("select maim.agent_id()"))
+
+
+def count(db: Database) -> int:
+    """The sealed values the scope's agent holds."""
+    return int(db.scalar("""
+        select (select count(api_key) + count(base_url) from api_provider_configs)
+             + (select coalesce(sum(jsonb_array_length(auth_token)), 0)
+                from maim_message_configs)"""))
+
+
+def rebind(db: Database, from_agent: str) -> int:
+    """Re-seal the scope's agent's secrets, which were sealed for ``from_agent`` (a restored
+    copy), for the agent itself and under the current key; return how many."""
+    agent = _own_agent(db)
+    rebound = 0
+    for name, *stored in db.rows("select name, api_key, base_url from api_provider_configs"):
+        changes = {column: crypto.reseal(value, provider_context(from_agent, name, column),
+                                         to_context=provider_context(agent, name, column))
+                   for column, value in zip(PROVIDER_SECRETS, stored, strict=True) if value}
+        if changes:
+            db.execute(*_set("api_provider_configs", changes, "name = %s", [name]))
+            rebound += len(changes)
+    for (tokens,) in db.rows("select auth_token from maim_message_configs"):
+        if tokens:
+            moved = [crypto.reseal(t, token_context(from_agent), to_context=token_context(agent))
+                     for t in _strings(tokens, from_agent)]
+            db.execute("update maim_message_configs set auth_token = %s", [Jsonb(moved)])
+            rebound += len(moved)
+    return rebound
+
+
+def drop(db: Database) -> int:
+    """Remove every sealed value of the scope's agent; return how many went."""
+    n = count(db)
+    db.execute("update api_provider_configs set api_key = null, base_url = null "
+               "where api_key is not null or base_url is not null")
+    db.execute("update maim_message_configs set auth_token = '[]' where auth_token <> '[]'")
+    return n
+
+
+def _strings(tokens: list[Any], agent: str) -> list[str]:
+    if not all(isinstance(t, str) for t in tokens):
+        raise InputError(f"the secrets at {token_context(agent)} are not all strings "
+                         "(written around maim_db)")
+    return tokens
+
+
+def _set(table: str, changes: dict[str, Any], where: str,
+         params: list[Any]) -> tuple[str, list[Any]]:
+    assignments = ", ".join(f"{c} = %s" for c in changes)  # column names are ours
+    return f"update {table} set {assignments} where {where}", [*changes.values(), *params]
+
+
+# -- rotation ------------------------------------------------------------------------------------
+
+@dataclass
+class Tally:
+    """What a rotation found in one table, value by value."""
+
+    current: int = 0  # already under the current key
+    resealed: int = 0  # moved to the current key now (or, in a dry run, would be)
+    unsealed: int = 0  # stored in plaintext around maim_db: left as is, never revealed
+    unreadable: list[str] = field(default_factory=list)  # no configured key opens these
+    retried: int = 0  # changed by someone else during this run: the next run takes them
+
+    @property
+    def done(self) -> bool:
+        return not self.unreadable and not self.retried
+
+
+def rotate(dsn: str | None = None, *, batch_size: int = 500,
+           dry_run: bool = False) -> dict[str, Tally]:
+    """Re-seal every sealed value under ``MAIMDB_SECRET_KEY``, in batches of ``batch_size``
+    rows, each its own transaction in admin scope. Resumable: a value already under the
+    current key is left alone, so a rerun continues where an interrupted one stopped."""
+    if isinstance(batch_size, bool) or not 1 <= batch_size <= 100_000:
+        raise InputError(f"batch size must be between 1 and 100000, got {batch_size}")
+    crypto.current()  # refuse before reading anything when no key is set
+    return {"api_provider_configs": _rotate_providers(dsn, batch_size, dry_run),
+            "maim_message_configs": _rotate_tokens(dsn, batch_size, dry_run)}
+
+
+def _reseal_one(value: str, context: str, tally: Tally, where: str) -> str | None:
+    """The value under the current key, or None when it stays as it is."""
+    if not crypto.is_encrypted(value):
+        tally.unsealed += 1
+        return None
+    if crypto.is_current(value):
+        tally.current += 1
+        return None
+    try:
+        fresh = crypto.reseal(value, context)
+    except MaimDBError:
+        tally.unreadable.append(where)
+        return None
+    tally.resealed += 1
+    return fresh
+
+
+def _rotate_providers(dsn: str | None, batch_size: int, dry_run: bool) -> Tally:
+    tally, after = Tally(), ("", "00000000-0000-0000-0000-000000000000")
+    while True:
+        with connect(dsn, admin=True) as db:
+            rows = db.rows("select agent_id, id::text, name, api_key, base_url "
+                           "from api_provider_configs where (agent_id, id) > (%s, %s::uuid) "
+                           "order by agent_id, id limit %s", [*after, batch_size])
+            for agent, row_id, name, *stored in rows:
+                changes = {}
+                for column, value in zip(PROVIDER_SECRETS, stored, strict=True):
+                    if value is not None and (fresh := _reseal_one(
+                            value, provider_context(agent, name, column), tally,
+                            f"{agent} provider {name} {column}")):
+                        changes[column] = fresh
+                if changes and not dry_run:
+                    guard = " and ".join(f"{c} = %s" for c in changes)
+                    n = db.execute(*_set("api_provider_configs", changes,
+                                         f"agent_id = %s and id = %s and {guard}",
+                                         [agent, row_id, *(stored[PROVIDER_SECRETS.index(c)]
+                                                           for c in changes)]))
+                    if n == 0:
+                        tally.resealed -= len(changes)
+                        tally.retried += len(changes)
+        if len(rows) < batch_size:
+            return tally
+        after = (rows[-1][0], rows[-1][1])
+
+
+def _rotate_tokens(dsn: str | None, batch_size: int, dry_run: bool) -> Tally:
+    tally, after = Tally(), ""
+    while True:
+        with connect(dsn, admin=True) as db:
+            rows = db.rows("select agent_id, auth_token from maim_message_configs "
+                           "where agent_id > %s and auth_token <> '[]' "
+                           "order by agent_id limit %s", [after, batch_size])
+            for agent, tokens in rows:
+                fresh_tokens, changed = [], False
+                for i, token in enumerate(tokens):
+                    fresh = (_reseal_one(token, token_context(agent), tally,
+                                         f"{agent} auth_token[{i}]")
+                             if isinstance(token, str) else None)
+                    if not isinstance(token, str):
+                        tally.unsealed += 1
+                    changed |= fresh is not None
+                    fresh_tokens.append(fresh if fresh is not None else token)
+                if changed and not dry_run:
+                    n = db.execute("update maim_message_configs set auth_token = %s "
+                                   "where agent_id = %s and auth_token = %s",
+                                   [Jsonb(fresh_tokens), agent, Jsonb(tokens)])
+                    if n == 0:
+                        moved = sum(1 for a, b in zip(tokens, fresh_tokens, strict=True)
+                                    if a != b)
+                        tally.resealed -= moved
+                        tally.retried += moved
+        if len(rows) < batch_size:
+            return tally
+        after = rows[-1][0]
