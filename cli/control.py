@@ -20,7 +20,7 @@ from maim_db import Database, MaimDBError, connect, keys, tenancy, transfer
 from maim_db import config_document as cd
 from maim_db.tables import Agent
 
-from .output import cell, err, fail, out, say
+from .output import cell, dumps, err, fail, out, say
 
 Dsn = Annotated[str | None, typer.Option("--dsn", envvar="MAIMDB_DSN",
                                           help="PostgreSQL DSN; default: the embedded server.")]
@@ -53,7 +53,7 @@ def emit(rows: BaseModel | Sequence[BaseModel] | dict[str, Any], as_json: bool,
                      else _plain(rows))
         if total is not None:
             data = {"items": data, "total": total}
-        print(json.dumps(data, ensure_ascii=False, indent=2))
+        print(dumps(data))
         return
     items = rows if isinstance(rows, list | tuple) else [rows]
     if isinstance(rows, dict):
@@ -272,8 +272,7 @@ def key_create(name: str,
 
 def _show_issued(issued: keys.IssuedKey, as_json: bool) -> None:
     if as_json:
-        print(json.dumps({**_plain(issued.record), "secret": issued.secret},
-                         ensure_ascii=False, indent=2))
+        print(dumps({**_plain(issued.record), "secret": issued.secret}))
     else:
         emit(issued.record, False, KEY_COLUMNS)
         say(f"secret: {issued.secret}")
@@ -354,7 +353,7 @@ def config_show(agent_id: str, dsn: Dsn = None,
     """
     with admin(dsn) as db:
         doc = cd.read(db, agent_id, reveal=reveal)
-    print(json.dumps(doc, ensure_ascii=False, indent=2))
+    print(dumps(doc))
 
 
 @config_app.command("set")
@@ -374,7 +373,7 @@ def config_set(agent_id: str,
         fail(MaimDBError(f"not valid JSON: {e}"))
     with admin(dsn) as db:
         doc = cd.update(db, patch, agent_id)
-    print(json.dumps(doc, ensure_ascii=False, indent=2))
+    print(dumps(doc))
 
 
 def _read_text(path: Path) -> str:

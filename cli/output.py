@@ -1,8 +1,16 @@
-"""Where the CLI writes: results to stdout, warnings and errors to stderr, one line each."""
+"""Where the CLI writes: results to stdout, warnings and errors to stderr, one line each.
+
+Everything printed may hold text from outside (a MaiBot file's table and column names, its
+rows, names a user typed), so every helper here shows it inert: control characters (C0, DEL,
+C1, which hold ESC and CSI) and bidirectional overrides as visible escapes, rich markup as
+text. Print through these, never with a bare ``print`` of foreign text.
+"""
 
 from __future__ import annotations
 
-from typing import NoReturn
+import json
+import re
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -12,6 +20,25 @@ from rich.text import Text
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
 
+# C0 (newline and tab too: one value, one line), DEL, C1, and the bidi controls that make a
+# terminal show text in another order than it is ("Trojan Source").
+_BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
+_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f{_BIDI}]")  # json.dumps escapes C0 itself
+
+
+def visible(text: str) -> str:
+    """``text`` with every character a terminal would act on shown as an escape."""
+    return _UNSAFE.sub(lambda m: (f"\\x{ord(m.group()):02x}" if ord(m.group()) < 0x100
+                                  else f"\\u{ord(m.group()):04x}"), text)
+
+
+def dumps(data: Any) -> str:
+    """JSON for stdout: readable UTF-8, but C1 and bidi controls (which JSON leaves raw)
+    escaped as ``\\uXXXX``, still valid JSON."""
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}",
+                               json.dumps(data, ensure_ascii=False, indent=2))
+
 
 def report(error: Exception) -> None:
     """``error`` as one line on stderr (a multi-line message is joined with ``; ``, or a
@@ -19,7 +46,7 @@ def report(error: Exception) -> None:
     text = ""
     for line in filter(None, (line.strip() for line in str(error).splitlines())):
         text += ("" if not text else " " if text.endswith(":") else "; ") + line
-    err.print(f"[bold red]error:[/] {escape(text)}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(visible(text))}", highlight=False)
 
 
 def fail(error: Exception) -> NoReturn:
@@ -29,10 +56,10 @@ def fail(error: Exception) -> NoReturn:
 
 
 def say(line: str) -> None:
-    """One line on stdout, as is: it may hold data, and data may hold rich markup."""
-    out.print(Text(line), highlight=False)
+    """One line on stdout, literally: it may hold data, and data may hold rich markup."""
+    out.print(Text(visible(line)), highlight=False)
 
 
 def cell(value: object) -> Text:
     """A table cell holding data: shown literally, never read as markup."""
-    return Text(str(value))
+    return Text(visible(str(value)))

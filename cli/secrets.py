@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
@@ -11,7 +10,7 @@ from rich.table import Table
 from maim_db import MaimDBError, crypto, sealed
 
 from .control import Dsn, Json
-from .output import cell, err, fail, out, say
+from .output import cell, dumps, err, fail, out, say
 
 secrets_app = typer.Typer(help="Keys for sealed secrets (MAIMDB_SECRET_KEY).",
                           no_args_is_help=True)
@@ -47,11 +46,11 @@ def rotate(dsn: Dsn = None, as_json: Json = False,
         fail(e)
     done = all(t.done for t in tallies.values())
     if as_json:
-        print(json.dumps({"key_id": key, "dry_run": dry_run, "complete": done,
+        print(dumps({"key_id": key, "dry_run": dry_run, "complete": done,
                           "tables": {name: {"current": t.current, "resealed": t.resealed,
                                             "unsealed": t.unsealed, "retried": t.retried,
                                             "unreadable": t.unreadable}
-                                     for name, t in tallies.items()}}, indent=2))
+                                     for name, t in tallies.items()}}))
     else:
         table = Table("table", "already current", "would reseal" if dry_run else "resealed",
                       "unsealed", "unreadable", "changed meanwhile")

@@ -3,7 +3,6 @@ agent's own scope."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,7 +16,7 @@ from maim_db import MaimDBError, transfer
 from maim_db.maibot_sqlite import ImportReport, Progress, TableReport, import_sqlite
 
 from .control import Dsn, Json, Yes
-from .output import cell, err, fail, out, say
+from .output import cell, dumps, err, fail, out, say
 
 AgentOpt = Annotated[str, typer.Option("--agent", help="The agent (agent_…) whose rows these are.")]
 
@@ -59,7 +58,7 @@ class _Bars(Progress):
 
 def _print_report(report: ImportReport) -> None:
     table = Table("table", "read", "written", "earlier runs", "skipped", "fallback",
-                  title=f"{report.path} → {report.agent_id} ({report.seconds:.1f} s)")
+                  title=cell(f"{report.path} → {report.agent_id} ({report.seconds:.1f} s)"))
     for t in report.tables:
         table.add_row(cell(t.target), str(t.read), str(t.written), str(t.earlier),
                       str(sum(t.skipped.values())), str(sum(t.fallback.values())))
@@ -72,6 +71,12 @@ def _print_report(report: ImportReport) -> None:
             say(f"  {t.target}: fallback {n}: {what}")
         if t.ignored_columns:
             say(f"  {t.source}: columns with no home here: {', '.join(t.ignored_columns)}")
+        if t.altered:
+            shown = ", ".join(f"id {a.source_id} {a.column} ({a.change})"
+                              for a in t.altered[:5])
+            more = f", and {len(t.altered) - 5} more (--json lists all)" if len(t.altered) > 5 \
+                else ""
+            say(f"  {t.source}: {len(t.altered)} values altered to fit PostgreSQL: {shown}{more}")
     if report.ignored_tables:
         say(f"tables not imported: {', '.join(report.ignored_tables)}")
 
@@ -82,7 +87,14 @@ def import_sqlite_command(
     timezone: Annotated[str | None, typer.Option(
         "--timezone", help="Zone MaiBot's naive datetimes were written in; default: this "
                            "machine's.")] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 5000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000,
+                                            help="Rows per batch (one transaction).")] = 5000,
+    batch_mib: Annotated[int, typer.Option("--batch-mib", min=1, max=4096,
+                                           help="About this many MiB of values per batch, "
+                                                "whatever the rows.")] = 16,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="Refuse values PostgreSQL cannot store (NUL characters, invalid "
+                         "UTF-8) instead of mending and listing them.")] = False,
     as_json: Json = False,
     dsn: Dsn = None,
 ) -> None:
@@ -95,22 +107,23 @@ def import_sqlite_command(
             with Bar(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
                      TimeElapsedColumn(), console=err) as bar:
                 report = import_sqlite(path, agent, dsn=dsn, timezone=timezone,
-                                       batch_size=batch_size, progress=_Bars(bar))
+                                       batch_size=batch_size, batch_bytes=batch_mib * 2**20,
+                                       strict=strict, progress=_Bars(bar))
         else:
             report = import_sqlite(path, agent, dsn=dsn, timezone=timezone,
-                                   batch_size=batch_size, progress=_Lines())
+                                   batch_size=batch_size, batch_bytes=batch_mib * 2**20,
+                                   strict=strict, progress=_Lines())
     except MaimDBError as e:
         fail(e)
     if as_json:
-        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        print(dumps(report.as_dict()))
     else:
         _print_report(report)
 
 
 def _counts(counts: dict[str, int], as_json: bool, title: str, extra: dict[str, Any]) -> None:
     if as_json:
-        print(json.dumps({**extra, "tables": counts, "total": sum(counts.values())},
-                         ensure_ascii=False, indent=2))
+        print(dumps({**extra, "tables": counts, "total": sum(counts.values())}))
         return
     table = Table("table", "rows", title=title)
     for name, n in counts.items():

@@ -20,6 +20,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import queue
 import secrets
 import sqlite3
@@ -48,6 +49,9 @@ from .tables import runtime as rt
 from .transfer import copy_via_temp, names, temp_like
 
 BATCH: Final = 5000
+#: About this many bytes of values per batch, whatever the row count: the reader keeps one
+#: batch ahead, so this bounds the import's memory on files of few, huge rows.
+BATCH_BYTES: Final = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -100,12 +104,25 @@ class TableReport:
     skipped: Counter[str] = field(default_factory=Counter)
     fallback: Counter[str] = field(default_factory=Counter)
     ignored_columns: list[str] = field(default_factory=list)
+    altered: list[Altered] = field(default_factory=list)  # every value mended on the way
+    batches: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "target": self.target, "read": self.read,
                 "written": self.written, "earlier": self.earlier,
                 "skipped": dict(self.skipped), "fallback": dict(self.fallback),
-                "ignored_columns": self.ignored_columns}
+                "ignored_columns": self.ignored_columns, "batches": self.batches,
+                "altered": [{"source_id": a.source_id, "column": a.column, "change": a.change}
+                            for a in self.altered]}
+
+
+@dataclass(frozen=True, slots=True)
+class Altered:
+    """One value the import could not store as the file holds it, and what it did instead."""
+
+    source_id: int
+    column: str
+    change: str
 
 
 @dataclass
@@ -144,30 +161,149 @@ class Progress:
 
 # -- reading the file ------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """How a table is read: at most ``rows`` rows and about ``bytes`` bytes of values per
+    batch; ``key`` is what the file must still be; ``strict`` refuses values that would need
+    mending."""
+
+    rows: int
+    bytes: int
+    key: str
+    strict: bool = False
+
+
+NUL_REMOVED: Final = "NUL characters removed"
+UTF8_REPLACED: Final = "invalid UTF-8 replaced by U+FFFD"
+
+
 @dataclass(frozen=True)
 class Source:
-    """An opened MaiBot database: its tables and their columns, by name."""
+    """An opened MaiBot database: its tables and their columns, by name, and which file it
+    is (device and inode), so that a file replaced during the import is noticed."""
 
     conn: sqlite3.Connection
     tables: dict[str, list[str]]
     format: str
+    path: Path = Path()
+    identity: tuple[int, int] = (0, 0)
 
     def count_after(self, table: str, last_id: int) -> int:
         row = self.conn.execute(f'select count(*) from "{table}" where id > ?',
                                 (last_id,)).fetchone()
         return int(row[0])
 
-    def batches(self, table: str, cols: Sequence[str], last_id: int,
-                size: int) -> Iterator[list[tuple[Any, ...]]]:
-        """Rows ``(id, *cols)`` after ``last_id`` in id order, ``size`` at a time."""
+    def batches(self, table: str, cols: Sequence[str], last_id: int, bound: Bound,
+                altered: list[Altered]) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows ``(id, *cols, size, nuls)`` after ``last_id`` in id order, a batch at a time.
+        SQLite itself measures each row (bytes of its values) and flags the NULs in it, so
+        a clean row costs Python nothing more. Each batch is checked against the file the
+        import started with after it is read, so no row read after a change is committed."""
         select = ", ".join(map(quote, ("id", *cols)))
-        query = f"select {select} from {quote(table)} where id > ? order by id limit ?"
+        blobs = [f"cast({quote(c)} as blob)" for c in cols] or ["null"]
+        size = " + ".join(f"coalesce(length({b}), 0)" for b in blobs)
+        nuls = " + ".join(f"coalesce(instr({b}, x'00') > 0, 0)" for b in blobs)
+        # Up to the newest row now: what a running bot adds meanwhile comes with the next run
+        # (a bot writing as fast as the import reads would otherwise keep it going forever).
+        (top,) = self.conn.execute(f"select coalesce(max(id), 0) from {quote(table)}").fetchone()
+        query = (f"select {select}, {size}, {nuls} from {quote(table)} "
+                 f"where id > ? and id <= {int(top)} order by id limit ?")
         while True:
-            rows = self.conn.execute(query, (last_id, size)).fetchall()
+            rows = self._read(query, (last_id, bound), table, cols, altered)
             if not rows:
                 return
+            self.check_unchanged(bound.key)
             yield rows
             last_id = rows[-1][0]
+
+    def _read(self, query: str, after: tuple[int, Bound], table: str, cols: Sequence[str],
+              altered: list[Altered]) -> list[tuple[Any, ...]]:
+        last_id, bound = after
+        mended: list[Altered] = []  # kept only for the read that succeeds
+        try:
+            rows = self._bounded(query, last_id, bound, table, cols, mended, lenient=False)
+        except sqlite3.OperationalError as err:
+            if "decode" not in str(err):
+                raise
+            # A text value that is not UTF-8: read this batch again decoding leniently
+            # (invalid bytes become lone surrogates), and mend what that marks.
+            mended.clear()
+            self.conn.text_factory = _lenient
+            try:
+                rows = self._bounded(query, last_id, bound, table, cols, mended, lenient=True)
+            finally:
+                self.conn.text_factory = str
+        altered.extend(mended)
+        return rows
+
+    def _bounded(self, query: str, last_id: int, bound: Bound, table: str,
+                 cols: Sequence[str], altered: list[Altered], *,
+                 lenient: bool) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        total = 0
+        for row in self.conn.execute(query, (last_id, bound.rows)):
+            if row[-1] or lenient:
+                row = _mend(row, table, cols, altered, bound.strict)
+            rows.append(row)
+            total += row[-2]
+            if total >= bound.bytes:
+                break
+        return rows
+
+    def check_unchanged(self, key: str) -> None:
+        """Refuse to go on when ``path`` is no longer the file the import started with."""
+        try:
+            st = os.stat(self.path)
+            now: tuple[int, int] | None = (st.st_dev, st.st_ino)
+        except OSError:
+            now = None
+        if now != self.identity:
+            what = "it was replaced by another file" if now else "it was removed"
+        elif _key_of_file(self.path) != key:
+            what = "it now holds another bot's database (its oldest chat stream differs)"
+        else:
+            return
+        raise ConflictError(
+            f"{self.path} changed during the import: {what}. Nothing read after the change "
+            "was written; the batches before it came from the original file and are kept. "
+            "Rerun the import once the file stays put")
+
+
+def _lenient(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _mend(row: tuple[Any, ...], table: str, cols: Sequence[str], altered: list[Altered],
+          strict: bool) -> tuple[Any, ...]:
+    """``row`` with NULs removed and invalid UTF-8 replaced (PostgreSQL's text holds
+    neither), each change recorded; with ``strict``, refused instead."""
+    values = list(row)
+    for i, column in enumerate(cols, 1):
+        v = values[i]
+        changes = []
+        if isinstance(v, bytes) and b"\x00" in v:
+            v = v.replace(b"\x00", b"")
+            changes.append(NUL_REMOVED)
+        elif isinstance(v, str):
+            if "\x00" in v:
+                v = v.replace("\x00", "")
+                changes.append(NUL_REMOVED)
+            if not v.isascii():
+                try:
+                    v.encode("utf-8")
+                except UnicodeEncodeError:
+                    v = v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                    changes.append(UTF8_REPLACED)
+        for change in changes:
+            if strict:
+                held = "NUL characters" if change == NUL_REMOVED else "bytes that are not UTF-8"
+                raise InputError(f"{table} id {row[0]}, column {column}: the value holds "
+                                 f"{held}, which PostgreSQL cannot store; --strict refuses it "
+                                 f"(without it: {change}, and listed in the report). Batches "
+                                 "before this one are kept")
+            altered.append(Altered(int(row[0]), column, change))
+        values[i] = v
+    return tuple(values)
 
 
 def quote(name: str) -> str:
@@ -213,7 +349,8 @@ def open_source(path: Path) -> Source:
         shown = ", ".join(map(str, agents[:5])) + (", …" if len(agents) > 5 else "")
         raise InputError(f"{path} holds the rows of {len(agents)} agents ({shown}); "
                          "import-sqlite brings one bot's database into one agent")
-    return Source(conn, tables, _format(tables))
+    st = os.stat(path)
+    return Source(conn, tables, _format(tables), path, (st.st_dev, st.st_ino))
 
 
 def _format(tables: dict[str, list[str]]) -> str:
@@ -234,6 +371,16 @@ def _format(tables: dict[str, list[str]]) -> str:
     else:
         era = "0.7"
     return f"MaiBot 0.x (peewee), columns of {era} or later"
+
+
+def _key_of_file(path: Path) -> str:
+    """The source key read through a new connection: one whose page cache cannot answer
+    for a file that was overwritten in place."""
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        return source_key(Source(conn, {}, ""))
+    finally:
+        conn.close()
 
 
 def source_key(source: Source) -> str:
@@ -512,11 +659,15 @@ def _constant(expr: str | None) -> Any:
 
 def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
                   timezone: str | None = None, batch_size: int = BATCH,
+                  batch_bytes: int = BATCH_BYTES, strict: bool = False,
                   progress: Progress | None = None) -> ImportReport:
     """Import the MaiBot database at ``path`` into ``agent_id``; see the module docstring.
 
     ``timezone``: how to read MaiBot's naive datetimes (llm_usage.timestamp, online_time),
-    which it wrote in the bot machine's local time; default: this machine's.
+    which it wrote in the bot machine's local time; default: this machine's. A batch holds at
+    most ``batch_size`` rows and about ``batch_bytes`` bytes. Values PostgreSQL cannot store
+    (NUL characters, invalid UTF-8) are mended and listed in the report, or with ``strict``
+    refused.
     """
     started = time.perf_counter()
     path = Path(path)
@@ -524,6 +675,8 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not (
             1 <= batch_size <= 100_000):
         raise InputError(f"batch size must be between 1 and 100000, got {batch_size}")
+    if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) or batch_bytes < 1:
+        raise InputError(f"batch bytes must be a positive number of bytes, got {batch_bytes}")
     tz, tz_name = _timezone(timezone)
     if settings().pgbouncer:
         # The import's claim is a session advisory lock held across its batches; behind
@@ -539,6 +692,7 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
         report.ignored_tables = sorted(t for t in source.tables
                                        if t not in {m.source for m in TABLES})
         namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"maim-db:{agent_id}:{key}")
+        bound = Bound(batch_size, batch_bytes, key, strict)
         # The claim has a connection of its own: every scope statement releases session-level
         # advisory locks (maim_db/scope.py), so it cannot live on the one the blocks use.
         with open_connection(dsn) as lock_conn, import_claim(lock_conn, scope, key), \
@@ -550,8 +704,8 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
                 p = plan(tm, source.tables[tm.source], _catalog(conn, tm.model.table),
                          namespace, tz)
                 p.report.earlier = done.get(tm.source, (0, 0))[1]
-                _import_table(conn, scope, source, p, key, done.get(tm.source, (0, 0))[0],
-                              batch_size, progress)
+                _import_table(conn, scope, source, p, done.get(tm.source, (0, 0))[0], bound,
+                              progress)
                 report.tables.append(p.report)
     except sqlite3.Error as err:  # a damaged file, or one that is not quite MaiBot's shape
         raise InputError(f"{path}: SQLite could not read it: {err}; any batches written before "
@@ -628,7 +782,7 @@ def _progress(conn: psycopg.Connection[Any], scope: Scope,
 
 
 def _import_table(conn: psycopg.Connection[Any], scope: Scope, source: Source, p: Plan,
-                  key: str, last_id: int, batch_size: int, progress: Progress) -> None:
+                  last_id: int, bound: Bound, progress: Progress) -> None:
     report = p.report
     progress.start(report.target, source.count_after(p.table.source, last_id))
     # agent_id from the scope once per statement (an InitPlan), not the column default once
@@ -650,9 +804,10 @@ def _import_table(conn: psycopg.Connection[Any], scope: Scope, source: Source, p
                 batch.skipped[str(skip)] += 1
         return batch
 
-    batches = source.batches(p.table.source, p.source_columns, last_id, batch_size)
+    batches = source.batches(p.table.source, p.source_columns, last_id, bound, report.altered)
     for batch in _prefetch(map(convert, batches)):  # converted on the reader thread
-        written = _write(conn, scope, p, insert, batch.values, key, batch.last_id)
+        written = _write(conn, scope, p, insert, batch.values, bound.key, batch.last_id)
+        report.batches += 1
         report.skipped.update(batch.skipped)
         if p.table.natural_key and written < len(batch.values):
             keys = ", ".join(p.table.natural_key)
