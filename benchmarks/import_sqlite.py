@@ -22,7 +22,15 @@ import psycopg
 from psycopg import sql
 
 from maim_db import connect, tenancy
-from maim_db.maibot_sqlite import TABLES, _catalog, import_sqlite, open_source, plan
+from maim_db.maibot_sqlite import (
+    TABLES,
+    Bound,
+    _catalog,
+    import_sqlite,
+    open_source,
+    plan,
+    source_key,
+)
 from tests.maibot_files import build
 
 from .data import Bench
@@ -47,7 +55,8 @@ def _raw(dsn: str, path: Path, agent: str) -> float:
                 sql.SQL("copy messages ({}) from stdin (format binary)").format(
                     sql.SQL(", ").join(map(sql.Identifier, cols)))) as copy:
             copy.set_types(types)
-            for rows in source.batches("messages", p.source_columns, 0, 5000):
+            bound = Bound(5000, 2**40, source_key(source))
+            for rows in source.batches("messages", p.source_columns, 0, bound, []):
                 for row in rows:
                     copy.write_row([agent, *p.make(row)])
     source.conn.close()
