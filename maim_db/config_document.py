@@ -158,10 +158,11 @@ def read(db: Database, agent_id: str | None = None, *, reveal: bool = False) -> 
     providers = []
     for p in got["_providers"]:
         item = {f: p.get(f) for f in _fields(ac.ApiProviderConfig)}
-        for secret in PROVIDER_SECRETS:
-            if item[secret]:
-                item[secret] = (crypto.decrypt(item[secret], sealed.provider_context(
-                    agent, item["name"], secret)) if reveal else MASK)
+        if reveal:
+            item["api_key"], item["base_url"] = sealed.open_provider(
+                agent, item["name"], item["api_key"], item["base_url"])
+        else:
+            item.update({s: _mask(item[s]) for s in PROVIDER_SECRETS})
         providers.append(item)
     models = [{("api_provider" if f == "provider_name" else f): m.get(f)
                for f in _fields(ac.ModelInfoConfig)} for m in got["_models"]]
@@ -377,7 +378,8 @@ def _seal_provider(agent: str, values: dict[str, Any], stored: dict[str, str | N
     """Seal the secrets a provider item sends, in place. Three rules keep a stored key where
     it belongs: a masked value keeps the stored one; a new ``base_url`` needs the
     ``api_key`` sent with it (else whoever may write the configuration, without ever seeing
-    the key, could send it to a host of their choosing); and a row is re-sealed whole, so it
+    the key, could send it to a host of their choosing; the seal binds the key to its URL
+    besides, so raw SQL cannot pair them either); and the pair is sealed together, so a row
     never holds values under two keys."""
     name = values.get("name", "")
     for secret in PROVIDER_SECRETS:
@@ -394,21 +396,24 @@ def _seal_provider(agent: str, values: dict[str, Any], stored: dict[str, str | N
     if not given:
         return
     try:
-        if stored and stored["api_key"] and "base_url" in given and "api_key" not in given:
-            old = stored["base_url"]
-            if given["base_url"] != (old and crypto.decrypt(
-                    old, sealed.provider_context(agent, name, "base_url"))):
-                errors.add(f"{path}.base_url", "a new base_url needs the api_key sent with it "
-                           "(the stored key would go to the new host): send api_key again, "
-                           "or api_key: null to drop the stored one")
+        for value in given.values():
+            if value:
+                crypto.check_length(value)
+        held = stored or {"api_key": None, "base_url": None}
+        # open only what is kept: a full pair sent overwrites even a row no key opens
+        if "api_key" in given:
+            key = given["api_key"]
+            url = given["base_url"] if "base_url" in given else sealed.open_provider(
+                agent, name, None, held["base_url"])[1]
+        else:
+            key, url = sealed.open_provider(agent, name, held["api_key"], held["base_url"])
+            if key and "base_url" in given and given["base_url"] != url:
+                errors.add(f"{path}.base_url", "a new base_url needs the api_key sent with "
+                           "it (the stored key would go to the new host): send api_key "
+                           "again, or api_key: null to drop the stored one")
                 return
-        for secret in PROVIDER_SECRETS:
-            context = sealed.provider_context(agent, name, secret)
-            if secret in given:
-                if given[secret]:
-                    values[secret] = crypto.encrypt(given[secret], context)
-            elif stored and (kept := stored[secret]):
-                values[secret] = crypto.reseal(kept, context)
+            url = given.get("base_url", url)
+        values["api_key"], values["base_url"] = sealed.seal_provider(agent, name, key, url)
     except MaimDBError as err:
         errors.add(path, str(err))
 

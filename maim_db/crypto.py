@@ -101,7 +101,8 @@ def by_id(key_id: str) -> Key:
 
 
 def is_encrypted(value: str) -> bool:
-    return value.startswith(PREFIX)
+    """Sealed by maim_db (any version). Text that merely starts with ``enc:`` is not."""
+    return value.startswith((V1, V2))
 
 
 def key_id_of(stored: str) -> str | None:
@@ -116,18 +117,17 @@ def is_current(stored: str) -> bool:
 
 
 def encrypt(plaintext: str, context: str) -> str:
-    if len(plaintext) > MAX_CHARS:
-        raise InputError(f"a secret holds at most {MAX_CHARS} characters, got {len(plaintext)}")
     key = current()
     nonce = os.urandom(_NONCE)
     sealed = key.cipher.encrypt(nonce, plaintext.encode(), context.encode())
     return f"{V2}{key.id}:{base64.urlsafe_b64encode(nonce + sealed).decode()}"
 
 
-def decrypt(stored: str, context: str) -> str:
+def decrypt(stored: str, context: str, *, v1_context: str | None = None) -> str:
     """The plaintext of a sealed value. A value that is not sealed (written around maim_db,
     by raw SQL) is refused, not passed through: it was never protected, and whoever wrote it
-    could have put anything there."""
+    could have put anything there. ``v1_context``: where ``enc:v1:`` values were bound
+    differently."""
     if not is_encrypted(stored):
         raise InputError(f"the secret at {context} is stored unsealed (written around maim_db, "
                          "e.g. by raw SQL), so it is not revealed; write it again through "
@@ -135,11 +135,9 @@ def decrypt(stored: str, context: str) -> str:
     if stored.startswith(V2):
         key_id, _, body = stored[len(V2):].partition(":")
         candidates: tuple[Key, ...] = (by_id(key_id),)
-    elif stored.startswith(V1):
-        body, candidates = stored[len(V1):], keyring()
     else:
-        raise InputError(f"the secret at {context} has an unknown format "
-                         f"({stored[:len(V2)]!r}…); was it written by a newer maim_db?")
+        body, candidates = stored[len(V1):], keyring()
+        context = v1_context or context
     try:
         blob = base64.urlsafe_b64decode(body.encode())
     except (binascii.Error, ValueError):
@@ -158,6 +156,11 @@ def reseal(stored: str, context: str, *, to_context: str | None = None) -> str:
     if to_context is None and is_current(stored):
         return stored
     return encrypt(decrypt(stored, context), to_context or context)
+
+
+def check_length(plaintext: str) -> None:
+    if len(plaintext) > MAX_CHARS:
+        raise InputError(f"a secret holds at most {MAX_CHARS} characters, got {len(plaintext)}")
 
 
 def sign(data: bytes) -> tuple[str, str]:

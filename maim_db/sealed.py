@@ -8,6 +8,7 @@ associated data names the agent, so a copy in another agent's row does not open.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -24,6 +25,39 @@ def provider_context(agent: str, provider: str, column: str) -> str:
     return f"{agent}/api_provider_configs/{provider}/{column}"
 
 
+def _key_context(agent: str, provider: str, base_url: str | None) -> str:
+    """An ``api_key`` is bound to the ``base_url`` it was given with: a key moved beside
+    another URL — by raw SQL too, or by replaying an older sealed URL — no longer opens, so
+    it is never sent to a host it was not meant for."""
+    url = hashlib.sha256((base_url or "").encode()).hexdigest()[:32]
+    return f"{provider_context(agent, provider, 'api_key')}@{url}"
+
+
+def open_provider(agent: str, provider: str, api_key: str | None,
+                  base_url: str | None) -> tuple[str | None, str | None]:
+    """A provider's (api_key, base_url) in plaintext. Empty values are stored as they are."""
+    url = (crypto.decrypt(base_url, provider_context(agent, provider, "base_url"))
+           if base_url else base_url)
+    key = (crypto.decrypt(api_key, _key_context(agent, provider, url),
+                          v1_context=provider_context(agent, provider, "api_key"))
+           if api_key else api_key)
+    return key, url
+
+
+def seal_provider(agent: str, provider: str, api_key: str | None,
+                  base_url: str | None) -> tuple[str | None, str | None]:
+    """The pair sealed together under the current key, the key bound to the URL."""
+    url = (crypto.encrypt(base_url, provider_context(agent, provider, "base_url"))
+           if base_url else base_url)
+    key = (crypto.encrypt(api_key, _key_context(agent, provider, base_url))
+           if api_key else api_key)
+    return key, url
+
+
+def _provider_current(values: tuple[str | None, ...]) -> bool:
+    return all(crypto.is_current(v) for v in values if v)
+
+
 def token_context(agent: str) -> str:
     return f"{agent}/maim_message_configs/auth_token"
 
@@ -34,6 +68,7 @@ def seal_tokens(agent: str, tokens: list[Any]) -> list[str]:
     for i, token in enumerate(tokens):
         if not isinstance(token, str):
             raise InputError(f"auth_token[{i}] must be a string, got {type(token).__name__}")
+        crypto.check_length(token)
         sealed.append(crypto.encrypt(token, token_context(agent)))
     return sealed
 
@@ -65,13 +100,14 @@ def rebind(db: Database, from_agent: str) -> int:
     copy), for the agent itself and under the current key; return how many."""
     agent = _own_agent(db)
     rebound = 0
-    for name, *stored in db.rows("select name, api_key, base_url from api_provider_configs"):
-        changes = {column: crypto.reseal(value, provider_context(from_agent, name, column),
-                                         to_context=provider_context(agent, name, column))
-                   for column, value in zip(PROVIDER_SECRETS, stored, strict=True) if value}
-        if changes:
-            db.execute(*_set("api_provider_configs", changes, "name = %s", [name]))
-            rebound += len(changes)
+    for name, api_key, base_url in db.rows("select name, api_key, base_url "
+                                            "from api_provider_configs"):
+        if api_key or base_url:
+            fresh = seal_provider(agent, name, *open_provider(from_agent, name, api_key, base_url))
+            db.execute(*_set("api_provider_configs", dict(zip(PROVIDER_SECRETS, fresh,
+                                                              strict=True)),
+                             "name = %s", [name]))
+            rebound += sum(1 for v in fresh if v)
     for (tokens,) in db.rows("select auth_token from maim_message_configs"):
         if tokens:
             moved = [crypto.reseal(t, token_context(from_agent), to_context=token_context(agent))
@@ -114,10 +150,11 @@ class Tally:
     unsealed: int = 0  # stored in plaintext around maim_db: left as is, never revealed
     unreadable: list[str] = field(default_factory=list)  # no configured key opens these
     retried: int = 0  # changed by someone else during this run: the next run takes them
+    remaining: int = 0  # sealed values not under the current key, counted after the run
 
     @property
     def done(self) -> bool:
-        return not self.unreadable and not self.retried
+        return self.remaining == 0
 
 
 def rotate(dsn: str | None = None, *, batch_size: int = 500,
@@ -127,9 +164,23 @@ def rotate(dsn: str | None = None, *, batch_size: int = 500,
     current key is left alone, so a rerun continues where an interrupted one stopped."""
     if isinstance(batch_size, bool) or not 1 <= batch_size <= 100_000:
         raise InputError(f"batch size must be between 1 and 100000, got {batch_size}")
-    crypto.current()  # refuse before reading anything when no key is set
-    return {"api_provider_configs": _rotate_providers(dsn, batch_size, dry_run),
-            "maim_message_configs": _rotate_tokens(dsn, batch_size, dry_run)}
+    key = crypto.current()  # refuse before reading anything when no key is set
+    tallies = {"api_provider_configs": _rotate_providers(dsn, batch_size, dry_run),
+               "maim_message_configs": _rotate_tokens(dsn, batch_size, dry_run)}
+    # Complete means nothing is left under another key now, whatever was written behind
+    # the run's cursor meanwhile (a service still sealing with the old key, a restore).
+    old = r"^enc:v1:|^enc:v2:(?!" + key.id + ":)"
+    with connect(dsn, admin=True) as db:
+        (providers, tokens), = db.rows(
+            "select (select count(*) filter (where api_key ~ %(old)s)"
+            "             + count(*) filter (where base_url ~ %(old)s)"
+            "        from api_provider_configs),"
+            "       (select count(*) from maim_message_configs,"
+            "               jsonb_array_elements_text(auth_token) as t(token)"
+            "        where t.token ~ %(old)s)", {"old": old})
+    tallies["api_provider_configs"].remaining = int(providers)
+    tallies["maim_message_configs"].remaining = int(tokens)
+    return tallies
 
 
 def _reseal_one(value: str, context: str, tally: Tally, where: str) -> str | None:
@@ -156,22 +207,30 @@ def _rotate_providers(dsn: str | None, batch_size: int, dry_run: bool) -> Tally:
             rows = db.rows("select agent_id, id::text, name, api_key, base_url "
                            "from api_provider_configs where (agent_id, id) > (%s, %s::uuid) "
                            "order by agent_id, id limit %s", [*after, batch_size])
-            for agent, row_id, name, *stored in rows:
-                changes = {}
-                for column, value in zip(PROVIDER_SECRETS, stored, strict=True):
-                    if value is not None and (fresh := _reseal_one(
-                            value, provider_context(agent, name, column), tally,
-                            f"{agent} provider {name} {column}")):
-                        changes[column] = fresh
-                if changes and not dry_run:
-                    guard = " and ".join(f"{c} = %s" for c in changes)
-                    n = db.execute(*_set("api_provider_configs", changes,
-                                         f"agent_id = %s and id = %s and {guard}",
-                                         [agent, row_id, *(stored[PROVIDER_SECRETS.index(c)]
-                                                           for c in changes)]))
-                    if n == 0:
-                        tally.resealed -= len(changes)
-                        tally.retried += len(changes)
+            for agent, row_id, name, api_key, base_url in rows:
+                held = [v for v in (api_key, base_url) if v]
+                if not held:
+                    continue
+                if not all(crypto.is_encrypted(v) for v in held):
+                    tally.unsealed += sum(1 for v in held if not crypto.is_encrypted(v))
+                    continue
+                if _provider_current((api_key, base_url)):
+                    tally.current += len(held)
+                    continue
+                try:
+                    fresh = seal_provider(agent, name,
+                                          *open_provider(agent, name, api_key, base_url))
+                except MaimDBError:
+                    tally.unreadable.append(f"{agent} provider {name}")
+                    continue
+                tally.resealed += len(held)
+                if not dry_run and db.execute(
+                        "update api_provider_configs set api_key = %s, base_url = %s "
+                        "where agent_id = %s and id = %s and api_key is not distinct from %s "
+                        "and base_url is not distinct from %s",
+                        [*fresh, agent, row_id, api_key, base_url]) == 0:
+                    tally.resealed -= len(held)
+                    tally.retried += len(held)
         if len(rows) < batch_size:
             return tally
         after = (rows[-1][0], rows[-1][1])

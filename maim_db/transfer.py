@@ -36,8 +36,9 @@ from .tables import agent_config, business, imports, runtime
 
 #: The tables an export holds and a restore fills, parents before children.
 DATA_ROWS: Final[tuple[type[Row], ...]] = agent_config.ROWS + business.ROWS + runtime.ROWS
-#: What an erase empties: the data plane and the import bookkeeping that points into it.
-ERASED_ROWS: Final[tuple[type[Row], ...]] = DATA_ROWS + imports.ROWS
+#: What an erase empties: the data plane and the import marks that point into it (not a
+#: running import's claim, which its import removes).
+ERASED_ROWS: Final[tuple[type[Row], ...]] = (*DATA_ROWS, imports.ImportProgress)
 
 FORMAT: Final = "maim_db-export"
 FORMAT_VERSION: Final = 2  # 2: authenticated (a tag, file digests, the tenant)
@@ -104,12 +105,17 @@ def private_file(path: Path, *, replace: bool = False) -> IO[bytes]:
     """A file only its owner can read or write (0600), for anything that may hold secrets:
     an export holds sealed secrets and all of an agent's conversations. A new file unless
     ``replace``; a replaced one is made 0600 before anything is written into it."""
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    # never through a symlink: one planted in a shared directory would get the secrets
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_TRUNC if replace else os.O_EXCL)
     try:
         fd = os.open(path, flags, 0o600)
-        os.fchmod(fd, 0o600)
     except OSError as err:
         raise InputError(f"cannot write {path}: {err.strerror or err}") from None
+    try:
+        os.fchmod(fd, 0o600)
+    except OSError as err:
+        os.close(fd)
+        raise InputError(f"cannot make {path} private: {err.strerror or err}") from None
     return os.fdopen(fd, "wb")
 
 
@@ -227,6 +233,8 @@ def read_manifest(directory: Path) -> Manifest:
         genuine = crypto.verify(_signed_bytes(manifest), key_id, tag)
     except ConfigurationError as err:
         raise ConfigurationError(f"{where} is signed with key {key_id}: {err}") from None
+    except UnicodeEncodeError:  # a lone surrogate escape: never written by an export
+        genuine = False
     if not genuine:
         raise InputError(f"{where}: the authentication tag does not match, so the export was "
                          "changed after it was written (or never was one); nothing was "

@@ -46,8 +46,14 @@ def _store(conn: Any, rows: list[tuple[str, list[str]]]) -> None:
 
 def seal(conn: Any) -> None:
     rows = _each_row(conn)
+    odd = [agent for agent, tokens in rows if not all(isinstance(t, str) for t in tokens)]
+    if odd:  # a token is a string; anything else was written around maim_db
+        raise MaimDBError(
+            f"maim_message_configs.auth_token of {', '.join(odd[:5])} holds values that are "
+            "not strings, which cannot be sealed as tokens: correct them (as maim_owner, in "
+            "psql) and run `maimdb migrate` again. Nothing was changed")
     plain = [(agent, tokens) for agent, tokens in rows
-             if any(not (isinstance(t, str) and crypto.is_encrypted(t)) for t in tokens)]
+             if any(not crypto.is_encrypted(t) for t in tokens)]
     if plain:
         try:
             crypto.current()
@@ -58,8 +64,8 @@ def seal(conn: Any) -> None:
                 f"sealing them needs {crypto.ENV}: set it (`maimdb secrets new-key` makes one; "
                 "every service needs the same key) and run `maimdb migrate` again. Nothing "
                 "was changed") from None
-    sealed = [(agent, [t if isinstance(t, str) and crypto.is_encrypted(t)
-                       else crypto.encrypt(str(t), f"{agent}/maim_message_configs/auth_token")
+    sealed = [(agent, [t if crypto.is_encrypted(t)
+                       else crypto.encrypt(t, f"{agent}/maim_message_configs/auth_token")
                        for t in tokens]) for agent, tokens in plain]
     _store(conn, sealed)
 

@@ -54,8 +54,10 @@ def test_no_other_session_can_block_an_import(db: TestDB, world: World, tmp_path
         # and whatever lock a running import holds now, read off pg_locks and taken after
         with psycopg.connect(db.dsn("app"), autocommit=True) as running:
             with import_claim(running, named_agent(a1), key):
-                seen = set(_advisory_keys(attacker)) - {0}
-            assert seen
+                seen = set(_advisory_keys(attacker))
+                with connect(db.dsn("app"), agent_id=a1) as s:
+                    claimed = s.scalar("select lock_key from import_claims")
+            assert claimed in seen  # the running import's lock, as anyone can read it
         for lock in seen:
             attacker.execute("select pg_advisory_lock(%s)", [lock])
         assert _import(db, path, a1) == len(mf.canonical()["messages"])

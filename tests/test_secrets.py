@@ -142,6 +142,17 @@ def test_secrets_do_not_cross_tenants(db: TestDB, world: World, tmp_path: Path) 
     assert _tokens(db, b2) == ["tok-B1"]
 
 
+def test_a_manifest_that_cannot_be_canonicalised_is_refused(db: TestDB, world: World,
+                                                             tmp_path: Path) -> None:
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    export_agent(a1, tmp_path / "out", dsn=db.dsn("app"))
+    text = (tmp_path / "out" / MANIFEST).read_text(encoding="utf-8")
+    (tmp_path / "out" / MANIFEST).write_text(
+        text.replace('"agent_id": "', '"agent_id": "\\ud800', 1), encoding="utf-8")
+    with pytest.raises(InputError, match="authentication tag does not match"):
+        import_export(tmp_path / "out", a2, dsn=db.dsn("app"))
+
+
 def test_export_files_are_private(db: TestDB, world: World, tmp_path: Path) -> None:
     a1 = world.agent_id("A1")
     _set_providers(db, a1, PROVIDER)
@@ -189,6 +200,32 @@ def test_a_new_base_url_needs_the_api_key(db: TestDB, world: World) -> None:
         None, "https://other.example")
 
 
+def test_raw_sql_cannot_pair_a_stored_key_with_another_url(db: TestDB, world: World) -> None:
+    """What a plugin (raw SQL on its own agent's rows) tried in review: park the key's
+    ciphertext, move the URL through the document (no key stored, so no rule applies), put
+    the key back. The key is sealed bound to its URL, so it no longer opens at all."""
+    a1 = world.agent_id("A1")
+    _set_providers(db, a1, PROVIDER)
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        (parked,) = s.rows("select api_key from api_provider_configs where name = 'sf'")[0]
+        s.execute("update api_provider_configs set api_key = null where name = 'sf'")
+        cd.update(s, {"config_overrides": {"model": {"api_providers": [
+            {"name": "sf", "base_url": "https://collector.evil.example"}]}}})
+        s.execute("update api_provider_configs set api_key = %s where name = 'sf'", [parked])
+    with pytest.raises(InputError, match=r"api_key@.* does not open"):
+        _providers(db, a1)
+    # nor does replaying an older sealed URL beside a newer key
+    _set_providers(db, a1, {**PROVIDER, "api_key": "sk-for-good"})
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        (good_url,) = s.rows("select base_url from api_provider_configs where name = 'sf'")[0]
+    _set_providers(db, a1, {"name": "sf", "base_url": "https://collector.evil.example",
+                            "api_key": "sk-decoy"})
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        s.execute("update api_provider_configs set base_url = %s where name = 'sf'", [good_url])
+    with pytest.raises(InputError, match="does not open"):
+        _providers(db, a1)
+
+
 # -- 3. auth tokens are sealed -----------------------------------------------------------------
 
 def test_auth_tokens_are_sealed_at_rest(db: TestDB, world: World, tmp_path: Path) -> None:
@@ -229,12 +266,21 @@ def test_the_migration_seals_stored_tokens_and_refuses_without_the_key(
                                              r"plaintext.*set it .*Nothing was changed"):
         migrate.migrate(db.superuser)
     assert [m.id for m in migrate.status(db.superuser).pending] == ["0014_seal_auth_tokens"]
+    assert _forced(db)  # the migration's own window closed with its transaction
     assert _stored(db, a1)[1] == ((["plain-A1", "plain-A1b"],),)
     monkeypatch.setenv(crypto.ENV, key)
     assert [m.id for m in migrate.migrate(db.superuser)] == ["0014_seal_auth_tokens"]
     assert all(t.startswith(crypto.V2) for t in _stored(db, a1)[1][0][0])
     assert _tokens(db, a1) == ["plain-A1", "plain-A1b"] and _tokens(db, b1) == ["plain-B1"]
     assert "plain-" not in _statistics(db)  # the planner's samples were replaced too
+    assert _forced(db)
+
+
+def _forced(db: TestDB) -> bool:
+    with psycopg.connect(db.superuser) as conn:
+        row = conn.execute("select relforcerowsecurity from pg_class "
+                           "where oid = 'maim_message_configs'::regclass").fetchone()
+    return bool(row and row[0])
 
 
 def _statistics(db: TestDB) -> str:
@@ -294,7 +340,7 @@ def test_rotation_reports_what_no_key_opens(db: TestDB, world: World,
     monkeypatch.setenv(crypto.ENV, crypto.new_key())  # the old key is lost
     result = _cli(db, "secrets", "rotate", dsn=db.dsn("admin"))
     assert result.returncode == 1
-    assert f"no configured key opens: {a1} provider sf api_key" in result.stderr
+    assert f"no configured key opens: {a1} provider sf" in result.stderr
     assert "rotation not complete" in result.stdout
 
 
