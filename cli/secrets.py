@@ -49,14 +49,16 @@ def rotate(dsn: Dsn = None, as_json: Json = False,
         print(dumps({"key_id": key, "dry_run": dry_run, "complete": done,
                           "tables": {name: {"current": t.current, "resealed": t.resealed,
                                             "unsealed": t.unsealed, "retried": t.retried,
-                                            "unreadable": t.unreadable}
+                                            "unreadable": t.unreadable,
+                                            "remaining": t.remaining}
                                      for name, t in tallies.items()}}))
     else:
         table = Table("table", "already current", "would reseal" if dry_run else "resealed",
-                      "unsealed", "unreadable", "changed meanwhile")
+                      "unsealed", "unreadable", "changed meanwhile",
+                      "left under another key")
         for name, t in tallies.items():
             table.add_row(name, str(t.current), str(t.resealed), str(t.unsealed),
-                          str(len(t.unreadable)), str(t.retried))
+                          str(len(t.unreadable)), str(t.retried), str(t.remaining))
         out.print(table)
         for t in tallies.values():
             for where in t.unreadable:
@@ -67,8 +69,8 @@ def rotate(dsn: Dsn = None, as_json: Json = False,
             say(f"rotation complete: every sealed value is under key {key}; "
                 f"{crypto.FALLBACKS_ENV} may now be dropped")
         else:
-            say("rotation not complete: add the keys that open the values above to "
-                f"{crypto.FALLBACKS_ENV}, or rerun for values changed meanwhile")
+            say("rotation not complete: values are left under another key; add the keys "
+                f"that open those listed to {crypto.FALLBACKS_ENV}, and rerun")
     if not done and not dry_run:
         raise typer.Exit(1)
 
