@@ -425,9 +425,7 @@ def config_export_toml(agent_id: str,
         for name, text in (("bot_config.toml", bot), ("model_config.toml", model)):
             with transfer.private_file(out_dir / name, replace=True) as f:  # may hold secrets
                 f.write(text.encode())
-    except OSError as e:
-        fail(e)
-    except MaimDBError as e:
+    except (OSError, MaimDBError) as e:
         fail(e)
     say(f"wrote {out_dir / 'bot_config.toml'} and {out_dir / 'model_config.toml'}")
 

@@ -47,11 +47,10 @@ def rotate(dsn: Dsn = None, as_json: Json = False,
     done = all(t.done for t in tallies.values())
     if as_json:
         print(dumps({"key_id": key, "dry_run": dry_run, "complete": done,
-                          "tables": {name: {"current": t.current, "resealed": t.resealed,
-                                            "unsealed": t.unsealed, "retried": t.retried,
-                                            "unreadable": t.unreadable,
-                                            "remaining": t.remaining}
-                                     for name, t in tallies.items()}}))
+                     "tables": {name: {"current": t.current, "resealed": t.resealed,
+                                       "unsealed": t.unsealed, "retried": t.retried,
+                                       "unreadable": t.unreadable, "remaining": t.remaining}
+                                for name, t in tallies.items()}}))
     else:
         table = Table("table", "already current", "would reseal" if dry_run else "resealed",
                       "unsealed", "unreadable", "changed meanwhile",

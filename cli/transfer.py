@@ -4,6 +4,7 @@ agent's own scope."""
 from __future__ import annotations
 
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -103,16 +104,14 @@ def import_sqlite_command(
     Example: maimdb import-sqlite data/MaiBot.db --agent agent_3f9a1c2b7d4e
     """
     try:
+        run = partial(import_sqlite, path, agent, dsn=dsn, timezone=timezone,
+                      batch_size=batch_size, batch_bytes=batch_mib * 2**20, strict=strict)
         if sys.stderr.isatty() and not as_json:
             with Bar(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
                      TimeElapsedColumn(), console=err) as bar:
-                report = import_sqlite(path, agent, dsn=dsn, timezone=timezone,
-                                       batch_size=batch_size, batch_bytes=batch_mib * 2**20,
-                                       strict=strict, progress=_Bars(bar))
+                report = run(progress=_Bars(bar))
         else:
-            report = import_sqlite(path, agent, dsn=dsn, timezone=timezone,
-                                   batch_size=batch_size, batch_bytes=batch_mib * 2**20,
-                                   strict=strict, progress=_Lines())
+            report = run(progress=_Lines())
     except MaimDBError as e:
         fail(e)
     if as_json:

@@ -35,13 +35,6 @@ FALLBACKS_ENV: Final = "MAIMDB_SECRET_KEY_FALLBACKS"
 #: What a secret may hold, in characters (docs/schema/agent-config.md).
 MAX_CHARS: Final = 500
 _NONCE: Final = 12
-_TAG: Final = 16
-
-
-def sealed_length(chars: int = MAX_CHARS) -> int:
-    """The longest sealed text for a secret of ``chars`` characters (4 UTF-8 bytes each)."""
-    blob = _NONCE + 4 * chars + _TAG
-    return len(V2) + 8 + 1 + 4 * -(-blob // 3)
 
 
 def new_key() -> str:

@@ -209,16 +209,15 @@ class Source:
         query = (f"select {select}, {size}, {nuls} from {quote(table)} "
                  f"where id > ? and id <= {int(top)} order by id limit ?")
         while True:
-            rows = self._read(query, (last_id, bound), table, cols, altered)
+            rows = self._read(query, last_id, bound, table, cols, altered)
             if not rows:
                 return
             self.check_unchanged(bound.key)
             yield rows
             last_id = rows[-1][0]
 
-    def _read(self, query: str, after: tuple[int, Bound], table: str, cols: Sequence[str],
+    def _read(self, query: str, last_id: int, bound: Bound, table: str, cols: Sequence[str],
               altered: list[Altered]) -> list[tuple[Any, ...]]:
-        last_id, bound = after
         mended: list[Altered] = []  # kept only for the read that succeeds
         try:
             rows = self._bounded(query, last_id, bound, table, cols, mended, lenient=False)

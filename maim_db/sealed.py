@@ -104,9 +104,8 @@ def rebind(db: Database, from_agent: str) -> int:
                                             "from api_provider_configs"):
         if api_key or base_url:
             fresh = seal_provider(agent, name, *open_provider(from_agent, name, api_key, base_url))
-            db.execute(*_set("api_provider_configs", dict(zip(PROVIDER_SECRETS, fresh,
-                                                              strict=True)),
-                             "name = %s", [name]))
+            db.execute("update api_provider_configs set api_key = %s, base_url = %s "
+                       "where name = %s", [*fresh, name])
             rebound += sum(1 for v in fresh if v)
     for (tokens,) in db.rows("select auth_token from maim_message_configs"):
         if tokens:
@@ -131,12 +130,6 @@ def _strings(tokens: list[Any], agent: str) -> list[str]:
         raise InputError(f"the secrets at {token_context(agent)} are not all strings "
                          "(written around maim_db)")
     return tokens
-
-
-def _set(table: str, changes: dict[str, Any], where: str,
-         params: list[Any]) -> tuple[str, list[Any]]:
-    assignments = ", ".join(f"{c} = %s" for c in changes)  # column names are ours
-    return f"update {table} set {assignments} where {where}", [*changes.values(), *params]
 
 
 # -- rotation ------------------------------------------------------------------------------------
