@@ -15,7 +15,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from maim_db import embedded, migrate
+from maim_db import embedded
+from maim_db.schema import migrate
 
 CHATS_PER_AGENT = 4
 PEOPLE_PER_AGENT = 100

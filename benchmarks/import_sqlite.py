@@ -21,8 +21,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from maim_db import connect, tenancy
-from maim_db.maibot_sqlite import (
+from maim_db import connect
+from maim_db.control import tenancy
+from maim_db.transfer.maibot.importer import (
     TABLES,
     Bound,
     _catalog,

@@ -1,4 +1,4 @@
-"""The hot paths of MaiBot's runtime (reference/maibot-sqlite.md §3), three ways each.
+"""The hot paths of MaiBot's runtime (docs/performance.md lists them), three ways each.
 
 Every implementation answers the same calls: ``poll``, ``context``, ``person``, ``insert1``,
 ``batch`` and ``mix``, for agent number ``a`` and operation number ``i``.

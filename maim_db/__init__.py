@@ -27,7 +27,8 @@ from .errors import (
     ScopeError,
 )
 from .ids import new_agent_id, new_key_id, new_tenant_id, new_user_id
-from .pool import AsyncPool, Pool
+from .pool import Pool
+from .pool_async import AsyncPool
 from .row import Row, server_default
 from .scope import Scope
 

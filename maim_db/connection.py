@@ -1,137 +1,40 @@
+# WARNING: generated from maim_db/connection_async.py by tools/async_to_sync.py; do not edit.
+# Change the async source and run `python tools/async_to_sync.py`.
+
 """``connect()`` and the handle it yields: one scoped transaction, typed rows.
 
-The transaction opens lazily: nothing is sent until the first statement, and then ``BEGIN``,
-the scope statement (:data:`maim_db.scope.SET_SCOPE`, which also checks that the connection arrived
-clean) and that statement go out together in one pipeline — one round trip.
+This is where a scope is opened. The transaction opens lazily: nothing is sent until the first
+statement, and then ``BEGIN``, the scope statement (:data:`maim_db.scope.SET_SCOPE`, which also
+checks that the connection arrived clean) and that statement go out together in one
+pipeline — one round trip.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any, Generic, LiteralString, TypeVar
+from typing import Any
 
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
-from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq import TransactionStatus
 
 from . import statements
-from .errors import (
-    ConfigurationError,
-    ConnectError,
-    DatabaseError,
-    InputError,
-    MaimDBError,
-    NotFoundError,
-    ScopeError,
-    translate,
+from .errors import DatabaseError, MaimDBError, NotFoundError, ScopeError, connect_error, translate
+from .handle import (
+    ABORTED,
+    Handle,
+    Params,
+    Query,
+    R,
+    check_idle,
+    dirty_message,
+    log,
+    not_found,
+    translated,
 )
-from .row import Row, row_factory
+from .row import row_factory
 from .scope import DIRTY, RESET_SESSION, Scope, resolve
-from .settings import settings
-
-log = logging.getLogger("maim_db")
-
-R = TypeVar("R", bound=Row)
-C = TypeVar("C", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
-Params = Sequence[Any] | Mapping[str, Any] | None
-# As in psycopg: a literal, or a composition of psycopg.sql — never a string built at run time.
-Query = LiteralString | bytes | sql.SQL | sql.Composed
-
-
-COMMAND_OK = ExecStatus.COMMAND_OK  # a statement that returns no rows
-
-ABORTED = ("the block ended normally but a statement inside it had failed (its error was "
-           "caught), so PostgreSQL aborted the transaction: nothing was committed")
-
-
-def dirty_message(scope: Scope) -> str:
-    return (f"the connection still carries a role or scope from before (opening {scope}); "
-            "a DSN must not set `role`, and nothing may SET maim.* at session level")
-
-
-def not_found(model: type[Row], where: object, scope: Scope) -> NotFoundError:
-    return NotFoundError(f"{model.__name__} {where} not found in scope {scope}")
-
-
-def check_idle(autocommit: bool, status: TransactionStatus) -> None:
-    if not autocommit or status != TransactionStatus.IDLE:
-        raise ScopeError("a scope needs an idle connection in autocommit mode: it cannot "
-                         "join a transaction that is already open")
-
-
-@contextmanager
-def translated() -> Iterator[None]:
-    """psycopg's errors as maim_db's; what psycopg refuses to send as an InputError."""
-    try:
-        yield
-    except psycopg.Error as err:
-        raise translate(err) from err
-    except (TypeError, UnicodeEncodeError) as err:  # a query or parameter psycopg cannot send
-        raise InputError(f"cannot run this statement: {err}") from err
-
-
-class Handle(Generic[C]):
-    """What the sync and async handles share: the connection, the scope, whether the
-    transaction has been opened yet."""
-
-    def __init__(self, conn: C, scope: Scope, *, single: bool = False,
-                 snapshot: bool = False) -> None:
-        self._conn: C = conn
-        self._scope = scope
-        self._opened = False
-        # Set when the block ends: the connection may already be serving another scope.
-        self._ended = False
-        # A one-statement block: COMMIT rides in the same pipeline, one round trip in all.
-        self._single = single
-        # A read-only snapshot (export): every statement sees the same committed state.
-        self._begin: LiteralString = ("begin isolation level repeatable read, read only"
-                                      if snapshot else "begin")
-
-    def _check_usable(self) -> None:
-        if self._ended:
-            raise ScopeError("this block has ended, so its handle cannot run statements any "
-                             "more (its connection may already serve another scope); open a "
-                             "new block")
-
-    def _ended_by_statement(self) -> ScopeError:
-        return ScopeError("a COMMIT or ROLLBACK statement ended this block's transaction "
-                          "inside the block; let the block end instead (raise to roll back)")
-
-    def _idle_at_finish(self, ok: bool, status: TransactionStatus) -> bool:
-        """True when there is nothing left to commit or roll back."""
-        if self._conn.closed:
-            return True
-        if status != TransactionStatus.IDLE:
-            return False
-        if ok and self._opened and not self._single:
-            raise self._ended_by_statement()
-        return True
-
-    @staticmethod
-    def _check_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
-        """Fetching from a statement without rows is a mistake, not an empty list.
-        (Not ``cur.description``: it builds a Column per column, a tenth of a point lookup.)"""
-        if cur.pgresult is not None and cur.pgresult.status == COMMAND_OK:
-            raise InputError("the statement returns no rows, so there is nothing to fetch; "
-                             "use execute() for statements without a result")
-
-    def _second_statement(self) -> ScopeError:
-        return ScopeError("this block was opened for a single statement (pool.fetch/execute); "
-                          "use pool.connection(...) for a transaction of several")
-
-    @property
-    def scope(self) -> Scope:
-        """The scope of this block (after the first statement, the agent an API key
-        opened)."""
-        return self._scope
-
-    @property
-    def connection(self) -> C:
-        """The underlying psycopg connection, for what this handle does not cover."""
-        return self._conn
+from .settings import connection_options, resolve_dsn
 
 
 class Database(Handle[psycopg.Connection[Any]]):
@@ -146,13 +49,14 @@ class Database(Handle[psycopg.Connection[Any]]):
         return self._conn.cursor(row_factory=row_factory(model))
 
     def _run(self, cur: psycopg.Cursor[Any], query: Query, params: Params, *,
-             rows: bool = False) -> None:
+                   rows: bool = False) -> None:
         with translated():
             self._execute(cur, query, params)
         if rows:
             self._check_rows(cur)
 
-    def _execute(self, cur: psycopg.Cursor[Any], query: Query, params: Params) -> None:
+    def _execute(self, cur: psycopg.Cursor[Any], query: Query,
+                       params: Params) -> None:
         if self._opened:
             if self._single:
                 raise self._second_statement()
@@ -167,7 +71,8 @@ class Database(Handle[psycopg.Connection[Any]]):
                     # set transaction-locally, ends with it.
                     if not self._single:
                         self._conn.execute(self._begin)
-                    scope_cur = self._conn.execute(self._scope.statement, self._scope.params)
+                    scope_cur = self._conn.execute(self._scope.statement,
+                                                         self._scope.params)
                     cur.execute(query, params)
             except psycopg.Error as err:
                 if err.sqlstate != DIRTY:
@@ -236,7 +141,10 @@ class Database(Handle[psycopg.Connection[Any]]):
 
     def insert_many(self, rows: Iterable[R]) -> int:
         """Insert rows of one model in multi-row statements; return how many were inserted."""
-        return sum(self.execute(q, p) for q, p in statements.insert_many(rows))
+        inserted = 0
+        for query, params in statements.insert_many(rows):
+            inserted += self.execute(query, params)
+        return inserted
 
     def get(self, model: type[R], *key: Any) -> R:
         """The row with primary key ``key`` (in agent scope ``agent_id`` may be left out);
@@ -248,13 +156,13 @@ class Database(Handle[psycopg.Connection[Any]]):
         return rows[0]
 
     def find(self, model: type[R], where: Mapping[str, Any] | None = None, *,
-             order_by: str | Sequence[str] = (), limit: int | None = None) -> list[R]:
+                   order_by: str | Sequence[str] = (), limit: int | None = None) -> list[R]:
         """Rows matching ``where`` (``column: value``; a list means "any of", ``None`` means
         IS NULL), ordered by columns (``"-time"`` for descending)."""
         return self.fetch(model, *statements.find(model, where, order_by, limit))
 
     def update(self, model: type[R], *, where: Mapping[str, Any],
-               set: Mapping[str, Any]) -> int:
+                     set: Mapping[str, Any]) -> int:
         """Update rows; return how many changed. ``where={}`` means every row in scope."""
         return self.execute(*statements.update(model, where, set))
 
@@ -285,8 +193,12 @@ class Database(Handle[psycopg.Connection[Any]]):
 
 
 @contextmanager
-def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *, single: bool = False,
-               snapshot: bool = False) -> Iterator[Database]:
+def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *,
+                      single: bool = False,
+                      snapshot: bool = False) -> Iterator[Database]:
+    """One block in ``scope`` on ``conn``, which must be idle and in autocommit mode.
+    ``single``: the block runs one statement, as one round trip; ``snapshot``: every
+    statement sees the same committed state (read only, repeatable read: an export)."""
     check_idle(conn.autocommit, conn.info.transaction_status)
     db = Database(conn, scope, single=single, snapshot=snapshot)
     try:
@@ -302,63 +214,29 @@ def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *, single: bool = Fa
 
 @contextmanager
 def scoped(conn: psycopg.Connection[Any], *, agent_id: str | None = None,
-           tenant_id: str | None = None, admin: bool = False,
-           api_key: str | None = None) -> Iterator[Database]:
+                  tenant_id: str | None = None, admin: bool = False,
+                  api_key: str | None = None) -> Iterator[Database]:
     """Run one scoped transaction on an existing idle autocommit connection."""
     scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
     with run_scoped(conn, scope) as db:
         yield db
 
 
-def resolve_dsn(dsn: str | None) -> str:
-    """An explicit DSN, else ``MAIMDB_DSN``, else the embedded server (started if needed).
-    A DSN that does not parse is a :class:`ConfigurationError` here, not a pool timeout
-    later."""
-    if dsn:
-        return _parsed(dsn)
-    configured = settings()
-    if configured.dsn:
-        return _parsed(configured.dsn)
-    from . import embedded
-
-    return embedded.start(configured.data_dir, configured.database)
-
-
-def _parsed(dsn: str) -> str:
-    try:
-        conninfo_to_dict(dsn)
-    except (psycopg.ProgrammingError, TypeError) as err:
-        raise ConfigurationError(f"invalid DSN: {err} (expected 'postgresql://user@host/db' "
-                                 "or 'host=... dbname=...')") from None
-    return dsn
-
-
-def connect_error(err: psycopg.OperationalError) -> ConnectError:
-    return ConnectError(f"cannot connect to PostgreSQL: {str(err).strip()}")
-
-
-def connection_options(pgbouncer: bool | None = None) -> dict[str, Any]:
-    """psycopg connection options. psycopg prepares a statement after 5 runs by default;
-    behind PgBouncer in transaction mode (``MAIMDB_PGBOUNCER=1``) the next transaction may
-    land on a server that never saw it, so preparing is off there."""
-    bouncer = settings().pgbouncer if pgbouncer is None else pgbouncer
-    return {"autocommit": True, "prepare_threshold": None if bouncer else 5}
-
-
 def open_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
+    """A connection as maim_db opens them (autocommit; see :func:`connection_options`)."""
     try:
-        return psycopg.connect(resolve_dsn(dsn), **connection_options())
+        return psycopg.Connection.connect(resolve_dsn(dsn), **connection_options())
     except psycopg.OperationalError as err:
         raise connect_error(err) from err
 
 
 @contextmanager
 def connect(dsn: str | None = None, *, agent_id: str | None = None,
-            tenant_id: str | None = None, admin: bool = False,
-            api_key: str | None = None) -> Iterator[Database]:
+                   tenant_id: str | None = None, admin: bool = False,
+                   api_key: str | None = None) -> Iterator[Database]:
     """Open a connection, run the block as one transaction in exactly one scope, close.
 
-    ``api_key=`` opens the agent scope the key belongs to (see ``maim_db.keys``).
+    ``api_key=`` opens the agent scope the key belongs to (see ``maim_db.control.keys``).
 
     Commits when the block ends normally, rolls back when it raises.
     """

@@ -1,11 +1,15 @@
-"""``aconnect()`` and :class:`AsyncDatabase`: the asyncio twin of :mod:`maim_db.connection`.
+"""``aconnect()`` and the handle it yields: one scoped transaction, typed rows.
 
-Same contract, same SQL (:mod:`maim_db.statements`), same one-round-trip scope.
+This is where a scope is opened. The transaction opens lazily: nothing is sent until the first
+statement, and then ``BEGIN``, the scope statement (:data:`maim_db.scope.SET_SCOPE`, which also
+checks that the connection arrived clean) and that statement go out together in one
+pipeline — one round trip.
 """
+
+# maim_db/connection.py is generated from this file (tools/async_to_sync.py).  # async only
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -14,35 +18,28 @@ import psycopg
 from psycopg.pq import TransactionStatus
 
 from . import statements
-from .connection import (
+from .errors import DatabaseError, MaimDBError, NotFoundError, ScopeError, connect_error, translate
+from .handle import (
     ABORTED,
     Handle,
     Params,
     Query,
     R,
     check_idle,
-    connect_error,
-    connection_options,
     dirty_message,
+    log,
     not_found,
-    resolve_dsn,
     translated,
-)
-from .errors import (
-    DatabaseError,
-    MaimDBError,
-    NotFoundError,
-    ScopeError,
-    translate,
 )
 from .row import row_factory
 from .scope import DIRTY, RESET_SESSION, Scope, resolve
-
-log = logging.getLogger("maim_db")
+from .settings import connection_options, resolve_dsn
 
 
 class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
-    """A scoped transaction on an async connection. See :class:`maim_db.Database`."""
+    """A scoped transaction. Get one from :func:`aconnect`, :func:`ascoped` or a pool."""
+
+    # -- running SQL -------------------------------------------------------------------------
 
     def _cursor(self, model: type[R] | None = None) -> psycopg.AsyncCursor[Any]:
         self._check_usable()
@@ -73,7 +70,8 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
                     # set transaction-locally, ends with it.
                     if not self._single:
                         await self._conn.execute(self._begin)
-                    scope_cur = await self._conn.execute(self._scope.statement, self._scope.params)
+                    scope_cur = await self._conn.execute(self._scope.statement,
+                                                         self._scope.params)
                     await cur.execute(query, params)
             except psycopg.Error as err:
                 if err.sqlstate != DIRTY:
@@ -100,27 +98,32 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
         self._scope.require(permission)
 
     async def execute(self, query: Query, params: Params = None) -> int:
+        """Run a statement; return the number of rows it affected."""
         async with self._cursor() as cur:
             await self._run(cur, query, params)
             return cur.rowcount
 
     async def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
+        """Run a query and return every row as ``model``."""
         async with self._cursor(model) as cur:
             await self._run(cur, query, params, rows=True)
             return await cur.fetchall()
 
     async def fetch_one(self, model: type[R], query: Query, params: Params = None) -> R:
+        """The first row as ``model``; :class:`NotFoundError` if there is none."""
         rows = await self.fetch(model, query, params)
         if not rows:
             raise not_found(model, "row", self._scope)
         return rows[0]
 
     async def rows(self, query: Query, params: Params = None) -> list[tuple[Any, ...]]:
+        """Run a query and return plain tuples (for aggregates and ad-hoc shapes)."""
         async with self._cursor() as cur:
             await self._run(cur, query, params, rows=True)
             return await cur.fetchall()
 
     async def scalar(self, query: Query, params: Params = None) -> Any:
+        """The first column of the first row; :class:`NotFoundError` if there is no row."""
         async with self._cursor() as cur:
             await self._run(cur, query, params, rows=True)
             row = await cur.fetchone()
@@ -128,13 +131,23 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             raise NotFoundError(f"query returned no row in scope {self._scope}")
         return row[0]
 
+    # -- typed operations (SQL built in maim_db.statements) -----------------------------------
+
     async def insert(self, row: R) -> R:
+        """Insert ``row`` (only the fields it was given; SQL fills the rest); return it as
+        stored."""
         return await self.fetch_one(type(row), *statements.insert(row))
 
     async def insert_many(self, rows: Iterable[R]) -> int:
-        return sum([await self.execute(q, p) for q, p in statements.insert_many(rows)])
+        """Insert rows of one model in multi-row statements; return how many were inserted."""
+        inserted = 0
+        for query, params in statements.insert_many(rows):
+            inserted += await self.execute(query, params)
+        return inserted
 
     async def get(self, model: type[R], *key: Any) -> R:
+        """The row with primary key ``key`` (in agent scope ``agent_id`` may be left out);
+        :class:`NotFoundError` if this scope has no such row."""
         where = statements.key(model, key, self._scope.agent_id)
         rows = await self.fetch(model, *statements.find(model, where, (), 1))
         if not rows:
@@ -143,17 +156,25 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
 
     async def find(self, model: type[R], where: Mapping[str, Any] | None = None, *,
                    order_by: str | Sequence[str] = (), limit: int | None = None) -> list[R]:
+        """Rows matching ``where`` (``column: value``; a list means "any of", ``None`` means
+        IS NULL), ordered by columns (``"-time"`` for descending)."""
         return await self.fetch(model, *statements.find(model, where, order_by, limit))
 
     async def update(self, model: type[R], *, where: Mapping[str, Any],
                      set: Mapping[str, Any]) -> int:
+        """Update rows; return how many changed. ``where={}`` means every row in scope."""
         return await self.execute(*statements.update(model, where, set))
 
     async def delete(self, model: type[R], *, where: Mapping[str, Any]) -> int:
+        """Delete rows; return how many. ``where={}`` means every row in scope."""
         return await self.execute(*statements.delete(model, where))
 
     async def upsert(self, row: R, *, on: str | Sequence[str]) -> R:
+        """Insert ``row`` or update the one with the same unique key ``on`` (agent tables add
+        ``agent_id``); return it as stored."""
         return await self.fetch_one(type(row), *statements.upsert(row, on))
+
+    # -- transaction -------------------------------------------------------------------------
 
     async def _finish(self, ok: bool) -> None:
         if self._idle_at_finish(ok, self._conn.info.transaction_status):
@@ -171,14 +192,18 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
 
 
 @asynccontextmanager
-async def run_scoped_async(conn: psycopg.AsyncConnection[Any], scope: Scope, *,
-                           single: bool = False) -> AsyncIterator[AsyncDatabase]:
+async def arun_scoped(conn: psycopg.AsyncConnection[Any], scope: Scope, *,
+                      single: bool = False,
+                      snapshot: bool = False) -> AsyncIterator[AsyncDatabase]:
+    """One block in ``scope`` on ``conn``, which must be idle and in autocommit mode.
+    ``single``: the block runs one statement, as one round trip; ``snapshot``: every
+    statement sees the same committed state (read only, repeatable read: an export)."""
     check_idle(conn.autocommit, conn.info.transaction_status)
-    db = AsyncDatabase(conn, scope, single=single)
+    db = AsyncDatabase(conn, scope, single=single, snapshot=snapshot)
     try:
         yield db
     except BaseException:
-        with suppress(MaimDBError):
+        with suppress(MaimDBError):  # the original error matters more than a failed rollback
             await db._finish(ok=False)
         raise
     finally:
@@ -188,23 +213,33 @@ async def run_scoped_async(conn: psycopg.AsyncConnection[Any], scope: Scope, *,
 
 @asynccontextmanager
 async def ascoped(conn: psycopg.AsyncConnection[Any], *, agent_id: str | None = None,
-                  tenant_id: str | None = None,
-                  admin: bool = False, api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
-    """Run one scoped transaction on an existing idle autocommit async connection."""
+                  tenant_id: str | None = None, admin: bool = False,
+                  api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
+    """Run one scoped transaction on an existing idle autocommit connection."""
     scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
-    async with run_scoped_async(conn, scope) as db:
+    async with arun_scoped(conn, scope) as db:
         yield db
+
+
+async def aopen_connection(dsn: str | None = None) -> psycopg.AsyncConnection[Any]:
+    """A connection as maim_db opens them (autocommit; see :func:`connection_options`)."""
+    try:
+        return await psycopg.AsyncConnection.connect(resolve_dsn(dsn), **connection_options())
+    except psycopg.OperationalError as err:
+        raise connect_error(err) from err
 
 
 @asynccontextmanager
 async def aconnect(dsn: str | None = None, *, agent_id: str | None = None,
-                   tenant_id: str | None = None,
-                   admin: bool = False, api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
-    """Async :func:`maim_db.connect`: one connection, one transaction, one scope."""
+                   tenant_id: str | None = None, admin: bool = False,
+                   api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
+    """Open a connection, run the block as one transaction in exactly one scope, close.
+
+    ``api_key=`` opens the agent scope the key belongs to (see ``maim_db.control.keys``).
+
+    Commits when the block ends normally, rolls back when it raises.
+    """
+    # Resolved before connecting: a bad scope never reaches the server.
     scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
-    try:
-        conn = await psycopg.AsyncConnection.connect(resolve_dsn(dsn), **connection_options())
-    except psycopg.OperationalError as err:
-        raise connect_error(err) from err
-    async with conn, run_scoped_async(conn, scope) as db:
+    async with await aopen_connection(dsn) as conn, arun_scoped(conn, scope) as db:
         yield db

@@ -15,14 +15,13 @@ workers with none (docs/pooling.md).
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
-from contextvars import ContextVar, Token
+from contextvars import Token
 from typing import Generic, TypeVar
 
 from . import ids
 from .errors import ScopeError
+from .scope import AMBIENT as _ambient
 from .scope import Scope
-
-_ambient: ContextVar[Scope | None] = ContextVar("maim_db_scope", default=None)
 
 
 def current() -> Scope | None:

@@ -10,6 +10,7 @@ import re
 
 import psycopg
 from psycopg import errors as pgerrors
+from psycopg_pool import PoolClosed, PoolTimeout
 
 
 class MaimDBError(Exception):
@@ -109,3 +110,14 @@ def translate(err: psycopg.Error) -> MaimDBError:
     if isinstance(err, psycopg.OperationalError) and err.sqlstate is None:
         return ConnectError(message)
     return DatabaseError(message)
+
+
+def connect_error(err: psycopg.OperationalError) -> ConnectError:
+    return ConnectError(f"cannot connect to PostgreSQL: {str(err).strip()}")
+
+
+def pool_error(err: PoolTimeout | PoolClosed) -> ConnectError:
+    if isinstance(err, PoolClosed):
+        return ConnectError(f"{err} (an AsyncPool opens with `async with` or `await "
+                            "pool.open()`; a closed pool cannot be reopened)")
+    return ConnectError(f"no pooled connection became free: {err}")

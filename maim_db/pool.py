@@ -1,4 +1,7 @@
-"""``Pool`` and ``AsyncPool``: psycopg-pool underneath, the same scopes as ``connect()``.
+# WARNING: generated from maim_db/pool_async.py by tools/async_to_sync.py; do not edit.
+# Change the async source and run `python tools/async_to_sync.py`.
+
+"""``Pool``: psycopg-pool underneath, the same scopes as ``connect()``.
 
 A checked-out connection is never trusted: the scope statement that opens every block also
 checks that no role or scope survived from the previous borrower (and resets the session if
@@ -9,53 +12,46 @@ client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import (
-    AbstractAsyncContextManager,
-    AbstractContextManager,
-    asynccontextmanager,
-    contextmanager,
-)
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolClosed, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from .connection import (
-    Database,
-    Params,
-    Query,
-    R,
-    connection_options,
-    resolve_dsn,
-    run_scoped,
-)
-from .connection_async import AsyncDatabase, run_scoped_async
-from .errors import ConnectError
+from .connection import Database, run_scoped
+from .errors import pool_error
+from .handle import Params, Query, R
 from .scope import Scope, resolve
-
-
-def pool_error(err: PoolTimeout | PoolClosed) -> ConnectError:
-    if isinstance(err, PoolClosed):
-        return ConnectError(f"{err} (an AsyncPool opens with `async with` or `await "
-                            "pool.open()`; a closed pool cannot be reopened)")
-    return ConnectError(f"no pooled connection became free: {err}")
+from .settings import connection_options, resolve_dsn
 
 
 class Pool:
-    """A thread-safe pool; ``with pool.connection(agent_id=...) as db:`` is one transaction."""
+    """A pool of connections; ``with pool.connection(agent_id=...) as db:`` is one
+    transaction. ``with Pool(...) as pool:`` opens it and waits for ``min_size``
+    connections, and closes it at the end."""
 
     def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10,
                  pgbouncer: bool | None = None, timeout: float = 30.0,
                  name: str = "maim_db") -> None:
+        self._timeout = timeout
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             resolve_dsn(dsn), kwargs=connection_options(pgbouncer), min_size=min_size,
-            max_size=max_size, timeout=timeout, name=name, open=True)
+            max_size=max_size, timeout=timeout, name=name,
+            open=True)
+
+    def open(self) -> None:
+        """Open the pool (again: a no-op) and wait until ``min_size`` connections are up."""
+        try:
+            self._pool.open(wait=True, timeout=self._timeout)
+        except (PoolTimeout, PoolClosed) as err:
+            raise pool_error(err) from err
 
     @contextmanager
     def _borrow(self, scope: Scope, single: bool = False) -> Iterator[Database]:
         try:
-            with self._pool.connection() as conn, run_scoped(conn, scope, single=single) as db:
+            with self._pool.connection() as conn, run_scoped(
+                    conn, scope, single=single) as db:
                 yield db
         except (PoolTimeout, PoolClosed) as err:
             raise pool_error(err) from err
@@ -72,21 +68,24 @@ class Pool:
     # in one pipeline — one round trip, where a block needs a second one for its COMMIT.
 
     def fetch(self, model: type[R], query: Query, params: Params = None, *,
-              agent_id: str | None = None, tenant_id: str | None = None, admin: bool = False,
-              api_key: str | None = None) -> list[R]:
+                    agent_id: str | None = None, tenant_id: str | None = None,
+                    admin: bool = False, api_key: str | None = None) -> list[R]:
+        """Run one query as its own transaction (one round trip); every row as ``model``."""
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         with self._borrow(scope, single=True) as db:
             return db.fetch(model, query, params)
 
-    def execute(self, query: Query, params: Params = None, *, agent_id: str | None = None,
-                tenant_id: str | None = None, admin: bool = False,
-                api_key: str | None = None) -> int:
+    def execute(self, query: Query, params: Params = None, *,
+                      agent_id: str | None = None, tenant_id: str | None = None,
+                      admin: bool = False, api_key: str | None = None) -> int:
+        """Run one statement as its own transaction (one round trip); rows affected."""
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         with self._borrow(scope, single=True) as db:
             return db.execute(query, params)
 
-    def insert(self, row: R, *, agent_id: str | None = None, tenant_id: str | None = None,
-               admin: bool = False, api_key: str | None = None) -> R:
+    def insert(self, row: R, *, agent_id: str | None = None,
+                     tenant_id: str | None = None, admin: bool = False,
+                     api_key: str | None = None) -> R:
         """Insert one row as its own transaction (one round trip); return it as stored."""
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         with self._borrow(scope, single=True) as db:
@@ -99,73 +98,8 @@ class Pool:
         self._pool.close()
 
     def __enter__(self) -> Pool:
+        self.open()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class AsyncPool:
-    """An asyncio pool; ``async with pool.connection(agent_id=...) as db:``. Open it with
-    ``await pool.open()`` or ``async with AsyncPool(...) as pool``."""
-
-    def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10,
-                 pgbouncer: bool | None = None, timeout: float = 30.0,
-                 name: str = "maim_db") -> None:
-        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            resolve_dsn(dsn), kwargs=connection_options(pgbouncer), min_size=min_size,
-            max_size=max_size, timeout=timeout, name=name, open=False)
-
-    async def open(self) -> None:
-        await self._pool.open(wait=True)
-
-    @asynccontextmanager
-    async def _borrow(self, scope: Scope, single: bool = False) -> AsyncIterator[AsyncDatabase]:
-        try:
-            async with self._pool.connection() as conn, run_scoped_async(
-                    conn, scope, single=single) as db:
-                yield db
-        except (PoolTimeout, PoolClosed) as err:
-            raise pool_error(err) from err
-
-    def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
-                   admin: bool = False,
-                   api_key: str | None = None) -> AbstractAsyncContextManager[AsyncDatabase]:
-        return self._borrow(resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin,
-                                    api_key=api_key))
-
-    async def fetch(self, model: type[R], query: Query, params: Params = None, *,
-                    agent_id: str | None = None, tenant_id: str | None = None,
-                    admin: bool = False, api_key: str | None = None) -> list[R]:
-        """One statement, one round trip: see :meth:`Pool.fetch`."""
-        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
-        async with self._borrow(scope, single=True) as db:
-            return await db.fetch(model, query, params)
-
-    async def execute(self, query: Query, params: Params = None, *,
-                      agent_id: str | None = None, tenant_id: str | None = None,
-                      admin: bool = False, api_key: str | None = None) -> int:
-        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
-        async with self._borrow(scope, single=True) as db:
-            return await db.execute(query, params)
-
-    async def insert(self, row: R, *, agent_id: str | None = None,
-                     tenant_id: str | None = None, admin: bool = False,
-                     api_key: str | None = None) -> R:
-        """Insert one row as its own transaction (one round trip); return it as stored."""
-        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
-        async with self._borrow(scope, single=True) as db:
-            return await db.insert(row)
-
-    def stats(self) -> dict[str, int]:
-        return self._pool.get_stats()
-
-    async def close(self) -> None:
-        await self._pool.close()
-
-    async def __aenter__(self) -> AsyncPool:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()

@@ -8,14 +8,16 @@ as ``''``, so nothing set earlier on the session survives into this transaction.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final, Literal, LiteralString, get_args
 
 from . import ids
 from .errors import AuthenticationError, InputError, ScopeError
-from .tables.control_plane import Permission
 
 Kind = Literal["agent", "key", "tenant", "admin"]
+#: What an API key may be granted (``api_keys.permissions``).
+Permission = Literal["chat", "config_read", "config_write", "analytics"]
 
 # A block opened from an API key runs as maim_plugin whatever the login: the key proves its
 # agent to the policies (migrations/0012), and nothing in the block can name another.
@@ -148,6 +150,11 @@ class Scope:
         return "admin" if self.kind == "admin" else f"{self.kind} {self.id}"
 
 
+#: The ambient scope: what a block that names none uses. :mod:`maim_db.context` sets it; it
+#: follows the coroutine, never the thread.
+AMBIENT: ContextVar[Scope | None] = ContextVar("maim_db_scope", default=None)
+
+
 def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
             admin: bool = False, api_key: str | None = None) -> Scope:
     """Exactly one scope, well formed — checked before any connection is made. With none
@@ -158,9 +165,7 @@ def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
               (("agent_id", agent_id is not None), ("tenant_id", tenant_id is not None),
                ("admin", admin), ("api_key", api_key is not None)) if given]
     if not chosen:
-        from .context import current
-
-        ambient = current()
+        ambient = AMBIENT.get()
         if ambient is not None:
             return ambient
         raise ScopeError(
@@ -175,10 +180,15 @@ def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
     if tenant_id is not None:
         return Scope("tenant", ids.check("tenant", tenant_id))
     if api_key is not None:
-        if not isinstance(api_key, str) or not api_key or not api_key.isascii():
-            raise AuthenticationError("invalid API key: expected a non-empty ASCII string")
-        return Scope("key", api_key)
+        return Scope("key", check_key_secret(api_key))
     return Scope("admin")
+
+
+def check_key_secret(secret: object) -> str:
+    """An API key as the client gave it: a non-empty ASCII string, else no key at all."""
+    if not isinstance(secret, str) or not secret or not secret.isascii():
+        raise AuthenticationError("invalid API key: expected a non-empty ASCII string")
+    return secret
 
 
 def named_agent(agent_id: object) -> Scope:

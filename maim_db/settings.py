@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -36,3 +39,34 @@ def settings() -> Settings:
         problems = "; ".join(f"MAIMDB_{str(e['loc'][0]).upper()}: {e['msg']}"
                              for e in err.errors())
         raise ConfigurationError(f"invalid environment: {problems}") from None
+
+
+def resolve_dsn(dsn: str | None) -> str:
+    """An explicit DSN, else ``MAIMDB_DSN``, else the embedded server (started if needed).
+    A DSN that does not parse is a :class:`ConfigurationError` here, not a pool timeout
+    later."""
+    if dsn:
+        return _parsed(dsn)
+    configured = settings()
+    if configured.dsn:
+        return _parsed(configured.dsn)
+    from . import embedded  # the server is started only when it is the one asked for
+
+    return embedded.start(configured.data_dir, configured.database)
+
+
+def _parsed(dsn: str) -> str:
+    try:
+        conninfo_to_dict(dsn)
+    except (psycopg.ProgrammingError, TypeError) as err:
+        raise ConfigurationError(f"invalid DSN: {err} (expected 'postgresql://user@host/db' "
+                                 "or 'host=... dbname=...')") from None
+    return dsn
+
+
+def connection_options(pgbouncer: bool | None = None) -> dict[str, Any]:
+    """psycopg connection options. psycopg prepares a statement after 5 runs by default;
+    behind PgBouncer in transaction mode (``MAIMDB_PGBOUNCER=1``) the next transaction may
+    land on a server that never saw it, so preparing is off there."""
+    bouncer = settings().pgbouncer if pgbouncer is None else pgbouncer
+    return {"autocommit": True, "prepare_threshold": None if bouncer else 5}

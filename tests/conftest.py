@@ -5,78 +5,15 @@ bypass RLS."""
 
 from __future__ import annotations
 
-import itertools
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any
 
-import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from maim_db import connect, migrate
-from maim_db.tables import Agent, AgentActiveState, ApiKey, PluginSetting, Tenant, User
+from maim_db.schema import migrate
+from tests.databases import LOGINS, PASSWORD, Server, TestDB, World, build_world, with_db
 from tests.server import superuser_dsn
-
-PASSWORD = "maim-test-only"
-LOGINS = {"app": ("maim_test_app", "maim_app"), "tenant": ("maim_test_tenant", "maim_tenant"),
-          "admin": ("maim_test_admin", "maim_admin"), "plugin": ("maim_test_plugin", "maim_plugin")}
-_counter = itertools.count()
-
-
-def with_db(dsn: str, dbname: str, **overrides: Any) -> str:
-    params = {k: v for k, v in conninfo_to_dict(dsn).items() if v is not None}
-    params.update(dbname=dbname, **overrides)
-    return make_conninfo(**params)
-
-
-@dataclass
-class Server:
-    superuser: str  # database "postgres"
-    label: str
-
-    def admin_conn(self) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.superuser, autocommit=True)
-
-    def create_database(self, template: str | None = None) -> str:
-        name = f"maim_t{os.getpid()}_{next(_counter)}"
-        query = sql.SQL("create database {}").format(sql.Identifier(name))
-        if template:
-            query = sql.SQL("{} template {}").format(query, sql.Identifier(template))
-        with self.admin_conn() as conn:
-            conn.execute(query)
-        return name
-
-    def drop_database(self, name: str) -> None:
-        with self.admin_conn() as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(
-                sql.Identifier(name)))
-
-
-@dataclass
-class TestDB:
-    """One migrated database; ``dsn(kind)`` connects as the login role for that scope."""
-
-    server: Server
-    name: str
-
-    __test__ = False
-
-    @property
-    def superuser(self) -> str:
-        return with_db(self.server.superuser, self.name)
-
-    def dsn(self, kind: str) -> str:
-        login, _ = LOGINS[kind]
-        return with_db(self.server.superuser, self.name, user=login, password=PASSWORD)
-
-    def bounced(self, kind: str, bouncer: tuple[str, int]) -> str:
-        """Like :meth:`dsn`, through PgBouncer."""
-        login, _ = LOGINS[kind]
-        return make_conninfo(host=bouncer[0], port=bouncer[1], dbname=self.name, user=login,
-                             password=PASSWORD)
 
 
 @pytest.fixture(scope="session")
@@ -137,56 +74,9 @@ def empty_db(server: Server) -> Iterator[TestDB]:
     server.drop_database(name)
 
 
-@dataclass
-class World:
-    """Two tenants: T1 (agents A1, A2, owner U1) and T2 (agent B1, owner U2), each agent with
-    an activity row, a key and plugin settings; T1 also has a tenant-wide plugin default."""
-
-    users: dict[str, User]
-    tenants: dict[str, Tenant]
-    agents: dict[str, Agent]
-    keys: dict[str, ApiKey]
-    states: dict[str, AgentActiveState]
-    plugins: dict[str, PluginSetting]
-
-    def agent_id(self, name: str) -> str:
-        return self.agents[name].id
-
-    def tenant_id(self, name: str) -> str:
-        return self.tenants[name].id
-
-
 @pytest.fixture
 def world(db: TestDB) -> World:
-    from maim_db import ids
-
-    users: dict[str, User] = {}
-    tenants: dict[str, Tenant] = {}
-    agents: dict[str, Agent] = {}
-    keys: dict[str, ApiKey] = {}
-    plugins: dict[str, PluginSetting] = {}
-    with connect(db.dsn("admin"), admin=True) as adm:
-        for u in ("U1", "U2"):
-            users[u] = adm.insert(User(id=ids.new_user_id(), username=f"user-{u}",
-                                       hashed_password="x"))
-        for t, owner in (("T1", "U1"), ("T2", "U2")):
-            tenants[t] = adm.insert(Tenant(id=ids.new_tenant_id(), tenant_name=f"tenant {t}",
-                                           owner_id=users[owner].id))
-        for a, t in (("A1", "T1"), ("A2", "T1"), ("B1", "T2")):
-            agents[a] = adm.insert(Agent(id=ids.new_agent_id(), tenant_id=tenants[t].id,
-                                         name=f"bot {a}"))
-            keys[a] = adm.insert(ApiKey(id=ids.new_key_id(), tenant_id=tenants[t].id,
-                                        agent_id=agents[a].id, name=f"key {a}",
-                                        key_hash=os.urandom(32), key_prefix="mmc_abcd"))
-            plugins[a] = adm.insert(PluginSetting(tenant_id=tenants[t].id,
-                                                  agent_id=agents[a].id, plugin_name="emoji"))
-        plugins["T1"] = adm.insert(PluginSetting(tenant_id=tenants["T1"].id,
-                                                 plugin_name="emoji", enabled=True))
-    states: dict[str, AgentActiveState] = {}
-    for a, agent in agents.items():
-        with connect(db.dsn("app"), agent_id=agent.id) as app:
-            states[a] = app.insert(AgentActiveState())
-    return World(users, tenants, agents, keys, states, plugins)
+    return build_world(db)
 
 
 @pytest.fixture

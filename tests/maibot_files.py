@@ -1,6 +1,6 @@
-"""Small MaiBot SQLite files, built from the DDL peewee wrote in each release (sections 1
-and 2 of shared/reference/maibot-sqlite.md): 0.7, 0.10, 0.11.6, 0.12, a drifted 0.12 file,
-a 1.x file. Every file holds the same canonical rows, cut down to the columns its release
+"""Small MaiBot SQLite files, built from the DDL peewee wrote in each release (the
+history docs/import-export.md maps): 0.7, 0.10, 0.11.6, 0.12, a drifted 0.12 file, a 1.x
+file. Every file holds the same canonical rows, cut down to the columns its release
 had, so a test can compare an imported value with the one it wrote."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where the test PostgreSQL comes from, in DESIGN.md's order: ``MAIMDB_TEST_DSN``; a
+"""Where the test PostgreSQL comes from, in the README's order: ``MAIMDB_TEST_DSN``; a
 testcontainers server where a Docker daemon answers; else the embedded wheel."""
 
 from __future__ import annotations

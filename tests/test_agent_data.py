@@ -15,7 +15,7 @@ from maim_db.tables import agent_config as ac
 from maim_db.tables import business as bz
 from maim_db.tables.agent_config import ROWS as CONFIG_ROWS
 from maim_db.tables.business import ROWS as BUSINESS_ROWS
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 ALL = CONFIG_ROWS + BUSINESS_ROWS
 SAMPLE: dict[Any, Any] = {str: "s", int: 1, float: 0.5, bool: True}

@@ -10,8 +10,8 @@ import sys
 import psycopg
 import pytest
 
-from maim_db.audit import audit
-from tests.conftest import TestDB
+from maim_db.schema.audit import audit
+from tests.databases import TestDB
 
 
 def _as_owner(db: TestDB, *statements: str) -> set[str]:
@@ -153,7 +153,7 @@ def test_policies_on_any_table_that_widen_access_are_found(db: TestDB) -> None:
 def test_cli_audit_exit_code(db: TestDB, leaky: bool) -> None:
     if leaky:
         _as_owner(db, "create table leaky (id int)")
-    result = subprocess.run([sys.executable, "-m", "maim_db_cli", "audit"],
+    result = subprocess.run([sys.executable, "-m", "maim_db.cli", "audit"],
                             env=dict(os.environ, MAIMDB_DSN=db.superuser),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == (1 if leaky else 0), result.stdout + result.stderr

@@ -17,12 +17,12 @@ from maim_db import (
     aconnect,
     agent_scope,
     connect,
-    plugins,
 )
-from maim_db import config_document as cd
 from maim_db.context import current
+from maim_db.control import config as cd
+from maim_db.control import plugins
 from maim_db.tables import AgentActiveState, PluginSetting
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 @pytest.mark.parametrize("dsn", ["garbage", "host='unterminated", "postgresql://[::1"])

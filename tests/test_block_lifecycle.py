@@ -18,7 +18,7 @@ from maim_db import (
     connect,
 )
 from maim_db.tables import AgentActiveState
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 def _ttl(db: TestDB, agent: str) -> int:

@@ -17,10 +17,10 @@ from maim_db import (
     ScopeError,
     connect,
     crypto,
-    keys,
 )
-from maim_db import config_document as cd
-from tests.conftest import TestDB, World
+from maim_db.control import config as cd
+from maim_db.control import keys
+from tests.databases import TestDB, World
 
 
 def _read(db: TestDB, world: World, agent: str = "A1", **kw: Any) -> dict[str, Any]:

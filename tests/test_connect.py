@@ -14,7 +14,7 @@ from maim_db import (
     ids,
 )
 from maim_db.tables import Agent, AgentActiveState, Tenant
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 def _agent_names(db: TestDB) -> set[str]:

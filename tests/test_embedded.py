@@ -22,7 +22,7 @@ def maimdb(tmp_path: Path) -> Iterator[Run]:
     env["MAIMDB_DATA_DIR"] = str(tmp_path / "data" / "postgres")
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+        return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
                               input=stdin, capture_output=True, text=True, timeout=180,
                               cwd=tmp_path)
 

@@ -13,16 +13,17 @@ from typing import Any
 
 import pytest
 
-from maim_db import AuthenticationError, activity, connect, keys, plugins, tenancy
-from maim_db import config_document as cd
+from maim_db import AuthenticationError, connect
+from maim_db.control import activity, keys, plugins, tenancy
+from maim_db.control import config as cd
 from maim_db.tables import PluginSetting
-from tests.conftest import TestDB
+from tests.databases import TestDB
 from tests.samples import message
 
 
 def _cli(db: TestDB, *args: str, stdin: str | None = None) -> Any:
     env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"))
-    result = subprocess.run([sys.executable, "-m", "maim_db_cli", *args, "--json"], env=env,
+    result = subprocess.run([sys.executable, "-m", "maim_db.cli", *args, "--json"], env=env,
                             input=stdin, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
@@ -30,7 +31,7 @@ def _cli(db: TestDB, *args: str, stdin: str | None = None) -> Any:
 
 def _cli_fails(db: TestDB, *args: str) -> str:
     env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"))
-    result = subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+    result = subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
@@ -49,7 +50,7 @@ def test_the_flow_from_the_cli(db: TestDB) -> None:
         assert scope.insert_many([message(i) for i in range(5)]) == 5
 
     patched = subprocess.run(
-        [sys.executable, "-m", "maim_db_cli", "config", "set", agent["id"], "-"],
+        [sys.executable, "-m", "maim_db.cli", "config", "set", agent["id"], "-"],
         env=dict(os.environ, MAIMDB_DSN=db.dsn("admin")), capture_output=True, text=True,
         input='{"config_overrides": {"chat": {"talk_value": 0.25}}}', timeout=120)
     assert patched.returncode == 0, patched.stderr
@@ -127,7 +128,7 @@ def test_cli_refusals_are_one_line_and_write_nothing(db: TestDB, tmp_path: Any) 
                           ("--expires-in-days", "100000000")):
         command = ["rotate", key["id"]] if option == "--grace-hours" else [
             "create", "k2", "--agent", agent["id"]]
-        usage = subprocess.run([sys.executable, "-m", "maim_db_cli", "key", *command, option,
+        usage = subprocess.run([sys.executable, "-m", "maim_db.cli", "key", *command, option,
                                 value], env=dict(os.environ, MAIMDB_DSN=db.dsn("admin")),
                                capture_output=True, text=True, timeout=120)
         assert usage.returncode == 2 and "Traceback" not in usage.stderr, usage.stderr
@@ -141,7 +142,7 @@ def test_cli_shows_names_literally(db: TestDB) -> None:
     once made every later listing fail)."""
     env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"), COLUMNS="200")
     created = _cli(db, "tenant", "create", "[/x] [bold]麦麦[/bold]")
-    listed = subprocess.run([sys.executable, "-m", "maim_db_cli", "tenant", "list"], env=env,
+    listed = subprocess.run([sys.executable, "-m", "maim_db.cli", "tenant", "list"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr
     assert "[/x] [bold]麦麦[/bold]" in listed.stdout and created["id"] in listed.stdout

@@ -12,10 +12,10 @@ import psycopg
 import pytest
 
 from maim_db import IsolationError, connect
-from maim_db.maibot_sqlite import import_claim, import_sqlite, open_source, source_key
 from maim_db.scope import named_agent
+from maim_db.transfer.maibot.importer import import_claim, import_sqlite, open_source, source_key
 from tests import maibot_files as mf
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 def _file(tmp_path: Path) -> tuple[Path, str]:

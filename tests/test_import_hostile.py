@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from maim_db import ConflictError, InputError, connect
-from maim_db.maibot_sqlite import (
+from maim_db.tables import runtime as rt
+from maim_db.transfer.maibot.importer import (
     NUL_REMOVED,
     UTF8_REPLACED,
     ImportReport,
@@ -23,9 +24,8 @@ from maim_db.maibot_sqlite import (
     TableReport,
     import_sqlite,
 )
-from maim_db.tables import runtime as rt
 from tests import maibot_files as mf
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 def _import(db: TestDB, path: Path, agent: str, **kw: Any) -> ImportReport:
@@ -47,7 +47,7 @@ def _messages(db: TestDB, agent: str) -> dict[str, rt.Message]:
 
 def _cli(db: TestDB, *args: str) -> subprocess.CompletedProcess[bytes]:
     env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
-    return subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
                           capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
@@ -235,6 +235,6 @@ def test_names_from_the_file_are_shown_inert(db: TestDB, world: World, tmp_path:
 
 
 def test_a_table_report_is_plain_data() -> None:
-    """The report keeps names as they are; only what prints them escapes (cli/output.py)."""
+    """The report keeps names as they are; only what prints them escapes (maim_db/cli/output.py)."""
     report = TableReport("messages", "messages", ignored_columns=[EVIL])
     assert report.as_dict()["ignored_columns"] == [EVIL]

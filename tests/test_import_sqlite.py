@@ -24,9 +24,13 @@ from maim_db import (
     IsolationError,
     ScopeError,
     connect,
-    tenancy,
 )
-from maim_db.maibot_sqlite import (
+from maim_db.control import tenancy
+from maim_db.scope import named_agent
+from maim_db.tables import runtime as rt
+from maim_db.tables.imports import ImportProgress
+from maim_db.transfer.archive import agent_counts
+from maim_db.transfer.maibot.importer import (
     TABLES,
     ImportReport,
     import_claim,
@@ -34,12 +38,8 @@ from maim_db.maibot_sqlite import (
     open_source,
     source_key,
 )
-from maim_db.scope import named_agent
-from maim_db.tables import runtime as rt
-from maim_db.tables.imports import ImportProgress
-from maim_db.transfer import agent_counts
 from tests import maibot_files as mf
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 TARGET = {t.source: t.model.table for t in TABLES}
 RUNTIME = [t.model for t in TABLES]
@@ -276,7 +276,7 @@ def test_killed_import_resumes_with_one_copy_of_each_row(db: TestDB, world: Worl
     n = 6000
     path = mf.build(tmp_path / "MaiBot.db", "0.12", messages=n)
     env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
-    proc = subprocess.Popen([sys.executable, "-m", "maim_db_cli", "import-sqlite", str(path),
+    proc = subprocess.Popen([sys.executable, "-m", "maim_db.cli", "import-sqlite", str(path),
                              "--agent", a1, "--batch-size", "50", "--timezone", "UTC"],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
@@ -444,14 +444,14 @@ def test_the_cli_prints_plain_progress_and_a_json_report(db: TestDB, world: Worl
                                                          tmp_path: Path) -> None:
     path = mf.build(tmp_path / "MaiBot.db", "0.10")
     env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
-    result = subprocess.run([sys.executable, "-m", "maim_db_cli", "import-sqlite", str(path),
+    result = subprocess.run([sys.executable, "-m", "maim_db.cli", "import-sqlite", str(path),
                              "--agent", world.agent_id("A1"), "--json"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert {t["target"]: t["written"] for t in report["tables"]} == _expected("0.10")
     assert "messages: 40/40" in result.stderr.splitlines()
-    bad = subprocess.run([sys.executable, "-m", "maim_db_cli", "import-sqlite",
+    bad = subprocess.run([sys.executable, "-m", "maim_db.cli", "import-sqlite",
                           str(mf.build_1x(tmp_path / "new.db")), "--agent",
                           world.agent_id("A1")], env=env, capture_output=True, text=True,
                          timeout=120)

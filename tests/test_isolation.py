@@ -17,7 +17,7 @@ from maim_db.tables import (
     User,
     UserProfile,
 )
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 ALL = (User, Tenant, Agent, ApiKey, AgentActiveState, PluginSetting)
 

@@ -15,10 +15,11 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from maim_db import Database, IsolationError, NotFoundError, connect, keys
+from maim_db import Database, IsolationError, NotFoundError, connect
+from maim_db.control import keys
 from maim_db.row import Row
 from maim_db.tables import ALL_ROWS
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 from tests.test_schema_contract import _split_optional
 
 TENANT_KEYED = {"api_keys", "plugin_settings"}  # control plane, covered in test_isolation.py

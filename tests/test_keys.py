@@ -19,11 +19,10 @@ from maim_db import (
     Pool,
     aconnect,
     connect,
-    keys,
-    tenancy,
 )
+from maim_db.control import keys, tenancy
 from maim_db.tables import Agent, ApiKey, ApiKeyInfo
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 def _issue(db: TestDB, world: World, agent: str = "A1", **kw: object) -> keys.IssuedKey:
@@ -235,7 +234,7 @@ def test_a_bad_key_is_refused_by_every_entry_point(db: TestDB, world: World) -> 
                 await ascope.find(Agent)
         async with aconnect(db.dsn("admin"), admin=True) as adm:
             with pytest.raises(AuthenticationError):
-                await keys.aresolve(bad, adm)
+                await keys.aresolve_in(adm, bad)
 
     asyncio.run(run())
     with connect(db.dsn("admin"), admin=True) as adm, pytest.raises(AuthenticationError):

@@ -10,14 +10,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from maim_db_cli.output import report
 from psycopg.conninfo import make_conninfo
 
-from maim_db import MigrationError, migrate
-from maim_db.audit import audit
-from maim_db.migrate import MIGRATIONS_DIR
+from maim_db import MigrationError
+from maim_db.cli.output import report
+from maim_db.schema import migrate
+from maim_db.schema.audit import audit
+from maim_db.schema.migrate import MIGRATIONS_DIR
 from maim_db.tables import ALL_ROWS
-from tests.conftest import TestDB
+from tests.databases import TestDB
 
 TABLES = {row.table for row in ALL_ROWS}
 
@@ -31,7 +32,7 @@ def _tables(dsn: str) -> set[str]:
 
 def _maimdb(*args: str, dsn: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MAIMDB_DSN=dsn)
-    return subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -178,7 +179,7 @@ def test_a_database_owner_with_createrole_can_migrate(empty_db: TestDB,
 
 def test_concurrent_migrate_from_two_processes(empty_db: TestDB) -> None:
     env = dict(os.environ, MAIMDB_DSN=empty_db.superuser)
-    procs = [subprocess.Popen([sys.executable, "-m", "maim_db_cli", "migrate"], env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "maim_db.cli", "migrate"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     results = [(*p.communicate(timeout=120), p.returncode) for p in procs]
@@ -227,7 +228,7 @@ def test_cli_reports_errors_in_one_line(empty_db: TestDB, tmp_path: Path,
     # the environment is read as a command starts: still one line, exit 1
     env = dict(os.environ, MAIMDB_PGBOUNCER="maybe")
     for args in (["db", "status"], ["db", "url"], ["tenant", "list"]):
-        weird = subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+        weird = subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
                                capture_output=True, text=True, timeout=120)
         assert weird.returncode == 1 and "Traceback" not in weird.stderr, weird.stderr
         assert weird.stderr.count("\n") == 1 and "MAIMDB_PGBOUNCER" in weird.stderr

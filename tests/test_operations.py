@@ -6,7 +6,7 @@ import pytest
 
 from maim_db import InputError, connect, ids
 from maim_db.tables import Agent, AgentActiveState, PluginSetting, Tenant
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 def test_find_filters_orders_and_limits(db: TestDB, world: World) -> None:

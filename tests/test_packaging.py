@@ -1,5 +1,5 @@
 """An installed wheel can migrate: it carries every migration and every ``sql/`` file,
-byte for byte, where ``maim_db.migrate`` looks for them outside a checkout."""
+byte for byte, where ``maim_db.schema.migrate`` looks for them outside a checkout."""
 
 from __future__ import annotations
 

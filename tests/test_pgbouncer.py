@@ -20,7 +20,7 @@ import pytest
 from maim_db import AsyncPool, IsolationError, MaimDBError, Pool, ScopeError, connect, ids
 from maim_db.tables import Agent, Tenant
 from maim_db.tables.runtime import Message
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 from tests.samples import message
 
 SOAK_SECONDS = float(os.environ.get("MAIMDB_SOAK_SECONDS", "3"))

@@ -21,7 +21,7 @@ from maim_db import (
     tenant_scope,
 )
 from maim_db.tables import Agent, AgentActiveState
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""The RLS pitfalls of reference/rls-pitfalls.md that the other isolation tests do not reach,
-each from both sides: what agent A's scope does to its own rows, and that B's stay hidden and
-unchanged. Agent B holds a row whose key A also uses, so every probe has something to find."""
+"""The known ways around row-level security (errors raised by predicates, foreign-key probes,
+TRUNCATE, COPY, upserts on another agent's key, writable CTEs, planner statistics) that the
+other isolation tests do not reach, each from both sides: what agent A's scope does to its
+own rows, and that B's stay hidden and unchanged. Agent B holds a row whose key A also uses,
+so every probe has something to find."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 
 from maim_db import ConflictError, DatabaseError, InputError, IsolationError, connect
 from maim_db.tables.runtime import RuntimeState
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 from tests.samples import message
 
 

@@ -11,7 +11,7 @@ from maim_db import InputError, connect
 from maim_db.row import _plain_fields
 from maim_db.tables import ALL_ROWS, Agent
 from maim_db.tables.runtime import Message, PersonInfo
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 from tests.samples import message
 
 

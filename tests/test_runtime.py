@@ -22,7 +22,7 @@ from maim_db.tables.runtime import (
     PersonInfo,
     RuntimeState,
 )
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 def _stream(stream_id: str) -> ChatStream:

@@ -11,10 +11,10 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from maim_db.audit import BOOKKEEPING
 from maim_db.row import SERVER_DEFAULT, Row
+from maim_db.schema.audit import BOOKKEEPING
 from maim_db.tables import ALL_ROWS, PARTIAL_ROWS
-from tests.conftest import TestDB
+from tests.databases import TestDB
 
 # Columns a trigger fills: NOT NULL without a DEFAULT, yet optional when inserting.
 TRIGGER_FILLED = {("agent_active_states", "expires_at")}
@@ -66,7 +66,7 @@ def _catalog(dsn: str) -> dict[str, list[tuple[str, str, bool, bool]]]:
 
 @pytest.fixture(scope="module")
 def catalog(template: str, server: Any) -> dict[str, list[tuple[str, str, bool, bool]]]:
-    from tests.conftest import with_db
+    from tests.databases import with_db
 
     return _catalog(with_db(server.superuser, template))
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from maim_db import IsolationError, ScopeError, connect, scoped
 from maim_db.ids import PATTERNS
 from maim_db.tables import Agent
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 # A DSN that cannot be reached: any attempt to connect would raise ConnectError instead.
 UNREACHABLE = "host=/nonexistent-maimdb-socket-dir dbname=x connect_timeout=1"
@@ -179,7 +179,7 @@ def test_leftover_session_state_is_reset_not_trusted(db: TestDB, world: World) -
 
 
 def test_a_dsn_that_sets_a_role_is_refused(db: TestDB, world: World) -> None:
-    from tests.conftest import with_db
+    from tests.databases import with_db
 
     dsn = with_db(db.dsn("app"), db.name, options="-c role=maim_app")
     with pytest.raises(ScopeError, match="must not set `role`"), connect(

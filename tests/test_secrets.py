@@ -25,13 +25,13 @@ from maim_db import (
     MigrationError,
     connect,
     crypto,
-    migrate,
-    sealed,
 )
-from maim_db import config_document as cd
+from maim_db.control import config as cd
+from maim_db.control import sealed
+from maim_db.schema import migrate
 from maim_db.tables import business
-from maim_db.transfer import MANIFEST, agent_counts, export_agent, import_export
-from tests.conftest import TestDB, World
+from maim_db.transfer.archive import MANIFEST, agent_counts, export_agent, import_export
+from tests.databases import TestDB, World
 
 pytestmark = pytest.mark.usefixtures("secret_key")
 
@@ -68,7 +68,7 @@ def _set_providers(db: TestDB, agent: str, *providers: dict[str, Any]) -> None:
 
 
 def _empty(db: TestDB, agent: str) -> bool:
-    from maim_db.transfer import DATA_ROWS
+    from maim_db.transfer.archive import DATA_ROWS
 
     with connect(db.dsn("app"), agent_id=agent) as s:
         return not any(agent_counts(s, DATA_ROWS).values())
@@ -133,7 +133,7 @@ def test_secrets_do_not_cross_tenants(db: TestDB, world: World, tmp_path: Path) 
     assert _stored(db, a2) == (((None, None),), (([],),))
     # the same tenant: a new agent of T2 gets them, re-sealed for itself
     with connect(db.dsn("admin"), admin=True) as adm:
-        from maim_db import tenancy
+        from maim_db.control import tenancy
 
         b2 = tenancy.create_agent(adm, "b2", tenant_id=world.tenant_id("T2")).id
     import_export(tmp_path / "b1", b2, dsn=db.dsn("app"))
@@ -394,7 +394,7 @@ def test_secrets_up_to_the_documented_length(db: TestDB, world: World) -> None:
 
 def _cli(db: TestDB, *args: str, dsn: str | None = None) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MAIMDB_DSN=dsn or db.dsn("admin"))
-    return subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import psycopg
 
-from maim_db.snapshot import snapshot
-from tests.conftest import TestDB
+from maim_db.schema.snapshot import snapshot
+from tests.databases import TestDB
 
 COMMITTED = Path(__file__).resolve().parent.parent / "sql" / "schema.snapshot"
 

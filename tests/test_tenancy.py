@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from maim_db import InputError, connect, tenancy
+from maim_db import InputError, connect
+from maim_db.control import tenancy
 from maim_db.tables import Agent, Tenant
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 
 @pytest.mark.parametrize(("call", "message"), [

@@ -20,13 +20,12 @@ from maim_db import (
     ScopeError,
     agent_scope,
     connect,
-    tenancy,
 )
-from maim_db import config_document as cd
-from maim_db.maibot_sqlite import import_sqlite
+from maim_db.control import config as cd
+from maim_db.control import tenancy
 from maim_db.tables import Agent, business
 from maim_db.tables import runtime as rt
-from maim_db.transfer import (
+from maim_db.transfer.archive import (
     DATA_ROWS,
     ERASED_ROWS,
     MANIFEST,
@@ -36,8 +35,9 @@ from maim_db.transfer import (
     import_export,
     sign,
 )
+from maim_db.transfer.maibot.importer import import_sqlite
 from tests import maibot_files as mf
-from tests.conftest import TestDB, World
+from tests.databases import TestDB, World
 
 pytestmark = pytest.mark.usefixtures("secret_key")  # an export is signed with it
 
@@ -263,7 +263,7 @@ def test_erase_of_a_suspended_agent_is_refused(db: TestDB, world: World) -> None
 
 def _cli(db: TestDB, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
-    return subprocess.run([sys.executable, "-m", "maim_db_cli", *args], env=env,
+    return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
                           capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 

@@ -26,14 +26,13 @@ from maim_db import (
     agent_scope,
     connect,
     job_scope,
-    keys,
     no_scope,
     scoped,
-    tenancy,
 )
-from maim_db.audit import definers
+from maim_db.control import keys, tenancy
+from maim_db.schema.audit import definers
 from maim_db.tables import Agent, ApiKey, ApiKeyInfo, Message, PersonInfo, User, UserProfile
-from tests.conftest import LOGINS, PASSWORD, TestDB, World, with_db
+from tests.databases import LOGINS, PASSWORD, TestDB, World, with_db
 from tests.samples import message
 
 # -- helpers ---------------------------------------------------------------------------------

@@ -191,8 +191,8 @@ class MessageReceiveConfigOverrides(Row):
 class ApiProviderConfig(Row):
     """An LLM API provider of the agent (the original's ``APIProviderModel``).
 
-    ``base_url`` and ``api_key`` are stored sealed (:mod:`maim_db.sealed`); read them through
-    :func:`maim_db.config_document.read`, which opens them only when asked to reveal.
+    ``base_url`` and ``api_key`` are stored sealed (:mod:`maim_db.control.sealed`); read them
+    through :func:`maim_db.control.config.read`, which opens them only when asked to reveal.
     """
 
     table: ClassVar[str] = "api_provider_configs"
@@ -354,7 +354,7 @@ class ExperimentalConfig(Row):
 
 
 class MaimMessageConfig(Row):
-    """``auth_token`` is a JSON array of tokens, each sealed (:mod:`maim_db.sealed`)."""
+    """``auth_token`` is a JSON array of tokens, each sealed (:mod:`maim_db.control.sealed`)."""
 
     table: ClassVar[str] = "maim_message_configs"
     key: ClassVar[tuple[str, ...]] = ("agent_id",)

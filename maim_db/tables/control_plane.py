@@ -7,12 +7,12 @@ from typing import ClassVar, Literal
 from uuid import UUID
 
 from ..row import JsonObject, Row, server_default
+from ..scope import Permission
 
 TenantType = Literal["personal", "enterprise"]
 TenantStatus = Literal["active", "inactive", "suspended"]
 AgentStatus = Literal["active", "inactive", "suspended", "archived"]
 ApiKeyStatus = Literal["active", "disabled", "expired"]
-Permission = Literal["chat", "config_read", "config_write", "analytics"]
 
 
 class User(Row):

@@ -27,7 +27,7 @@ class ImportProgress(Row):
 
 class ImportClaim(Row):
     """A running import of one MaiBot database into this agent: live while backend
-    ``holder_pid`` holds advisory lock ``lock_key`` (maim_db/maibot_sqlite.py)."""
+    ``holder_pid`` holds advisory lock ``lock_key`` (maim_db/transfer/maibot/)."""
 
     table: ClassVar[str] = "import_claims"
     key: ClassVar[tuple[str, ...]] = ("agent_id", "source_key")

@@ -8,55 +8,26 @@
 :func:`read` returns it (secrets masked unless asked); :func:`update` applies a *partial*
 document: only the fields sent change, everything is validated before anything is written,
 and the block's transaction makes it all-or-nothing. Provider ``api_key``/``base_url`` and
-the maim_message ``auth_token``s are sealed at rest (:mod:`maim_db.sealed`).
+the maim_message ``auth_token``s are sealed at rest (:mod:`maim_db.control.sealed`).
 :func:`to_toml` / :func:`from_toml` speak MaiBot's ``bot_config.toml`` / ``model_config.toml``
 layout.
 """
 
 from __future__ import annotations
 
-import math
-import tomllib
 from functools import cache
-from typing import Any, Final
+from typing import Any
 
-import tomli_w
 from psycopg import sql
-from pydantic import TypeAdapter, ValidationError
 
-from . import crypto, ids, sealed, statements
-from .connection import Database
-from .errors import InputError, MaimDBError, NotFoundError, ScopeError
-from .row import Row
-from .tables import agent_config as ac
-
-MASK: Final = "********"
-SYSTEM: Final = frozenset({"agent_id", "id", "created_at", "updated_at"})
-
-TOP: Final[dict[str, type[Row]]] = {"persona": ac.PersonalityConfig,
-                                    "bot_overrides": ac.BotConfigOverrides}
-SECTIONS: Final[dict[str, type[Row]]] = {
-    "chat": ac.ChatConfigOverrides, "expression": ac.ExpressionConfigOverrides,
-    "memory": ac.MemoryConfigOverrides, "mood": ac.MoodConfigOverrides,
-    "emoji": ac.EmojiConfigOverrides, "tool": ac.ToolConfigOverrides,
-    "voice": ac.VoiceConfigOverrides, "plugin": ac.PluginConfigOverrides,
-    "keyword_reaction": ac.KeywordReactionConfigOverrides,
-    "relationship": ac.RelationshipConfigOverrides,
-    "message_receive": ac.MessageReceiveConfigOverrides,
-    "lpmm_knowledge": ac.LpmmKnowledgeConfig, "dream": ac.DreamConfig,
-    "jargon": ac.JargonConfig, "response_post_process": ac.ResponsePostProcessConfig,
-    "chinese_typo": ac.ChineseTypoConfig, "response_splitter": ac.ResponseSplitterConfig,
-    "debug": ac.DebugConfig, "experimental": ac.ExperimentalConfig,
-    "maim_message": ac.MaimMessageConfig, "telemetry": ac.TelemetryConfig,
-}
-PROVIDER_SECRETS: Final = sealed.PROVIDER_SECRETS
-# The document names a model's provider `api_provider`, as MaiBot's model_config.toml does.
-MODEL_RENAMES: Final = {"api_provider": "provider_name"}
-
-
-def _fields(model: type[Row]) -> list[str]:
-    return [f for f in model.model_fields if f not in SYSTEM]
-
+from ... import crypto, ids, statements
+from ...connection import Database
+from ...errors import MaimDBError, NotFoundError, ScopeError
+from ...row import Row
+from ...tables import agent_config as ac
+from .. import sealed
+from .shape import MASK, MODEL_RENAMES, PROVIDER_SECRETS, SECTIONS, SYSTEM, TOP, fields
+from .validation import Errors, as_object, check_fields, check_items
 
 # -- which agent --------------------------------------------------------------------------------
 
@@ -139,7 +110,7 @@ def _defaults(db: Database) -> dict[str, dict[str, Any]]:
 def _section(model: type[Row], stored: dict[str, Any] | None,
              defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
     base = stored if stored is not None else defaults[model.table]
-    return {f: base.get(f) for f in _fields(model)}
+    return {f: base.get(f) for f in fields(model)}
 
 
 def _mask(value: Any) -> Any:
@@ -157,7 +128,7 @@ def read(db: Database, agent_id: str | None = None, *, reveal: bool = False) -> 
     got = dict(zip([*TOP, *SECTIONS, "_task", "_providers", "_models"], row, strict=True))
     providers = []
     for p in got["_providers"]:
-        item = {f: p.get(f) for f in _fields(ac.ApiProviderConfig)}
+        item = {f: p.get(f) for f in fields(ac.ApiProviderConfig)}
         if reveal:
             item["api_key"], item["base_url"] = sealed.open_provider(
                 agent, item["name"], item["api_key"], item["base_url"])
@@ -165,7 +136,7 @@ def read(db: Database, agent_id: str | None = None, *, reveal: bool = False) -> 
             item.update({s: _mask(item[s]) for s in PROVIDER_SECRETS})
         providers.append(item)
     models = [{("api_provider" if f == "provider_name" else f): m.get(f)
-               for f in _fields(ac.ModelInfoConfig)} for m in got["_models"]]
+               for f in fields(ac.ModelInfoConfig)} for m in got["_models"]]
     overrides: dict[str, Any] = {name: _section(model, got[name], defaults)
                                  for name, model in SECTIONS.items()}
     tokens = overrides["maim_message"]["auth_token"] or []
@@ -178,86 +149,6 @@ def read(db: Database, agent_id: str | None = None, *, reveal: bool = False) -> 
     return {"persona": persona,
             "bot_overrides": _section(ac.BotConfigOverrides, got["bot_overrides"], defaults),
             "config_overrides": overrides}
-
-
-# -- validating -------------------------------------------------------------------------------
-
-@cache
-def _adapter(model: type[Row], field: str) -> TypeAdapter[Any]:
-    annotation: Any = model.model_fields[field].annotation
-    return TypeAdapter(annotation)
-
-
-class _Errors:
-    def __init__(self) -> None:
-        self.items: list[str] = []
-
-    def add(self, path: str, message: str) -> None:
-        self.items.append(f"{path}: {message}")
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise InputError("invalid configuration document (nothing was changed):\n  "
-                             + "\n  ".join(self.items))
-
-
-def _object(value: Any, path: str, errors: _Errors) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        errors.add(path, f"expected an object, got {type(value).__name__}")
-        return {}
-    return value
-
-
-def _unstorable(value: Any) -> str | None:
-    """What a configuration value cannot be: NaN or infinite (a CHECK such as ``>= 0`` lets
-    both through), or hold a null inside a list or table (MaiBot's TOML has no null)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"must be a finite number, got {value}"
-    if isinstance(value, dict | list):
-        inner = value.values() if isinstance(value, dict) else value
-        for item in inner:
-            if item is None:
-                return "holds a null, which MaiBot's TOML cannot express"
-            if problem := _unstorable(item):
-                return problem
-    return None
-
-
-def _values(model: type[Row], given: Any, path: str, errors: _Errors,
-            renames: dict[str, str] | None = None) -> dict[str, Any]:
-    """Validate the fields of one section against its row model's annotations."""
-    out: dict[str, Any] = {}
-    allowed = _fields(model)
-    for key, value in _object(given, path, errors).items():
-        column = (renames or {}).get(key, key)
-        if column not in allowed:
-            shown = [k for r in allowed for k in [next(
-                (a for a, c in (renames or {}).items() if c == r), r)]]
-            errors.add(f"{path}.{key}", f"unknown key; known: {', '.join(shown)}")
-            continue
-        if problem := _unstorable(value):
-            errors.add(f"{path}.{key}", problem)
-            continue
-        try:
-            out[column] = _adapter(model, column).validate_python(value, strict=True)
-        except ValidationError as err:
-            errors.add(f"{path}.{key}", "; ".join(e["msg"] for e in err.errors()))
-    return out
-
-
-def _named_items(model: type[Row], given: Any, path: str, errors: _Errors,
-                 renames: dict[str, str] | None = None) -> list[dict[str, Any]]:
-    if not isinstance(given, list):
-        errors.add(path, f"expected a list, got {type(given).__name__}")
-        return []
-    items = []
-    for i, item in enumerate(given):
-        where = f"{path}[{i}]"
-        values = _values(model, item, where, errors, renames)
-        if not isinstance(values.get("name"), str) or not values.get("name"):
-            errors.add(f"{where}.name", "required: items are matched by name")
-        items.append(values)
-    return items
 
 
 # -- updating ---------------------------------------------------------------------------------
@@ -278,8 +169,8 @@ def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> 
     scope opened from an API key, the key needs ``config_write``."""
     db.require("config_write")
     agent = _agent(db, agent_id)
-    errors = _Errors()
-    doc = _object(patch, "$", errors)
+    errors = Errors()
+    doc = as_object(patch, "$", errors)
     for key in doc:
         if key not in (*TOP, "config_overrides"):
             errors.add(key, "unknown key; known: persona, bot_overrides, config_overrides")
@@ -288,13 +179,13 @@ def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> 
     for name, model in TOP.items():
         if name in doc:
             given = _changed(doc[name], current[name])
-            writes.append((model, _values(model, given, name, errors), ["agent_id"], name))
-    overrides = _object(doc.get("config_overrides", {}), "config_overrides", errors)
+            writes.append((model, check_fields(model, given, name, errors), ["agent_id"], name))
+    overrides = as_object(doc.get("config_overrides", {}), "config_overrides", errors)
     for name, section in overrides.items():
         path = f"config_overrides.{name}"
         if name in SECTIONS:
             section = _changed(section, current["config_overrides"][name])
-            values = _values(SECTIONS[name], section, path, errors)
+            values = check_fields(SECTIONS[name], section, path, errors)
             if name == "maim_message" and "auth_token" in values:
                 values["auth_token"] = _seal_tokens(db, agent, values["auth_token"], path,
                                                     errors)
@@ -315,12 +206,12 @@ def _changed(given: Any, current: dict[str, Any]) -> Any:
     and saved back unchanged then writes nothing — even for a fresh agent, whose persona
     reads as nulls the table would refuse."""
     if not isinstance(given, dict):
-        return given  # _values reports the shape
+        return given  # check_fields reports the shape
     return {k: v for k, v in given.items() if k not in current or v != current[k]}
 
 
 def _seal_tokens(db: Database, agent: str, tokens: list[Any], path: str,
-                 errors: _Errors) -> list[Any]:
+                 errors: Errors) -> list[Any]:
     """The tokens to store, each sealed under the current key. A document read masked and
     saved back sends ``********`` for each stored token: the stored token at that position
     is kept (re-sealed, so the row never holds tokens under two keys)."""
@@ -346,14 +237,14 @@ def _seal_tokens(db: Database, agent: str, tokens: list[Any], path: str,
 
 
 def _model_writes(db: Database, agent: str, given: Any, path: str,
-                  errors: _Errors) -> list[tuple[type[Row], dict[str, Any], list[str], str]]:
+                  errors: Errors) -> list[tuple[type[Row], dict[str, Any], list[str], str]]:
     writes: list[tuple[type[Row], dict[str, Any], list[str], str]] = []
-    model = _object(given, path, errors)
+    model = as_object(given, path, errors)
     for key in model:
         if key not in ("api_providers", "models", "model_task_config"):
             errors.add(f"{path}.{key}",
                        "unknown key; known: api_providers, models, model_task_config")
-    providers = _named_items(ac.ApiProviderConfig, model.get("api_providers", []),
+    providers = check_items(ac.ApiProviderConfig, model.get("api_providers", []),
                              f"{path}.api_providers", errors)
     stored = {name: dict(zip(PROVIDER_SECRETS, values, strict=True)) for name, *values in
               db.rows("select name, api_key, base_url from api_provider_configs "
@@ -362,11 +253,11 @@ def _model_writes(db: Database, agent: str, given: Any, path: str,
         _seal_provider(agent, values, stored.get(values.get("name", "")),
                        f"{path}.api_providers[{i}]", errors)
         writes.append((ac.ApiProviderConfig, values, ["name"], f"{path}.api_providers[{i}]"))
-    for i, values in enumerate(_named_items(ac.ModelInfoConfig, model.get("models", []),
+    for i, values in enumerate(check_items(ac.ModelInfoConfig, model.get("models", []),
                                             f"{path}.models", errors, MODEL_RENAMES)):
         writes.append((ac.ModelInfoConfig, values, ["name"], f"{path}.models[{i}]"))
     if "model_task_config" in model:
-        values = _values(ac.ModelConfigOverrides,
+        values = check_fields(ac.ModelConfigOverrides,
                          {"model_task_config": model["model_task_config"]}, path, errors)
         writes.append((ac.ModelConfigOverrides, values, ["agent_id"],
                        f"{path}.model_task_config"))
@@ -374,7 +265,7 @@ def _model_writes(db: Database, agent: str, given: Any, path: str,
 
 
 def _seal_provider(agent: str, values: dict[str, Any], stored: dict[str, str | None] | None,
-                   path: str, errors: _Errors) -> None:
+                   path: str, errors: Errors) -> None:
     """Seal the secrets a provider item sends, in place. Three rules keep a stored key where
     it belongs: a masked value keeps the stored one; a new ``base_url`` needs the
     ``api_key`` sent with it (else whoever may write the configuration, without ever seeing
@@ -416,76 +307,3 @@ def _seal_provider(agent: str, values: dict[str, Any], stored: dict[str, str | N
         values["api_key"], values["base_url"] = sealed.seal_provider(agent, name, key, url)
     except MaimDBError as err:
         errors.add(path, str(err))
-
-
-# -- MaiBot's TOML layout ---------------------------------------------------------------------
-
-# bot_config.toml calls the persona [personality] and the bot overrides [bot].
-TOML_NAMES: Final = {"persona": "personality", "bot_overrides": "bot"}
-
-
-def _clean(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in values.items() if v is not None}  # TOML has no null
-
-
-def to_toml(document: dict[str, Any]) -> tuple[str, str]:
-    """The document as MaiBot's (bot_config.toml, model_config.toml)."""
-    bot: dict[str, Any] = {TOML_NAMES[k]: _clean(document[k]) for k in TOP}
-    sections = dict(document["config_overrides"])
-    model = sections.pop("model", {})
-    bot.update({name: _clean(values) for name, values in sections.items()})
-    models = {"api_providers": [_clean(p) for p in model.get("api_providers", [])],
-              "models": [_clean(m) for m in model.get("models", [])],
-              "model_task_config": model.get("model_task_config", {})}
-    return tomli_w.dumps(bot), tomli_w.dumps(models)
-
-
-def from_toml(bot_toml: str, model_toml: str | None = None) -> tuple[dict[str, Any], list[str]]:
-    """A partial document from MaiBot's TOML files, and the keys it skipped (MaiBot settings
-    this schema has no column for, such as ``[inner]`` or ``[log]``)."""
-    try:
-        bot = tomllib.loads(bot_toml)
-        model = tomllib.loads(model_toml) if model_toml else {}
-    except tomllib.TOMLDecodeError as err:
-        raise InputError(f"not valid TOML: {err}") from err
-    skipped: list[str] = []
-    patch: dict[str, Any] = {"config_overrides": {}}
-    by_toml = {v: k for k, v in TOML_NAMES.items()}
-    for section, values in bot.items():
-        target = TOP.get(by_toml.get(section, "")) or SECTIONS.get(section)
-        if target is None or not isinstance(values, dict):
-            skipped.append(section)
-            continue
-        known = set(_fields(target))
-        kept = {k: v for k, v in values.items() if k in known}
-        skipped += [f"{section}.{k}" for k in values if k not in known]
-        if section in by_toml:
-            patch[by_toml[section]] = kept
-        else:
-            patch["config_overrides"][section] = kept
-    if model:
-        patch["config_overrides"]["model"] = _model_from_toml(model, skipped)
-    return patch, skipped
-
-
-def _model_from_toml(model: dict[str, Any], skipped: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, target, renames in (("api_providers", ac.ApiProviderConfig, {}),
-                                 ("models", ac.ModelInfoConfig, MODEL_RENAMES)):
-        known = set(_fields(target)) | set(renames)
-        items = []
-        given = model.get(key, [])
-        if not isinstance(given, list):
-            raise InputError(f"model_config.toml: {key} must be an array of tables "
-                             f"([[{key}]]), got {type(given).__name__}")
-        for i, item in enumerate(given):
-            if not isinstance(item, dict):
-                raise InputError(f"model_config.toml: {key}[{i}] must be a table, got "
-                                 f"{type(item).__name__}")
-            items.append({k: v for k, v in item.items() if k in known})
-            skipped += [f"{key}[{i}].{k}" for k in item if k not in known]
-        out[key] = items
-    if "model_task_config" in model:
-        out["model_task_config"] = model["model_task_config"]
-    skipped += [k for k in model if k not in ("api_providers", "models", "model_task_config")]
-    return out

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import Any
 
-import typer
+from pydantic import BaseModel
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Table
 from rich.text import Text
 
 out = Console()
@@ -49,12 +51,6 @@ def report(error: Exception) -> None:
     err.print(f"[bold red]error:[/] {escape(visible(text))}", highlight=False)
 
 
-def fail(error: Exception) -> NoReturn:
-    """Print ``error`` as one line on stderr and exit 1."""
-    report(error)
-    raise typer.Exit(1)
-
-
 def say(line: str) -> None:
     """One line on stdout, literally: it may hold data, and data may hold rich markup."""
     out.print(Text(visible(line)), highlight=False)
@@ -63,3 +59,37 @@ def say(line: str) -> None:
 def cell(value: object) -> Text:
     """A table cell holding data: shown literally, never read as markup."""
     return Text(visible(str(value)))
+
+
+def plain(value: Any) -> Any:
+    """A row as JSON-ready data; a key's hash never leaves."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json", exclude={"key_hash"})
+    return value
+
+
+def emit(rows: BaseModel | Sequence[BaseModel] | dict[str, Any], as_json: bool,
+         columns: Sequence[str] = (), total: int | None = None) -> None:
+    """Rows as a table of ``columns`` (a dict as key/value pairs), or as JSON; with ``total``,
+    one page of that many."""
+    if as_json:
+        data: Any = ([plain(r) for r in rows] if isinstance(rows, list | tuple)
+                     else plain(rows))
+        if total is not None:
+            data = {"items": data, "total": total}
+        print(dumps(data))
+        return
+    items = rows if isinstance(rows, list | tuple) else [rows]
+    if isinstance(rows, dict):
+        table = Table("key", "value")
+        for k, v in rows.items():
+            table.add_row(cell(k), cell(json.dumps(v, ensure_ascii=False)
+                                        if not isinstance(v, str) else v))
+    else:
+        table = Table(*columns)
+        for r in items:
+            dumped = plain(r)
+            table.add_row(*(cell(dumped.get(c, "")) for c in columns))
+    out.print(table)
+    if total is not None:
+        say(f"{len(items)} of {total}")

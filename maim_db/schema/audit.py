@@ -10,7 +10,7 @@ from typing import Any, Final
 
 import psycopg
 
-from .errors import MigrationError, translate
+from ..errors import MigrationError, translate
 
 # yoyo's bookkeeping tables: no grants to any maim role, so not reachable by scoped code.
 BOOKKEEPING: Final = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock")
@@ -267,7 +267,8 @@ def _policies(rows: list[tuple[Any, ...]]) -> list[Finding]:
 
 
 def _agent_table(conn: psycopg.Connection[Any], oid: int, table: str) -> list[Finding]:
-    """The DESIGN.md rules for one agent-scoped table."""
+    """The rules every agent-scoped table follows (``maim.isolate_agent_table``,
+    docs/conventions.md)."""
     where = f"table {table}"
     findings: list[Finding] = []
     policies = conn.execute(_POLICIES, [oid]).fetchall()

@@ -12,12 +12,12 @@ from typing import Any, Generic, TypeVar, get_args
 
 from psycopg import sql
 
-from .connection import Database
-from .errors import InputError, NotFoundError
-from .ids import check, check_input, new_agent_id, new_tenant_id
-from .row import Row
-from .tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant
-from .tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
+from ..connection import Database
+from ..errors import InputError, NotFoundError
+from ..ids import check, check_input, new_agent_id, new_tenant_id
+from ..row import Row
+from ..tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant
+from ..tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
 
 T = TypeVar("T", bound=Row)
 MAX_PAGE = 500
@@ -64,7 +64,7 @@ def _page(db: Database, model: type[T], where: dict[str, Any], limit: int,
 
 
 def _count(model: type[Row], where: dict[str, Any]) -> tuple[sql.Composed, list[Any]]:
-    from .statements import find
+    from ..statements import find
 
     inner, params = find(model, where, (), None)
     return sql.SQL("select count(*) from ({}) as rows").format(inner), params
@@ -72,7 +72,7 @@ def _count(model: type[Row], where: dict[str, Any]) -> tuple[sql.Composed, list[
 
 def _listing(model: type[Row], where: dict[str, Any], limit: int,
              offset: int) -> tuple[sql.Composed, list[Any]]:
-    from .statements import find
+    from ..statements import find
 
     query, params = find(model, where, ["-created_at", "id"], limit)
     return sql.SQL("{} offset {}").format(query, sql.Literal(offset)), params

@@ -14,9 +14,9 @@ from typing import Any, Final
 
 from psycopg.types.json import Jsonb
 
-from . import crypto
-from .connection import Database, connect
-from .errors import InputError, MaimDBError
+from .. import crypto
+from ..connection import Database, connect
+from ..errors import InputError, MaimDBError
 
 PROVIDER_SECRETS: Final = ("api_key", "base_url")
 

@@ -19,14 +19,13 @@ from typing import Any, Final, cast
 
 import psycopg
 
-from . import ids
-from .connection import Database, open_connection
-from .connection_async import AsyncDatabase
-from .errors import AuthenticationError, InputError, NotFoundError, translate
-from .ids import new_key_id
-from .scope import PERMISSIONS, check_permission
-from .tables import Agent, ApiKey
-from .tables.control_plane import Permission
+from .. import ids
+from ..connection import Database, open_connection
+from ..connection_async import AsyncDatabase
+from ..errors import AuthenticationError, InputError, NotFoundError, translate
+from ..ids import new_key_id
+from ..scope import PERMISSIONS, Permission, check_key_secret, check_permission
+from ..tables import Agent, ApiKey
 
 PREFIX: Final = "mmc_"
 DISPLAY_CHARS: Final = 12
@@ -160,8 +159,7 @@ def _resolved(row: tuple[Any, ...] | None) -> ResolvedKey:
 def resolve(secret: str, dsn: str | None = None) -> ResolvedKey:
     """Resolve a key to its agent (as ``maim_app``, through ``maim.resolve_api_key``) and
     record the use. Resolve once per session, then use ``agent_id=`` scope."""
-    if not isinstance(secret, str) or not secret or not secret.isascii():
-        raise AuthenticationError("invalid API key: expected a non-empty ASCII string")
+    check_key_secret(secret)
     try:
         with open_connection(dsn) as conn, conn.transaction():
             conn.execute("select set_config('role', 'maim_app', true)")
@@ -172,16 +170,11 @@ def resolve(secret: str, dsn: str | None = None) -> ResolvedKey:
 
 def resolve_in(db: Database, secret: str) -> ResolvedKey:
     """:func:`resolve` inside an open admin-scope block (the control plane's path)."""
-    if not isinstance(secret, str) or not secret or not secret.isascii():
-        raise AuthenticationError("invalid API key: expected a non-empty ASCII string")
-    rows = db.rows(_RESOLVE, [secret])
+    rows = db.rows(_RESOLVE, [check_key_secret(secret)])
     return _resolved(rows[0] if rows else None)
 
 
-async def aresolve(secret: str, db: AsyncDatabase) -> ResolvedKey:
-    """Async :func:`resolve` inside an open admin-scope block (e.g. a pooled control-plane
-    connection)."""
-    if not isinstance(secret, str) or not secret or not secret.isascii():
-        raise AuthenticationError("invalid API key: expected a non-empty ASCII string")
-    rows = await db.rows(_RESOLVE, [secret])
+async def aresolve_in(db: AsyncDatabase, secret: str) -> ResolvedKey:
+    """:func:`resolve_in` on an async block (e.g. a pooled control-plane connection)."""
+    rows = await db.rows(_RESOLVE, [check_key_secret(secret)])
     return _resolved(rows[0] if rows else None)

@@ -40,13 +40,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import psycopg
 from psycopg import sql
 
-from .connection import open_connection, run_scoped
-from .errors import ConfigurationError, ConflictError, InputError, MaimDBError
-from .row import Row
-from .scope import Scope, named_agent
-from .settings import settings
-from .tables import runtime as rt
-from .transfer import copy_via_temp, names, temp_like
+from ...connection import open_connection, run_scoped
+from ...errors import ConfigurationError, ConflictError, InputError, MaimDBError
+from ...row import Row
+from ...scope import Scope, named_agent
+from ...settings import settings
+from ...tables import runtime as rt
+from ..archive import copy_via_temp, names, temp_like
 
 BATCH: Final = 5000
 #: About this many bytes of values per batch, whatever the row count: the reader keeps one

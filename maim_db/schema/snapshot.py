@@ -11,8 +11,8 @@ from typing import Any, Final
 
 import psycopg
 
+from ..errors import translate
 from .audit import BOOKKEEPING
-from .errors import translate
 
 _TABLES: Final = """
 select c.oid, c.relname::text, c.relrowsecurity, c.relforcerowsecurity

@@ -13,13 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, Tim
 from rich.progress import Progress as Bar
 from rich.table import Table
 
-from maim_db import MaimDBError, transfer
-from maim_db.maibot_sqlite import ImportReport, Progress, TableReport, import_sqlite
-
-from .control import Dsn, Json, Yes
-from .output import cell, dumps, err, fail, out, say
-
-AgentOpt = Annotated[str, typer.Option("--agent", help="The agent (agent_…) whose rows these are.")]
+from ..transfer import archive
+from ..transfer.maibot.importer import ImportReport, Progress, TableReport, import_sqlite
+from .options import Agent, Dsn, Json, Yes, confirm
+from .output import cell, dumps, err, out, say
 
 
 class _Lines(Progress):
@@ -84,7 +81,7 @@ def _print_report(report: ImportReport) -> None:
 
 def import_sqlite_command(
     path: Annotated[Path, typer.Argument(help="MaiBot's data/MaiBot.db (0.7 to 0.12).")],
-    agent: AgentOpt,
+    agent: Agent,
     timezone: Annotated[str | None, typer.Option(
         "--timezone", help="Zone MaiBot's naive datetimes were written in; default: this "
                            "machine's.")] = None,
@@ -103,17 +100,14 @@ def import_sqlite_command(
 
     Example: maimdb import-sqlite data/MaiBot.db --agent agent_3f9a1c2b7d4e
     """
-    try:
-        run = partial(import_sqlite, path, agent, dsn=dsn, timezone=timezone,
-                      batch_size=batch_size, batch_bytes=batch_mib * 2**20, strict=strict)
-        if sys.stderr.isatty() and not as_json:
-            with Bar(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-                     TimeElapsedColumn(), console=err) as bar:
-                report = run(progress=_Bars(bar))
-        else:
-            report = run(progress=_Lines())
-    except MaimDBError as e:
-        fail(e)
+    run = partial(import_sqlite, path, agent, dsn=dsn, timezone=timezone,
+                  batch_size=batch_size, batch_bytes=batch_mib * 2**20, strict=strict)
+    if sys.stderr.isatty() and not as_json:
+        with Bar(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                 TimeElapsedColumn(), console=err) as bar:
+            report = run(progress=_Bars(bar))
+    else:
+        report = run(progress=_Lines())
     if as_json:
         print(dumps(report.as_dict()))
     else:
@@ -132,7 +126,7 @@ def _counts(counts: dict[str, int], as_json: bool, title: str, extra: dict[str, 
 
 
 def export_command(
-    agent: AgentOpt,
+    agent: Agent,
     out_dir: Annotated[Path, typer.Option("--out", help="A new or empty directory.")],
     as_json: Json = False,
     dsn: Dsn = None,
@@ -141,17 +135,14 @@ def export_command(
 
     Example: maimdb export --agent agent_3f9a1c2b7d4e --out backup/
     """
-    try:
-        counts = transfer.export_agent(agent, out_dir, dsn=dsn)
-    except MaimDBError as e:
-        fail(e)
+    counts = archive.export_agent(agent, out_dir, dsn=dsn)
     _counts(counts, as_json, f"exported {agent} to {out_dir}",
             {"agent_id": agent, "out": str(out_dir)})
 
 
 def import_export_command(
     directory: Annotated[Path, typer.Argument(help="A directory `maimdb export` wrote.")],
-    agent: AgentOpt,
+    agent: Agent,
     drop_secrets: Annotated[bool, typer.Option(
         "--drop-secrets", help="Into another tenant's agent: restore all but the sealed "
                                "secrets (they never cross tenants).")] = False,
@@ -164,28 +155,19 @@ def import_export_command(
 
     Example: maimdb import-export backup/ --agent agent_9c1d2e3f4a5b
     """
-    try:
-        counts = transfer.import_export(directory, agent, drop_secrets=drop_secrets, dsn=dsn)
-    except MaimDBError as e:
-        fail(e)
+    counts = archive.import_export(directory, agent, drop_secrets=drop_secrets, dsn=dsn)
     _counts(counts, as_json, f"restored {directory} into {agent}",
             {"agent_id": agent, "from": str(directory)})
 
 
-def erase_command(agent: AgentOpt, yes: Yes = False, as_json: Json = False,
+def erase_command(agent: Agent, yes: Yes = False, as_json: Json = False,
                   dsn: Dsn = None) -> None:
     """Delete every data row of an agent (the right to erasure); the agent itself stays.
 
     Example: maimdb erase --agent agent_3f9a1c2b7d4e --yes
     """
-    if not yes:
-        if not sys.stdin.isatty():
-            fail(MaimDBError("erase asks for confirmation; pass --yes when not on a terminal"))
-        typer.confirm(f"Delete every data row of {agent}? This cannot be undone", abort=True)
-    try:
-        counts = transfer.erase_agent(agent, dsn=dsn)
-    except MaimDBError as e:
-        fail(e)
+    confirm(f"Delete every data row of {agent}? This cannot be undone", yes)
+    counts = archive.erase_agent(agent, dsn=dsn)
     _counts(counts, as_json, f"erased {agent}", {"agent_id": agent})
 
 

@@ -3,7 +3,7 @@
 - an advisory lock, so two deploys at once serialize instead of racing;
 - a SHA-256 of every applied migration (and its rollback), so an edited file is refused;
 - ``sql/`` re-applied on every run (roles, scope helpers);
-- the audit (:mod:`maim_db.audit`) after every change.
+- the audit (:mod:`maim_db.schema.audit`) after every change.
 
 Migrations run as ``maim_owner`` (through the connection option ``role``), so they own what
 they create and are subject to FORCE'd row-level security like everyone else.
@@ -21,17 +21,18 @@ from typing import Any, Final
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from ..connection import open_connection
+from ..errors import MigrationError
+from ..settings import resolve_dsn
 from .audit import audit
-from .connection import open_connection, resolve_dsn
-from .errors import MigrationError
 
 
 def _schema_dir(name: str) -> Path:
     """``migrations/`` or ``sql/``: beside the package in a checkout (an editable install),
     inside it in a wheel, where the build puts them (pyproject.toml)."""
-    here = Path(__file__).resolve().parent
-    packaged = here / name
-    return packaged if packaged.is_dir() else here.parent / name
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / name
+    return packaged if packaged.is_dir() else package.parent / name
 
 
 MIGRATIONS_DIR: Final = _schema_dir("migrations")

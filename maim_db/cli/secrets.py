@@ -7,16 +7,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from maim_db import MaimDBError, crypto, sealed
+from .. import crypto
+from ..control import sealed
+from .options import Dsn, Json
+from .output import cell, dumps, err, out, say
 
-from .control import Dsn, Json
-from .output import cell, dumps, err, fail, out, say
-
-secrets_app = typer.Typer(help="Keys for sealed secrets (MAIMDB_SECRET_KEY).",
+app = typer.Typer(help="Keys for sealed secrets (MAIMDB_SECRET_KEY).",
                           no_args_is_help=True)
 
 
-@secrets_app.command("new-key")
+@app.command("new-key")
 def new_key() -> None:
     """Print a fresh key for MAIMDB_SECRET_KEY (every service needs the same one).
 
@@ -25,7 +25,7 @@ def new_key() -> None:
     print(crypto.new_key())
 
 
-@secrets_app.command("rotate")
+@app.command("rotate")
 def rotate(dsn: Dsn = None, as_json: Json = False,
            batch_size: Annotated[int, typer.Option(min=1, max=100_000,
                                                    help="Rows per transaction.")] = 500,
@@ -39,11 +39,8 @@ def rotate(dsn: Dsn = None, as_json: Json = False,
 
     Example: maimdb secrets rotate --dry-run
     """
-    try:
-        tallies = sealed.rotate(dsn, batch_size=batch_size, dry_run=dry_run)
-        key = crypto.current().id
-    except MaimDBError as e:
-        fail(e)
+    tallies = sealed.rotate(dsn, batch_size=batch_size, dry_run=dry_run)
+    key = crypto.current().id
     done = all(t.done for t in tallies.values())
     if as_json:
         print(dumps({"key_id": key, "dry_run": dry_run, "complete": done,
@@ -73,6 +70,3 @@ def rotate(dsn: Dsn = None, as_json: Json = False,
     if not done and not dry_run:
         raise typer.Exit(1)
 
-
-def register(app: typer.Typer) -> None:
-    app.add_typer(secrets_app, name="secrets")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from .connection import Database
-from .connection_async import AsyncDatabase
-from .tables import PluginSetting
+from ..connection import Database
+from ..connection_async import AsyncDatabase
+from ..tables import PluginSetting
 
 # In agent scope RLS already limits the rows to the tenant's defaults and the agent's own;
 # DISTINCT ON keeps, per plugin, the agent's row when there is one.

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Final
 
-from .connection import Database
-from .connection_async import AsyncDatabase
-from .errors import InputError
-from .tables import AgentActiveState
+from ..connection import Database
+from ..connection_async import AsyncDatabase
+from ..errors import InputError
+from ..tables import AgentActiveState
 
 DEFAULT_TTL: Final = 300
 

@@ -27,12 +27,13 @@ from typing import IO, Any, Final
 import psycopg
 from psycopg import sql
 
-from . import crypto, sealed
-from .connection import Database, connect, open_connection, run_scoped
-from .errors import ConfigurationError, ConflictError, InputError, MaimDBError, translate
-from .row import Row
-from .scope import named_agent
-from .tables import agent_config, business, imports, runtime
+from .. import crypto
+from ..connection import Database, connect, open_connection, run_scoped
+from ..control import sealed
+from ..errors import ConfigurationError, ConflictError, InputError, MaimDBError, translate
+from ..row import Row
+from ..scope import named_agent
+from ..tables import agent_config, business, imports, runtime
 
 #: The tables an export holds and a restore fills, parents before children.
 DATA_ROWS: Final[tuple[type[Row], ...]] = agent_config.ROWS + business.ROWS + runtime.ROWS
@@ -48,7 +49,7 @@ BATCH: Final = 5000
 
 def schema_version() -> str:
     """The newest migration this code knows: the schema an export is written in."""
-    from .migrate import load
+    from ..schema.migrate import load
 
     return load()[-1].id
 

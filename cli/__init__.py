@@ -1,1 +1,0 @@
-"""The ``maimdb`` command (installed as ``maim_db_cli``)."""

@@ -1,0 +1,97 @@
+"""``maimdb agent``: agents, one bot persona each (admin scope)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+
+from ..control import tenancy
+from ..tables import Agent
+from .options import Dsn, Json, Limit, Offset, Yes, admin, confirm
+from .output import emit
+
+COLUMNS = ("id", "name", "tenant_id", "status", "created_at")
+
+app = typer.Typer(help="Agents: one bot persona each.", no_args_is_help=True)
+
+
+@app.command("create")
+def agent_create(name: str,
+                 tenant: Annotated[str, typer.Option("--tenant", help="The owning tenant id.")],
+                 dsn: Dsn = None, as_json: Json = False,
+                 description: Annotated[str | None, typer.Option()] = None) -> None:
+    """Create an agent in a tenant.
+
+    Example: maimdb agent create 麦麦 --tenant tenant_1a2b3c4d5e6f --json
+    """
+    with admin(dsn) as db:
+        row = tenancy.create_agent(db, name, tenant_id=tenant, description=description)
+    emit(row, as_json, COLUMNS)
+
+
+@app.command("list")
+def agent_list(dsn: Dsn = None, as_json: Json = False,
+               tenant: Annotated[str | None, typer.Option(help="Only this tenant's.")] = None,
+               status: Annotated[str | None, typer.Option()] = None,
+               limit: Limit = 50, offset: Offset = 0) -> None:
+    """List agents, newest first.
+
+    Example: maimdb agent list --tenant tenant_1a2b3c4d5e6f
+    """
+    with admin(dsn) as db:
+        page = tenancy.list_agents(db, tenant_id=tenant, status=status,  # type: ignore[arg-type]
+                                   limit=limit, offset=offset)
+    emit(page.items, as_json, COLUMNS, page.total)
+
+
+@app.command("show")
+def agent_show(agent_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
+    """Show one agent.
+
+    Example: maimdb agent show agent_1a2b3c4d5e6f --json
+    """
+    with admin(dsn) as db:
+        row = db.get(Agent, agent_id)
+    emit(row, as_json, COLUMNS)
+
+
+def _agent_status(status: str) -> Callable[[str, str | None, bool], None]:
+    def command(agent_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
+        with admin(dsn) as db:
+            row = tenancy.set_agent_status(db, agent_id, status)  # type: ignore[arg-type]
+        emit(row, as_json, COLUMNS)
+    return command
+
+
+app.command("suspend", help="Suspend an agent: it can no longer open scope or use its "
+                  "keys; its data stays.\n\nExample: maimdb agent suspend agent_1a2b3c4d5e6f"
+                  )(_agent_status("suspended"))
+app.command("activate", help="Reactivate an agent.\n\n"
+                  "Example: maimdb agent activate agent_1a2b3c4d5e6f")(_agent_status("active"))
+app.command("archive", help="Archive an agent (keeps data, stops it).\n\n"
+                  "Example: maimdb agent archive agent_1a2b3c4d5e6f")(_agent_status("archived"))
+
+
+@app.command("rename")
+def agent_rename(agent_id: str, name: str, dsn: Dsn = None, as_json: Json = False) -> None:
+    """Rename an agent (names are unique per tenant).
+
+    Example: maimdb agent rename agent_1a2b3c4d5e6f 小麦
+    """
+    with admin(dsn) as db:
+        row = tenancy.rename_agent(db, agent_id, name)
+    emit(row, as_json, COLUMNS)
+
+
+@app.command("delete")
+def agent_delete(agent_id: str, dsn: Dsn = None, as_json: Json = False, yes: Yes = False) -> None:
+    """Delete an agent and every row it owns; report what went per table.
+
+    Example: maimdb agent delete agent_1a2b3c4d5e6f --yes --json
+    """
+    confirm(f"Delete agent {agent_id} and all its data?", yes)
+    with admin(dsn) as db:
+        removed = tenancy.delete_agent(db, agent_id)
+    emit(removed, as_json)

@@ -1,0 +1,36 @@
+"""``maimdb``: the command, assembled from one module per noun, and its one error boundary."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ..errors import MaimDBError
+from . import agent, config, key, schema, secrets, server, tenant, transfer
+from .output import report
+
+app = typer.Typer(
+    help="maim_db: the isolated data plane of multi-user MaiBot.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+schema.register(app)
+transfer.register(app)
+for name, noun in (("db", server), ("tenant", tenant), ("agent", agent), ("key", key),
+                   ("config", config), ("secrets", secrets)):
+    app.add_typer(noun.app, name=name)
+
+
+def run() -> None:
+    """The console script, and the one place the CLI handles errors: a maim_db error, or an
+    OS error on a file named on the command line, is one line on stderr and exit 1, never a
+    traceback. Commands just raise."""
+    try:
+        app()
+    except MaimDBError as e:
+        report(e)
+        sys.exit(1)
+    except OSError as e:
+        report(MaimDBError(f"{e.filename}: {e.strerror}" if e.filename else str(e)))
+        sys.exit(1)

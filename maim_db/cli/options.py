@@ -1,0 +1,35 @@
+"""What the commands share: their options, defined once, and the admin-scope block."""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+from typing import Annotated
+
+import typer
+
+from .. import Database, MaimDBError, connect
+from ..control import tenancy
+
+Dsn = Annotated[str | None, typer.Option(
+    "--dsn", envvar="MAIMDB_DSN", show_envvar=True,
+    help="PostgreSQL DSN; default: the embedded server.")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Limit = Annotated[int, typer.Option("--limit", min=1, max=tenancy.MAX_PAGE)]
+Offset = Annotated[int, typer.Option("--offset", min=0)]
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+Agent = Annotated[str, typer.Option("--agent", help="The agent (agent_…) whose rows these are.")]
+
+
+def admin(dsn: str | None) -> AbstractContextManager[Database]:
+    """One admin-scope transaction: the control-plane commands are the operator's."""
+    return connect(dsn, admin=True)
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before a destructive change unless ``--yes``; off a terminal, refuse to guess."""
+    if yes:
+        return
+    if not typer.get_text_stream("stdin").isatty():
+        raise MaimDBError("this asks for confirmation; pass --yes when not on a terminal")
+    if not typer.confirm(question, default=False):
+        raise MaimDBError("aborted: nothing was changed")

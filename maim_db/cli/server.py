@@ -1,0 +1,94 @@
+"""``maimdb db``: the embedded PostgreSQL server, used when ``MAIMDB_DSN`` is unset."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import embedded
+from ..errors import MaimDBError
+from ..settings import settings
+from .output import out, say
+
+app = typer.Typer(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
+                  no_args_is_help=True)
+
+
+def _data_dir() -> Path:
+    return settings().data_dir
+
+
+@app.command("start")
+def db_start() -> None:
+    """Start the embedded server (data in MAIMDB_DATA_DIR, default ./data/postgres).
+
+    Example: maimdb db start
+    """
+    url = embedded.start(_data_dir(), settings().database)
+    say(f"running: {url}")
+
+
+@app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded server; the data stays.
+
+    Example: maimdb db stop
+    """
+    if embedded.stop(_data_dir()):
+        out.print("stopped")
+    else:
+        out.print("not running")
+
+
+@app.command("status")
+def db_status() -> None:
+    """Say whether the embedded server runs; exit 1 if it does not.
+
+    Example: maimdb db status
+    """
+    s = embedded.status(_data_dir(), settings().database)
+    say(f"data dir:    {s.data_dir}")
+    say(f"initialized: {'yes' if s.initialized else 'no'}")
+    say(f"running:     {'yes, pid ' + str(s.pid) if s.running else 'no'}")
+    if not s.running:
+        raise typer.Exit(1)
+
+
+@app.command("url")
+def db_url() -> None:
+    """Print the embedded server's DSN (a superuser: scope is set per transaction).
+
+    Example: export MAIMDB_DSN="$(maimdb db url)"
+    """
+    s = embedded.status(_data_dir(), settings().database)
+    if s.url is None:
+        raise MaimDBError("the embedded server is not running: run `maimdb db start`")
+    print(s.url)
+
+
+ROLE_CHOICES = {"app": "maim_app", "tenant": "maim_tenant", "admin": "maim_admin",
+                "owner": "maim_owner"}
+
+
+@app.command("psql")
+def db_psql(
+    role: Annotated[str, typer.Option("--as", help="Role for the session: app, tenant, admin "
+                                      "or owner.")] = "app",
+) -> None:
+    """Open psql on the embedded server as a maim role, so row-level security applies.
+
+    Example: maimdb db psql --as app, then:
+    BEGIN; SET maim.agent_id = 'agent_3f9a1c2b7d4e'; SELECT * FROM agents; COMMIT;
+    """
+    if role not in ROLE_CHOICES:
+        raise typer.BadParameter(f"must be one of {', '.join(ROLE_CHOICES)}, got {role!r}",
+                                 param_hint="--as")
+    url = embedded.start(_data_dir(), settings().database)
+    psql = str(embedded.bin_dir() / "psql")
+    env = dict(os.environ, PGOPTIONS=f"-c role={ROLE_CHOICES[role]}")
+    sys.stdout.flush()
+    os.execve(psql, [psql, url], env)

@@ -1,0 +1,121 @@
+"""What the sync and async handles share: the state of one scoped transaction and the checks
+that need no I/O. The I/O half is written once, in :mod:`maim_db.connection_async`, and
+generated for sync code (:mod:`maim_db.connection`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any, Generic, LiteralString, TypeVar
+
+import psycopg
+from psycopg import sql
+from psycopg.pq import ExecStatus, TransactionStatus
+
+from .errors import InputError, NotFoundError, ScopeError, translate
+from .row import Row
+from .scope import Scope
+
+log = logging.getLogger("maim_db")
+
+R = TypeVar("R", bound=Row)
+C = TypeVar("C", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
+Params = Sequence[Any] | Mapping[str, Any] | None
+# As in psycopg: a literal, or a composition of psycopg.sql — never a string built at run time.
+Query = LiteralString | bytes | sql.SQL | sql.Composed
+
+
+COMMAND_OK = ExecStatus.COMMAND_OK  # a statement that returns no rows
+
+ABORTED = ("the block ended normally but a statement inside it had failed (its error was "
+           "caught), so PostgreSQL aborted the transaction: nothing was committed")
+
+
+def dirty_message(scope: Scope) -> str:
+    return (f"the connection still carries a role or scope from before (opening {scope}); "
+            "a DSN must not set `role`, and nothing may SET maim.* at session level")
+
+
+def not_found(model: type[Row], where: object, scope: Scope) -> NotFoundError:
+    return NotFoundError(f"{model.__name__} {where} not found in scope {scope}")
+
+
+def check_idle(autocommit: bool, status: TransactionStatus) -> None:
+    if not autocommit or status != TransactionStatus.IDLE:
+        raise ScopeError("a scope needs an idle connection in autocommit mode: it cannot "
+                         "join a transaction that is already open")
+
+
+@contextmanager
+def translated() -> Iterator[None]:
+    """psycopg's errors as maim_db's; what psycopg refuses to send as an InputError."""
+    try:
+        yield
+    except psycopg.Error as err:
+        raise translate(err) from err
+    except (TypeError, UnicodeEncodeError) as err:  # a query or parameter psycopg cannot send
+        raise InputError(f"cannot run this statement: {err}") from err
+
+
+class Handle(Generic[C]):
+    """What the sync and async handles share: the connection, the scope, whether the
+    transaction has been opened yet."""
+
+    def __init__(self, conn: C, scope: Scope, *, single: bool = False,
+                 snapshot: bool = False) -> None:
+        self._conn: C = conn
+        self._scope = scope
+        self._opened = False
+        # Set when the block ends: the connection may already be serving another scope.
+        self._ended = False
+        # A one-statement block: COMMIT rides in the same pipeline, one round trip in all.
+        self._single = single
+        # A read-only snapshot (export): every statement sees the same committed state.
+        self._begin: LiteralString = ("begin isolation level repeatable read, read only"
+                                      if snapshot else "begin")
+
+    def _check_usable(self) -> None:
+        if self._ended:
+            raise ScopeError("this block has ended, so its handle cannot run statements any "
+                             "more (its connection may already serve another scope); open a "
+                             "new block")
+
+    def _ended_by_statement(self) -> ScopeError:
+        return ScopeError("a COMMIT or ROLLBACK statement ended this block's transaction "
+                          "inside the block; let the block end instead (raise to roll back)")
+
+    def _idle_at_finish(self, ok: bool, status: TransactionStatus) -> bool:
+        """True when there is nothing left to commit or roll back."""
+        if self._conn.closed:
+            return True
+        if status != TransactionStatus.IDLE:
+            return False
+        if ok and self._opened and not self._single:
+            raise self._ended_by_statement()
+        return True
+
+    @staticmethod
+    def _check_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
+        """Fetching from a statement without rows is a mistake, not an empty list.
+        (Not ``cur.description``: it builds a Column per column, a tenth of a point lookup.)"""
+        if cur.pgresult is not None and cur.pgresult.status == COMMAND_OK:
+            raise InputError("the statement returns no rows, so there is nothing to fetch; "
+                             "use execute() for statements without a result")
+
+    def _second_statement(self) -> ScopeError:
+        return ScopeError("this block was opened for a single statement (pool.fetch/execute); "
+                          "use pool.connection(...) for a transaction of several")
+
+    @property
+    def scope(self) -> Scope:
+        """The scope of this block (after the first statement, the agent an API key
+        opened)."""
+        return self._scope
+
+    @property
+    def connection(self) -> C:
+        """The underlying psycopg connection, for what this handle does not cover."""
+        return self._conn
+
+

@@ -1,0 +1,104 @@
+"""``AsyncPool``: psycopg-pool underneath, the same scopes as ``aconnect()``.
+
+A checked-out connection is never trusted: the scope statement that opens every block also
+checks that no role or scope survived from the previous borrower (and resets the session if
+one did), so the check costs no round trip. ``pgbouncer=True`` (default: ``MAIMDB_PGBOUNCER``)
+turns off server-side prepared statements, which a transaction-mode pooler cannot keep per
+client.
+"""
+
+# maim_db/pool.py is generated from this file (tools/async_to_sync.py).  # async only
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+
+from .connection_async import AsyncDatabase, arun_scoped
+from .errors import pool_error
+from .handle import Params, Query, R
+from .scope import Scope, resolve
+from .settings import connection_options, resolve_dsn
+
+
+class AsyncPool:
+    """A pool of connections; ``async with pool.connection(agent_id=...) as db:`` is one
+    transaction. ``async with AsyncPool(...) as pool:`` opens it and waits for ``min_size``
+    connections, and closes it at the end."""
+
+    def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10,
+                 pgbouncer: bool | None = None, timeout: float = 30.0,
+                 name: str = "maim_db") -> None:
+        self._timeout = timeout
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
+            resolve_dsn(dsn), kwargs=connection_options(pgbouncer), min_size=min_size,
+            max_size=max_size, timeout=timeout, name=name,
+            open=False)  # sync: open=True)
+
+    async def open(self) -> None:
+        """Open the pool (again: a no-op) and wait until ``min_size`` connections are up."""
+        try:
+            await self._pool.open(wait=True, timeout=self._timeout)
+        except (PoolTimeout, PoolClosed) as err:
+            raise pool_error(err) from err
+
+    @asynccontextmanager
+    async def _borrow(self, scope: Scope, single: bool = False) -> AsyncIterator[AsyncDatabase]:
+        try:
+            async with self._pool.connection() as conn, arun_scoped(
+                    conn, scope, single=single) as db:
+                yield db
+        except (PoolTimeout, PoolClosed) as err:
+            raise pool_error(err) from err
+
+    def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
+                   admin: bool = False,
+                   api_key: str | None = None) -> AbstractAsyncContextManager[AsyncDatabase]:
+        """Borrow a connection for one scoped transaction (the ambient scope if none is
+        named)."""
+        return self._borrow(resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin,
+                                    api_key=api_key))
+
+    # One statement as its own transaction: BEGIN, the scope, the statement and COMMIT leave
+    # in one pipeline — one round trip, where a block needs a second one for its COMMIT.
+
+    async def fetch(self, model: type[R], query: Query, params: Params = None, *,
+                    agent_id: str | None = None, tenant_id: str | None = None,
+                    admin: bool = False, api_key: str | None = None) -> list[R]:
+        """Run one query as its own transaction (one round trip); every row as ``model``."""
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        async with self._borrow(scope, single=True) as db:
+            return await db.fetch(model, query, params)
+
+    async def execute(self, query: Query, params: Params = None, *,
+                      agent_id: str | None = None, tenant_id: str | None = None,
+                      admin: bool = False, api_key: str | None = None) -> int:
+        """Run one statement as its own transaction (one round trip); rows affected."""
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        async with self._borrow(scope, single=True) as db:
+            return await db.execute(query, params)
+
+    async def insert(self, row: R, *, agent_id: str | None = None,
+                     tenant_id: str | None = None, admin: bool = False,
+                     api_key: str | None = None) -> R:
+        """Insert one row as its own transaction (one round trip); return it as stored."""
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        async with self._borrow(scope, single=True) as db:
+            return await db.insert(row)
+
+    def stats(self) -> dict[str, int]:
+        return self._pool.get_stats()
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+    async def __aenter__(self) -> AsyncPool:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,1 @@
+"""A single-user MaiBot's ``data/MaiBot.db`` into one agent."""

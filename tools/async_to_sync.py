@@ -1,0 +1,122 @@
+"""Generate maim_db's sync modules from their async sources, as psycopg does.
+
+The async code is the one written by hand; the sync twin is this script's output, so the two
+cannot drift. ``python tools/async_to_sync.py`` rewrites the generated files;
+``--check`` only reports the stale ones (tests/test_generated.py runs it).
+
+The translation is textual and small on purpose (names, ``async``/``await``), so a reader can
+predict it. Two markers cover what differs beyond that:
+
+- ``# sync: <code>`` at the end of a line: in the sync module the line's code is ``<code>``;
+- ``# async only`` at the end of a line: the line is left out of the sync module.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+#: async source -> generated sync module
+MODULES: dict[str, str] = {
+    "maim_db/connection_async.py": "maim_db/connection.py",
+    "maim_db/pool_async.py": "maim_db/pool.py",
+}
+
+#: async name -> sync name, whole words only
+NAMES: dict[str, str] = {
+    "AbstractAsyncContextManager": "AbstractContextManager",
+    "AsyncConnectionPool": "ConnectionPool",
+    "AsyncConnection": "Connection",
+    "AsyncCursor": "Cursor",
+    "AsyncDatabase": "Database",
+    "AsyncIterator": "Iterator",
+    "AsyncPool": "Pool",
+    "asynccontextmanager": "contextmanager",
+    "aconnect": "connect",
+    "aopen_connection": "open_connection",
+    "arun_scoped": "run_scoped",
+    "ascoped": "scoped",
+    "connection_async": "connection",
+    "pool_async": "pool",
+    "__aenter__": "__enter__",
+    "__aexit__": "__exit__",
+}
+
+_NAME = re.compile(r"\b(" + "|".join(sorted(NAMES, key=len, reverse=True)) + r")\b")
+_KEYWORDS = [
+    (re.compile(r"\basync (def|with|for)\b"), r"\1"),
+    (re.compile(r"\bawait "), ""),
+]
+_SYNC = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s*# sync: (?P<sync>.*)$")
+_ASYNC_ONLY = re.compile(r"#\s*async only\s*$")
+_IMPORT = re.compile(r"^(?P<head>\s*from \S+ import )(?P<names>[\w, ]+)$")
+
+
+def _sorted_import(line: str) -> str:
+    """A one-line ``from … import …`` with its names in ruff's order again (renaming
+    ``AsyncIterator`` to ``Iterator`` can move it past ``Iterable``)."""
+    found = _IMPORT.match(line)
+    if not found:
+        return line
+    names = [n.strip() for n in found["names"].split(",")]
+    kind = {True: 0, False: 1}
+    names.sort(key=lambda n: (2 if n[0].islower() else kind[n.isupper() and len(n) > 1], n))
+    return found["head"] + ", ".join(names)
+
+
+def header(source: str) -> str:
+    return (f"# WARNING: generated from {source} by tools/async_to_sync.py; do not edit.\n"
+            "# Change the async source and run `python tools/async_to_sync.py`.\n\n")
+
+
+def to_sync(text: str, source: str) -> str:
+    """The sync module for the async ``text``."""
+    lines: list[str] = []
+    dropped = False
+    for line in text.splitlines():
+        if _ASYNC_ONLY.search(line):
+            dropped = True
+            continue
+        if dropped and not line.strip() and lines and not lines[-1].strip():
+            continue  # no gap left where the line was
+        dropped = False
+        marked = _SYNC.match(line)
+        if marked:
+            # the replacement is taken as written: names in it are already the sync ones
+            lines.append(marked["indent"] + marked["sync"])
+            continue
+        line = _NAME.sub(lambda m: NAMES[m[1]], line)
+        for pattern, replacement in _KEYWORDS:
+            line = pattern.sub(replacement, line)
+        lines.append(_sorted_import(line))
+    return header(source) + "\n".join(lines) + "\n"
+
+
+def stale(root: Path = ROOT) -> list[str]:
+    """The generated modules that differ from what their sources generate now."""
+    return [target for source, target in MODULES.items()
+            if not (root / target).exists()
+            or (root / target).read_text() != to_sync((root / source).read_text(), source)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a generated module is stale")
+    args = parser.parse_args(argv)
+    if args.check:
+        old = stale()
+        for target in old:
+            print(f"{target} is stale: run python tools/async_to_sync.py", file=sys.stderr)
+        return 1 if old else 0
+    for source, target in MODULES.items():
+        (ROOT / target).write_text(to_sync((ROOT / source).read_text(), source))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
