@@ -26,7 +26,7 @@ from . import data
 _CHILD = """
 import resource, sys
 from pathlib import Path
-from maim_db.transfer.maibot.importer import import_sqlite, open_source
+from maim_db.transfer.maibot import import_sqlite, open_source
 path, agent, dsn, batch_bytes = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 if agent == "-":
     open_source(Path(path)).conn.close()
@@ -57,7 +57,7 @@ def _file(directory: Path, messages: int) -> tuple[Path, float]:
 
 
 def run(dsn: str, messages: int) -> dict[str, float]:
-    from maim_db.transfer.maibot.importer import BATCH_BYTES
+    from maim_db.transfer.maibot import BATCH_BYTES
 
     with tempfile.TemporaryDirectory() as tmp:
         path, text_mib = _file(Path(tmp), messages)

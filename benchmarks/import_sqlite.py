@@ -23,10 +23,10 @@ from psycopg import sql
 
 from maim_db import connect
 from maim_db.control import tenancy
-from maim_db.transfer.maibot.importer import (
+from maim_db.transfer.maibot import (
     TABLES,
     Bound,
-    _catalog,
+    catalog,
     import_sqlite,
     open_source,
     plan,
@@ -48,10 +48,10 @@ def _raw(dsn: str, path: Path, agent: str) -> float:
     source = open_source(path)
     messages = next(t for t in TABLES if t.source == "messages")
     with psycopg.connect(dsn, autocommit=True) as conn:
-        p = plan(messages, source.tables["messages"], _catalog(conn, "messages"),
+        p = plan(messages, source.tables["messages"], catalog(conn, "messages"),
                  uuid.uuid4(), UTC)
         cols = ["agent_id", *p.columns]
-        types = [_catalog(conn, "messages")["agent_id"][0], *p.types]
+        types = [catalog(conn, "messages")["agent_id"][0], *p.types]
         with conn.transaction(), conn.cursor().copy(
                 sql.SQL("copy messages ({}) from stdin (format binary)").format(
                     sql.SQL(", ").join(map(sql.Identifier, cols)))) as copy:

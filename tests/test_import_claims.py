@@ -13,7 +13,7 @@ import pytest
 
 from maim_db import IsolationError, connect
 from maim_db.scope import named_agent
-from maim_db.transfer.maibot.importer import import_claim, import_sqlite, open_source, source_key
+from maim_db.transfer.maibot import import_claim, import_sqlite, open_source, source_key
 from tests import maibot_files as mf
 from tests.databases import TestDB, World
 

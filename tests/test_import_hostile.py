@@ -16,7 +16,7 @@ import pytest
 
 from maim_db import ConflictError, InputError, connect
 from maim_db.tables import runtime as rt
-from maim_db.transfer.maibot.importer import (
+from maim_db.transfer.maibot import (
     NUL_REMOVED,
     UTF8_REPLACED,
     ImportReport,

@@ -30,7 +30,7 @@ from maim_db.scope import named_agent
 from maim_db.tables import runtime as rt
 from maim_db.tables.imports import ImportProgress
 from maim_db.transfer.archive import agent_counts
-from maim_db.transfer.maibot.importer import (
+from maim_db.transfer.maibot import (
     TABLES,
     ImportReport,
     import_claim,

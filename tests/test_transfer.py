@@ -35,7 +35,7 @@ from maim_db.transfer.archive import (
     import_export,
     sign,
 )
-from maim_db.transfer.maibot.importer import import_sqlite
+from maim_db.transfer.maibot import import_sqlite
 from tests import maibot_files as mf
 from tests.databases import TestDB, World
 

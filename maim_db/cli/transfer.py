@@ -14,7 +14,7 @@ from rich.progress import Progress as Bar
 from rich.table import Table
 
 from ..transfer import archive
-from ..transfer.maibot.importer import ImportReport, Progress, TableReport, import_sqlite
+from ..transfer.maibot import ImportReport, Progress, TableReport, import_sqlite
 from .options import Agent, Dsn, Json, Yes, confirm
 from .output import cell, dumps, err, out, say
 
