@@ -8,6 +8,7 @@ import difflib
 from pathlib import Path
 
 import psycopg
+import psycopg.sql
 
 from maim_db.schema.snapshot import snapshot
 from tests.databases import TestDB
@@ -23,3 +24,26 @@ def test_fresh_migrate_matches_the_committed_snapshot(db: TestDB) -> None:
                                         "sql/schema.snapshot", "fresh migrate"))
     assert live == committed, ("schema differs from sql/schema.snapshot; if intended, run "
                                "`maimdb snapshot --write sql/schema.snapshot`\n" + diff)
+
+
+def test_a_changed_definer_body_or_policy_shows_in_the_snapshot(db: TestDB) -> None:
+    """The review diff shows what a definer function does and what a policy says, not only
+    their signatures and names."""
+    with psycopg.connect(db.superuser, autocommit=True) as conn:
+        before = snapshot(conn).splitlines()
+        body = conn.execute("select prosrc from pg_proc "
+                            "where oid = 'maim.open_agent_scope(text)'::regprocedure").fetchone()
+        assert body is not None
+        conn.execute(psycopg.sql.SQL(
+            "create or replace function maim.open_agent_scope(agent text) returns text "
+            "language plpgsql volatile security definer "
+            "set search_path = pg_catalog, pg_temp as {}").format(
+            psycopg.sql.Literal(body[0].replace("return set_config(",
+                                                "perform 1; return set_config("))))
+        conn.execute("alter policy app_select on messages using (true)")
+        after = snapshot(conn).splitlines()
+    added = [line for line in difflib.ndiff(before, after) if line.startswith("+ ")]
+    assert "+   |     perform 1; return set_config('maim.agent_id', agent, true);" in added
+    assert any(line.startswith("+   policy app_select select to maim_app, maim_plugin using (true)")
+               for line in added), added
+    assert len(added) == 2, added

@@ -1,5 +1,6 @@
 """A text snapshot of the schema, read from the catalog: every table's columns, constraints,
-indexes, triggers, RLS flags and policies, and the functions in ``maim``.
+indexes, triggers, RLS flags, grants and policies (their full text), and every function in
+``maim`` with its body, so a change to a SECURITY DEFINER function shows in review too.
 
 ``sql/schema.snapshot`` is the committed copy; a test migrates a fresh database and compares,
 so every schema change shows up in review as a diff of one readable file.
@@ -7,6 +8,7 @@ so every schema change shows up in review as a diff of one readable file.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any, Final
 
 import psycopg
@@ -62,10 +64,14 @@ select p.oid::regprocedure::text, pg_get_function_result(p.oid), p.provolatile::
        p.prosecdef, coalesce(array_to_string(p.proconfig, ' '), ''),
        array(select case when a.grantee = 0 then 'PUBLIC' else a.grantee::regrole::text end
              from aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) as a
-             where a.privilege_type = 'EXECUTE' and a.grantee <> p.proowner order by 1)
+             where a.privilege_type = 'EXECUTE' and a.grantee <> p.proowner order by 1),
+       l.lanname::text, p.prosrc
 from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+join pg_language l on l.oid = p.prolang
 where n.nspname = 'maim' order by 1
 """
+#: A function body's lines start with this: kept as written, where other lines are folded.
+BODY: Final = "  |"
 _VOLATILITY: Final = {"i": "immutable", "s": "stable", "v": "volatile"}
 _COMMANDS: Final = {"r": "select", "a": "insert", "w": "update", "d": "delete", "*": "all"}
 
@@ -100,12 +106,29 @@ def _snapshot(conn: psycopg.Connection[Any]) -> str:
         for grantee, privileges in conn.execute(_GRANTS, [table]).fetchall():
             lines.append(f"  grant {privileges} to {grantee}")
         lines.append("")
-    for signature, result, volatility, definer, config, callers in conn.execute(
+    for signature, result, volatility, definer, config, callers, language, body in conn.execute(
             _FUNCTIONS).fetchall():
         security = " security definer" if definer else ""
         settings = f" set {config}" if config else ""
         kind = f"function {signature} returns {result}" if result else f"procedure {signature}"
         execute = f" execute {', '.join(callers)}" if callers else " execute owner only"
-        lines.append(f"{kind} {_VOLATILITY[volatility]}{security}{settings}{execute}")
-    return "\n".join(" ".join(line.split()) if not line.startswith("  ") else
-                     "  " + " ".join(line.split()) for line in lines) + "\n"
+        lines.append(f"{kind} language {language} {_VOLATILITY[volatility]}{security}{settings}"
+                     f"{execute}")
+        lines.extend(f"{BODY} {line}".rstrip() for line in _body(body))
+        lines.append("")
+    return "\n".join(_fold(line) for line in lines).rstrip("\n") + "\n"
+
+
+def _body(source: str) -> list[str]:
+    """A function's source as written, without the blank lines around it and its common
+    indentation."""
+    return textwrap.dedent(source.expandtabs(4)).strip("\n").splitlines()
+
+
+def _fold(line: str) -> str:
+    """Runs of white space as one space (the catalog's spacing differs between versions);
+    a body line stays as written."""
+    if line.startswith(BODY):
+        return line
+    indent = "  " if line.startswith("  ") else ""
+    return indent + " ".join(line.split())
