@@ -15,6 +15,9 @@ from maim_db.schema import migrate
 from tests.databases import LOGINS, PASSWORD, Server, TestDB, World, build_world, with_db
 from tests.server import superuser_dsn
 
+# `twin`: one test through the sync API and the async one
+pytest_plugins = ["tests.twins"]
+
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:

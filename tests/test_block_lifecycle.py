@@ -1,5 +1,6 @@
 """A block is one transaction: its handle dies with it, and statements inside it cannot end
-it quietly or be fetched from when they return nothing."""
+it quietly or be fetched from when they return nothing. Each test that can runs through the
+sync API and the async one (tests/twins.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from maim_db import (
 )
 from maim_db.tables import AgentActiveState
 from tests.databases import TestDB, World
+from tests.twins import Twin
 
 
 def _ttl(db: TestDB, agent: str) -> int:
@@ -26,12 +28,12 @@ def _ttl(db: TestDB, agent: str) -> int:
         return int(s.scalar("select ttl_seconds from agent_active_states"))
 
 
-def test_a_pooled_handle_is_dead_after_its_block(db: TestDB, world: World) -> None:
+def test_a_pooled_handle_is_dead_after_its_block(db: TestDB, world: World, twin: Twin) -> None:
     """With one pooled connection, a kept handle would otherwise run inside the next
     borrower's transaction — in the next borrower's scope."""
     a1, b1 = world.agent_id("A1"), world.agent_id("B1")
     before = _ttl(db, b1)
-    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+    with twin.Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
         with pool.connection(agent_id=a1) as kept:
             assert [r.agent_id for r in kept.find(AgentActiveState)] == [a1]
         with pool.connection(agent_id=b1) as current:
@@ -43,8 +45,8 @@ def test_a_pooled_handle_is_dead_after_its_block(db: TestDB, world: World) -> No
     assert _ttl(db, b1) == before
 
 
-def test_a_connect_handle_is_dead_after_its_block(db: TestDB, world: World) -> None:
-    with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as kept:
+def test_a_connect_handle_is_dead_after_its_block(db: TestDB, world: World, twin: Twin) -> None:
+    with twin.connect(db.dsn("app"), agent_id=world.agent_id("A1")) as kept:
         kept.find(AgentActiveState)
     with pytest.raises(ScopeError, match="block has ended"):
         kept.execute("select 1")
@@ -70,11 +72,12 @@ def test_an_async_handle_is_dead_after_its_block(db: TestDB, world: World) -> No
 
 @pytest.mark.parametrize("statement", ["rollback", "commit"])
 def test_ending_the_transaction_inside_the_block_is_an_error(
-        db: TestDB, world: World, statement: str) -> None:
+        db: TestDB, world: World, statement: str,
+        twin: Twin) -> None:
     a1 = world.agent_id("A1")
     before = _ttl(db, a1)
     with pytest.raises(ScopeError, match="COMMIT or ROLLBACK statement"), \
-            connect(db.dsn("app"), agent_id=a1) as s:
+            twin.connect(db.dsn("app"), agent_id=a1) as s:
         s.update(AgentActiveState, where={}, set={"ttl_seconds": before + 1})
         s.execute(statement)  # type: ignore[arg-type]
     # the error tells the truth either way: what the statement did, stands
@@ -82,18 +85,19 @@ def test_ending_the_transaction_inside_the_block_is_an_error(
 
 
 def test_fetching_from_a_statement_without_rows_is_refused_and_rolled_back(
-        db: TestDB, world: World) -> None:
+        db: TestDB, world: World,
+        twin: Twin) -> None:
     a1 = world.agent_id("A1")
     before = _ttl(db, a1)
     for fetch in ("rows", "scalar"):
         with pytest.raises(InputError, match="returns no rows"), \
-                connect(db.dsn("app"), agent_id=a1) as s:
+                twin.connect(db.dsn("app"), agent_id=a1) as s:
             getattr(s, fetch)("update agent_active_states set ttl_seconds = 7")
     with pytest.raises(InputError, match="returns no rows"), \
-            connect(db.dsn("app"), agent_id=a1) as s:
+            twin.connect(db.dsn("app"), agent_id=a1) as s:
         s.fetch(AgentActiveState, "update agent_active_states set ttl_seconds = 7")
     assert _ttl(db, a1) == before
-    with connect(db.dsn("app"), agent_id=a1) as s:  # a statement that does return rows
+    with twin.connect(db.dsn("app"), agent_id=a1) as s:  # a statement that does return rows
         assert s.rows("update agent_active_states set ttl_seconds = 8 "
                       "returning ttl_seconds") == [(8,)]
 
@@ -106,14 +110,15 @@ def test_fetching_from_a_statement_without_rows_is_refused_and_rolled_back(
     (None, None),
 ])
 def test_wrong_query_arguments_are_input_errors(db: TestDB, world: World, query: object,
-                                                params: object) -> None:
-    with pytest.raises(InputError), connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s:
+                                                params: object,
+        twin: Twin) -> None:
+    with pytest.raises(InputError), twin.connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s:
         s.rows(query, params)  # type: ignore[arg-type]
 
 
-def test_a_value_json_cannot_hold_is_an_input_error(db: TestDB, world: World) -> None:
+def test_a_value_json_cannot_hold_is_an_input_error(db: TestDB, world: World, twin: Twin) -> None:
     a1 = world.agent_id("A1")
-    with pytest.raises(InputError), connect(db.dsn("admin"), admin=True) as adm:
+    with pytest.raises(InputError), twin.connect(db.dsn("admin"), admin=True) as adm:
         adm.execute("update agents set config = config")  # the transaction is open
         adm.execute("update agents set config = %s where id = %s", [{"a": object()}, a1])
 
@@ -134,8 +139,9 @@ def test_a_closed_or_unopened_pool_is_a_typed_error(db: TestDB, world: World) ->
     asyncio.run(unopened())
 
 
-def test_an_error_caught_inside_a_block_is_still_reported(db: TestDB, world: World) -> None:
+def test_an_error_caught_inside_a_block_is_still_reported(db: TestDB, world: World,
+                                                          twin: Twin) -> None:
     with pytest.raises(DatabaseError, match="nothing was committed"), \
-            connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s, \
+            twin.connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s, \
             pytest.raises(InputError):  # caught inside the block
         s.execute("select 1/0")

@@ -1,4 +1,5 @@
-"""The handle: typed rows, one transaction per block, typed errors that change nothing."""
+"""The handle: typed rows, one transaction per block, typed errors that change nothing —
+each test run through the sync API and the async one (tests/twins.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from maim_db import (
 )
 from maim_db.tables import Agent, AgentActiveState, Tenant
 from tests.databases import TestDB, World
+from tests.twins import Twin
 
 
 def _agent_names(db: TestDB) -> set[str]:
@@ -22,16 +24,17 @@ def _agent_names(db: TestDB) -> set[str]:
         return {a.name for a in adm.fetch(Agent, "select * from agents")}
 
 
-def test_insert_returns_the_stored_row_with_server_defaults(db: TestDB, world: World) -> None:
-    with connect(db.dsn("admin"), admin=True) as adm:
+def test_insert_returns_the_stored_row_with_server_defaults(db: TestDB, world: World,
+                                                            twin: Twin) -> None:
+    with twin.connect(db.dsn("admin"), admin=True) as adm:
         tenant = adm.insert(Tenant(id=ids.new_tenant_id(), tenant_name="fresh"))
     assert tenant.status == "active" and tenant.tenant_type == "personal"
     assert tenant.tenant_config == {}
     assert tenant.created_at == tenant.updated_at and tenant.created_at.tzinfo is not None
 
 
-def test_agent_id_and_tenant_id_come_from_the_scope(db: TestDB, world: World) -> None:
-    with connect(db.dsn("app"), agent_id=world.agent_id("A2")) as app:
+def test_agent_id_and_tenant_id_come_from_the_scope(db: TestDB, world: World, twin: Twin) -> None:
+    with twin.connect(db.dsn("app"), agent_id=world.agent_id("A2")) as app:
         app.execute("delete from agent_active_states")
         state = app.insert(AgentActiveState(ttl_seconds=30))
     assert state.agent_id == world.agent_id("A2")
@@ -39,25 +42,26 @@ def test_agent_id_and_tenant_id_come_from_the_scope(db: TestDB, world: World) ->
     assert (state.expires_at - state.last_seen_at).total_seconds() == 30
 
 
-def test_updated_at_follows_updates(db: TestDB, world: World) -> None:
-    with connect(db.dsn("admin"), admin=True) as adm:
+def test_updated_at_follows_updates(db: TestDB, world: World, twin: Twin) -> None:
+    with twin.connect(db.dsn("admin"), admin=True) as adm:
         adm.execute("update agents set name = 'renamed' where id = %s", [world.agent_id("A1")])
-    with connect(db.dsn("admin"), admin=True) as adm:
+    with twin.connect(db.dsn("admin"), admin=True) as adm:
         agent = adm.get(Agent, world.agent_id("A1"))
     assert agent.updated_at > agent.created_at
 
 
-def test_block_commits_on_success_and_rolls_back_on_error(db: TestDB, world: World) -> None:
-    with connect(db.dsn("admin"), admin=True) as adm:
+def test_block_commits_on_success_and_rolls_back_on_error(db: TestDB, world: World,
+                                                          twin: Twin) -> None:
+    with twin.connect(db.dsn("admin"), admin=True) as adm:
         adm.execute("update agents set name = 'kept' where id = %s", [world.agent_id("A1")])
-    with pytest.raises(RuntimeError), connect(db.dsn("admin"), admin=True) as adm:
+    with pytest.raises(RuntimeError), twin.connect(db.dsn("admin"), admin=True) as adm:
         adm.execute("update agents set name = 'lost' where id = %s", [world.agent_id("A2")])
         raise RuntimeError("boom")
     assert _agent_names(db) == {"kept", "bot A2", "bot B1"}
 
 
-def test_get_and_fetch_one_raise_not_found(db: TestDB, world: World) -> None:
-    with connect(db.dsn("admin"), admin=True) as adm:
+def test_get_and_fetch_one_raise_not_found(db: TestDB, world: World, twin: Twin) -> None:
+    with twin.connect(db.dsn("admin"), admin=True) as adm:
         with pytest.raises(NotFoundError, match="agent_nope"):
             adm.get(Agent, "agent_nope")
         with pytest.raises(NotFoundError):
@@ -68,38 +72,39 @@ def test_get_and_fetch_one_raise_not_found(db: TestDB, world: World) -> None:
 
 @pytest.mark.parametrize("tenant_id", ["tenant bad", "agent_x", "tenant_" + "x" * 60])
 def test_bad_ids_are_input_errors_and_change_nothing(db: TestDB, world: World,
-                                                     tenant_id: str) -> None:
-    with pytest.raises(InputError, match="tenants_id_check"), connect(
+                                                     tenant_id: str, twin: Twin) -> None:
+    with pytest.raises(InputError, match="tenants_id_check"), twin.connect(
             db.dsn("admin"), admin=True) as adm:
         adm.insert(Tenant(id=tenant_id, tenant_name="bad"))
-    with connect(db.dsn("admin"), admin=True) as adm:
+    with twin.connect(db.dsn("admin"), admin=True) as adm:
         assert adm.scalar("select count(*) from tenants") == 2
 
 
 @pytest.mark.parametrize(("column", "value"), [
     ("tenant_type", "corporate"), ("status", "deleted"), ("contact_email", "not-an-email")])
-def test_enum_and_format_checks(db: TestDB, world: World, column: str, value: str) -> None:
-    with pytest.raises(InputError), connect(db.dsn("admin"), admin=True) as adm:
+def test_enum_and_format_checks(db: TestDB, world: World, column: str, value: str,
+                                twin: Twin) -> None:
+    with pytest.raises(InputError), twin.connect(db.dsn("admin"), admin=True) as adm:
         adm.execute(f"update tenants set {column} = %s", [value])
 
 
-def test_agent_names_are_unique_per_tenant_only(db: TestDB, world: World) -> None:
-    with pytest.raises(ConflictError) as info, connect(db.dsn("admin"), admin=True) as adm:
+def test_agent_names_are_unique_per_tenant_only(db: TestDB, world: World, twin: Twin) -> None:
+    with pytest.raises(ConflictError) as info, twin.connect(db.dsn("admin"), admin=True) as adm:
         adm.insert(Agent(id=ids.new_agent_id(), tenant_id=world.tenant_id("T1"), name="bot A2"))
     assert info.value.constraint == "agents_tenant_id_name_key"
-    with connect(db.dsn("admin"), admin=True) as adm:  # same name, other tenant: fine
+    with twin.connect(db.dsn("admin"), admin=True) as adm:  # same name, other tenant: fine
         adm.insert(Agent(id=ids.new_agent_id(), tenant_id=world.tenant_id("T2"), name="bot A2"))
 
 
-def test_agent_needs_an_existing_tenant(db: TestDB, world: World) -> None:
-    with pytest.raises(ConflictError, match="tenant"), connect(db.dsn("admin"),
+def test_agent_needs_an_existing_tenant(db: TestDB, world: World, twin: Twin) -> None:
+    with pytest.raises(ConflictError, match="tenant"), twin.connect(db.dsn("admin"),
                                                                admin=True) as adm:
         adm.insert(Agent(id=ids.new_agent_id(), tenant_id="tenant_missing", name="orphan"))
 
 
-def test_key_must_belong_to_an_agent_of_its_tenant(db: TestDB, world: World) -> None:
+def test_key_must_belong_to_an_agent_of_its_tenant(db: TestDB, world: World, twin: Twin) -> None:
     """The composite foreign key: a key cannot name T1 and an agent of T2."""
-    with pytest.raises(ConflictError), connect(db.dsn("admin"), admin=True) as adm:
+    with pytest.raises(ConflictError), twin.connect(db.dsn("admin"), admin=True) as adm:
         adm.execute("update api_keys set agent_id = %s where id = %s",
                     [world.agent_id("B1"), world.keys["A1"].id])
 
@@ -109,20 +114,27 @@ def test_unknown_columns_are_refused_before_sql() -> None:
         Tenant(id="tenant_x", tenant_name="x", colour="red")  # type: ignore[call-arg]
 
 
-def test_unreachable_server_is_a_connect_error() -> None:
-    with pytest.raises(ConnectError, match="cannot connect"), connect(
+def test_unreachable_server_is_a_connect_error(twin: Twin) -> None:
+    with pytest.raises(ConnectError, match="cannot connect"), twin.connect(
             "host=/nonexistent-maimdb dbname=x connect_timeout=1", admin=True):
         pass
 
 
-def test_a_caught_server_error_does_not_pass_for_success(db: TestDB, world: World) -> None:
+def test_a_caught_server_error_does_not_pass_for_success(db: TestDB, world: World,
+                                                         twin: Twin) -> None:
     """An error caught inside the block aborted the transaction; ending the block normally
     must not look like a commit."""
     tenant = ids.new_tenant_id()
-    with pytest.raises(DatabaseError, match="nothing was committed"), connect(
+    with pytest.raises(DatabaseError, match="nothing was committed"), twin.connect(
             db.dsn("admin"), admin=True) as adm:
         adm.insert(Tenant(id=tenant, tenant_name="lost"))
         with pytest.raises(ConflictError):
             adm.insert(Agent(id=ids.new_agent_id(), tenant_id="tenant_missing", name="x"))
-    with connect(db.dsn("admin"), admin=True) as adm, pytest.raises(NotFoundError):
+    with twin.connect(db.dsn("admin"), admin=True) as adm, pytest.raises(NotFoundError):
         adm.get(Tenant, tenant)
+
+
+def test_each_twin_runs_its_own_api(db: TestDB, world: World, twin: Twin) -> None:
+    with twin.connect(db.dsn("admin"), admin=True) as adm:
+        handle = getattr(adm, "_target", adm)
+        assert type(handle).__name__ == {"sync": "Database", "async": "AsyncDatabase"}[twin.name]

@@ -22,10 +22,19 @@ from maim_db import (
 )
 from maim_db.tables import Agent, AgentActiveState
 from tests.databases import TestDB, World
+from tests.twins import Twin
 
 
 @pytest.fixture
-def pool(db: TestDB) -> Iterator[Pool]:
+def pool(db: TestDB, twin: Twin) -> Iterator[Pool]:
+    """A one-connection pool, sync and async (tests/twins.py)."""
+    with twin.Pool(db.dsn("app"), min_size=1, max_size=1) as p:
+        yield p
+
+
+@pytest.fixture
+def sync_pool(db: TestDB) -> Iterator[Pool]:
+    """For the tests of threads: the ambient scope and OS threads."""
     with Pool(db.dsn("app"), min_size=1, max_size=1) as p:
         yield p
 
@@ -53,11 +62,11 @@ def test_session_state_left_in_a_pooled_connection_is_reset(pool: Pool, world: W
 
 @pytest.mark.parametrize("single", [False, True])
 def test_a_temporary_table_never_reaches_the_next_borrower(db: TestDB, world: World,
-                                                           single: bool) -> None:
+                                                           single: bool, twin: Twin) -> None:
     """A temporary table named like a real one shadows it for the rest of the session: the
     next borrower's `select * from agents` would read the first agent's copy."""
     a1, b1 = world.agent_id("A1"), world.agent_id("B1")
-    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+    with twin.Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
         shadow = "create temp table agents as select * from public.agents"
         if single:
             pool.execute(shadow, agent_id=a1)
@@ -97,7 +106,8 @@ def test_ambient_scope_and_explicit_scope_wins(pool: Pool, world: World) -> None
         pass
 
 
-def test_ambient_scope_does_not_cross_into_a_plain_thread(pool: Pool, world: World) -> None:
+def test_ambient_scope_does_not_cross_into_a_plain_thread(sync_pool: Pool, world: World) -> None:
+    pool = sync_pool
     errors: list[BaseException] = []
 
     def worker() -> None:
@@ -161,7 +171,8 @@ def test_async_pool_scope_follows_tasks(db: TestDB, world: World) -> None:
     assert all(ids == [agent] for agent, ids in results)
 
 
-def test_to_thread_carries_the_ambient_scope(pool: Pool, world: World) -> None:
+def test_to_thread_carries_the_ambient_scope(sync_pool: Pool, world: World) -> None:
+    pool = sync_pool
     def in_thread() -> list[str]:
         with pool.connection() as db:
             return [a.id for a in db.find(Agent)]
