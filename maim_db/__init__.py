@@ -8,6 +8,10 @@ transaction and returns typed rows::
 
     with connect(agent_id="agent_3f9a1c2b7d4e") as db:
         me = db.get(Agent, "agent_3f9a1c2b7d4e")
+
+The core is this package's top level; the schema's lifecycle is in :mod:`maim_db.schema`, the
+control plane in :mod:`maim_db.control`, data in and out in :mod:`maim_db.transfer`, the
+``maimdb`` command in :mod:`maim_db.cli` (docs/conventions.md: where everything is).
 """
 
 from .connection import Database, connect, scoped

@@ -116,8 +116,10 @@ def connect_error(err: psycopg.OperationalError) -> ConnectError:
     return ConnectError(f"cannot connect to PostgreSQL: {str(err).strip()}")
 
 
-def pool_error(err: PoolTimeout | PoolClosed) -> ConnectError:
+def pool_error(err: PoolTimeout | PoolClosed, *, opening: bool = False) -> ConnectError:
     if isinstance(err, PoolClosed):
-        return ConnectError(f"{err} (an AsyncPool opens with `async with` or `await "
-                            "pool.open()`; a closed pool cannot be reopened)")
+        return ConnectError(f"{err} (a pool serves once opened: `with`/`async with`, or "
+                            "open(); a closed pool cannot be reopened)")
+    if opening:
+        return ConnectError(f"the pool could not open its first connections: {err}")
     return ConnectError(f"no pooled connection became free: {err}")

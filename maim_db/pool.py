@@ -35,17 +35,20 @@ class Pool:
                  pgbouncer: bool | None = None, timeout: float = 30.0,
                  name: str = "maim_db") -> None:
         self._timeout = timeout
+        self._waited = False
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
             resolve_dsn(dsn), kwargs=connection_options(pgbouncer), min_size=min_size,
             max_size=max_size, timeout=timeout, name=name,
             open=True)
 
     def open(self) -> None:
-        """Open the pool (again: a no-op) and wait until ``min_size`` connections are up."""
+        """Open the pool and, the first time, wait until ``min_size`` connections are up;
+        again, a no-op. (Waiting again could wait for connections other blocks hold.)"""
+        first, self._waited = not self._waited, True
         try:
-            self._pool.open(wait=True, timeout=self._timeout)
+            self._pool.open(wait=first, timeout=self._timeout)
         except (PoolTimeout, PoolClosed) as err:
-            raise pool_error(err) from err
+            raise pool_error(err, opening=True) from err
 
     @contextmanager
     def _borrow(self, scope: Scope, single: bool = False) -> Iterator[Database]:

@@ -34,17 +34,20 @@ class AsyncPool:
                  pgbouncer: bool | None = None, timeout: float = 30.0,
                  name: str = "maim_db") -> None:
         self._timeout = timeout
+        self._waited = False
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
             resolve_dsn(dsn), kwargs=connection_options(pgbouncer), min_size=min_size,
             max_size=max_size, timeout=timeout, name=name,
             open=False)  # sync: open=True)
 
     async def open(self) -> None:
-        """Open the pool (again: a no-op) and wait until ``min_size`` connections are up."""
+        """Open the pool and, the first time, wait until ``min_size`` connections are up;
+        again, a no-op. (Waiting again could wait for connections other blocks hold.)"""
+        first, self._waited = not self._waited, True
         try:
-            await self._pool.open(wait=True, timeout=self._timeout)
+            await self._pool.open(wait=first, timeout=self._timeout)
         except (PoolTimeout, PoolClosed) as err:
-            raise pool_error(err) from err
+            raise pool_error(err, opening=True) from err
 
     @asynccontextmanager
     async def _borrow(self, scope: Scope, single: bool = False) -> AsyncIterator[AsyncDatabase]:

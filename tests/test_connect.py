@@ -14,8 +14,10 @@ from maim_db import (
     connect,
     ids,
 )
+from maim_db.scope import named_agent
 from maim_db.tables import Agent, AgentActiveState, Tenant
 from tests.databases import TestDB, World
+from tests.samples import message
 from tests.twins import Twin
 
 
@@ -54,7 +56,8 @@ def test_block_commits_on_success_and_rolls_back_on_error(db: TestDB, world: Wor
                                                           twin: Twin) -> None:
     with twin.connect(db.dsn("admin"), admin=True) as adm:
         adm.execute("update agents set name = 'kept' where id = %s", [world.agent_id("A1")])
-    with pytest.raises(RuntimeError), twin.connect(db.dsn("admin"), admin=True) as adm:
+    with pytest.raises(RuntimeError, match="boom"), twin.connect(db.dsn("admin"),
+                                                               admin=True) as adm:
         adm.execute("update agents set name = 'lost' where id = %s", [world.agent_id("A2")])
         raise RuntimeError("boom")
     assert _agent_names(db) == {"kept", "bot A2", "bot B1"}
@@ -138,3 +141,33 @@ def test_each_twin_runs_its_own_api(db: TestDB, world: World, twin: Twin) -> Non
     with twin.connect(db.dsn("admin"), admin=True) as adm:
         handle = getattr(adm, "_target", adm)
         assert type(handle).__name__ == {"sync": "Database", "async": "AsyncDatabase"}[twin.name]
+
+
+def test_a_snapshot_block_reads_one_committed_state_and_writes_nothing(
+        db: TestDB, world: World, twin: Twin) -> None:
+    a1 = world.agent_id("A1")
+    with twin.open_connection(db.dsn("app")) as conn, pytest.raises(
+            DatabaseError, match="read-only"), twin.run_scoped(
+            conn, named_agent(a1), snapshot=True) as snap:
+        before = snap.scalar("select ttl_seconds from agent_active_states")
+        with connect(db.dsn("app"), agent_id=a1) as other:  # committed meanwhile
+            other.execute("update agent_active_states set ttl_seconds = ttl_seconds + 1")
+        assert snap.scalar("select ttl_seconds from agent_active_states") == before
+        snap.execute("update agent_active_states set ttl_seconds = 1")
+    with connect(db.dsn("app"), agent_id=a1) as after:
+        assert after.scalar("select ttl_seconds from agent_active_states") == before + 1
+
+
+def test_insert_many_and_permissions_on_an_open_connection(db: TestDB, world: World,
+                                                           twin: Twin) -> None:
+    a1 = world.agent_id("A1")
+    with twin.open_connection(db.dsn("app")) as conn:
+        with twin.scoped(conn, agent_id=a1) as mine:
+            assert mine.insert_many([message(i) for i in range(3)]) == 3
+            mine.require("config_write")  # a trusted scope holds every permission
+            with pytest.raises(InputError, match="unknown permission"):
+                mine.require("root")
+        with twin.scoped(conn, agent_id=world.agent_id("B1")) as theirs:
+            assert theirs.scalar("select count(*) from messages") == 0
+        with twin.scoped(conn, agent_id=a1) as mine:
+            assert mine.scalar("select count(*) from messages") == 3

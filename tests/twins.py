@@ -15,9 +15,14 @@ import psycopg
 import pytest
 
 import maim_db
+from maim_db import connection, connection_async
 
 _ASYNC_TYPES = (psycopg.AsyncConnection, psycopg.AsyncCursor, maim_db.AsyncDatabase,
                 maim_db.AsyncPool)
+
+
+def _unwrap(value: Any) -> Any:
+    return value._target if isinstance(value, Blocking) else value
 
 
 class Blocking:
@@ -31,11 +36,16 @@ class Blocking:
 
     def _wrap(self, value: Any) -> Any:
         if inspect.isawaitable(value):
-            return self._wrap(self._loop.run_until_complete(value))
+            result = self._loop.run_until_complete(value)
+            # awaited once, as a caller would: a coroutine that hands back another
+            # (a missing await inside the library) must not pass for a result
+            assert not inspect.isawaitable(result), f"{value!r} returned an awaitable"
+            return self._wrap(result)
         if isinstance(value, _ASYNC_TYPES) or hasattr(value, "__aenter__"):
             return Blocking(value, self._loop)
         if callable(value) and not isinstance(value, type):
-            return lambda *args, **kwargs: self._wrap(value(*args, **kwargs))
+            return lambda *args, **kwargs: self._wrap(value(*map(_unwrap, args), **{
+                k: _unwrap(v) for k, v in kwargs.items()}))
         return value
 
     def __getattr__(self, name: str) -> Any:
@@ -53,22 +63,28 @@ class Blocking:
 
 @dataclass
 class Twin:
-    """``connect`` and ``Pool`` of one flavour, with the same signatures as the sync API."""
+    """The API of one flavour, with the sync API's names and signatures."""
 
     name: str
     connect: Callable[..., Any]
     Pool: Callable[..., Any]
+    scoped: Callable[..., Any]
+    run_scoped: Callable[..., Any]
+    open_connection: Callable[..., Any]
 
 
 @pytest.fixture(params=["sync", "async"])
 def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
     if request.param == "sync":
-        yield Twin("sync", maim_db.connect, maim_db.Pool)
+        yield Twin("sync", maim_db.connect, maim_db.Pool, maim_db.scoped,
+                   connection.run_scoped, connection.open_connection)
         return
     loop = asyncio.new_event_loop()
+    blocking = Blocking(connection_async, loop)
     try:
-        yield Twin("async", lambda *a, **k: Blocking(maim_db.aconnect(*a, **k), loop),
-                   lambda *a, **k: Blocking(maim_db.AsyncPool(*a, **k), loop))
+        yield Twin("async", blocking.aconnect,
+                   lambda *a, **k: Blocking(maim_db.AsyncPool(*a, **k), loop), blocking.ascoped,
+                   blocking.arun_scoped, blocking.aopen_connection)
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

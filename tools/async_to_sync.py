@@ -2,7 +2,7 @@
 
 The async code is the one written by hand; the sync twin is this script's output, so the two
 cannot drift. ``python tools/async_to_sync.py`` rewrites the generated files;
-``--check`` only reports the stale ones (tests/test_generated.py runs it).
+``--check`` only reports the stale ones (tests/test_layout.py checks the same).
 
 The translation is textual and small on purpose (names, ``async``/``await``), so a reader can
 predict it. Two markers cover what differs beyond that:
@@ -53,6 +53,9 @@ _KEYWORDS = [
 ]
 _SYNC = re.compile(r"^(?P<indent>\s*)(?P<code>.*?)\s*# sync: (?P<sync>.*)$")
 _ASYNC_ONLY = re.compile(r"#\s*async only\s*$")
+# What would survive the translation still async: a name missing from NAMES (say
+# asyncio.sleep, which without its await would never run) must stop the script, not slip by.
+_LEFT_ASYNC = re.compile(r"\b(?:async|await|asyncio|Async\w+|a(?:close|iter|next)|__a\w+__)\b")
 _IMPORT = re.compile(r"^(?P<head>\s*from \S+ import )(?P<names>[\w, ]+)$")
 
 
@@ -63,9 +66,16 @@ def _sorted_import(line: str) -> str:
     if not found:
         return line
     names = [n.strip() for n in found["names"].split(",")]
-    kind = {True: 0, False: 1}
-    names.sort(key=lambda n: (2 if n[0].islower() else kind[n.isupper() and len(n) > 1], n))
+    names.sort(key=_import_order)
     return found["head"] + ", ".join(names)
+
+
+def _import_order(name: str) -> tuple[int, list[int | str]]:
+    """ruff's default: constants, then classes, then the rest; case-insensitive, numbers in
+    a name compared as numbers."""
+    bare = name.lstrip("_")
+    kind = 0 if bare.isupper() and len(bare) > 1 else 1 if bare[:1].isupper() else 2
+    return kind, [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", bare.lower())]
 
 
 def header(source: str) -> str:
@@ -92,6 +102,11 @@ def to_sync(text: str, source: str) -> str:
         line = _NAME.sub(lambda m: NAMES[m[1]], line)
         for pattern, replacement in _KEYWORDS:
             line = pattern.sub(replacement, line)
+        leftover = _LEFT_ASYNC.search(line)
+        if leftover:
+            raise ValueError(f"{source}: no sync translation for {leftover[0]!r} in "
+                             f"{line.strip()!r}; add it to NAMES, or mark the line "
+                             "(# sync: …, # async only)")
         lines.append(_sorted_import(line))
     return header(source) + "\n".join(lines) + "\n"
 

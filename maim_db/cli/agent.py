@@ -9,7 +9,7 @@ import typer
 
 from ..control import tenancy
 from ..tables import Agent
-from .options import Dsn, Json, Limit, Offset, Yes, admin, confirm
+from .options import Dsn, Json, Limit, Offset, Yes, admin, confirm, status_command
 from .output import emit
 
 COLUMNS = ("id", "name", "tenant_id", "status", "created_at")
@@ -57,21 +57,17 @@ def agent_show(agent_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
     emit(row, as_json, COLUMNS)
 
 
-def _agent_status(status: str) -> Callable[[str, str | None, bool], None]:
-    def command(agent_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
-        with admin(dsn) as db:
-            row = tenancy.set_agent_status(db, agent_id, status)  # type: ignore[arg-type]
-        emit(row, as_json, COLUMNS)
-    return command
+def _status(status: str) -> Callable[..., None]:
+    return status_command(tenancy.set_agent_status, status, COLUMNS, "AGENT_ID")
 
 
-app.command("suspend", help="Suspend an agent: it can no longer open scope or use its "
-                  "keys; its data stays.\n\nExample: maimdb agent suspend agent_1a2b3c4d5e6f"
-                  )(_agent_status("suspended"))
+app.command("suspend", help="Suspend an agent: it can no longer open scope or use its keys; "
+            "its data stays.\n\nExample: maimdb agent suspend agent_1a2b3c4d5e6f"
+            )(_status("suspended"))
 app.command("activate", help="Reactivate an agent.\n\n"
-                  "Example: maimdb agent activate agent_1a2b3c4d5e6f")(_agent_status("active"))
+            "Example: maimdb agent activate agent_1a2b3c4d5e6f")(_status("active"))
 app.command("archive", help="Archive an agent (keeps data, stops it).\n\n"
-                  "Example: maimdb agent archive agent_1a2b3c4d5e6f")(_agent_status("archived"))
+            "Example: maimdb agent archive agent_1a2b3c4d5e6f")(_status("archived"))
 
 
 @app.command("rename")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import BaseModel
 
 from .. import Database, MaimDBError, connect
 from ..control import tenancy
+from .output import emit
 
 Dsn = Annotated[str | None, typer.Option(
     "--dsn", envvar="MAIMDB_DSN", show_envvar=True,
@@ -33,3 +36,14 @@ def confirm(question: str, yes: bool) -> None:
         raise MaimDBError("this asks for confirmation; pass --yes when not on a terminal")
     if not typer.confirm(question, default=False):
         raise MaimDBError("aborted: nothing was changed")
+
+
+def status_command(change: Callable[[Database, str, Any], BaseModel], status: str,
+                   columns: Sequence[str], metavar: str) -> Callable[..., None]:
+    """A command that sets one status (``suspend``, ``activate``, …) and shows the row."""
+    def command(target: str = typer.Argument(..., metavar=metavar), dsn: Dsn = None,
+                as_json: Json = False) -> None:
+        with admin(dsn) as db:
+            row = change(db, target, status)
+        emit(row, as_json, columns)
+    return command

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..control import tenancy
-from .options import Dsn, Json, Limit, Offset, Yes, admin, confirm
+from .options import Dsn, Json, Limit, Offset, Yes, admin, confirm, status_command
 from .output import emit
 
 COLUMNS = ("id", "tenant_name", "tenant_type", "status", "owner_id", "created_at")
@@ -48,20 +48,14 @@ def tenant_list(dsn: Dsn = None, as_json: Json = False,
     emit(page.items, as_json, COLUMNS, page.total)
 
 
-def _tenant_status(status: str) -> Callable[[str, str | None, bool], None]:
-    def command(tenant_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
-        with admin(dsn) as db:
-            row = tenancy.set_tenant_status(db, tenant_id, status)  # type: ignore[arg-type]
-        emit(row, as_json, COLUMNS)
-    return command
+def _status(status: str) -> Callable[..., None]:
+    return status_command(tenancy.set_tenant_status, status, COLUMNS, "TENANT_ID")
 
 
 app.command("suspend", help="Suspend a tenant: none of its agents may act.\n\n"
-                   "Example: maimdb tenant suspend tenant_1a2b3c4d5e6f"
-                   )(_tenant_status("suspended"))
+            "Example: maimdb tenant suspend tenant_1a2b3c4d5e6f")(_status("suspended"))
 app.command("activate", help="Reactivate a tenant.\n\n"
-                   "Example: maimdb tenant activate tenant_1a2b3c4d5e6f"
-                   )(_tenant_status("active"))
+            "Example: maimdb tenant activate tenant_1a2b3c4d5e6f")(_status("active"))
 
 
 @app.command("rename")
