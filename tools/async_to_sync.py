@@ -111,11 +111,16 @@ def to_sync(text: str, source: str) -> str:
     return header(source) + "\n".join(lines) + "\n"
 
 
+def generated(root: Path = ROOT) -> dict[str, str]:
+    """Each generated module's path and the text its source generates now."""
+    return {target: to_sync((root / source).read_text(), source)
+            for source, target in MODULES.items()}
+
+
 def stale(root: Path = ROOT) -> list[str]:
     """The generated modules that differ from what their sources generate now."""
-    return [target for source, target in MODULES.items()
-            if not (root / target).exists()
-            or (root / target).read_text() != to_sync((root / source).read_text(), source)]
+    return [target for target, text in generated(root).items()
+            if not (root / target).exists() or (root / target).read_text() != text]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -128,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         for target in old:
             print(f"{target} is stale: run python tools/async_to_sync.py", file=sys.stderr)
         return 1 if old else 0
-    for source, target in MODULES.items():
-        (ROOT / target).write_text(to_sync((ROOT / source).read_text(), source))
+    for target, text in generated().items():
+        (ROOT / target).write_text(text)
     return 0
 
 

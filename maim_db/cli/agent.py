@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -57,17 +56,13 @@ def agent_show(agent_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
     emit(row, as_json, COLUMNS)
 
 
-def _status(status: str) -> Callable[..., None]:
-    return status_command(tenancy.set_agent_status, status, COLUMNS, "AGENT_ID")
-
-
-app.command("suspend", help="Suspend an agent: it can no longer open scope or use its keys; "
-            "its data stays.\n\nExample: maimdb agent suspend agent_1a2b3c4d5e6f"
-            )(_status("suspended"))
-app.command("activate", help="Reactivate an agent.\n\n"
-            "Example: maimdb agent activate agent_1a2b3c4d5e6f")(_status("active"))
-app.command("archive", help="Archive an agent (keeps data, stops it).\n\n"
-            "Example: maimdb agent archive agent_1a2b3c4d5e6f")(_status("archived"))
+for verb, status, text in (
+        ("suspend", "suspended", "Suspend an agent: it can no longer open scope or use its keys; "
+                                 "its data stays."),
+        ("activate", "active", "Reactivate an agent."),
+        ("archive", "archived", "Archive an agent (keeps data, stops it).")):
+    app.command(verb, help=f"{text}\n\nExample: maimdb agent {verb} agent_1a2b3c4d5e6f")(
+        status_command(tenancy.set_agent_status, status, COLUMNS, "AGENT_ID"))
 
 
 @app.command("rename")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -48,14 +47,11 @@ def tenant_list(dsn: Dsn = None, as_json: Json = False,
     emit(page.items, as_json, COLUMNS, page.total)
 
 
-def _status(status: str) -> Callable[..., None]:
-    return status_command(tenancy.set_tenant_status, status, COLUMNS, "TENANT_ID")
-
-
-app.command("suspend", help="Suspend a tenant: none of its agents may act.\n\n"
-            "Example: maimdb tenant suspend tenant_1a2b3c4d5e6f")(_status("suspended"))
-app.command("activate", help="Reactivate a tenant.\n\n"
-            "Example: maimdb tenant activate tenant_1a2b3c4d5e6f")(_status("active"))
+for verb, status, text in (
+        ("suspend", "suspended", "Suspend a tenant: none of its agents may act."),
+        ("activate", "active", "Reactivate a tenant.")):
+    app.command(verb, help=f"{text}\n\nExample: maimdb tenant {verb} tenant_1a2b3c4d5e6f")(
+        status_command(tenancy.set_tenant_status, status, COLUMNS, "TENANT_ID"))
 
 
 @app.command("rename")
