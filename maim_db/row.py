@@ -7,13 +7,15 @@ only the fields that were actually given, so SQL defaults apply.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
-from typing import Annotated, Any, ClassVar, Final, Self, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar, get_args, get_origin
 from uuid import UUID
 
 from psycopg._cursor_base import BaseCursor
+from psycopg.pq.abc import PGresult
 from psycopg.rows import BaseRowFactory, RowMaker, no_result
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -97,82 +99,147 @@ R = TypeVar("R", bound=Row)
 _OIDS: Final[dict[Any, frozenset[int]]] = {
     str: frozenset({25, 1043}),  # text, varchar
     int: frozenset({20, 21, 23}),  # int8, int2, int4
-    float: frozenset({701}),  # float8
+    float: frozenset({700, 701}),  # float4, float8
     bool: frozenset({16}),
     datetime: frozenset({1184}),  # timestamptz
     UUID: frozenset({2950}),
+    bytes: frozenset({17}),  # bytea
 }
+_TEXT: Final = _OIDS[str]
+_TEXT_ARRAY: Final = frozenset({1009})
+_JSONB: Final = frozenset({3802})
+
+#: A cheap test that a loaded value is what the field holds; None: the column type says so.
+Check = Callable[[Any], bool] | None
+
+
+def _is_dict(value: Any) -> bool:
+    return type(value) is dict
+
+
+def _is_list(value: Any) -> bool:
+    return type(value) is list
+
+
+def _members(allowed: frozenset[Any]) -> Callable[[Any], bool]:
+    return allowed.__contains__
+
+
+def _array_of(allowed: frozenset[Any] | None) -> Callable[[Any], bool]:
+    if allowed is None:
+        return lambda value: type(value) is list and all(type(v) is str for v in value)
+    return lambda value: type(value) is list and all(v in allowed for v in value)
+
+
+def _trust(annotation: Any, jsonb: bool) -> tuple[frozenset[int], Check] | None:
+    """The column types a field's value may come from without validation, and the check it
+    still needs; None when only pydantic can tell (the row is then validated)."""
+    if jsonb:
+        return _JSONB, {dict: _is_dict, list: _is_list}.get(get_origin(annotation)
+                                                               or annotation)
+    if get_origin(annotation) is Literal:
+        return _TEXT, _members(frozenset(get_args(annotation)))
+    if get_origin(annotation) is list:
+        (inner,) = get_args(annotation)
+        if inner is str:
+            return _TEXT_ARRAY, _array_of(None)
+        if get_origin(inner) is Literal:
+            return _TEXT_ARRAY, _array_of(frozenset(get_args(inner)))
+        return None
+    if annotation in _OIDS:
+        return _OIDS[annotation], None
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    oids: frozenset[int]
+    nullable: bool
+    check: Check
 
 
 @cache
-def _plain_fields(model: type[Row]) -> dict[str, tuple[frozenset[int], bool]] | None:
-    """Field → (the column types that need no validation, whether NULL is allowed), when
-    every field of ``model`` is such a plain type with no constraints; else None."""
+def _trusted_fields(model: type[Row]) -> dict[str, _Field] | None:
+    """Field → what a result column must be for the value to be taken as loaded; None when
+    some field needs pydantic (then every row of the model is validated)."""
     if model.__private_attributes__:
         return None
+    jsonb = model.jsonb_fields()
     out = {}
     for name, field in model.model_fields.items():
         args = get_args(field.annotation)
         nullable = type(None) in args
         base = ([a for a in args if a is not type(None)] if nullable else [field.annotation])
-        if len(base) != 1 or base[0] not in _OIDS or field.metadata:
+        if len(base) != 1 or any(m is not JSONB for m in field.metadata):
             return None
-        out[name] = (_OIDS[base[0]], nullable)
+        trusted = _trust(base[0], name in jsonb)
+        if trusted is None:
+            return None
+        out[name] = _Field(trusted[0], nullable, trusted[1])
     return out
 
 
-def row_factory(model: type[R]) -> BaseRowFactory[R]:
-    """psycopg rows as ``model`` instances, validated.
+def row_maker(model: type[R], result: PGresult, encoding: str) -> RowMaker[R]:
+    """A function building ``model`` rows from the values of ``result``'s rows.
 
-    The general path calls the model's compiled validator on each row's dict: about a third
-    faster than ``model(**row)`` (psycopg's ``class_row``) and faster than
-    ``model_construct``, which skips validation but builds the instance in Python.
-
-    The fast path validates by type once per result instead of per value: when the result
-    has exactly the model's columns and each column's PostgreSQL type loads to exactly the
-    field's plain Python type (text → str, float8 → float, …), validating each value again
-    would only repeat what psycopg's loader did, so the instance is built directly; a NULL
-    in a NOT NULL field still goes through the validator, which rejects it. Measured on a
-    ``messages`` row: 3.8 µs instead of 9.3 µs (benchmarks/, docs/performance.md).
+    Validating every value would only repeat what psycopg's loaders did when the result has
+    exactly the model's columns and each column's type loads to the field's type (text →
+    str, float8 → float, …; ``tests/test_schema_contract.py`` holds every model equal to its
+    table): such rows are built directly, as ``model_construct`` would, once a cheap check
+    has passed where the type alone does not decide (a ``Literal``'s values, a jsonb
+    object). A value that fails it — a NULL in a NOT NULL field, a status the model does not
+    know — goes through the model's compiled validator, which converts or rejects it. Any
+    other result is validated row by row. Measured on a ``messages`` row: 3.8 µs instead of
+    9.3 µs (docs/performance.md).
     """
+    if not result.nfields:
+        return no_result
     validate = model.__pydantic_validator__.validate_python
-    plain = _plain_fields(model)
+    # Straight from the result: cursor.description would build a Column object per column
+    # per statement (measured: a third of the Python time of a point lookup).
+    names = [(result.fname(i) or b"").decode(encoding) for i in range(result.nfields)]
+
+    def make(values: Sequence[Any]) -> R:
+        try:
+            return validate(dict(zip(names, values, strict=True)))  # type: ignore[no-any-return]
+        except ValidationError as err:
+            raise InputError(f"a row of the result does not fit {model.__name__} (select "
+                             f"the table's columns, or use rows()): {err}") from None
+
+    fields = _trusted_fields(model)
+    if fields is None or len(names) != len(fields) or not all(
+            name in fields and result.ftype(i) in fields[name].oids
+            for i, name in enumerate(names)):
+        return make
+    required = [i for i, name in enumerate(names) if not fields[name].nullable]
+    checks = [(i, check) for i, name in enumerate(names)
+              if (check := fields[name].check) is not None]
+    new, setattr_ = object.__new__, object.__setattr__
+
+    def build(values: Sequence[Any]) -> R:
+        for i in required:
+            if values[i] is None:
+                return make(values)  # raises the validator's error for the NULL
+        for i, check in checks:
+            if values[i] is not None and not check(values[i]):
+                return make(values)
+        row = new(model)
+        setattr_(row, "__dict__", dict(zip(names, values, strict=True)))
+        setattr_(row, "__pydantic_fields_set__", set(names))  # its own: rows are mutable
+        setattr_(row, "__pydantic_extra__", None)
+        setattr_(row, "__pydantic_private__", None)
+        return row
+
+    return build
+
+
+def row_factory(model: type[R]) -> BaseRowFactory[R]:
+    """psycopg rows as ``model`` instances (see :func:`row_maker`), for a psycopg cursor."""
 
     def factory(cursor: BaseCursor[Any, Any]) -> RowMaker[R]:
         result = cursor.pgresult
-        if result is None or not result.nfields:
+        if result is None:
             return no_result
-        # Straight from the result: cursor.description would build a Column object per
-        # column per statement (measured: a third of the Python time of a point lookup).
-        encoding = cursor.connection.info.encoding
-        names = [(result.fname(i) or b"").decode(encoding) for i in range(result.nfields)]
-
-        def make(values: Sequence[Any]) -> R:
-            try:
-                return validate(dict(zip(names, values, strict=True)))  # type: ignore[no-any-return]
-            except ValidationError as err:
-                raise InputError(f"a row of the result does not fit {model.__name__} (select "
-                                 f"the table's columns, or use rows()): {err}") from None
-
-        if plain is None or len(names) != len(plain) or not all(
-                name in plain and result.ftype(i) in plain[name][0]
-                for i, name in enumerate(names)):
-            return make
-        required = [i for i, name in enumerate(names) if not plain[name][1]]
-        fields_set = frozenset(names)
-        new, setattr_ = object.__new__, object.__setattr__
-
-        def build(values: Sequence[Any]) -> R:
-            for i in required:
-                if values[i] is None:
-                    return make(values)  # raises the validator's error for the NULL
-            row = new(model)
-            setattr_(row, "__dict__", dict(zip(names, values, strict=True)))
-            setattr_(row, "__pydantic_fields_set__", fields_set)
-            setattr_(row, "__pydantic_extra__", None)
-            setattr_(row, "__pydantic_private__", None)
-            return row
-
-        return build
+        return row_maker(model, result, cursor.connection.info.encoding)
 
     return factory
