@@ -182,8 +182,7 @@ class MaimAsync:
                                   agent_id=agent_id(a))
 
     async def insert1(self, a: int, i: int) -> Any:
-        async with self.p.connection(agent_id=agent_id(a)) as db:
-            return await db.insert(Message(**values(a, i)))
+        return await self.p.insert(Message(**values(a, i)), agent_id=agent_id(a))
 
     async def batch(self, a: int, i: int) -> Any:
         async with self.p.connection(agent_id=agent_id(a)) as db:

@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg.pq.abc import PGresult
 
 from . import statements
 from .errors import DatabaseError, MaimDBError, NotFoundError, ScopeError, connect_error, translate
@@ -32,7 +33,7 @@ from .handle import (
     not_found,
     translated,
 )
-from .row import row_factory
+from .pipeline import Call, first_error, rowcount
 from .scope import DIRTY, RESET_SESSION, Scope, resolve
 from .settings import connection_options, resolve_dsn
 
@@ -40,54 +41,76 @@ from .settings import connection_options, resolve_dsn
 class Database(Handle[psycopg.Connection[Any]]):
     """A scoped transaction. Get one from :func:`connect`, :func:`scoped` or a pool."""
 
-    # -- running SQL -------------------------------------------------------------------------
+    # -- running SQL (the round trips: maim_db.pipeline) ---------------------------------------
 
-    def _cursor(self, model: type[R] | None = None) -> psycopg.Cursor[Any]:
+    def _statement(self, query: Query, params: Params, *,
+                         rows: bool = False) -> tuple[Call, PGresult]:
+        """Run one statement; its call (what was sent) and its result."""
         self._check_usable()
-        if model is None:
-            return self._conn.cursor()
-        return self._conn.cursor(row_factory=row_factory(model))
-
-    def _run(self, cur: psycopg.Cursor[Any], query: Query, params: Params, *,
-                   rows: bool = False) -> None:
-        with translated():
-            self._execute(cur, query, params)
+        if not self._opened:
+            call, res = self._open(query, params)
+        elif self._single:
+            raise self._second_statement()
+        else:
+            with translated():
+                call = self._session.call(query, params)
+            res = (self._send([call]))[0]
         if rows:
-            self._check_rows(cur)
+            self._check_rows(res)
+        return call, res
 
-    def _execute(self, cur: psycopg.Cursor[Any], query: Query,
-                       params: Params) -> None:
-        if self._opened:
-            if self._single:
-                raise self._second_statement()
-            cur.execute(query, params)
-            return
+    def _round_trip(self, calls: list[Call]) -> list[PGresult]:
+        try:
+            with self._conn.lock:
+                return self._conn.wait(self._session.pipeline(calls))
+        except psycopg.Error as err:  # the connection failed, not a statement
+            raise translate(err) from err
+
+    def _send(self, calls: list[Call]) -> list[PGresult]:
+        """Run ``calls`` in one round trip; raise the first statement error."""
+        results = self._round_trip(calls)
+        failed = first_error(results)
+        if failed is not None:
+            err = self._session.error(failed)
+            raise translate(err) from err
+        return results
+
+    def _open(self, query: Query, params: Params) -> tuple[Call, PGresult]:
+        """The block's first statement, behind BEGIN (unless it is the only one), the guard
+        (after untrusted code) and the scope statement: one round trip."""
         self._opened = True
+        session = self._session
         for attempt in (1, 2):
-            try:
-                with self._conn.pipeline():
-                    # A single statement needs no BEGIN/COMMIT: everything before the
-                    # pipeline's one Sync is one implicit transaction, and the scope,
-                    # set transaction-locally, ends with it.
-                    if not self._single:
-                        self._conn.execute(self._begin)
-                    scope_cur = self._conn.execute(self._scope.statement,
-                                                         self._scope.params)
-                    cur.execute(query, params)
-            except psycopg.Error as err:
-                if err.sqlstate != DIRTY:
-                    raise
-                # An earlier user left session state behind. The check raised, so nothing
-                # after it ran: undo the attempt, reset the session, retry once.
-                if self._conn.info.transaction_status != TransactionStatus.IDLE:
-                    self._conn.execute("rollback")
-                if attempt == 2:
-                    break
-                log.warning("maim_db: resetting a connection that carried session state")
-                self._conn.execute(RESET_SESSION)
-                continue
-            self._scope = self._scope.opened(scope_cur.fetchone())
-            return
+            with translated():
+                call = session.call(query, params)
+                opening = session.call(self._scope.statement, self._scope.params)
+            # A single statement needs no BEGIN/COMMIT: everything before the pipeline's one
+            # Sync is one implicit transaction, and the scope, set transaction-locally, ends
+            # with it.
+            calls = [] if self._single else [session.call(self._begin, None, prepare=False)]
+            guarded = session.opening(self._scope)
+            if guarded:
+                calls.append(session.guard())
+            calls += [opening, call]
+            results = self._round_trip(calls)
+            failed = first_error(results)
+            if failed is None:
+                scope_rows = session.rows(results[-2], tuple)
+                self._scope = self._scope.opened(scope_rows[0] if scope_rows else None)
+                return call, results[-1]
+            err = session.error(failed)
+            if err.sqlstate != DIRTY:
+                session.suspect |= guarded  # whether the guard itself ran is not known
+                raise translate(err) from err
+            # An earlier user left session state behind. The check raised, so nothing after
+            # it ran: undo the attempt, reset the session, retry once.
+            if self._conn.info.transaction_status != TransactionStatus.IDLE:
+                self._conn.execute("rollback")
+            if attempt == 2:
+                break
+            log.warning("maim_db: resetting a connection that carried session state")
+            self._conn.execute(RESET_SESSION)
+            session.forget()
         raise ScopeError(dirty_message(self._scope))
 
     def require(self, permission: str) -> None:
@@ -100,15 +123,13 @@ class Database(Handle[psycopg.Connection[Any]]):
 
     def execute(self, query: Query, params: Params = None) -> int:
         """Run a statement; return the number of rows it affected."""
-        with self._cursor() as cur:
-            self._run(cur, query, params)
-            return cur.rowcount
+        _, res = self._statement(query, params)
+        return rowcount(res)
 
     def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
         """Run a query and return every row as ``model``."""
-        with self._cursor(model) as cur:
-            self._run(cur, query, params, rows=True)
-            return cur.fetchall()
+        call, res = self._statement(query, params, rows=True)
+        return self._session.models(res, call, model)
 
     def fetch_one(self, model: type[R], query: Query, params: Params = None) -> R:
         """The first row as ``model``; :class:`NotFoundError` if there is none."""
@@ -119,18 +140,15 @@ class Database(Handle[psycopg.Connection[Any]]):
 
     def rows(self, query: Query, params: Params = None) -> list[tuple[Any, ...]]:
         """Run a query and return plain tuples (for aggregates and ad-hoc shapes)."""
-        with self._cursor() as cur:
-            self._run(cur, query, params, rows=True)
-            return cur.fetchall()
+        _, res = self._statement(query, params, rows=True)
+        return self._session.rows(res, tuple)
 
     def scalar(self, query: Query, params: Params = None) -> Any:
         """The first column of the first row; :class:`NotFoundError` if there is no row."""
-        with self._cursor() as cur:
-            self._run(cur, query, params, rows=True)
-            row = cur.fetchone()
-        if row is None:
+        found = self.rows(query, params)
+        if not found:
             raise NotFoundError(f"query returned no row in scope {self._scope}")
-        return row[0]
+        return found[0][0]
 
     # -- typed operations (SQL built in maim_db.statements) -----------------------------------
 
@@ -185,9 +203,10 @@ class Database(Handle[psycopg.Connection[Any]]):
             if ok and status == TransactionStatus.INERROR:
                 # A statement failed and the error was caught inside the block: COMMIT would
                 # quietly roll back. Say so instead of pretending the block succeeded.
-                self._conn.execute("rollback")
+                self._send([self._session.call("rollback", None, prepare=False)])
                 raise DatabaseError(ABORTED)
-            self._conn.execute("commit" if ok else "rollback")
+            self._send([self._session.call("commit" if ok else "rollback", None,
+                                                 prepare=False)])
         except psycopg.Error as err:
             raise translate(err) from err
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from psycopg.pq import TransactionStatus
+from psycopg.pq.abc import PGresult
 
 from . import statements
 from .errors import DatabaseError, MaimDBError, NotFoundError, ScopeError, connect_error, translate
@@ -31,7 +32,7 @@ from .handle import (
     not_found,
     translated,
 )
-from .row import row_factory
+from .pipeline import Call, first_error, rowcount
 from .scope import DIRTY, RESET_SESSION, Scope, resolve
 from .settings import connection_options, resolve_dsn
 
@@ -39,54 +40,76 @@ from .settings import connection_options, resolve_dsn
 class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
     """A scoped transaction. Get one from :func:`aconnect`, :func:`ascoped` or a pool."""
 
-    # -- running SQL -------------------------------------------------------------------------
+    # -- running SQL (the round trips: maim_db.pipeline) ---------------------------------------
 
-    def _cursor(self, model: type[R] | None = None) -> psycopg.AsyncCursor[Any]:
+    async def _statement(self, query: Query, params: Params, *,
+                         rows: bool = False) -> tuple[Call, PGresult]:
+        """Run one statement; its call (what was sent) and its result."""
         self._check_usable()
-        if model is None:
-            return self._conn.cursor()
-        return self._conn.cursor(row_factory=row_factory(model))
-
-    async def _run(self, cur: psycopg.AsyncCursor[Any], query: Query, params: Params, *,
-                   rows: bool = False) -> None:
-        with translated():
-            await self._execute(cur, query, params)
+        if not self._opened:
+            call, res = await self._open(query, params)
+        elif self._single:
+            raise self._second_statement()
+        else:
+            with translated():
+                call = self._session.call(query, params)
+            res = (await self._send([call]))[0]
         if rows:
-            self._check_rows(cur)
+            self._check_rows(res)
+        return call, res
 
-    async def _execute(self, cur: psycopg.AsyncCursor[Any], query: Query,
-                       params: Params) -> None:
-        if self._opened:
-            if self._single:
-                raise self._second_statement()
-            await cur.execute(query, params)
-            return
+    async def _round_trip(self, calls: list[Call]) -> list[PGresult]:
+        try:
+            async with self._conn.lock:
+                return await self._conn.wait(self._session.pipeline(calls))
+        except psycopg.Error as err:  # the connection failed, not a statement
+            raise translate(err) from err
+
+    async def _send(self, calls: list[Call]) -> list[PGresult]:
+        """Run ``calls`` in one round trip; raise the first statement error."""
+        results = await self._round_trip(calls)
+        failed = first_error(results)
+        if failed is not None:
+            err = self._session.error(failed)
+            raise translate(err) from err
+        return results
+
+    async def _open(self, query: Query, params: Params) -> tuple[Call, PGresult]:
+        """The block's first statement, behind BEGIN (unless it is the only one), the guard
+        (after untrusted code) and the scope statement: one round trip."""
         self._opened = True
+        session = self._session
         for attempt in (1, 2):
-            try:
-                async with self._conn.pipeline():
-                    # A single statement needs no BEGIN/COMMIT: everything before the
-                    # pipeline's one Sync is one implicit transaction, and the scope,
-                    # set transaction-locally, ends with it.
-                    if not self._single:
-                        await self._conn.execute(self._begin)
-                    scope_cur = await self._conn.execute(self._scope.statement,
-                                                         self._scope.params)
-                    await cur.execute(query, params)
-            except psycopg.Error as err:
-                if err.sqlstate != DIRTY:
-                    raise
-                # An earlier user left session state behind. The check raised, so nothing
-                # after it ran: undo the attempt, reset the session, retry once.
-                if self._conn.info.transaction_status != TransactionStatus.IDLE:
-                    await self._conn.execute("rollback")
-                if attempt == 2:
-                    break
-                log.warning("maim_db: resetting a connection that carried session state")
-                await self._conn.execute(RESET_SESSION)
-                continue
-            self._scope = self._scope.opened(await scope_cur.fetchone())
-            return
+            with translated():
+                call = session.call(query, params)
+                opening = session.call(self._scope.statement, self._scope.params)
+            # A single statement needs no BEGIN/COMMIT: everything before the pipeline's one
+            # Sync is one implicit transaction, and the scope, set transaction-locally, ends
+            # with it.
+            calls = [] if self._single else [session.call(self._begin, None, prepare=False)]
+            guarded = session.opening(self._scope)
+            if guarded:
+                calls.append(session.guard())
+            calls += [opening, call]
+            results = await self._round_trip(calls)
+            failed = first_error(results)
+            if failed is None:
+                scope_rows = session.rows(results[-2], tuple)
+                self._scope = self._scope.opened(scope_rows[0] if scope_rows else None)
+                return call, results[-1]
+            err = session.error(failed)
+            if err.sqlstate != DIRTY:
+                session.suspect |= guarded  # whether the guard itself ran is not known
+                raise translate(err) from err
+            # An earlier user left session state behind. The check raised, so nothing after
+            # it ran: undo the attempt, reset the session, retry once.
+            if self._conn.info.transaction_status != TransactionStatus.IDLE:
+                await self._conn.execute("rollback")
+            if attempt == 2:
+                break
+            log.warning("maim_db: resetting a connection that carried session state")
+            await self._conn.execute(RESET_SESSION)
+            session.forget()
         raise ScopeError(dirty_message(self._scope))
 
     async def require(self, permission: str) -> None:
@@ -99,15 +122,13 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
 
     async def execute(self, query: Query, params: Params = None) -> int:
         """Run a statement; return the number of rows it affected."""
-        async with self._cursor() as cur:
-            await self._run(cur, query, params)
-            return cur.rowcount
+        _, res = await self._statement(query, params)
+        return rowcount(res)
 
     async def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
         """Run a query and return every row as ``model``."""
-        async with self._cursor(model) as cur:
-            await self._run(cur, query, params, rows=True)
-            return await cur.fetchall()
+        call, res = await self._statement(query, params, rows=True)
+        return self._session.models(res, call, model)
 
     async def fetch_one(self, model: type[R], query: Query, params: Params = None) -> R:
         """The first row as ``model``; :class:`NotFoundError` if there is none."""
@@ -118,18 +139,15 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
 
     async def rows(self, query: Query, params: Params = None) -> list[tuple[Any, ...]]:
         """Run a query and return plain tuples (for aggregates and ad-hoc shapes)."""
-        async with self._cursor() as cur:
-            await self._run(cur, query, params, rows=True)
-            return await cur.fetchall()
+        _, res = await self._statement(query, params, rows=True)
+        return self._session.rows(res, tuple)
 
     async def scalar(self, query: Query, params: Params = None) -> Any:
         """The first column of the first row; :class:`NotFoundError` if there is no row."""
-        async with self._cursor() as cur:
-            await self._run(cur, query, params, rows=True)
-            row = await cur.fetchone()
-        if row is None:
+        found = await self.rows(query, params)
+        if not found:
             raise NotFoundError(f"query returned no row in scope {self._scope}")
-        return row[0]
+        return found[0][0]
 
     # -- typed operations (SQL built in maim_db.statements) -----------------------------------
 
@@ -184,9 +202,10 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             if ok and status == TransactionStatus.INERROR:
                 # A statement failed and the error was caught inside the block: COMMIT would
                 # quietly roll back. Say so instead of pretending the block succeeded.
-                await self._conn.execute("rollback")
+                await self._send([self._session.call("rollback", None, prepare=False)])
                 raise DatabaseError(ABORTED)
-            await self._conn.execute("commit" if ok else "rollback")
+            await self._send([self._session.call("commit" if ok else "rollback", None,
+                                                 prepare=False)])
         except psycopg.Error as err:
             raise translate(err) from err
 

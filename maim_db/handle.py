@@ -5,25 +5,25 @@ generated for sync code (:mod:`maim_db.connection`)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, LiteralString, TypeVar
 
 import psycopg
-from psycopg import sql
 from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq.abc import PGresult
 
 from .errors import InputError, NotFoundError, ScopeError, translate
+from .pipeline import Params, Query, R, session
 from .row import Row
 from .scope import Scope
 
+__all__ = ["ABORTED", "Handle", "Params", "Query", "R", "check_idle", "dirty_message", "log",
+           "not_found", "translated"]
+
 log = logging.getLogger("maim_db")
 
-R = TypeVar("R", bound=Row)
 C = TypeVar("C", psycopg.Connection[Any], psycopg.AsyncConnection[Any])
-Params = Sequence[Any] | Mapping[str, Any] | None
-# As in psycopg: a literal, or a composition of psycopg.sql — never a string built at run time.
-Query = LiteralString | bytes | sql.SQL | sql.Composed
 
 
 COMMAND_OK = ExecStatus.COMMAND_OK  # a statement that returns no rows
@@ -65,6 +65,7 @@ class Handle(Generic[C]):
     def __init__(self, conn: C, scope: Scope, *, single: bool = False,
                  snapshot: bool = False) -> None:
         self._conn: C = conn
+        self._session = session(conn)
         self._scope = scope
         self._opened = False
         # Set when the block ends: the connection may already be serving another scope.
@@ -96,10 +97,9 @@ class Handle(Generic[C]):
         return True
 
     @staticmethod
-    def _check_rows(cur: psycopg.Cursor[Any] | psycopg.AsyncCursor[Any]) -> None:
-        """Fetching from a statement without rows is a mistake, not an empty list.
-        (Not ``cur.description``: it builds a Column per column, a tenth of a point lookup.)"""
-        if cur.pgresult is not None and cur.pgresult.status == COMMAND_OK:
+    def _check_rows(res: PGresult) -> None:
+        """Fetching from a statement without rows is a mistake, not an empty list."""
+        if res.status == COMMAND_OK:
             raise InputError("the statement returns no rows, so there is nothing to fetch; "
                              "use execute() for statements without a result")
 

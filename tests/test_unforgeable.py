@@ -20,6 +20,7 @@ from maim_db import (
     AsyncPool,
     DatabaseError,
     IsolationError,
+    MaimDBError,
     Pool,
     ScopeError,
     aconnect,
@@ -413,6 +414,54 @@ def test_a_large_object_descriptor_ends_with_its_block(db: TestDB, world: World)
         with pytest.raises(DatabaseError, match="invalid large-object descriptor"), \
                 pool.connection(agent_id=world.agent_id("B1")) as b:
             b.scalar("select loread(%s, 100)", [fd])
+
+
+# A prepared statement is session state too. A plugin that DEALLOCATEs one and PREPAREs its own
+# SQL under the same name has the next borrower run that SQL in the borrower's scope: the
+# statement that opens a key's scope hands over the key, a query hands over what it reads.
+# The payload keeps the statement's behaviour (so the victim's block commits) and stashes the
+# loot in a session setting, which the plugin reads in its next block.
+HIJACKS = {
+    "the key scope statement": ("%open_key_scope%",
+                                " where pg_catalog.set_config('x.stolen', $1, false) > ''"),
+    "a query": ("%from messages%",
+                " where pg_catalog.set_config('x.stolen', (select string_agg("
+                "processed_plain_text, ',') from messages), false) > ''"),
+}
+
+
+@pytest.mark.parametrize("target", HIJACKS)
+def test_a_replaced_prepared_statement_never_runs_for_the_next_borrower(
+        db: TestDB, world: World, target: str) -> None:
+    pattern, suffix = HIJACKS[target]
+    a_key, b_key = _key(db, world, "A1"), _key(db, world, "B1")
+    with connect(db.dsn("app"), agent_id=world.agent_id("B1")) as b:
+        b.insert(message(1, text="B's secret message"))
+    with Pool(db.dsn("plugin"), min_size=1, max_size=1) as pool:
+        for secret in [a_key, b_key] * 4:  # until whatever prepares statements has
+            with pool.connection(api_key=secret) as p:
+                p.fetch(Message, "select * from messages")
+        with pool.connection(api_key=a_key) as p:
+            found = p.rows("select name, statement, parameter_types::text[] "
+                           "from pg_prepared_statements where statement like %s", [pattern])
+            assert found, "nothing was prepared: the attack has no target"
+            for name, statement, types in found:
+                p.execute(sql.SQL("deallocate {}").format(sql.Identifier(name)))
+                p.execute(sql.SQL("prepare {} {} as {}").format(
+                    sql.Identifier(name),
+                    sql.SQL("(" + ", ".join(types) + ")" if types else ""),
+                    sql.SQL(statement + suffix)))  # type: ignore[arg-type]
+        seen: list[str] | MaimDBError = []
+        try:
+            with pool.connection(api_key=b_key) as p:  # the victim
+                seen = [m.processed_plain_text for m in p.fetch(Message,
+                                                                "select * from messages")]
+        except MaimDBError as err:
+            seen = err
+        with pool.connection(api_key=a_key) as p:
+            stolen = p.scalar("select current_setting('x.stolen', true)")
+    assert not stolen
+    assert seen == ["B's secret message"]  # and the victim never noticed
 
 
 # -- 5. key usage does not serialise a key's users ------------------------------------------

@@ -1,0 +1,309 @@
+"""How a block's statements reach the server: prepared once per connection, sent with libpq's
+pipeline calls before one Sync, results loaded by psycopg's C loaders.
+
+psycopg stays the driver: its ``pq`` layer sends, its generators and ``wait`` wait, its
+``Transformer`` dumps parameters and loads rows, its query parser turns ``%s`` into ``$1``.
+What is left out is psycopg's generic cursor and pipeline bookkeeping, which cost about as
+much as the scope statement itself (docs/performance.md).
+
+A prepared statement is session state, and the next borrower of a connection runs it by
+name. Code in a block can DEALLOCATE one and PREPARE its own SQL under the same name; the
+next block would then run that SQL in *its* scope (tests/test_unforgeable.py steals a key and
+another agent's messages that way). So before the first block after untrusted code — a block
+opened from an API key, or one whose statements prepared or deallocated anything — the guard
+(:data:`GUARD`, sent unnamed so it cannot itself be replaced) checks that the connection
+holds exactly the statements this client prepared and none made in SQL, and raises the reset
+check's MA001 otherwise: the session is reset and the block retried.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from typing import Any, Final, LiteralString, TypeVar
+
+import psycopg
+from psycopg import errors as pgerrors
+from psycopg import generators, pq, sql
+from psycopg._queries import PostgresQuery  # psycopg's %s parser and dumper, used as it does
+from psycopg.abc import PQGen
+from psycopg.adapt import Transformer
+from psycopg.pq.abc import PGresult
+from psycopg.rows import RowMaker
+
+from .row import Row, row_maker
+from .scope import Scope
+
+R = TypeVar("R", bound=Row)
+Params = Sequence[Any] | Mapping[str, Any] | None
+# As in psycopg: a literal, or a composition of psycopg.sql — never a string built at run time.
+Query = LiteralString | bytes | sql.SQL | sql.Composed
+
+PIPELINE_SYNC: Final = pq.ExecStatus.PIPELINE_SYNC
+PIPELINE_ABORTED: Final = pq.ExecStatus.PIPELINE_ABORTED
+FATAL_ERROR: Final = pq.ExecStatus.FATAL_ERROR
+COMMAND_OK: Final = pq.ExecStatus.COMMAND_OK
+TUPLES_OK: Final = pq.ExecStatus.TUPLES_OK
+TEXT: Final = pq.Format.TEXT
+
+#: Statements kept prepared per connection; the least recently used one is closed beyond.
+MAX_PREPARED: Final = 200
+PREFIX: Final = "maim_"
+#: Longer query texts are parsed again on every call rather than kept.
+MAX_PARSED_LENGTH: Final = 1 << 20
+#: SQLSTATE of a prepared statement that does not exist (dropped behind the client's back).
+MISSING: Final = "26000"
+
+# The guard: the statements this client prepared are all there (by count: names are never
+# reused) and none was prepared in SQL (PREPARE, the only way SQL can put one back under a
+# taken name). It raises through the reset check, so a failure takes the reset-and-retry path.
+GUARD: Final = (
+    b"select maim.assert_clean_session(count(*) filter (where from_sql) = 0"
+    b" and count(*) filter (where pg_catalog.starts_with(name, '" + PREFIX.encode() + b"'))"
+    b" = $1::pg_catalog.int8) from pg_catalog.pg_prepared_statements"
+)
+# Command tags after which the connection's statements can no longer be taken on trust.
+_TAMPERING: Final = (b"PREPARE", b"DEALLOCATE", b"DISCARD")
+
+
+class Statement:
+    """One query text with its parameter types, prepared (or to be) under ``name``."""
+
+    __slots__ = ("makers", "name", "prepared")
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        self.prepared = False
+        # The result's shape is fixed for a prepared statement: one row builder per model.
+        self.makers: dict[type[Any], RowMaker[Any]] = {}
+
+
+class Call:
+    """A statement ready to send: its text and dumped parameters, and how it goes out."""
+
+    __slots__ = ("formats", "params", "query", "statement", "types")
+
+    def __init__(self, query: bytes, params: Any, types: Any, formats: Any,
+                 statement: Statement | None) -> None:
+        self.query = query
+        self.params = params
+        self.types = types
+        self.formats = formats
+        self.statement = statement
+
+
+class Session:
+    """What maim_db keeps per connection: its prepared statements, its parsed queries and
+    whether untrusted code has run on it since the last guard."""
+
+    def __init__(self, conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> None:
+        self.pgconn = conn.pgconn
+        self.encoding = conn.info.encoding
+        self.tx = Transformer(conn)
+        # Behind PgBouncer in transaction mode a statement prepared on one server connection
+        # is missing on the next: nothing is prepared then (settings.connection_options).
+        self.preparing = conn.prepare_threshold is not None
+        self.statements: OrderedDict[tuple[bytes, Any], Statement] = OrderedDict()
+        self.parsed: dict[Any, PostgresQuery] = {}
+        self.seen: dict[tuple[bytes, Any], None] = {}
+        self.closing: list[bytes] = []
+        # Names are never reused, and differ between connections (a pooler in front that
+        # mixes clients makes a clear "does not exist", not another client's statement).
+        self.prefix = f"{PREFIX}{secrets.token_hex(4)}_"
+        self.counter = 0
+        self.suspect = False
+
+    # -- statements ---------------------------------------------------------------------------
+
+    def call(self, query: Query, params: Params, *, prepare: bool = True) -> Call:
+        """``query`` with ``params`` dumped; prepared from its second use on (as psycopg's
+        own threshold does, a statement run once is not kept) unless ``prepare`` is false or
+        the connection does not prepare."""
+        pgq = self._parsed(query, params)
+        pgq.dump(params)
+        key = (pgq.query, pgq.types)
+        statement = None
+        if prepare and self.preparing:
+            statement = self.statements.get(key)
+            if statement is not None:
+                self.statements.move_to_end(key)
+            elif key in self.seen:
+                del self.seen[key]
+                statement = self.statements[key] = Statement(
+                    f"{self.prefix}{self.counter}".encode())
+                self.counter += 1
+                self._evict()
+            else:
+                if len(self.seen) >= 4 * MAX_PREPARED:
+                    self.seen.clear()
+                self.seen[key] = None
+        return Call(pgq.query, pgq.params, pgq.types, pgq.formats, statement)
+
+    def _parsed(self, query: Query, params: Params) -> PostgresQuery:
+        """The query split into text and placeholders once per text (psycopg re-splits texts
+        over 4 kB, such as a 1,000-row INSERT, on every call)."""
+        if isinstance(query, sql.Composable):
+            query = query.as_bytes(self.tx)
+        elif not isinstance(query, (str, bytes)):
+            raise TypeError(f"a query is a string or a psycopg.sql object, not "
+                            f"{type(query).__name__}")
+        key = (query, params is None)
+        pgq = self.parsed.get(key)
+        if pgq is None:
+            pgq = PostgresQuery(self.tx)
+            pgq.convert(query, params)
+            if len(self.parsed) < 4 * MAX_PREPARED and len(query) <= MAX_PARSED_LENGTH:
+                self.parsed[key] = pgq
+        return pgq
+
+    def _evict(self) -> None:
+        while len(self.statements) > MAX_PREPARED:
+            _, old = self.statements.popitem(last=False)
+            if old.prepared:
+                self.closing.append(old.name)
+
+    def guard(self) -> Call:
+        """The guard, for the start of the next pipeline (after its closes, so those do not
+        count)."""
+        prepared = sum(s.prepared for s in self.statements.values())
+        return Call(GUARD, [str(prepared).encode()], None, None, None)
+
+    def forget(self) -> None:
+        """After ``DISCARD ALL``: the connection holds no statement of ours any more."""
+        for st in self.statements.values():
+            st.prepared = False
+        self.statements.clear()
+        self.closing.clear()
+        self.suspect = False
+
+    def opening(self, scope: Scope) -> bool:
+        """A block in ``scope`` is about to open: whether it must send the guard."""
+        guard = self.suspect
+        # Code holding an API key is untrusted from its first statement on (a prepared
+        # statement survives the rollback of the block that replaced it): whatever it leaves
+        # is checked before the next block, whoever opens it.
+        self.suspect = scope.kind == "key"
+        return guard
+
+    # -- one round trip -----------------------------------------------------------------------
+
+    def pipeline(self, calls: list[Call]) -> PQGen[list[PGresult]]:
+        """Send ``calls`` and one Sync; the result of each call, in order."""
+        pgconn = self.pgconn
+        pgconn.enter_pipeline_mode()
+        try:
+            closing, self.closing = self.closing, []
+            for name in closing:
+                pgconn.send_close_prepared(name)
+            parses: list[Statement | None] = []  # per call: the statement it also prepares
+            for call in calls:
+                st = call.statement
+                if st is None:
+                    pgconn.send_query_params(call.query, call.params, call.types,
+                                             call.formats, TEXT)
+                    parses.append(None)
+                    continue
+                if st.prepared or st in parses:
+                    parses.append(None)
+                else:
+                    pgconn.send_prepare(st.name, call.query, call.types)
+                    parses.append(st)
+                pgconn.send_query_prepared(st.name, call.params, call.formats, TEXT)
+            pgconn.pipeline_sync()
+            yield from generators.send(pgconn)
+            results: list[PGresult] = []
+            while True:
+                res = yield from generators.fetch(pgconn)
+                if res is None:
+                    continue
+                if res.status == PIPELINE_SYNC:
+                    break
+                results.append(res)
+        finally:
+            if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+                # results still pending: the connection is broken anyway
+                with suppress(psycopg.OperationalError):
+                    pgconn.exit_pipeline_mode()
+        answers = iter(results)
+        for _ in closing:  # closing a statement that is gone is no error in the protocol
+            if (res := next(answers)).status == FATAL_ERROR:
+                raise self.error(res)
+        # A Parse answers with a result of its own; count a statement as prepared only once
+        # the server said so, and when it failed, its error is the call's result.
+        out: list[PGresult] = []
+        for call, parsed in zip(calls, parses, strict=True):
+            if parsed is not None:
+                answer = next(answers)
+                parsed.prepared = answer.status == COMMAND_OK
+            res = next(answers)
+            if parsed is not None and answer.status == FATAL_ERROR:
+                res = answer
+            if res.status == FATAL_ERROR:
+                self._failed(call, res)
+            elif (tag := res.command_status) is not None and tag.startswith(_TAMPERING):
+                self.suspect = True
+            out.append(res)
+        return out
+
+    def _failed(self, call: Call, res: PGresult) -> None:
+        if res.error_field(pq.DiagnosticField.SQLSTATE) == MISSING.encode():
+            # Deallocated behind our back: what else is gone is unknown, so the next block
+            # checks (and resets) the connection.
+            self.forget()
+            self.suspect = True
+        elif call.statement is not None and call.statement.prepared and res.error_field(
+                pq.DiagnosticField.SQLSTATE) == b"0A000":
+            # "cached plan must not change result type": a table changed; prepare it anew.
+            self.statements.pop((call.query, call.types), None)
+            self.closing.append(call.statement.name)
+
+    # -- results ------------------------------------------------------------------------------
+
+    def error(self, res: PGresult) -> psycopg.Error:
+        return pgerrors.error_from_result(res, encoding=self.encoding)
+
+    def rows(self, res: PGresult, make: RowMaker[Any]) -> list[Any]:
+        tx = self.tx
+        tx.set_pgresult(res)
+        return tx.load_rows(0, res.ntuples, make)
+
+    def models(self, res: PGresult, call: Call, model: type[R]) -> list[R]:
+        st = call.statement
+        if st is None:
+            return self.rows(res, row_maker(model, res, self.encoding))
+        make = st.makers.get(model)
+        if make is None:
+            make = st.makers[model] = row_maker(model, res, self.encoding)
+        return self.rows(res, make)
+
+
+def first_error(results: list[PGresult]) -> PGresult | None:
+    """The result that failed; what follows it in the pipeline was not run."""
+    for res in results:
+        if res.status == FATAL_ERROR:
+            return res
+        if res.status == PIPELINE_ABORTED:  # cannot come first: something failed unseen
+            raise psycopg.InternalError("a pipeline was aborted without an error")
+    return None
+
+
+def rowcount(res: PGresult) -> int:
+    count = res.command_tuples
+    return -1 if count is None else count
+
+
+_sessions: weakref.WeakKeyDictionary[Any, Session] = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def session(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> Session:
+    """The session maim_db keeps for ``conn`` (made on first use)."""
+    found = _sessions.get(conn)
+    if found is None:
+        with _lock:
+            found = _sessions[conn] = Session(conn)
+    return found

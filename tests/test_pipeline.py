@@ -1,0 +1,168 @@
+"""The fast path (maim_db.pipeline): statements prepared per connection, and the guard that keeps
+a replaced or dropped prepared statement from reaching the next block. The attacks themselves
+are in tests/test_unforgeable.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from maim_db import DatabaseError, Pool
+from maim_db.control import keys
+from maim_db.pipeline import MAX_PREPARED
+from maim_db.tables import Agent
+from tests.databases import TestDB, World
+
+
+def _key(db: TestDB, world: World, agent: str) -> str:
+    from maim_db import connect
+
+    with connect(db.dsn("admin"), admin=True) as adm:
+        return keys.issue(adm, agent_id=world.agent_id(agent), name=f"k {agent}",
+                          permissions=["chat"]).secret
+
+
+@contextmanager
+def _one(db: TestDB, world: World) -> Iterator[tuple[Pool, psycopg.Connection[Any]]]:
+    """A pool of one connection (the app login) and that connection."""
+    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+        with pool.connection(agent_id=world.agent_id("A2")) as s:
+            conn = s.connection
+        yield pool, conn
+
+
+def _superuser(db: TestDB) -> str:
+    from tests.databases import with_db
+
+    return with_db(db.server.superuser, db.name)
+
+
+def _traced(conn: psycopg.Connection[Any], run: Callable[[], Any]) -> str:
+    with tempfile.TemporaryFile("w+") as trace:
+        conn.pgconn.trace(trace.fileno())
+        try:
+            run()
+        finally:
+            conn.pgconn.untrace()
+        os.fsync(trace.fileno())
+        trace.seek(0)
+        return trace.read()
+
+
+def _guards(trace: str) -> int:
+    return sum("pg_prepared_statements" in line for line in trace.splitlines()
+               if "\tF\t" in line and "\tParse" in line)
+
+
+def _agents(pool: Pool, agent: str) -> list[str]:
+    with pool.connection(agent_id=agent) as s:
+        return [a.id for a in s.find(Agent)]
+
+
+def test_the_guard_is_sent_only_after_untrusted_code(db: TestDB, world: World) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    secret = _key(db, world, "A1")
+    with _one(db, world) as (pool, conn):
+        def trusted() -> None:
+            for agent in (a1, b1, a1, b1):
+                assert _agents(pool, agent) == [agent]
+
+        assert _guards(_traced(conn, trusted)) == 0
+
+        def after_a_key() -> None:
+            with pool.connection(api_key=secret) as p:
+                assert [a.id for a in p.find(Agent)] == [a1]
+            assert _agents(pool, b1) == [b1]
+            assert _agents(pool, b1) == [b1]
+
+        assert _guards(_traced(conn, after_a_key)) == 1  # the block after the key's; then none
+
+
+@pytest.mark.parametrize("drop", [
+    "deallocate all",
+    "do $$ begin execute 'deallocate all'; end $$",  # no command tag tells the client
+])
+def test_statements_a_key_block_drops_are_not_missed_by_the_next(
+        db: TestDB, world: World, drop: str, caplog: pytest.LogCaptureFixture) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    secret = _key(db, world, "A1")
+    with _one(db, world) as (pool, _):
+        for _ in range(3):
+            assert _agents(pool, b1) == [b1]
+        with pool.connection(api_key=secret) as p:
+            p.execute(drop)  # type: ignore[arg-type]
+        with caplog.at_level(logging.WARNING, logger="maim_db"):
+            assert _agents(pool, b1) == [b1]
+        assert "resetting a connection" in caplog.text
+        assert _agents(pool, a1) == [a1]
+
+
+def test_statements_a_trusted_block_drops_in_sql_are_prepared_again(db: TestDB,
+                                                                   world: World) -> None:
+    b1 = world.agent_id("B1")
+    with _one(db, world) as (pool, _):
+        for _ in range(3):
+            assert _agents(pool, b1) == [b1]
+        with pool.connection(agent_id=b1) as s:
+            s.execute("deallocate all")
+        assert _agents(pool, b1) == [b1]
+
+
+def test_statements_dropped_unseen_by_trusted_code_fail_once_then_heal(db: TestDB,
+                                                                      world: World) -> None:
+    """Trusted code that drops statements where the client cannot see it (dynamic SQL) gets
+    one clear error, not a wrong answer; the connection is checked and reset after it."""
+    b1 = world.agent_id("B1")
+    with _one(db, world) as (pool, _):
+        for _ in range(3):
+            assert _agents(pool, b1) == [b1]
+        with pool.connection(agent_id=b1) as s:
+            s.execute("do $$ begin execute 'deallocate all'; end $$")
+        with pytest.raises(DatabaseError, match=r"prepared statement .* does not exist"):
+            _agents(pool, b1)
+        assert _agents(pool, b1) == [b1]
+        assert _agents(pool, b1) == [b1]
+
+
+def test_at_most_max_prepared_statements_stay_prepared(
+        db: TestDB, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    a1 = world.agent_id("A1")
+    secret = _key(db, world, "A1")
+    with _one(db, world) as (pool, _):
+        for n in range(MAX_PREPARED + 20):
+            for _ in range(2):  # prepared from the second use on
+                with pool.connection(agent_id=a1) as s:
+                    assert s.scalar(sql.SQL("select {}::int").format(sql.Literal(n))) == n
+        with pool.connection(agent_id=a1) as s:
+            held = s.scalar("select count(*) from pg_prepared_statements")
+        assert MAX_PREPARED - 5 <= held <= MAX_PREPARED
+        with pool.connection(api_key=secret) as p:
+            p.execute("select 1")
+        with caplog.at_level(logging.WARNING, logger="maim_db"):
+            assert _agents(pool, a1) == [a1]  # the guard counts what was closed: no reset
+        assert "resetting" not in caplog.text
+
+
+def test_a_table_changed_under_a_prepared_statement(db: TestDB, world: World) -> None:
+    a1 = world.agent_id("A1")
+    with psycopg.connect(_superuser(db), autocommit=True) as su:
+        su.execute("create table probe (x int); insert into probe values (1); "
+                   "grant select on probe to maim_app")
+        with _one(db, world) as (pool, _):
+            for _ in range(3):
+                with pool.connection(agent_id=a1) as s:
+                    assert s.rows("select * from probe") == [(1,)]
+            su.execute("alter table probe add column y int default 2")
+            with pytest.raises(DatabaseError, match="cached plan must not change result"), \
+                    pool.connection(agent_id=a1) as s:
+                s.rows("select * from probe")
+            with pool.connection(agent_id=a1) as s:
+                assert s.rows("select * from probe") == [(1, 2)]
