@@ -95,8 +95,9 @@ class Database(Handle[psycopg.Connection[Any]]):
             results = self._round_trip(calls)
             failed = first_error(results)
             if failed is None:
-                scope_rows = session.rows(results[-2], tuple)
-                self._scope = self._scope.opened(scope_rows[0] if scope_rows else None)
+                if self._scope.kind == "key":  # the agent the key opened
+                    scope_rows = session.rows(results[-2], tuple)
+                    self._scope = self._scope.opened(scope_rows[0] if scope_rows else None)
                 return call, results[-1]
             err = session.error(failed)
             if err.sqlstate != DIRTY:
@@ -196,9 +197,9 @@ class Database(Handle[psycopg.Connection[Any]]):
     # -- transaction -------------------------------------------------------------------------
 
     def _finish(self, ok: bool) -> None:
-        if self._idle_at_finish(ok, self._conn.info.transaction_status):
+        status = self._conn.pgconn.transaction_status
+        if self._idle_at_finish(ok, status):
             return
-        status = self._conn.info.transaction_status
         try:
             if ok and status == TransactionStatus.INERROR:
                 # A statement failed and the error was caught inside the block: COMMIT would
@@ -218,7 +219,7 @@ def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *,
     """One block in ``scope`` on ``conn``, which must be idle and in autocommit mode.
     ``single``: the block runs one statement, as one round trip; ``snapshot``: every
     statement sees the same committed state (read only, repeatable read: an export)."""
-    check_idle(conn.autocommit, conn.info.transaction_status)
+    check_idle(conn.autocommit, conn.pgconn.transaction_status)
     db = Database(conn, scope, single=single, snapshot=snapshot)
     try:
         yield db

@@ -41,7 +41,7 @@ def not_found(model: type[Row], where: object, scope: Scope) -> NotFoundError:
     return NotFoundError(f"{model.__name__} {where} not found in scope {scope}")
 
 
-def check_idle(autocommit: bool, status: TransactionStatus) -> None:
+def check_idle(autocommit: bool, status: int) -> None:
     if not autocommit or status != TransactionStatus.IDLE:
         raise ScopeError("a scope needs an idle connection in autocommit mode: it cannot "
                          "join a transaction that is already open")
@@ -86,7 +86,7 @@ class Handle(Generic[C]):
         return ScopeError("a COMMIT or ROLLBACK statement ended this block's transaction "
                           "inside the block; let the block end instead (raise to roll back)")
 
-    def _idle_at_finish(self, ok: bool, status: TransactionStatus) -> bool:
+    def _idle_at_finish(self, ok: bool, status: int) -> bool:
         """True when there is nothing left to commit or roll back."""
         if self._conn.closed:
             return True

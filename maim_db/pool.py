@@ -52,12 +52,17 @@ class Pool:
 
     @contextmanager
     def _borrow(self, scope: Scope, single: bool = False) -> Iterator[Database]:
+        # getconn/putconn rather than psycopg_pool's connection(): its `with conn:` would add
+        # a COMMIT check of its own (a wait) to every block, which ends its transaction itself.
         try:
-            with self._pool.connection() as conn, run_scoped(
-                    conn, scope, single=single) as db:
-                yield db
+            conn = self._pool.getconn()
         except (PoolTimeout, PoolClosed) as err:
             raise pool_error(err) from err
+        try:
+            with run_scoped(conn, scope, single=single) as db:
+                yield db
+        finally:
+            self._pool.putconn(conn)
 
     def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
                    admin: bool = False,

@@ -51,12 +51,17 @@ class AsyncPool:
 
     @asynccontextmanager
     async def _borrow(self, scope: Scope, single: bool = False) -> AsyncIterator[AsyncDatabase]:
+        # getconn/putconn rather than psycopg_pool's connection(): its `with conn:` would add
+        # a COMMIT check of its own (a wait) to every block, which ends its transaction itself.
         try:
-            async with self._pool.connection() as conn, arun_scoped(
-                    conn, scope, single=single) as db:
-                yield db
+            conn = await self._pool.getconn()
         except (PoolTimeout, PoolClosed) as err:
             raise pool_error(err) from err
+        try:
+            async with arun_scoped(conn, scope, single=single) as db:
+                yield db
+        finally:
+            await self._pool.putconn(conn)
 
     def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
                    admin: bool = False,
