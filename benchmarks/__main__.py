@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from maim_db import AsyncPool, Pool
 
-from . import data, import_sqlite, policy_cost, scale
+from . import data, import_sqlite, layers, policy_cost, scale
 from .peewee_baseline import Peewee, database
 from .workloads import WORKLOADS, Maim, MaimAsync, Raw, RawAsync
 
@@ -258,6 +258,8 @@ def main() -> None:
         if not args.scale_only:
             b = data.create(server_dsn, "maimdb_bench", agents, per_agent)
             report["records"] = bench(b, seconds, rounds, log)
+            report["layers"] = layers.measure(b, rounds=5 if args.quick else 9)
+            log(layers.table(report["layers"]))
             import_rows = args.import_rows or (20_000 if args.quick else 50_000)
             report["records"].append(import_sqlite.run(b, import_rows, log))
             if not args.no_pgbench:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
+from operator import itemgetter
 from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar, get_args, get_origin
 from uuid import UUID
 
@@ -212,20 +213,23 @@ def row_maker(model: type[R], result: PGresult, encoding: str) -> RowMaker[R]:
             for i, name in enumerate(names)):
         return make
     required = [i for i, name in enumerate(names) if not fields[name].nullable]
+    # the NOT NULL values as one tuple, in C (a Python loop over them was a fifth of a row)
+    not_null = itemgetter(*required) if len(required) > 1 else (
+        (lambda values: (values[required[0]],)) if required else (lambda values: ()))
     checks = [(i, check) for i, name in enumerate(names)
               if (check := fields[name].check) is not None]
+    all_set = set(names)
     new, setattr_ = object.__new__, object.__setattr__
 
     def build(values: Sequence[Any]) -> R:
-        for i in required:
-            if values[i] is None:
-                return make(values)  # raises the validator's error for the NULL
+        if None in not_null(values):
+            return make(values)  # raises the validator's error for the NULL
         for i, check in checks:
             if values[i] is not None and not check(values[i]):
                 return make(values)
         row = new(model)
-        setattr_(row, "__dict__", dict(zip(names, values, strict=True)))
-        setattr_(row, "__pydantic_fields_set__", set(names))  # its own: rows are mutable
+        setattr_(row, "__dict__", dict(zip(names, values, strict=False)))  # lengths: checked
+        setattr_(row, "__pydantic_fields_set__", all_set.copy())  # its own: rows are mutable
         setattr_(row, "__pydantic_extra__", None)
         setattr_(row, "__pydantic_private__", None)
         return row
