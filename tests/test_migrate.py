@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -33,7 +34,8 @@ def _tables(dsn: str) -> set[str]:
 def _maimdb(*args: str, dsn: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, MAIMDB_DSN=dsn)
     return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
 
 
 def test_migrate_applies_everything_then_is_a_no_op(empty_db: TestDB) -> None:
@@ -229,8 +231,57 @@ def test_cli_reports_errors_in_one_line(empty_db: TestDB, tmp_path: Path,
     env = dict(os.environ, MAIMDB_PGBOUNCER="maybe")
     for args in (["db", "status"], ["db", "url"], ["tenant", "list"]):
         weird = subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
-                               capture_output=True, text=True, timeout=120)
+                               capture_output=True, text=True, timeout=120,
+                          stdin=subprocess.DEVNULL)
         assert weird.returncode == 1 and "Traceback" not in weird.stderr, weird.stderr
         assert weird.stderr.count("\n") == 1 and "MAIMDB_PGBOUNCER" in weird.stderr
     usage = _maimdb("db", "psql", "--as", "postgres", dsn=empty_db.superuser)
     assert usage.returncode == 2 and "--as" in usage.stderr
+
+
+def test_rollback_says_what_it_drops_and_asks_first(empty_db: TestDB) -> None:
+    """Issue 14: `rollback --steps 7 </dev/null` dropped `messages` with 200 rows, rc 0."""
+    from maim_db import connect
+    from tests.databases import build_world
+    from tests.samples import message
+
+    dsn = empty_db.superuser
+    applied = migrate.migrate(dsn)
+    world = build_world(empty_db)
+    with connect(empty_db.dsn("app"), agent_id=world.agent_id("A1")) as app:
+        app.insert_many([message(n) for n in range(200)])
+    steps = str(len(applied) - [m.id for m in applied].index("0005_runtime"))
+
+    def messages() -> int:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("select count(*) from messages").fetchone()
+            return int(row[0]) if row else -1
+
+    refused = _maimdb("rollback", "--steps", steps, dsn=dsn)  # stdin is not a terminal
+    assert refused.returncode == 1
+    assert refused.stderr.count("\n") == 1 and "--yes" in refused.stderr
+    assert "table messages (200 rows)" in refused.stdout
+    assert messages() == 200 and not migrate.status(dsn).pending
+
+    dry = _maimdb("rollback", "--steps", steps, "--dry-run", dsn=dsn)
+    assert dry.returncode == 0, dry.stderr
+    assert "would roll back" in dry.stdout and "0005_runtime: drops " in dry.stdout
+    as_json = json.loads(_maimdb("rollback", "--steps", steps, "--dry-run", "--json",
+                                 dsn=dsn).stdout)
+    runtime = next(m for m in as_json["migrations"] if m["id"] == "0005_runtime")
+    assert {"table": "messages", "column": None, "rows": 200, "exact": True} in runtime["drops"]
+    assert as_json["dry_run"] is True and as_json["rolled_back"] == []
+    assert messages() == 200 and not migrate.status(dsn).pending
+
+    done = _maimdb("rollback", "--steps", steps, "--yes", dsn=dsn)
+    assert done.returncode == 0, done.stderr
+    assert "rolled back 0005_runtime" in done.stdout
+    assert "messages" not in _tables(dsn)
+    assert len(migrate.status(dsn).pending) == int(steps)
+
+
+def test_rollback_refuses_when_the_plan_went_stale(empty_db: TestDB) -> None:
+    applied = migrate.migrate(empty_db.superuser)
+    with pytest.raises(MigrationError, match="changed since the plan"):
+        migrate.rollback(empty_db.superuser, steps=1, expect=[applied[0].id])
+    assert not migrate.status(empty_db.superuser).pending

@@ -13,8 +13,8 @@ from ..schema import migrate as migrations
 from ..schema.audit import audit as run_audit
 from ..schema.audit import definers, require_migrated
 from ..schema.snapshot import snapshot as take
-from .options import Dsn
-from .output import cell, out, say
+from .options import Dsn, Json, Yes, confirm
+from .output import cell, dumps, out, say
 
 
 def migrate(dsn: Dsn = None,
@@ -33,19 +33,43 @@ def migrate(dsn: Dsn = None,
         say(f"{verb} {m.id}")
 
 
+def _loss(loss: migrations.Loss) -> str:
+    what = f"column {loss.table}.{loss.column}" if loss.column else f"table {loss.table}"
+    if loss.rows is None:
+        return f"{what} (rows unknown)"
+    return f"{what} ({'' if loss.exact else 'about '}{loss.rows} rows)"
+
+
 def rollback(dsn: Dsn = None,
              steps: Annotated[int, typer.Option("--steps", min=1,
                                                 help="How many migrations to undo.")] = 1,
-             ) -> None:
-    """Roll back the newest applied migrations.
+             dry_run: Annotated[bool, typer.Option(
+                 "--dry-run", help="Say what would be dropped, change nothing.")] = False,
+             yes: Yes = False, as_json: Json = False) -> None:
+    """Roll back the newest applied migrations, after saying which tables and how many rows
+    they drop and asking (--yes off a terminal).
 
-    Example: maimdb rollback --steps 2
+    Example: maimdb rollback --steps 2 --dry-run
     """
-    undone = migrations.rollback(dsn, steps=steps)
-    if not undone:
-        out.print("nothing to roll back")
-    for m in undone:
-        say(f"rolled back {m.id}")
+    plan = migrations.rollback_plan(dsn, steps=steps)
+    rows = sum(loss.rows or 0 for undo in plan for loss in undo.losses if not loss.column)
+    if not as_json:
+        say(("would roll back" if dry_run else "rolling back") + ", newest first:")
+        for undo in plan:
+            drops = ", ".join(_loss(loss) for loss in undo.losses)
+            say(f"  {undo.migration.id}" + (f": drops {drops}" if drops else ""))
+    if not dry_run:
+        confirm(f"Roll back {len(plan)} migration(s), dropping {rows} rows?", yes)
+        migrations.rollback(dsn, steps=steps, expect=[u.migration.id for u in plan])
+    if as_json:
+        print(dumps({"dry_run": dry_run, "rolled_back": [] if dry_run else
+                     [u.migration.id for u in plan],
+                     "migrations": [{"id": u.migration.id, "drops": [
+                         {"table": x.table, "column": x.column, "rows": x.rows,
+                          "exact": x.exact} for x in u.losses]} for u in plan]}))
+    elif not dry_run:
+        for undo in plan:
+            say(f"rolled back {undo.migration.id}")
 
 
 def status(dsn: Dsn = None) -> None:

@@ -12,6 +12,7 @@ they create and are subject to FORCE'd row-level security like everyone else.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import psycopg
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from ..connection import open_connection
@@ -253,19 +255,22 @@ def _record_missing(conn: psycopg.Connection[Any], state: State) -> None:
         )
 
 
-def rollback(dsn: str | None = None, *, steps: int = 1,
+def rollback(dsn: str | None = None, *, steps: int = 1, expect: list[str] | None = None,
              migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Roll back the last ``steps`` applied migrations, newest first; return them."""
+    """Roll back the last ``steps`` applied migrations, newest first; return them. With
+    ``expect`` (the ids a :func:`rollback_plan` showed), refuse if they are no longer the
+    ones it would undo."""
     if steps < 1:
         raise MigrationError(f"--steps must be at least 1, got {steps}")
     migrations = load(migrations_dir)
     with _locked(dsn) as (resolved, conn):
         state = _state(conn, migrations)
         _refuse_edited(state)
-        if state.applied and steps > len(state.applied):
-            raise MigrationError(f"--steps {steps} is more than the {len(state.applied)} "
-                                 "applied migration(s); nothing was rolled back")
+        _refuse_too_many(state, steps)
         targets = list(reversed(state.applied))[:steps]
+        if expect is not None and [m.id for m in targets] != expect:
+            raise MigrationError("the applied migrations changed since the plan was shown; "
+                                 "nothing was rolled back: run the command again")
         done: list[str] = []
         with _backend(resolved) as backend:
             for m in targets:
@@ -279,3 +284,82 @@ def rollback(dsn: str | None = None, *, steps: int = 1,
                              [m.id])
                 done.append(m.id)
         return targets
+
+
+# What a rollback file destroys: our rollback files are plain DDL, one statement a line.
+_DROP_TABLE = re.compile(r"^\s*drop\s+table\s+(?:if\s+exists\s+)?([^;]+);", re.I | re.M)
+_DROP_COLUMN = re.compile(r"^\s*alter\s+table\s+(?:if\s+exists\s+)?(?:only\s+)?([\w.]+)"
+                          r"\s+drop\s+column\s+(?:if\s+exists\s+)?(\w+)", re.I | re.M)
+
+
+@dataclass(frozen=True, slots=True)
+class Loss:
+    """A table (or column) a rollback drops, and the rows in it now. ``exact`` is false when
+    the connecting role is under row-level security, so ``rows`` is the planner's estimate
+    (None: never analysed)."""
+
+    table: str
+    rows: int | None
+    exact: bool
+    column: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Undo:
+    migration: Migration
+    losses: list[Loss]
+
+
+def _dropped(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """Tables and (table, column) pairs a migration's rollback drops."""
+    rollback = _rollback_file(path)
+    if rollback is None or not rollback.exists():
+        return [], []
+    text = re.sub(r"--[^\n]*", "", rollback.read_text())
+    tables = [name.strip() for m in _DROP_TABLE.finditer(text)
+              for name in re.sub(r"\s+(cascade|restrict)\s*$", "", m.group(1), flags=re.I)
+              .split(",")]
+    return tables, [(m.group(1), m.group(2)) for m in _DROP_COLUMN.finditer(text)]
+
+
+def _rows(conn: psycopg.Connection[Any], table: str, exact: bool) -> int | None:
+    qualified = table if "." in table else f"public.{table}"
+    if conn.execute("select to_regclass(%s)", [qualified]).fetchone() == (None,):
+        return None
+    if exact:
+        schema, name = qualified.split(".", 1)
+        row = conn.execute(sql.SQL("select count(*) from {}.{}").format(
+            sql.Identifier(schema), sql.Identifier(name))).fetchone()
+    else:
+        row = conn.execute("select greatest(reltuples, -1)::bigint from pg_class "
+                           "where oid = %s::regclass", [qualified]).fetchone()
+    return None if row is None or row[0] < 0 else int(row[0])
+
+
+def rollback_plan(dsn: str | None = None, *, steps: int = 1,
+                  migrations_dir: Path = MIGRATIONS_DIR) -> list[Undo]:
+    """What ``rollback(steps=…)`` would undo, newest first, with the tables and columns it
+    drops and the rows in them now; changes nothing."""
+    if steps < 1:
+        raise MigrationError(f"--steps must be at least 1, got {steps}")
+    migrations = load(migrations_dir)
+    with open_connection(dsn) as conn:
+        state = _state(conn, migrations)
+        _refuse_edited(state)
+        _refuse_too_many(state, steps)
+        row = conn.execute("select rolsuper or rolbypassrls from pg_roles "
+                           "where rolname = current_user").fetchone()
+        exact = bool(row and row[0])
+        plan = []
+        for m in list(reversed(state.applied))[:steps]:
+            tables, columns = _dropped(m.path)
+            losses = [Loss(t, _rows(conn, t, exact), exact) for t in tables]
+            losses += [Loss(t, _rows(conn, t, exact), exact, column=c) for t, c in columns]
+            plan.append(Undo(m, losses))
+        return plan
+
+
+def _refuse_too_many(state: State, steps: int) -> None:
+    if state.applied and steps > len(state.applied):
+        raise MigrationError(f"--steps {steps} is more than the {len(state.applied)} "
+                             "applied migration(s); nothing was rolled back")
