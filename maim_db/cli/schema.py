@@ -8,11 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from .. import embedded
 from ..connection import open_connection
 from ..schema import migrate as migrations
 from ..schema.audit import audit as run_audit
 from ..schema.audit import definers, require_migrated
 from ..schema.snapshot import snapshot as take
+from ..settings import describe, resolve_dsn, settings
 from .options import Dsn, Json, Yes, confirm
 from .output import cell, dumps, out, say
 
@@ -25,7 +27,13 @@ def migrate(dsn: Dsn = None,
 
     Example: maimdb migrate --dry-run
     """
-    done = migrations.migrate(dsn, dry_run=dry_run)
+    target = resolve_dsn(dsn, start=not dry_run)
+    if dsn or settings().dsn:
+        say(f"server: {describe(target)}")
+    else:
+        say(f"server: the embedded PostgreSQL in {embedded.data_dir(settings().data_dir)} "
+            "(it keeps running; `maimdb db stop` stops it)")
+    done = migrations.migrate(target, dry_run=dry_run)
     verb = "would apply" if dry_run else "applied"
     if not done:
         out.print("nothing to apply: the schema is at head")

@@ -10,8 +10,7 @@ from typing import Annotated
 import typer
 
 from .. import embedded
-from ..errors import MaimDBError
-from ..settings import settings
+from ..settings import as_url, settings
 from .output import out, say
 
 app = typer.Typer(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
@@ -19,12 +18,13 @@ app = typer.Typer(help="The embedded PostgreSQL server (used when MAIMDB_DSN is 
 
 
 def _data_dir() -> Path:
-    return settings().data_dir
+    return embedded.data_dir(settings().data_dir)
 
 
 @app.command("start")
 def db_start() -> None:
-    """Start the embedded server (data in MAIMDB_DATA_DIR, default ./data/postgres).
+    """Start the embedded server, creating it if need be (data in MAIMDB_DATA_DIR; default
+    data/postgres in this checkout, else ~/.local/share/maimdb/postgres).
 
     Example: maimdb db start
     """
@@ -60,14 +60,11 @@ def db_status() -> None:
 
 @app.command("url")
 def db_url() -> None:
-    """Print the embedded server's DSN (a superuser: scope is set per transaction).
+    """Print the embedded server's URL (a superuser: scope is set per transaction).
 
     Example: export MAIMDB_DSN="$(maimdb db url)"
     """
-    s = embedded.status(_data_dir(), settings().database)
-    if s.url is None:
-        raise MaimDBError("the embedded server is not running: run `maimdb db start`")
-    print(s.url)
+    print(as_url(embedded.running(_data_dir(), settings().database)))
 
 
 ROLE_CHOICES = {"app": "maim_app", "tenant": "maim_tenant", "admin": "maim_admin",
@@ -87,7 +84,7 @@ def db_psql(
     if role not in ROLE_CHOICES:
         raise typer.BadParameter(f"must be one of {', '.join(ROLE_CHOICES)}, got {role!r}",
                                  param_hint="--as")
-    url = embedded.start(_data_dir(), settings().database)
+    url = embedded.running(_data_dir(), settings().database)
     psql = str(embedded.bin_dir() / "psql")
     env = dict(os.environ, PGOPTIONS=f"-c role={ROLE_CHOICES[role]}")
     sys.stdout.flush()
