@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .. import embedded
-from ..settings import as_url, settings
+from ..settings import as_url, resolve_dsn, settings
+from .options import Dsn
 from .output import out, say
 
 app = typer.Typer(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
@@ -71,21 +73,30 @@ ROLE_CHOICES = {"app": "maim_app", "tenant": "maim_tenant", "admin": "maim_admin
                 "owner": "maim_owner"}
 
 
-@app.command("psql")
+@app.command("psql", context_settings={"allow_extra_args": True,
+                                       "ignore_unknown_options": True})
 def db_psql(
+    ctx: typer.Context,
     role: Annotated[str, typer.Option("--as", help="Role for the session: app, tenant, admin "
                                       "or owner.")] = "app",
+    dsn: Dsn = None,
 ) -> None:
-    """Open psql on the embedded server as a maim role, so row-level security applies.
+    """Open psql as a maim role, so row-level security applies: on MAIMDB_DSN's server, else
+    the embedded one. Arguments after the options go to psql (-c, -f, …).
 
     Example: maimdb db psql --as app, then:
-    BEGIN; SET maim.agent_id = 'agent_3f9a1c2b7d4e'; SELECT * FROM agents; COMMIT;
+    BEGIN; SET LOCAL maim.agent_id = 'agent_3f9a1c2b7d4e'; SELECT id FROM agents; COMMIT;
     """
     if role not in ROLE_CHOICES:
         raise typer.BadParameter(f"must be one of {', '.join(ROLE_CHOICES)}, got {role!r}",
                                  param_hint="--as")
-    url = embedded.running(_data_dir(), settings().database)
+    url = resolve_dsn(dsn)
     psql = str(embedded.bin_dir() / "psql")
-    env = dict(os.environ, PGOPTIONS=f"-c role={ROLE_CHOICES[role]}")
+    options = " ".join(filter(None, (os.environ.get("PGOPTIONS"),
+                                     f"-c role={ROLE_CHOICES[role]}")))
+    env = dict(os.environ, PGOPTIONS=options)
+    params = conninfo_to_dict(url)
+    if params.get("password"):  # in the environment, not in argv where `ps` shows it
+        env["PGPASSWORD"] = str(params.pop("password"))
     sys.stdout.flush()
-    os.execve(psql, [psql, url], env)
+    os.execve(psql, [psql, as_url(make_conninfo("", **params)), *ctx.args], env)
