@@ -29,6 +29,7 @@ from .errors import (
     MigrationError,
     NotFoundError,
     ScopeError,
+    UnknownAgentError,
 )
 from .ids import new_agent_id, new_key_id, new_tenant_id, new_user_id
 from .pool import Pool
@@ -54,6 +55,7 @@ __all__ = [
     "Row",
     "Scope",
     "ScopeError",
+    "UnknownAgentError",
     "aconnect",
     "agent_scope",
     "ascoped",

@@ -19,7 +19,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.pq.abc import PGresult
 
 from . import statements
-from .errors import DatabaseError, MaimDBError, NotFoundError, ScopeError, connect_error, translate
+from .errors import DatabaseError, MaimDBError, ScopeError, connect_error, translate
 from .handle import (
     ABORTED,
     Handle,
@@ -135,7 +135,7 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
         """The first row as ``model``; :class:`NotFoundError` if there is none."""
         rows = await self.fetch(model, query, params)
         if not rows:
-            raise not_found(model, "row", self._scope)
+            raise not_found(model, None, self._scope)
         return rows[0]
 
     async def rows(self, query: Query, params: Params = None) -> list[tuple[Any, ...]]:
@@ -147,7 +147,7 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
         """The first column of the first row; :class:`NotFoundError` if there is no row."""
         found = await self.rows(query, params)
         if not found:
-            raise NotFoundError(f"query returned no row in scope {self._scope}")
+            raise not_found("row", None, self._scope)
         return found[0][0]
 
     # -- typed operations (SQL built in maim_db.statements) -----------------------------------

@@ -48,8 +48,18 @@ class NotFoundError(MaimDBError, LookupError):
     """The row asked for does not exist in this scope."""
 
 
+class UnknownAgentError(NotFoundError, IsolationError):
+    """A scope was opened for an agent that does not exist: a mistyped id. The database
+    refuses it as it refuses a suspended agent, so it is an :class:`IsolationError` too."""
+
+
 class InputError(MaimDBError, ValueError):
-    """A value was rejected (bad type, failed CHECK, missing required column). Nothing changed."""
+    """A value was rejected (bad type, failed CHECK, missing required column). Nothing changed.
+    ``constraint`` names the CHECK that refused it, for code (the message says it in words)."""
+
+    def __init__(self, message: str, *, constraint: str | None = None) -> None:
+        super().__init__(message)
+        self.constraint = constraint
 
 
 class ConflictError(MaimDBError):
@@ -87,6 +97,24 @@ def _describe(err: psycopg.Error) -> str:
     return text
 
 
+def _noun(thing: str | type) -> str:
+    """``ApiKey`` → ``API key``, ``AgentActiveState`` → ``agent active state``."""
+    if isinstance(thing, str):
+        return thing
+    words = re.sub(r"(?<!^)(?=[A-Z])", " ", thing.__name__).lower()
+    return re.sub(r"\bapi\b", "API", words)
+
+
+def not_found(thing: str | type, what: object = None, scope: object = None) -> NotFoundError:
+    """The one wording for a row that is not there (or not visible in this scope):
+    ``no such agent agent_… in scope admin``. ``what`` is an id, or a mapping of columns."""
+    if isinstance(what, dict):
+        what = (next(iter(what.values())) if len(what) == 1
+                else ", ".join(f"{k}={v!r}" for k, v in what.items()))
+    text = f"no such {_noun(thing)}" + (f" {what}" if what is not None else "")
+    return NotFoundError(text + (f" in scope {scope}" if scope is not None else ""))
+
+
 def server_of(err: psycopg.Error) -> str:
     """The database and server an error came from, for a person (no password)."""
     pg = err.pgconn
@@ -96,9 +124,63 @@ def server_of(err: psycopg.Error) -> str:
             f'{pg.host.decode(errors="replace")} port {pg.port.decode(errors="replace")}')
 
 
+# "Key (tenant_id, name)=(tenant_x, bot) already exists." and its foreign-key siblings
+# (PostgreSQL leaves the values out when the role may not read them, as under RLS.)
+_KEY = re.compile(r'Key (?:\((?P<cols>.+?)\)=\((?P<vals>.*)\) )?(?P<what>already exists|is not '
+                  r'present in table "(?P<parent>[^"]+)"|is still referenced from table '
+                  r'"(?P<child>[^"]+)")')
+_UNKNOWN_AGENT = re.compile(r"^agent (\S+) does not exist$")  # maim.open_agent_scope
+_CHECK = re.compile(r"^(?P<table>\w+?)_(?P<column>\w+)_check\d*$")
+
+
+def _singular(table: str) -> str:
+    words = table.removesuffix("s").replace("_", " ")
+    return re.sub(r"\bapi\b", "API", words)
+
+
+def _key_message(err: psycopg.Error) -> str | None:
+    """A unique or foreign-key violation in words, from PostgreSQL's detail line."""
+    m = _KEY.match(err.diag.message_detail or "Key already exists")
+    if m is None:
+        return None
+    pairs = "the same values"
+    if m["cols"] is not None:
+        cols, vals = m["cols"].split(", "), m["vals"].split(", ")
+        pairs = (", ".join(f"{c}={v}" for c, v in zip(cols, vals, strict=True))
+                 if len(cols) == len(vals) else f"({m['cols']})=({m['vals']})")
+    table = err.diag.table_name or "row"
+    if m["parent"]:
+        if m["cols"] is None:
+            return f"no such {_singular(m['parent'])}: a {table} row refers to one"
+        return f"no such {_singular(m['parent'])}: {pairs} (in {table})"
+    if m["child"]:
+        return f"this {_singular(table)} is still referenced from {m['child']}"
+    noun = _singular(table)
+    return f"{'an' if noun[:1] in 'aeiouAEIOU' else 'a'} {noun} with {pairs} already exists"
+
+
+def _check_message(err: psycopg.Error) -> str | None:
+    m = _CHECK.match(err.diag.constraint_name or "")
+    if m is None or m["table"] != err.diag.table_name:
+        return None
+    column = m["column"]
+    if column in ("name", "username", "tenant_name"):
+        return f"{_singular(m['table'])} {column.replace('_', ' ')} must be 1 to 100 characters"
+    if column == "id":
+        kind = _singular(m["table"]).replace(" ", "_")
+        return (f"a {_singular(m['table'])} id must be {kind}_ followed by letters, digits, _ "
+                "or -")
+    return f"{m['table']}.{column}: the value is not allowed (the column's check)"
+
+
 def translate(err: psycopg.Error) -> MaimDBError:
-    """Map a psycopg error to the maim_db error a caller can act on."""
+    """Map a psycopg error to the maim_db error a caller can act on; constraint violations
+    in words, never a constraint's name (it stays on ``ConflictError.constraint``)."""
     message = _describe(err)
+    if isinstance(err, pgerrors.CheckViolation):
+        message = _check_message(err) or message
+    elif isinstance(err, pgerrors.UniqueViolation | pgerrors.ForeignKeyViolation):
+        message = _key_message(err) or message
     if (isinstance(err, pgerrors.InvalidSchemaName)
             and (err.diag.message_primary or "") == 'schema "maim" does not exist'):
         return MigrationError(f"{server_of(err)} has no maim_db schema: run `maimdb migrate` "
@@ -106,6 +188,10 @@ def translate(err: psycopg.Error) -> MaimDBError:
     if isinstance(err, pgerrors.InsufficientPrivilege):
         if "is not set" in (err.diag.message_primary or ""):
             return ScopeError(message)
+        unknown = _UNKNOWN_AGENT.match(err.diag.message_primary or "")
+        if unknown:
+            return UnknownAgentError(f"no such agent {unknown[1]} (create it with `maimdb "
+                                     "agent create NAME --tenant TENANT_ID`)")
         table = _table_of(err)
         where = f" on table {table}" if table else ""
         return IsolationError(f"isolation violation{where}: {message}", table=table)
@@ -115,7 +201,7 @@ def translate(err: psycopg.Error) -> MaimDBError:
                   | pgerrors.ExclusionViolation):
         return ConflictError(message, constraint=err.diag.constraint_name)
     if isinstance(err, pgerrors.IntegrityError | pgerrors.DataError):
-        return InputError(message)
+        return InputError(message, constraint=err.diag.constraint_name)
     if isinstance(err, psycopg.ProgrammingError | psycopg.DataError) and err.sqlstate is None:
         # refused by psycopg before it reached the server: a value it cannot send, the
         # wrong number of parameters for the placeholders

@@ -13,9 +13,8 @@ import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.pq.abc import PGresult
 
-from .errors import InputError, NotFoundError, ScopeError, translate
+from .errors import InputError, ScopeError, not_found, translate
 from .pipeline import Params, Query, R, session
-from .row import Row
 from .scope import Scope
 
 __all__ = ["ABORTED", "Handle", "Params", "Query", "R", "check_idle", "dirty_message", "log",
@@ -37,8 +36,6 @@ def dirty_message(scope: Scope) -> str:
             "a DSN must not set `role`, and nothing may SET maim.* at session level")
 
 
-def not_found(model: type[Row], where: object, scope: Scope) -> NotFoundError:
-    return NotFoundError(f"{model.__name__} {where} not found in scope {scope}")
 
 
 def check_idle(autocommit: bool, status: int) -> None:

@@ -57,3 +57,22 @@ def check_input(kind: str, value: object) -> str:
         return check(kind, value)
     except ScopeError as err:
         raise InputError(str(err)) from None
+
+
+NAME_LIMIT: Final = 100  # the schema's check on every name column
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_name(what: str, value: object) -> None:
+    """A person-given name (tenant, agent, key, user): 1 to 100 characters, not only spaces,
+    no control characters. Checked before SQL, so the message can say what is wrong. (A value
+    that is not text at all is left to the row model, whose message names the field.)"""
+    if not isinstance(value, str):
+        return
+    if not value.strip():
+        raise InputError(f"{what} must not be empty or only spaces, got {value!r}")
+    if len(value) > NAME_LIMIT:
+        raise InputError(f"{what} is {len(value)} characters long; the limit is {NAME_LIMIT}")
+    if _CONTROL.search(value):
+        raise InputError(f"{what} must not contain control characters (newlines, tabs, …), "
+                         f"got {value!r}")

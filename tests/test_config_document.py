@@ -3,6 +3,8 @@ masked and encrypted, MaiBot TOML in and out."""
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -20,6 +22,7 @@ from maim_db import (
 )
 from maim_db.control import config as cd
 from maim_db.control import keys
+from tests.cli import maimdb, one_line_error
 from tests.databases import TestDB, World
 
 
@@ -244,7 +247,7 @@ def test_tenant_reads_but_cannot_write(db: TestDB, world: World) -> None:
         doc = cd.read(t1, world.agent_id("A1"))
     assert doc["config_overrides"]["chat"]["max_context_size"] == 33
     # another tenant's agent has no document there — not a document of defaults
-    with pytest.raises(NotFoundError, match="not found"), \
+    with pytest.raises(NotFoundError, match="no such agent agent_"), \
             connect(db.dsn("tenant"), tenant_id=world.tenant_id("T2")) as t2:
         cd.read(t2, world.agent_id("A1"))
     with pytest.raises(IsolationError), connect(db.dsn("tenant"),
@@ -256,7 +259,7 @@ def test_admin_updates_any_agent(db: TestDB, world: World) -> None:
     with connect(db.dsn("admin"), admin=True) as adm:
         for call in (lambda: cd.read(adm, "agent_nobody"),
                      lambda: cd.update(adm, {"persona": {"personality": "x"}}, "agent_nobody")):
-            with pytest.raises(NotFoundError, match="agent agent_nobody not found"):
+            with pytest.raises(NotFoundError, match="no such agent agent_nobody"):
                 call()
         cd.update(adm, {"bot_overrides": {"nickname": "麦麦", "alias_names": ["小麦"]}},
                   world.agent_id("B1"))
@@ -315,8 +318,9 @@ temperature = 0.3
 
 def test_toml_import_and_export_round_trip(db: TestDB, world: World, secret_key: str) -> None:
     patch, skipped = cd.from_toml(BOT_TOML, MODEL_TOML)
-    assert set(skipped) == {"inner", "log", "chat.include_planner_reasoning",
-                            "api_providers[0].max_retry"}
+    # [inner] is MaiBot's file-format version, read past (and written on export)
+    assert set(skipped) == {"log", "chat.include_planner_reasoning", "api_providers[0].max_retry"}
+    assert len(skipped) == len(set(skipped))
     doc = _update(db, world, patch)
     assert doc["bot_overrides"]["nickname"] == "麦麦"
     assert doc["persona"]["personality"].startswith("是一个女大学生")
@@ -326,3 +330,48 @@ def test_toml_import_and_export_round_trip(db: TestDB, world: World, secret_key:
     again, skipped_again = cd.from_toml(bot_text, model_text)
     assert skipped_again == []
     assert _update(db, world, again, "A2") == _read(db, world)
+
+
+# Issue 14, items 5 and 6: the TOML round trip as an operator walks it.
+
+def test_maibots_integer_qq_account_is_accepted(db: TestDB, world: World) -> None:
+    patch, _ = cd.from_toml(BOT_TOML.replace('qq_account = "1145141919"',
+                                             "qq_account = 1145141919810"))
+    assert _update(db, world, patch)["bot_overrides"]["qq_account"] == "1145141919810"
+
+
+def test_an_export_is_a_file_maibot_reads(db: TestDB, world: World, secret_key: str) -> None:
+    _update(db, world, cd.from_toml(BOT_TOML, MODEL_TOML)[0])
+    bot_text, model_text = cd.to_toml(_read(db, world, reveal=True))
+    assert tomllib.loads(bot_text)["inner"]["version"] == cd.toml.BOT_CONFIG_VERSION
+    assert tomllib.loads(model_text)["inner"]["version"] == cd.toml.MODEL_CONFIG_VERSION
+
+
+def test_masked_secrets_are_refused_on_import(db: TestDB, world: World, secret_key: str,
+                                              tmp_path: Path) -> None:
+    _update(db, world, cd.from_toml(BOT_TOML, MODEL_TOML)[0])
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    out = tmp_path / "toml"
+    assert maimdb("config", "export-toml", a1, "--out", str(out),
+                  dsn=db.dsn("admin")).returncode == 0
+    assert cd.MASK in (out / "model_config.toml").read_text()
+    before = _read(db, world, "A2")
+    line = one_line_error(maimdb("config", "import-toml", a2, str(out / "bot_config.toml"),
+                                 "--models", str(out / "model_config.toml"),
+                                 dsn=db.dsn("admin")))
+    assert "model_config.toml: api_providers[0].api_key" in line and "--reveal" in line
+    assert "nothing was imported" in line
+    assert _read(db, world, "A2") == before
+
+    again = one_line_error(maimdb("config", "export-toml", a1, "--out", str(out),
+                                  dsn=db.dsn("admin")))
+    assert "bot_config.toml exists: pass --force" in again
+    forced = maimdb("config", "export-toml", a1, "--out", str(out), "--reveal", "--force",
+                    dsn=db.dsn("admin"))
+    assert forced.returncode == 0, forced.stderr
+    assert cd.MASK not in (out / "model_config.toml").read_text()
+    imported = maimdb("config", "import-toml", a2, str(out / "bot_config.toml"), "--models",
+                      str(out / "model_config.toml"), dsn=db.dsn("admin"))
+    assert imported.returncode == 0, imported.stderr
+    assert _read(db, world, "A2", reveal=True)["config_overrides"]["model"]["api_providers"][0][
+        "api_key"] == "sk-deepseek"

@@ -71,7 +71,7 @@ def test_the_flow_from_the_cli(db: TestDB) -> None:
     assert removed["chat_config_overrides"] == 1
     with connect(db.dsn("admin"), admin=True) as adm:
         assert adm.scalar("select count(*) from messages") == 0
-    assert "not found" in _cli_fails(db, "agent", "show", agent["id"])
+    assert f"no such agent {agent['id']}" in _cli_fails(db, "agent", "show", agent["id"])
 
 
 def test_the_flow_from_python(db: TestDB) -> None:
@@ -114,8 +114,8 @@ def test_cli_refusals_are_one_line_and_write_nothing(db: TestDB, tmp_path: Any) 
     assert "tenant_type" in _cli_fails(db, "tenant", "create", "x", "--type", "bogus")
     for kind in ("tenant", "agent", "key"):
         assert "status must be one of" in _cli_fails(db, kind, "list", "--status", "bogus")
-    assert "not found" in _cli_fails(db, "config", "show", "agent_nobody")
-    assert "not found" in _cli_fails(db, "config", "export-toml", "agent_nobody",
+    assert "no such agent agent_nobody" in _cli_fails(db, "config", "show", "agent_nobody")
+    assert "no such agent agent_nobody" in _cli_fails(db, "config", "export-toml", "agent_nobody",
                                      "--out", str(tmp_path / "toml"))
     assert not (tmp_path / "toml").exists()
     blocker = tmp_path / "file"

@@ -112,7 +112,7 @@ def test_a_suspended_agent_cannot_open_scope(db: TestDB, world: World) -> None:
     with pytest.raises(IsolationError, match=r"tenant of agent .* is suspended"), connect(
             db.dsn("app"), agent_id=world.agent_id("B1")) as scope:
         scope.find(Agent)
-    with pytest.raises(IsolationError, match="does not exist"), connect(
+    with pytest.raises(IsolationError, match="no such agent agent_000000000000"), connect(
             db.dsn("app"), agent_id="agent_000000000000") as scope:
         scope.find(Agent)
     with connect(db.dsn("admin"), admin=True) as adm:
@@ -243,8 +243,9 @@ def test_a_bad_key_is_refused_by_every_entry_point(db: TestDB, world: World) -> 
 
 def test_key_names_and_permissions_are_checked(db: TestDB, world: World) -> None:
     _issue(db, world, name="dup")
-    with pytest.raises(ConflictError, match="api_keys_tenant_name"):
+    with pytest.raises(ConflictError, match="already has a key named 'dup'") as info:
         _issue(db, world, "A2", name="dup")  # same tenant
+    assert info.value.constraint == "api_keys_tenant_name"
     _issue(db, world, "B1", name="dup")  # other tenant: fine
     with connect(db.dsn("admin"), admin=True) as adm:
         before = adm.scalar("select count(*) from api_keys")

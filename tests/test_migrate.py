@@ -202,7 +202,8 @@ def test_cli_status_exit_codes(empty_db: TestDB) -> None:
         assert unmigrated.stdout == ""
     pending = _maimdb("status", dsn=dsn)
     assert pending.returncode == 1 and "pending" in pending.stdout
-    assert _maimdb("migrate", "--dry-run", dsn=dsn).stdout.startswith("would apply")
+    server, first, *_ = _maimdb("migrate", "--dry-run", dsn=dsn).stdout.splitlines()
+    assert server.startswith("server: database ") and first.startswith("would apply")
     assert _maimdb("migrate", dsn=dsn).returncode == 0
     done = _maimdb("status", dsn=dsn)
     assert done.returncode == 0 and "applied" in done.stdout and "pending" not in done.stdout

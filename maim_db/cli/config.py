@@ -13,7 +13,7 @@ from ..control import config as cd
 from ..errors import InputError
 from ..transfer import archive
 from .options import Dsn, admin
-from .output import dumps, out, say
+from .output import dumps, say
 
 app = typer.Typer(help="Agent configuration documents.", no_args_is_help=True)
 
@@ -74,7 +74,7 @@ def config_import_toml(agent_id: str,
         cd.update(db, patch, agent_id)
     say(f"imported into {agent_id}")
     if skipped:
-        out.print("skipped (no column for these MaiBot settings): " + ", ".join(skipped))
+        say("skipped (no column for these MaiBot settings): " + ", ".join(skipped))
 
 
 @app.command("export-toml")
@@ -83,11 +83,19 @@ def config_export_toml(agent_id: str,
                        dsn: Dsn = None,
                        reveal: Annotated[bool, typer.Option(
                            help="Write real provider secrets (needs MAIMDB_SECRET_KEY).")
-                       ] = False) -> None:
-    """Write bot_config.toml and model_config.toml in MaiBot's layout.
+                       ] = False,
+                       force: Annotated[bool, typer.Option(
+                           "--force", help="Overwrite files already there.")] = False) -> None:
+    """Write bot_config.toml and model_config.toml in MaiBot's layout. Without --reveal,
+    secrets are written as ******** (an import refuses them).
 
     Example: maimdb config export-toml agent_1a2b3c4d5e6f --out ./exported
     """
+    there = [out_dir / n for n in ("bot_config.toml", "model_config.toml")
+             if (out_dir / n).exists()]
+    if there and not force:
+        raise InputError(f"{there[0]} exists: pass --force to overwrite it; nothing was "
+                         "written")
     with admin(dsn) as db:
         doc = cd.read(db, agent_id, reveal=reveal)
     bot, model = cd.to_toml(doc)

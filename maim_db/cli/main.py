@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from importlib.metadata import version
+from typing import Annotated
 
 import typer
 
@@ -15,6 +17,21 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"maimdb {version('maim-db')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(_version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True,
+        help="Print the version and exit.")] = False) -> None:
+    """maim_db: the isolated data plane of multi-user MaiBot."""
+
+
 schema.register(app)
 transfer.register(app)
 for name, noun in (("db", server), ("tenant", tenant), ("agent", agent), ("key", key),

@@ -86,9 +86,17 @@ def emit(rows: BaseModel | Sequence[BaseModel] | dict[str, Any], as_json: bool,
             table.add_row(cell(k), cell(json.dumps(v, ensure_ascii=False)
                                         if not isinstance(v, str) else v))
     else:
-        table = Table(*columns)
-        for r in items:
-            dumped = plain(r)
+        dumps_ = [plain(r) for r in items]
+        table = Table()
+        for c in columns:
+            if c == "id" or c.endswith("_id"):
+                # an id is what the next command needs: never cut, never wrapped; the other
+                # columns give way (they fold onto more lines instead)
+                width = max([len(c), *(len(str(d.get(c, ""))) for d in dumps_)])
+                table.add_column(c, no_wrap=True, min_width=width)
+            else:
+                table.add_column(c, overflow="fold")
+        for dumped in dumps_:
             table.add_row(*(cell(dumped.get(c, "")) for c in columns))
     out.print(table)
     if total is not None:

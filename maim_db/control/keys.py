@@ -22,8 +22,8 @@ import psycopg
 from .. import ids
 from ..connection import Database, open_connection
 from ..connection_async import AsyncDatabase
-from ..errors import AuthenticationError, InputError, NotFoundError, translate
-from ..ids import new_key_id
+from ..errors import AuthenticationError, ConflictError, InputError, not_found, translate
+from ..ids import check_name, new_key_id
 from ..scope import PERMISSIONS, Permission, check_key_secret, check_permission
 from ..tables import Agent, ApiKey
 
@@ -79,9 +79,14 @@ def _permissions(permissions: Iterable[str]) -> list[Permission]:
 def issue(db: Database, *, agent_id: str, name: str, permissions: Iterable[str] = (),
           description: str | None = None, expires_at: datetime | None = None) -> IssuedKey:
     """Issue a key for ``agent_id`` (admin scope). The secret is in the result, once."""
+    check_name("key name", name)
     if expires_at is not None:
         _moment("expires_at", expires_at, future=True)
     agent = db.get(Agent, agent_id)
+    if db.rows("select 1 from api_keys where tenant_id = %s and name = %s "
+               "and replaced_by is null", [agent.tenant_id, name]):
+        raise ConflictError(f"tenant {agent.tenant_id} already has a key named {name!r}",
+                            constraint="api_keys_tenant_name")
     secret = new_secret()
     record = db.insert(ApiKey.from_input(
         id=new_key_id(), tenant_id=agent.tenant_id, agent_id=agent.id, name=name,
@@ -104,7 +109,7 @@ def _moment(what: str, value: object, *, future: bool) -> datetime:
 def _change(db: Database, key_id: str, **values: Any) -> ApiKey:
     ids.check_input("key", key_id)
     if db.update(ApiKey, where={"id": key_id}, set=values) == 0:
-        raise NotFoundError(f"API key {key_id} not found in scope {db.scope}")
+        raise not_found("API key", key_id, db.scope)
     return db.get(ApiKey, key_id)
 
 

@@ -13,8 +13,8 @@ from typing import Any, Generic, TypeVar, get_args
 from psycopg import sql
 
 from ..connection import Database
-from ..errors import InputError, NotFoundError
-from ..ids import check, check_input, new_agent_id, new_tenant_id
+from ..errors import ConflictError, InputError, not_found
+from ..ids import check, check_input, check_name, new_agent_id, new_tenant_id
 from ..row import Row
 from ..tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant
 from ..tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
@@ -83,6 +83,10 @@ def _listing(model: type[Row], where: dict[str, Any], limit: int,
 def create_tenant(db: Database, name: str, *, owner_id: str | None = None,
                   tenant_type: TenantType = "personal", description: str | None = None,
                   contact_email: str | None = None) -> Tenant:
+    check_name("tenant name", name)
+    if owner_id is not None and not db.rows("select 1 from users where id = %s",
+                                            [check_input("user", owner_id)]):
+        raise not_found("user", owner_id, db.scope)
     return db.insert(Tenant.from_input(id=new_tenant_id(), tenant_name=name, owner_id=owner_id,
                                     tenant_type=tenant_type, description=description,
                                     contact_email=contact_email))
@@ -90,11 +94,12 @@ def create_tenant(db: Database, name: str, *, owner_id: str | None = None,
 
 def _set(db: Database, model: type[T], id: str, **values: Any) -> T:
     if db.update(model, where={"id": id}, set=values) == 0:
-        raise NotFoundError(f"{model.__name__} {id} not found")
+        raise not_found(model, id, db.scope)
     return db.get(model, id)
 
 
 def rename_tenant(db: Database, tenant_id: str, name: str) -> Tenant:
+    check_name("tenant name", name)
     return _set(db, Tenant, tenant_id, tenant_name=name)
 
 
@@ -113,11 +118,18 @@ def list_tenants(db: Database, *, owner_id: str | None = None, status: TenantSta
 def create_agent(db: Database, name: str, *, tenant_id: str, description: str | None = None,
                  template_id: str | None = None) -> Agent:
     check("tenant", tenant_id)
+    check_name("agent name", name)
+    if not db.rows("select 1 from tenants where id = %s", [tenant_id]):
+        raise not_found("tenant", tenant_id, db.scope)
+    if db.rows("select 1 from agents where tenant_id = %s and name = %s", [tenant_id, name]):
+        raise ConflictError(f"tenant {tenant_id} already has an agent named {name!r}",
+                            constraint="agents_tenant_id_name_key")
     return db.insert(Agent.from_input(id=new_agent_id(), tenant_id=tenant_id, name=name,
                                    description=description, template_id=template_id))
 
 
 def rename_agent(db: Database, agent_id: str, name: str) -> Agent:
+    check_name("agent name", name)
     return _set(db, Agent, agent_id, name=name)
 
 
@@ -166,7 +178,7 @@ def delete_agent(db: Database, agent_id: str) -> dict[str, int]:
     """Delete an agent and, by cascade, every row it owns; return what went, per table."""
     counts = _counts(db, "id", agent_id)
     if db.delete(Agent, where={"id": agent_id}) == 0:
-        raise NotFoundError(f"Agent {agent_id} not found")
+        raise not_found("agent", agent_id, db.scope)
     return {"agents": 1, **{t: n for t, n in counts.items() if n}}
 
 
@@ -175,5 +187,5 @@ def delete_tenant(db: Database, tenant_id: str) -> dict[str, int]:
     counts = _counts(db, "tenant_id", tenant_id)
     agents = int(db.scalar("select count(*) from agents where tenant_id = %s", [tenant_id]))
     if db.delete(Tenant, where={"id": tenant_id}) == 0:
-        raise NotFoundError(f"Tenant {tenant_id} not found")
+        raise not_found("tenant", tenant_id, db.scope)
     return {"tenants": 1, "agents": agents, **{t: n for t, n in counts.items() if n}}

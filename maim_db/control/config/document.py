@@ -22,7 +22,7 @@ from psycopg import sql
 
 from ... import crypto, ids, statements
 from ...connection import Database
-from ...errors import MaimDBError, NotFoundError, ScopeError
+from ...errors import MaimDBError, ScopeError, not_found
 from ...row import Row
 from ...tables import agent_config as ac
 from .. import sealed
@@ -48,7 +48,7 @@ def _agent(db: Database, agent_id: str | None) -> str:
     # Tenant and admin scopes see agents through RLS: one that is not there (or is another
     # tenant's) has no document — not a document of defaults.
     if not db.rows("select 1 from agents where id = %s", [agent_id]):
-        raise NotFoundError(f"agent {agent_id} not found in scope {db.scope}")
+        raise not_found("agent", agent_id, db.scope)
     return agent_id
 
 

@@ -1,0 +1,119 @@
+"""What a new operator trips over (issue 14): everyday mistakes get one line that says what
+is wrong with the value given, and change nothing; ids are never cut off."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from maim_db import ConflictError, IsolationError, NotFoundError, UnknownAgentError, connect
+from maim_db.control import tenancy
+from maim_db.tables import Agent, Tenant
+from tests.cli import maimdb, one_line_error
+from tests.databases import TestDB, World
+
+
+def _counts(db: TestDB) -> tuple[int, int]:
+    with connect(db.dsn("admin"), admin=True) as adm:
+        return (int(adm.scalar("select count(*) from tenants")),
+                int(adm.scalar("select count(*) from agents")))
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("tenant", "create", ""), "tenant name must not be empty or only spaces, got ''"),
+    (("tenant", "create", "   "), "tenant name must not be empty or only spaces"),
+    (("tenant", "create", "\n\n"), "tenant name must not be empty or only spaces"),
+    (("tenant", "create", "x" * 101), "tenant name is 101 characters long; the limit is 100"),
+    (("tenant", "create", "a\tb"), "tenant name must not contain control characters"),
+    (("tenant", "create", "x", "--owner", "user_000000000000"),
+     "no such user user_000000000000"),
+    (("agent", "create", " ", "--tenant", "{T1}"), "agent name must not be empty"),
+    (("agent", "create", "y" * 101, "--tenant", "{T1}"), "the limit is 100"),
+    (("agent", "create", "bot A1", "--tenant", "{T1}"),
+     "tenant {T1} already has an agent named 'bot A1'"),
+    (("agent", "create", "bot", "--tenant", "tenant_000000000000"),
+     "no such tenant tenant_000000000000"),
+    (("agent", "rename", "{A1}", ""), "agent name must not be empty"),
+    (("agent", "rename", "agent_000000000000", "x"), "no such agent agent_000000000000"),
+    (("tenant", "rename", "tenant_000000000000", "x"), "no such tenant tenant_000000000000"),
+    (("key", "revoke", "key_000000000000"), "no such API key key_000000000000"),
+    (("key", "create", "", "--agent", "{A1}"), "key name must not be empty"),
+])
+def test_everyday_mistakes_are_one_line_and_change_nothing(db: TestDB, world: World,
+                                                          args: tuple[str, ...],
+                                                          says: str) -> None:
+    ids = {"{T1}": world.tenant_id("T1"), "{A1}": world.agent_id("A1")}
+    args = tuple(ids.get(a, a) for a in args)
+    for k, v in ids.items():
+        says = says.replace(k, v)
+    before = _counts(db)
+    extra = () if args[1] == "revoke" else ("--json",)
+    line = one_line_error(maimdb(*args, *extra, dsn=db.dsn("admin")))
+    assert says in line, line
+    assert "constraint" not in line and "violates" not in line
+    assert _counts(db) == before
+
+
+@pytest.mark.parametrize("command", [
+    ("export", "--agent", "agent_000000000000", "--out", "{tmp}/x"),
+    ("erase", "--agent", "agent_000000000000", "--yes"),
+])
+def test_a_mistyped_agent_is_no_such_agent(db: TestDB, world: World, secret_key: str,
+                                           command: tuple[str, ...], tmp_path: object) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in command]
+    line = one_line_error(maimdb(*args, dsn=db.dsn("app")))
+    assert "no such agent agent_000000000000" in line and "isolation" not in line
+
+
+def test_not_found_has_one_wording(db: TestDB, world: World) -> None:
+    """From the library: every lookup that finds nothing says `no such <thing> <what>`."""
+    with connect(db.dsn("admin"), admin=True) as adm:
+        for call, says in [
+            (lambda: adm.get(Agent, "agent_000000000000"), "no such agent agent_000000000000"),
+            (lambda: adm.get(Tenant, "tenant_000000000000"), "no such tenant tenant_0000"),
+            (lambda: adm.fetch_one(Agent, "select * from agents where false"),
+             "no such agent in scope admin"),
+            (lambda: adm.scalar("select 1 where false"), "no such row in scope admin"),
+            (lambda: tenancy.delete_agent(adm, "agent_000000000000"), "no such agent agent_0"),
+            (lambda: tenancy.rename_tenant(adm, "tenant_000000000000", "x"),
+             "no such tenant tenant_0"),
+        ]:
+            with pytest.raises(NotFoundError, match=says) as info:
+                call()
+            assert "{" not in str(info.value)  # no Python dict repr
+    with pytest.raises(UnknownAgentError, match="no such agent") as raised, connect(
+            db.dsn("app"), agent_id="agent_000000000000") as app:
+        app.find(Agent)
+    assert isinstance(raised.value, IsolationError)  # refused by the database, as before
+
+
+def test_raw_constraint_errors_are_in_words(db: TestDB, world: World) -> None:
+    """Past the control-plane functions (a service inserting rows itself) a violation still
+    says what is wrong; the constraint's name stays on the error for code."""
+    with pytest.raises(ConflictError) as dup, connect(db.dsn("admin"), admin=True) as adm:
+        adm.insert(Agent(id="agent_dup000000000", tenant_id=world.tenant_id("T1"),
+                         name="bot A1"))
+    assert "already exists" in str(dup.value) and "constraint" not in str(dup.value)
+    assert dup.value.constraint == "agents_tenant_id_name_key"
+    with pytest.raises(ConflictError) as orphan, connect(db.dsn("admin"), admin=True) as adm:
+        adm.insert(Agent(id="agent_orphan000000", tenant_id="tenant_000000000000", name="x"))
+    assert str(orphan.value).startswith("no such tenant")
+
+
+@pytest.mark.parametrize("columns", [80, 60])
+def test_ids_are_never_cut_off(db: TestDB, world: World, columns: int) -> None:
+    for args in (("tenant", "list"), ("agent", "list"), ("key", "list")):
+        listed = maimdb(*args, dsn=db.dsn("admin"), columns=columns)
+        assert listed.returncode == 0, listed.stderr
+        assert "…" not in "".join(line for line in listed.stdout.splitlines()
+                                  if "_" in line and "│" in line).split("│")[1]
+        for agent in world.agents.values():
+            if args[0] != "tenant":
+                assert agent.id in listed.stdout
+        for tenant in world.tenants.values():
+            if args[0] != "key":
+                assert tenant.id in listed.stdout
+    shown = json.loads(maimdb("agent", "show", world.agent_id("A1"), "--json",
+                              dsn=db.dsn("admin")).stdout)
+    assert set(Agent.model_fields) <= set(shown)
