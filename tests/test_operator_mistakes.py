@@ -117,3 +117,13 @@ def test_ids_are_never_cut_off(db: TestDB, world: World, columns: int) -> None:
     shown = json.loads(maimdb("agent", "show", world.agent_id("A1"), "--json",
                               dsn=db.dsn("admin")).stdout)
     assert set(Agent.model_fields) <= set(shown)
+
+
+def test_agent_show_shows_every_field_and_list_names_its_statuses(db: TestDB,
+                                                                  world: World) -> None:
+    shown = maimdb("agent", "show", world.agent_id("A1"), dsn=db.dsn("admin"))
+    assert shown.returncode == 0, shown.stderr
+    for field in Agent.model_fields:
+        assert f"│ {field} " in shown.stdout
+    assert "active|inactive|suspended|archived" in maimdb("agent", "list", "--help").stdout
+    assert "active|inactive|suspended" in maimdb("tenant", "list", "--help").stdout

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from ..control import tenancy
 from ..tables import Agent
+from ..tables.control_plane import AgentStatus
 from .options import Dsn, Json, Limit, Offset, Yes, admin, confirm, status_command
-from .output import emit
+from .output import emit, plain
 
 COLUMNS = ("id", "name", "tenant_id", "status", "created_at")
 
@@ -33,7 +34,8 @@ def agent_create(name: str,
 @app.command("list")
 def agent_list(dsn: Dsn = None, as_json: Json = False,
                tenant: Annotated[str | None, typer.Option(help="Only this tenant's.")] = None,
-               status: Annotated[str | None, typer.Option()] = None,
+               status: Annotated[str | None, typer.Option(
+                   help="|".join(get_args(AgentStatus)))] = None,
                limit: Limit = 50, offset: Offset = 0) -> None:
     """List agents, newest first.
 
@@ -47,13 +49,13 @@ def agent_list(dsn: Dsn = None, as_json: Json = False,
 
 @app.command("show")
 def agent_show(agent_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
-    """Show one agent.
+    """Show one agent, every field.
 
     Example: maimdb agent show agent_1a2b3c4d5e6f --json
     """
     with admin(dsn) as db:
         row = db.get(Agent, agent_id)
-    emit(row, as_json, COLUMNS)
+    emit(row if as_json else plain(row), as_json)
 
 
 for verb, status, text in (

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, get_args
 
 import typer
 
 from ..control import tenancy
+from ..tables.control_plane import TenantStatus
 from .options import Dsn, Json, Limit, Offset, Yes, admin, confirm, status_command
 from .output import emit
 
@@ -35,7 +36,7 @@ def tenant_create(name: str, dsn: Dsn = None, as_json: Json = False,
 def tenant_list(dsn: Dsn = None, as_json: Json = False,
                 owner: Annotated[str | None, typer.Option(help="Only this owner's.")] = None,
                 status: Annotated[str | None, typer.Option(
-                    help="active|inactive|suspended")] = None,
+                    help="|".join(get_args(TenantStatus)))] = None,
                 limit: Limit = 50, offset: Offset = 0) -> None:
     """List tenants, newest first.
 
