@@ -127,3 +127,13 @@ def test_agent_show_shows_every_field_and_list_names_its_statuses(db: TestDB,
         assert f"│ {field} " in shown.stdout
     assert "active|inactive|suspended|archived" in maimdb("agent", "list", "--help").stdout
     assert "active|inactive|suspended" in maimdb("tenant", "list", "--help").stdout
+
+
+def test_key_check_reads_a_piped_key_quietly(db: TestDB, world: World) -> None:
+    issued = json.loads(maimdb("key", "create", "piped", "--agent", world.agent_id("A1"),
+                               "--json", dsn=db.dsn("admin")).stdout)
+    checked = maimdb("key", "check", "--json", dsn=db.dsn("admin"),
+                     stdin=issued["secret"] + "\n")
+    assert checked.returncode == 0, checked.stderr
+    assert json.loads(checked.stdout)["agent_id"] == world.agent_id("A1")  # stdout: JSON only
+    assert checked.stderr == ""  # no prompt, no "cannot control echo" warning

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import getpass
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -92,16 +94,27 @@ def key_rotate(key_id: str, dsn: Dsn = None, as_json: Json = False,
 
 
 @app.command("check")
-def key_check(secret: Annotated[str, typer.Option(
-                  prompt="API key", hide_input=True, envvar="MAIMDB_API_KEY",
-                  help="The key; asked for when not given, so it stays out of shell history.")],
+def key_check(secret: Annotated[str | None, typer.Option(
+                  envvar="MAIMDB_API_KEY",
+                  help="The key; when not given, asked for on the terminal (or read as one "
+                       "line from a pipe), so it stays out of shell history.")] = None,
               dsn: Dsn = None, as_json: Json = False) -> None:
     """Resolve a key the way the runtime does (counts as a use); exit 1 if it is refused.
 
     Example: MAIMDB_API_KEY=mmc_… maimdb key check --json
     """
+    if secret is None:
+        secret = _read_secret()
     with admin(dsn) as db:
         resolved = keys.resolve_in(db, secret)
     data = {"agent_id": resolved.agent_id, "tenant_id": resolved.tenant_id,
             "key_id": resolved.key_id, "permissions": list(resolved.permissions)}
     emit(data, as_json)
+
+
+def _read_secret() -> str:
+    """The key from the terminal, unechoed, the prompt on stderr (stdout is the result); from a
+    pipe, its first line, without a prompt or a warning."""
+    if sys.stdin.isatty():
+        return getpass.getpass("API key: ", stream=sys.stderr)
+    return sys.stdin.readline().strip()
