@@ -137,3 +137,22 @@ def test_key_check_reads_a_piped_key_quietly(db: TestDB, world: World) -> None:
     assert checked.returncode == 0, checked.stderr
     assert json.loads(checked.stdout)["agent_id"] == world.agent_id("A1")  # stdout: JSON only
     assert checked.stderr == ""  # no prompt, no "cannot control echo" warning
+
+
+def test_reports_list_only_tables_with_rows_unless_all(db: TestDB, world: World) -> None:
+    from tests.samples import message
+
+    a1 = world.agent_id("A1")
+    with connect(db.dsn("app"), agent_id=a1) as app:
+        app.insert_many([message(n) for n in range(3)])
+    app_dsn = db.dsn("app")
+    erased = maimdb("erase", "--agent", a1, "--yes", dsn=app_dsn, columns=200)
+    assert erased.returncode == 0, erased.stderr
+    assert "│ messages " in erased.stdout
+    tables = json.loads(maimdb("erase", "--agent", a1, "--yes", "--all", "--json",
+                               dsn=app_dsn).stdout)["tables"]
+    assert len(tables) > 5 and not any(tables.values())
+    empty = maimdb("erase", "--agent", a1, "--yes", dsn=app_dsn, columns=200).stdout
+    assert not [t for t in tables if f"│ {t} " in empty]
+    every = maimdb("erase", "--agent", a1, "--yes", "--all", dsn=app_dsn, columns=200).stdout
+    assert all(f"│ {t} " in every for t in tables)

@@ -114,13 +114,19 @@ def import_sqlite_command(
         _print_report(report)
 
 
-def _counts(counts: dict[str, int], as_json: bool, title: str, extra: dict[str, Any]) -> None:
+Every = Annotated[bool, typer.Option("--all", help="List every table, also those with no "
+                                                   "rows.")]
+
+
+def _counts(counts: dict[str, int], as_json: bool, title: str, extra: dict[str, Any],
+            every: bool = False) -> None:
     if as_json:
         print(dumps({**extra, "tables": counts, "total": sum(counts.values())}))
         return
     table = Table("table", "rows", title=title)
     for name, n in counts.items():
-        table.add_row(name, str(n))
+        if n or every:
+            table.add_row(name, str(n))
     table.add_row("[bold]total[/]", str(sum(counts.values())))
     out.print(table)
 
@@ -130,6 +136,7 @@ def export_command(
     out_dir: Annotated[Path, typer.Option("--out", help="A new or empty directory.")],
     as_json: Json = False,
     dsn: Dsn = None,
+    every: Every = False,
 ) -> None:
     """Write every data row of an agent as JSON Lines, one file per table, plus a manifest.
 
@@ -137,7 +144,7 @@ def export_command(
     """
     counts = archive.export_agent(agent, out_dir, dsn=dsn)
     _counts(counts, as_json, f"exported {agent} to {out_dir}",
-            {"agent_id": agent, "out": str(out_dir)})
+            {"agent_id": agent, "out": str(out_dir)}, every)
 
 
 def import_export_command(
@@ -148,6 +155,7 @@ def import_export_command(
                                "secrets (they never cross tenants).")] = False,
     as_json: Json = False,
     dsn: Dsn = None,
+    every: Every = False,
 ) -> None:
     """Restore an export into an agent that holds no data yet (all of it, or nothing).
 
@@ -157,18 +165,20 @@ def import_export_command(
     """
     counts = archive.import_export(directory, agent, drop_secrets=drop_secrets, dsn=dsn)
     _counts(counts, as_json, f"restored {directory} into {agent}",
-            {"agent_id": agent, "from": str(directory)})
+            {"agent_id": agent, "from": str(directory)}, every)
 
 
 def erase_command(agent: Agent, yes: Yes = False, as_json: Json = False,
-                  dsn: Dsn = None) -> None:
+                  dsn: Dsn = None, every: Every = False) -> None:
     """Delete every data row of an agent (the right to erasure); the agent itself stays.
 
     Example: maimdb erase --agent agent_3f9a1c2b7d4e --yes
     """
     confirm(f"Delete every data row of {agent}? This cannot be undone", yes)
     counts = archive.erase_agent(agent, dsn=dsn)
-    _counts(counts, as_json, f"erased {agent}", {"agent_id": agent})
+    if every:
+        counts = {m.table: counts.get(m.table, 0) for m in archive.ERASED_ROWS}
+    _counts(counts, as_json, f"erased {agent}", {"agent_id": agent}, every)
 
 
 def register(app: typer.Typer) -> None:
