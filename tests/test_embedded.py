@@ -126,3 +126,21 @@ def test_an_unmigrated_database_is_one_line_naming_it(empty_db: TestDB) -> None:
                             capture_output=True, text=True, timeout=60)
     assert listed.returncode == 1 and listed.stderr.count("\n") == 1
     assert "has no maim_db schema: run `maimdb migrate`" in listed.stderr
+
+
+def test_a_server_that_will_not_start_is_one_line_and_a_log(tmp_path: Path) -> None:
+    """Issue 14, item 4: the wheel printed 45 lines with the cause buried."""
+    data = tmp_path / "pg"
+    data.mkdir()
+    (data / "PG_VERSION").write_text("99\n")  # a data directory no server can start from
+    env = {k: v for k, v in os.environ.items() if k != "MAIMDB_DSN"}
+    env["MAIMDB_DATA_DIR"] = str(data)
+    result = subprocess.run([sys.executable, "-m", "maim_db.cli", "db", "start"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert f"the embedded PostgreSQL in {data} did not start: could not open file" \
+           in result.stderr
+    log = tmp_path / "pg.start-failure.log"
+    assert f"the full log is in {log}" in result.stderr
+    assert "pg_ctl" in log.read_text() and len(log.read_text().splitlines()) > 5
