@@ -3,6 +3,7 @@ rule catches the mistake it exists for."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import psycopg
 import pytest
 
 from maim_db.schema.audit import audit
+from tests.cli import maimdb
 from tests.databases import TestDB
 
 
@@ -158,3 +160,12 @@ def test_cli_audit_exit_code(db: TestDB, leaky: bool) -> None:
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == (1 if leaky else 0), result.stdout + result.stderr
     assert ("leaky" in result.stdout) is leaky
+    as_json = maimdb("audit", "--json", dsn=db.superuser)
+    assert as_json.returncode == result.returncode, as_json.stderr
+    report = json.loads(as_json.stdout)
+    assert set(report) == {"findings", "definers"}
+    assert any(f["object"] == "table leaky" for f in report["findings"]) is leaky
+    assert all(set(f) == {"object", "problem"} for f in report["findings"])
+    doors = {d["function"]: d for d in report["definers"]}
+    assert doors and all(d["search_path"] == "pg_catalog, pg_temp" for d in doors.values())
+    assert "maim_app" in doors["maim.open_agent_scope(text)"]["executors"]

@@ -3,6 +3,7 @@ masked and encrypted, MaiBot TOML in and out."""
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -371,7 +372,11 @@ def test_masked_secrets_are_refused_on_import(db: TestDB, world: World, secret_k
     assert forced.returncode == 0, forced.stderr
     assert cd.MASK not in (out / "model_config.toml").read_text()
     imported = maimdb("config", "import-toml", a2, str(out / "bot_config.toml"), "--models",
-                      str(out / "model_config.toml"), dsn=db.dsn("admin"))
+                      str(out / "model_config.toml"), "--json", dsn=db.dsn("admin"))
     assert imported.returncode == 0, imported.stderr
+    report = json.loads(imported.stdout)
+    assert report["agent_id"] == a2 and "config_overrides" in report["fields"]
+    assert report["skipped"] == cd.from_toml((out / "bot_config.toml").read_text(),
+                                             (out / "model_config.toml").read_text())[1]
     assert _read(db, world, "A2", reveal=True)["config_overrides"]["model"]["api_providers"][0][
         "api_key"] == "sk-deepseek"

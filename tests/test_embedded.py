@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,13 +32,21 @@ def maimdb(tmp_path: Path) -> Iterator[Run]:
     run("db", "stop")
 
 
-def test_migrate_starts_the_server_and_data_survives_a_restart(maimdb: Run) -> None:
+def test_migrate_starts_the_server_and_data_survives_a_restart(maimdb: Run,
+                                                              tmp_path: Path) -> None:
     assert maimdb("db", "status").returncode == 1
+    stopped = maimdb("db", "status", "--json")
+    assert stopped.returncode == 1 and json.loads(stopped.stdout) == {
+        "data_dir": str(tmp_path / "data" / "postgres"), "initialized": False,
+        "running": False, "pid": None}
     first = maimdb("migrate")
     assert first.returncode == 0, first.stderr
     assert "applied 0001_control_plane" in first.stdout
     assert "nothing to apply" in maimdb("migrate").stdout
     assert maimdb("status").returncode == 0
+    running = json.loads(maimdb("db", "status", "--json").stdout)
+    assert running["running"] is True and running["initialized"] is True
+    assert isinstance(running["pid"], int) and running["pid"] > 0
 
     url = maimdb("db", "url").stdout.strip()
     tenant = ids.new_tenant_id()

@@ -19,6 +19,7 @@ from maim_db.schema import migrate
 from maim_db.schema.audit import audit
 from maim_db.schema.migrate import MIGRATIONS_DIR
 from maim_db.tables import ALL_ROWS
+from tests.cli import maimdb
 from tests.databases import TestDB
 
 TABLES = {row.table for row in ALL_ROWS}
@@ -210,6 +211,39 @@ def test_cli_status_exit_codes(empty_db: TestDB) -> None:
     assert _maimdb("audit", dsn=dsn).returncode == 0
     again = _maimdb("migrate", dsn=dsn)
     assert again.returncode == 0 and "nothing to apply" in again.stdout
+
+
+def test_cli_json_shapes(empty_db: TestDB) -> None:
+    """`--json` on migrate and status: the shapes docs/operations.md documents."""
+    dsn = empty_db.superuser
+    ids_ = [m.id for m in migrate.load()]
+    pending = maimdb("status", "--json", dsn=dsn)
+    assert pending.returncode == 1
+    assert json.loads(pending.stdout) == {"current": False, "migrations": [
+        {"id": m.id, "state": "pending", "sha256": m.sha256} for m in migrate.load()]}
+    dry = json.loads(maimdb("migrate", "--dry-run", "--json", dsn=dsn).stdout)
+    assert dry["dry_run"] is True and dry["migrations"] == ids_ and dry["applied"] == []
+    assert dry["server"].startswith("database ") and _tables(dsn) == set()
+    done = maimdb("migrate", "--json", dsn=dsn)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["applied"] == ids_  # stdout is the JSON alone
+    current = maimdb("status", "--json", dsn=dsn)
+    assert current.returncode == 0
+    assert json.loads(current.stdout) == {"current": True, "migrations": [
+        {"id": m.id, "state": "applied", "sha256": m.sha256} for m in migrate.load()]}
+    assert json.loads(maimdb("migrate", "--json", dsn=dsn).stdout)["applied"] == []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("insert into _yoyo_migration (migration_hash, migration_id, "
+                     "applied_at_utc) values ('f' || repeat('0', 63), '9999_from_the_future', "
+                     "now())")
+        conn.execute("update maim.migration_checksums set sha256 = 'x' where migration_id = %s",
+                     [ids_[0]])
+    drifted = maimdb("status", "--json", dsn=dsn)
+    assert drifted.returncode == 1
+    shown = json.loads(drifted.stdout)
+    assert shown["current"] is False and shown["migrations"][0]["state"] == "edited"
+    assert shown["migrations"][-1] == {
+        "id": "9999_from_the_future", "state": "unknown", "sha256": None}
 
 
 def test_cli_reports_errors_in_one_line(empty_db: TestDB, tmp_path: Path,

@@ -14,10 +14,10 @@ from tests.cli import maimdb, one_line_error
 from tests.databases import TestDB, World
 
 
-def _counts(db: TestDB) -> tuple[int, int]:
+def _counts(db: TestDB) -> tuple[int, ...]:
     with connect(db.dsn("admin"), admin=True) as adm:
-        return (int(adm.scalar("select count(*) from tenants")),
-                int(adm.scalar("select count(*) from agents")))
+        return tuple(int(adm.scalar(f"select count(*) from {t}"))
+                     for t in ("users", "tenants", "agents", "api_keys"))
 
 
 @pytest.mark.parametrize(("args", "says"), [
@@ -39,6 +39,9 @@ def _counts(db: TestDB) -> tuple[int, int]:
     (("tenant", "rename", "tenant_000000000000", "x"), "no such tenant tenant_000000000000"),
     (("key", "revoke", "key_000000000000"), "no such API key key_000000000000"),
     (("key", "create", "", "--agent", "{A1}"), "key name must not be empty"),
+    (("user", "create", " \n"), "username must not be empty or only spaces"),
+    (("user", "create", "user-U1"), "a user with username 'user-U1' already exists"),
+    (("user", "create", "carol", "--email", "carol"), "email must look like name@host"),
 ])
 def test_everyday_mistakes_are_one_line_and_change_nothing(db: TestDB, world: World,
                                                           args: tuple[str, ...],
@@ -156,3 +159,60 @@ def test_reports_list_only_tables_with_rows_unless_all(db: TestDB, world: World)
     assert not [t for t in tables if f"│ {t} " in empty]
     every = maimdb("erase", "--agent", a1, "--yes", "--all", dsn=app_dsn, columns=200).stdout
     assert all(f"│ {t} " in every for t in tables)
+
+
+def _command_paths() -> list[tuple[str, ...]]:
+    """Every command and group of `maimdb`, as the words that reach it."""
+    import typer
+
+    from maim_db.cli.main import app
+
+    paths: list[tuple[str, ...]] = [()]
+
+    def walk(group: object, prefix: tuple[str, ...]) -> None:
+        for name, sub in getattr(group, "commands", {}).items():
+            paths.append((*prefix, name))
+            walk(sub, (*prefix, name))
+    walk(typer.main.get_command(app), ())
+    return paths
+
+
+def test_help_shows_flags_without_a_type() -> None:
+    """`--yes` takes no value, so its help says none (typer printed `<bool>`); options that
+    take one still show it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = _command_paths()
+    assert ("rollback",) in paths and ("db", "psql") in paths and len(paths) > 30
+    with ThreadPoolExecutor(4) as pool:
+        helps = dict(zip(paths, pool.map(lambda p: maimdb(*p, "--help", columns=120), paths),
+                         strict=True))
+    for path, shown in helps.items():
+        assert shown.returncode == 0, (path, shown.stderr)
+        assert "<bool>" not in shown.stdout, path
+        assert "--help" in shown.stdout, path
+    assert "--steps" in helps[("rollback",)].stdout
+    assert "<int range>" in helps[("rollback",)].stdout  # a value still shows its type
+
+
+def test_users_made_here_own_tenants_and_have_no_password(db: TestDB, world: World) -> None:
+    """`tenant create --owner` needs a user to name: `maimdb user create` makes one."""
+    made = maimdb("user", "create", "carol", "--email", "carol@example.com", "--json",
+                  dsn=db.dsn("admin"))
+    assert made.returncode == 0, made.stderr
+    user = json.loads(made.stdout)
+    assert user["username"] == "carol" and "hashed_password" not in user
+    owned = json.loads(maimdb("tenant", "create", "carol's bots", "--owner", user["id"],
+                              "--json", dsn=db.dsn("admin")).stdout)
+    assert owned["owner_id"] == user["id"]
+    listed = json.loads(maimdb("tenant", "list", "--owner", user["id"], "--json",
+                               dsn=db.dsn("admin")).stdout)
+    assert [t["id"] for t in listed["items"]] == [owned["id"]]
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.scalar("select hashed_password from users where id = %s",
+                          [user["id"]]) == tenancy.NO_PASSWORD
+    users = json.loads(maimdb("user", "list", "--json", dsn=db.dsn("admin")).stdout)
+    assert users["total"] == 3 and users["items"][0]["id"] == user["id"]
+    refused = one_line_error(maimdb("user", "create", "dave", "--email", "carol@example.com",
+                                    dsn=db.dsn("admin")))
+    assert "a user with email 'carol@example.com' already exists" in refused

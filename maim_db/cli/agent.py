@@ -9,12 +9,12 @@ import typer
 from ..control import tenancy
 from ..tables import Agent
 from ..tables.control_plane import AgentStatus
-from .options import Dsn, Json, Limit, Offset, Yes, admin, confirm, status_command
+from .options import App, Dsn, Json, Limit, Offset, Yes, admin, confirm, status_command
 from .output import emit, plain
 
 COLUMNS = ("id", "name", "tenant_id", "status", "created_at")
 
-app = typer.Typer(help="Agents: one bot persona each.", no_args_is_help=True)
+app = App(help="Agents: one bot persona each.", no_args_is_help=True)
 
 
 @app.command("create")

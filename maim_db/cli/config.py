@@ -12,10 +12,10 @@ import typer
 from ..control import config as cd
 from ..errors import InputError
 from ..transfer import archive
-from .options import Dsn, admin
+from .options import App, Dsn, Json, admin
 from .output import dumps, say
 
-app = typer.Typer(help="Agent configuration documents.", no_args_is_help=True)
+app = App(help="Agent configuration documents.", no_args_is_help=True)
 
 
 @app.command("show")
@@ -63,7 +63,7 @@ def config_import_toml(agent_id: str,
                        bot_config: Annotated[Path, typer.Argument(help="bot_config.toml")],
                        models: Annotated[Path | None, typer.Option(
                            "--models", help="model_config.toml")] = None,
-                       dsn: Dsn = None) -> None:
+                       dsn: Dsn = None, as_json: Json = False) -> None:
     """Load a single-user MaiBot's bot_config.toml (and model_config.toml) into an agent.
 
     Example: maimdb config import-toml agent_1a2b3c4d5e6f bot_config.toml
@@ -72,6 +72,9 @@ def config_import_toml(agent_id: str,
     patch, skipped = cd.from_toml(_read_text(bot_config), _read_text(models) if models else None)
     with admin(dsn) as db:
         cd.update(db, patch, agent_id)
+    if as_json:
+        print(dumps({"agent_id": agent_id, "fields": sorted(patch), "skipped": skipped}))
+        return
     say(f"imported into {agent_id}")
     if skipped:
         say("skipped (no column for these MaiBot settings): " + ", ".join(skipped))

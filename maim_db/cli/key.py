@@ -10,13 +10,13 @@ from typing import Annotated
 import typer
 
 from ..control import keys, tenancy
-from .options import Dsn, Json, Limit, Offset, admin
+from .options import App, Dsn, Json, Limit, Offset, admin
 from .output import dumps, emit, err, plain, say
 
 COLUMNS = ("id", "name", "agent_id", "key_prefix", "permissions", "status", "expires_at",
            "last_used_at", "usage_count")
 
-app = typer.Typer(help="API keys: the secret is shown once.", no_args_is_help=True)
+app = App(help="API keys: the secret is shown once.", no_args_is_help=True)
 
 
 @app.command("create")

@@ -9,10 +9,11 @@ from typing import Annotated
 import typer
 
 from ..errors import MaimDBError
-from . import agent, config, key, schema, secrets, server, tenant, transfer
+from . import agent, config, key, schema, secrets, server, tenant, transfer, user
+from .options import App
 from .output import report
 
-app = typer.Typer(
+app = App(
     help="maim_db: the isolated data plane of multi-user MaiBot.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -34,8 +35,8 @@ def _options(_version: Annotated[bool, typer.Option(
 
 schema.register(app)
 transfer.register(app)
-for name, noun in (("db", server), ("tenant", tenant), ("agent", agent), ("key", key),
-                   ("config", config), ("secrets", secrets)):
+for name, noun in (("db", server), ("user", user), ("tenant", tenant), ("agent", agent),
+                   ("key", key), ("config", config), ("secrets", secrets)):
     app.add_typer(noun.app, name=name)
 
 

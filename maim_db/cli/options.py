@@ -8,6 +8,9 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
+from typer import _click
+from typer.core import TyperCommand, TyperGroup, TyperOption
+from typer.models import CommandFunctionType
 
 from .. import Database, MaimDBError, connect
 from ..control import tenancy
@@ -21,6 +24,35 @@ Limit = Annotated[int, typer.Option("--limit", min=1, max=tenancy.MAX_PAGE)]
 Offset = Annotated[int, typer.Option("--offset", min=0)]
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 Agent = Annotated[str, typer.Option("--agent", help="The agent (agent_…) whose rows these are.")]
+
+
+def _switches_untyped(params: list[_click.Parameter]) -> list[_click.Parameter]:
+    # A flag takes no value, so `--help` shows none: `--yes`, not `--yes <bool>`.
+    for p in params:
+        if isinstance(p, TyperOption) and p.is_flag and p.metavar is None:
+            p.metavar = ""
+    return params
+
+
+class Command(TyperCommand):
+    def get_params(self, ctx: _click.Context) -> list[_click.Parameter]:
+        return _switches_untyped(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    def get_params(self, ctx: _click.Context) -> list[_click.Parameter]:
+        return _switches_untyped(super().get_params(ctx))
+
+
+class App(typer.Typer):
+    """``typer.Typer`` whose groups and commands print flags without a type."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cls=Group, **kwargs)
+
+    def command(self, name: str | None = None, **kwargs: Any
+                ) -> Callable[[CommandFunctionType], CommandFunctionType]:
+        return super().command(name, cls=Command, **kwargs)
 
 
 def admin(dsn: str | None) -> AbstractContextManager[Database]:

@@ -62,9 +62,9 @@ def cell(value: object) -> Text:
 
 
 def plain(value: Any) -> Any:
-    """A row as JSON-ready data; a key's hash never leaves."""
+    """A row as JSON-ready data; a key's or a password's hash never leaves."""
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json", exclude={"key_hash"})
+        return value.model_dump(mode="json", exclude={"key_hash", "hashed_password"})
     return value
 
 

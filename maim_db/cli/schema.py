@@ -11,8 +11,8 @@ from rich.table import Table
 from .. import embedded
 from ..connection import open_connection
 from ..schema import migrate as migrations
+from ..schema.audit import Definer, Finding, definers, require_migrated
 from ..schema.audit import audit as run_audit
-from ..schema.audit import definers, require_migrated
 from ..schema.snapshot import snapshot as take
 from ..settings import describe, resolve_dsn, settings
 from .options import Dsn, Json, Yes, confirm
@@ -22,23 +22,28 @@ from .output import cell, dumps, out, say
 def migrate(dsn: Dsn = None,
             dry_run: Annotated[bool, typer.Option("--dry-run",
                                                   help="List, apply nothing.")] = False,
-            ) -> None:
+            as_json: Json = False) -> None:
     """Apply every pending migration, then audit isolation.
 
     Example: maimdb migrate --dry-run
     """
     target = resolve_dsn(dsn, start=not dry_run)
     if dsn or settings().dsn:
-        say(f"server: {describe(target)}")
+        server = describe(target)
     else:
-        say(f"server: the embedded PostgreSQL in {embedded.data_dir(settings().data_dir)} "
-            "(it keeps running; `maimdb db stop` stops it)")
-    done = migrations.migrate(target, dry_run=dry_run)
-    verb = "would apply" if dry_run else "applied"
+        server = (f"the embedded PostgreSQL in {embedded.data_dir(settings().data_dir)} "
+                  "(it keeps running; `maimdb db stop` stops it)")
+    if not as_json:
+        say(f"server: {server}")
+    done = [m.id for m in migrations.migrate(target, dry_run=dry_run)]
+    if as_json:
+        print(dumps({"server": server, "dry_run": dry_run, "migrations": done,
+                     "applied": [] if dry_run else done}))
+        return
     if not done:
         out.print("nothing to apply: the schema is at head")
     for m in done:
-        say(f"{verb} {m.id}")
+        say(f"{'would apply' if dry_run else 'applied'} {m}")
 
 
 def _loss(loss: migrations.Loss) -> str:
@@ -80,27 +85,33 @@ def rollback(dsn: Dsn = None,
             say(f"rolled back {undo.migration.id}")
 
 
-def status(dsn: Dsn = None) -> None:
+def status(dsn: Dsn = None, as_json: Json = False) -> None:
     """Show applied and pending migrations; exit 1 if any is pending, edited or unknown to
     this checkout (for CI).
 
     Example: maimdb status || maimdb migrate
     """
     state = migrations.status(dsn)
-    table = Table("migration", "state", "sha256")
     edited = {m.id for m, _ in state.edited}
-    for m in state.applied:
-        table.add_row(m.id, "[red]edited[/]" if m.id in edited else "applied", m.sha256[:12])
-    for m in state.pending:
-        table.add_row(m.id, "[yellow]pending[/]", m.sha256[:12])
-    for name in state.unknown:
-        table.add_row(cell(name), "[red]not in this checkout[/]", "")
-    out.print(table)
-    if state.pending or state.edited or state.unknown:
+    rows = ([(m.id, "edited" if m.id in edited else "applied", m.sha256) for m in state.applied]
+            + [(m.id, "pending", m.sha256) for m in state.pending]
+            + [(name, "unknown", None) for name in state.unknown])
+    current = not (state.pending or state.edited or state.unknown)
+    if as_json:
+        print(dumps({"current": current, "migrations": [
+            {"id": id_, "state": st, "sha256": sha} for id_, st, sha in rows]}))
+    else:
+        table = Table("migration", "state", "sha256")
+        shown = {"applied": "applied", "edited": "[red]edited[/]",
+                 "pending": "[yellow]pending[/]", "unknown": "[red]not in this checkout[/]"}
+        for id_, st, sha in rows:
+            table.add_row(cell(id_), shown[st], (sha or "")[:12])
+        out.print(table)
+    if not current:
         raise typer.Exit(1)
 
 
-def audit(dsn: Dsn = None) -> None:
+def audit(dsn: Dsn = None, as_json: Json = False) -> None:
     """Check the live schema's isolation invariants; exit 1 on any finding.
 
     Example: maimdb audit --dsn postgresql://maim@db/maim
@@ -108,6 +119,18 @@ def audit(dsn: Dsn = None) -> None:
     with open_connection(dsn) as conn:
         findings = run_audit(require_migrated(conn))
         doors = definers(conn)
+    if as_json:
+        print(dumps({
+            "findings": [{"object": f.object, "problem": f.problem} for f in findings],
+            "definers": [{"function": d.function, "search_path": d.search_path,
+                          "executors": list(d.executors)} for d in doors]}))
+    else:
+        _print_audit(findings, doors)
+    if findings:
+        raise typer.Exit(1)
+
+
+def _print_audit(findings: list[Finding], doors: list[Definer]) -> None:
     # Every SECURITY DEFINER function is a door into its owner's rights: list who may open it.
     listing = Table()
     for heading in ("SECURITY DEFINER function", "search_path", "executable by"):
@@ -124,7 +147,6 @@ def audit(dsn: Dsn = None) -> None:
     for f in findings:
         table.add_row(cell(f.object), cell(f.problem))
     out.print(table)
-    raise typer.Exit(1)
 
 
 def snapshot(dsn: Dsn = None,

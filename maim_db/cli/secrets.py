@@ -9,10 +9,10 @@ from rich.table import Table
 
 from .. import crypto
 from ..control import sealed
-from .options import Dsn, Json
+from .options import App, Dsn, Json
 from .output import cell, dumps, err, out, say
 
-app = typer.Typer(help="Keys for sealed secrets (MAIMDB_SECRET_KEY).",
+app = App(help="Keys for sealed secrets (MAIMDB_SECRET_KEY).",
                           no_args_is_help=True)
 
 

@@ -12,10 +12,10 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .. import embedded
 from ..settings import as_url, resolve_dsn, settings
-from .options import Dsn
-from .output import out, say
+from .options import App, Dsn, Json
+from .output import dumps, out, say
 
-app = typer.Typer(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
+app = App(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
                   no_args_is_help=True)
 
 
@@ -47,12 +47,18 @@ def db_stop() -> None:
 
 
 @app.command("status")
-def db_status() -> None:
+def db_status(as_json: Json = False) -> None:
     """Say whether the embedded server runs; exit 1 if it does not.
 
     Example: maimdb db status
     """
     s = embedded.status(_data_dir(), settings().database)
+    if as_json:
+        print(dumps({"data_dir": str(s.data_dir), "initialized": s.initialized,
+                     "running": s.running, "pid": s.pid}))
+        if not s.running:
+            raise typer.Exit(1)
+        return
     say(f"data dir:    {s.data_dir}")
     say(f"initialized: {'yes' if s.initialized else 'no'}")
     say(f"running:     {'yes, pid ' + str(s.pid) if s.running else 'no'}")

@@ -8,12 +8,12 @@ import typer
 
 from ..control import tenancy
 from ..tables.control_plane import TenantStatus
-from .options import Dsn, Json, Limit, Offset, Yes, admin, confirm, status_command
+from .options import App, Dsn, Json, Limit, Offset, Yes, admin, confirm, status_command
 from .output import emit
 
 COLUMNS = ("id", "tenant_name", "tenant_type", "status", "owner_id", "created_at")
 
-app = typer.Typer(help="Tenants: an owner's group of agents.", no_args_is_help=True)
+app = App(help="Tenants: an owner's group of agents.", no_args_is_help=True)
 
 
 @app.command("create")

@@ -7,6 +7,7 @@ Suspending is enforced by the database, not here: ``maim.open_agent_scope`` and
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, get_args
 
@@ -14,9 +15,9 @@ from psycopg import sql
 
 from ..connection import Database
 from ..errors import ConflictError, InputError, not_found
-from ..ids import check, check_input, check_name, new_agent_id, new_tenant_id
+from ..ids import check, check_input, check_name, new_agent_id, new_tenant_id, new_user_id
 from ..row import Row
-from ..tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant
+from ..tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant, User
 from ..tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
 
 T = TypeVar("T", bound=Row)
@@ -76,6 +77,32 @@ def _listing(model: type[Row], where: dict[str, Any], limit: int,
 
     query, params = find(model, where, ["-created_at", "id"], limit)
     return sql.SQL("{} offset {}").format(query, sql.Literal(offset)), params
+
+
+# -- users -----------------------------------------------------------------------------------
+
+# The web back end owns logins and their hash scheme; a user made here has none yet. "!" is
+# no scheme's hash (as in /etc/shadow), so no password matches it until the back end sets one.
+NO_PASSWORD = "!"
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
+
+
+def create_user(db: Database, username: str, *, email: str | None = None) -> User:
+    """A user who can own tenants, without a password (the web back end sets it)."""
+    check_name("username", username)
+    if email is not None and not _EMAIL.fullmatch(email):
+        raise InputError(f"email must look like name@host, got {email!r}")
+    for column, value in (("username", username), ("email", email)):
+        if value is not None and db.rows(
+                sql.SQL("select 1 from users where {} = %s").format(sql.Identifier(column)),
+                [value]):
+            raise ConflictError(f"a user with {column} {value!r} already exists")
+    return db.insert(User.from_input(id=new_user_id(), username=username, email=email,
+                                     hashed_password=NO_PASSWORD))
+
+
+def list_users(db: Database, *, limit: int = 50, offset: int = 0) -> Page[User]:
+    return _page(db, User, {}, limit, offset)
 
 
 # -- tenants ---------------------------------------------------------------------------------
