@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -33,12 +34,14 @@ from maim_db.transfer.archive import agent_counts
 from maim_db.transfer.maibot import (
     TABLES,
     ImportReport,
+    committed,
     import_claim,
     import_sqlite,
     open_source,
     source_key,
 )
 from tests import maibot_files as mf
+from tests.cli import maimdb
 from tests.databases import TestDB, World
 
 TARGET = {t.source: t.model.table for t in TABLES}
@@ -294,6 +297,42 @@ def test_killed_import_resumes_with_one_copy_of_each_row(db: TestDB, world: Worl
     with connect(db.dsn("app"), agent_id=a1) as s:
         total, distinct = s.rows("select count(*), count(distinct message_id) from messages")[0]
     assert total == distinct == n
+
+
+def test_ctrl_c_says_what_is_committed_and_a_rerun_resumes(db: TestDB, world: World,
+                                                           tmp_path: Path) -> None:
+    """Issue 14: Ctrl-C in import-sqlite says how many rows are in and that a rerun
+    resumes; the rerun then brings in the rest, one copy of each row."""
+    a1 = world.agent_id("A1")
+    n = 6000
+    path = mf.build(tmp_path / "MaiBot.db", "0.12", messages=n)
+    args = ["import-sqlite", str(path), "--agent", a1, "--batch-size", "50", "--timezone",
+            "UTC"]
+    proc = subprocess.Popen([sys.executable, "-m", "maim_db.cli", *args],
+                            env=dict(os.environ, MAIMDB_DSN=db.dsn("app")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None and proc.stdout is not None
+    for line in proc.stderr:
+        if line.startswith("messages: ") and int(line.split()[1].split("/")[0]) >= 500:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=60) == 130
+    assert proc.stdout.read() == ""  # no report: the import did not finish
+    said = [line for line in rest.splitlines() if not re.match(r"\w+: (\d+/\d+|done)", line)]
+    assert len(said) == 1 and "Traceback" not in rest, rest
+    partial = _counts(db, a1)["messages"]
+    assert 500 <= partial < n, partial
+    assert said[0].startswith("error: interrupted: ") and f"messages {partial}" in said[0]
+    assert "run the same command again to resume" in said[0]
+    assert committed(path, a1, dsn=db.dsn("app"))["messages"] == partial
+
+    again = maimdb(*args, dsn=db.dsn("app"))
+    assert again.returncode == 0, again.stderr
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        total, distinct = s.rows("select count(*), count(distinct message_id) from messages")[0]
+    assert total == distinct == n
+    assert committed(path, a1, dsn=db.dsn("app"))["messages"] == n
 
 
 def test_import_writes_only_into_the_named_agent(db: TestDB, world: World,

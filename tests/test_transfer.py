@@ -283,3 +283,39 @@ def test_the_cli_round_trip_and_erase(db: TestDB, world: World, tmp_path: Path) 
     assert erased.returncode == 0, erased.stderr
     assert json.loads(erased.stdout)["total"] == total
     assert sum(_all_counts(db, a2).values()) == 0
+
+
+def test_export_shows_progress_on_a_terminal_and_lines_in_a_pipe(db: TestDB, world: World,
+                                                                 tmp_path: Path) -> None:
+    import pty
+
+    a1 = world.agent_id("A1")
+    _fill(db, a1, tmp_path)
+    counts = _all_counts(db, a1)
+    piped = _cli(db, "export", "--agent", a1, "--out", str(tmp_path / "piped"))
+    assert piped.returncode == 0, piped.stderr
+    assert f"messages: {counts['messages']}/{counts['messages']}" in piped.stderr
+    assert f"messages: done, {counts['messages']} written" in piped.stderr
+    assert "user_sessions" not in piped.stderr  # empty tables are not news
+
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "maim_db.cli", "export", "--agent", a1,
+                             "--out", str(tmp_path / "tty")],
+                            env=dict(os.environ, MAIMDB_DSN=db.dsn("app"), COLUMNS="120"),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower)
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the follower side closed: the command is done
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 0
+    assert proc.stdout is not None and "exported" in proc.stdout.read().decode()
+    bar = drawn.decode(errors="replace")
+    assert "messages" in bar and f"{counts['messages']}/{counts['messages']}" in bar
+    assert "━" in bar and "messages: " not in bar  # a bar, not the plain lines

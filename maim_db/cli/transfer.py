@@ -4,17 +4,22 @@ agent's own scope."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
 from rich.table import Table
 
+from ..errors import MaimDBError
 from ..transfer import archive
-from ..transfer.maibot import ImportReport, Progress, TableReport, import_sqlite
+from ..transfer.maibot import ImportReport, committed, import_sqlite
+from ..transfer.progress import Progress
+from . import output
 from .options import Agent, Dsn, Json, Yes, confirm
 from .output import cell, dumps, err, out, say
 
@@ -33,8 +38,9 @@ class _Lines(Progress):
         self.done[table] += rows
         print(f"{table}: {self.done[table]}/{self.total[table]}", file=sys.stderr, flush=True)
 
-    def finish(self, report: TableReport) -> None:
-        print(f"{report.target}: done, {report.written} written", file=sys.stderr, flush=True)
+    def finish(self, table: str, rows: int) -> None:
+        if self.total[table]:  # an empty table is not news
+            print(f"{table}: done, {rows} written", file=sys.stderr, flush=True)
 
 
 class _Bars(Progress):
@@ -50,8 +56,9 @@ class _Bars(Progress):
     def advance(self, table: str, rows: int) -> None:
         self.bar.advance(self.tasks[table], rows)
 
-    def finish(self, report: TableReport) -> None:
-        self.bar.update(self.tasks[report.target], completed=report.read)
+    def finish(self, table: str, rows: int) -> None:
+        task = self.tasks[table]
+        self.bar.update(task, completed=self.bar.tasks[task].total)
 
 
 def _print_report(report: ImportReport) -> None:
@@ -79,6 +86,31 @@ def _print_report(report: ImportReport) -> None:
         say(f"tables not imported: {', '.join(report.ignored_tables)}")
 
 
+@contextmanager
+def _progress(quiet: bool) -> Iterator[Progress]:
+    """Bars on a terminal, lines in a log or a pipe (not with --json)."""
+    if sys.stderr.isatty() and not quiet:
+        with Bar(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+                 TimeElapsedColumn(), console=err) as bar:
+            yield _Bars(bar)
+    else:
+        yield _Lines()
+
+
+def _interrupted(path: Path, agent: str, dsn: str | None) -> NoReturn:
+    """Ctrl-C: the batch being written is rolled back, every earlier one is kept. Say how many
+    rows are in (read back from the database, not counted here) and how to go on."""
+    try:
+        done = {t: n for t, n in committed(path, agent, dsn=dsn).items() if n}
+        held = (f"{sum(done.values())} rows from {path} are committed in {agent}"
+                + (f" ({', '.join(f'{t} {n}' for t, n in done.items())})" if done else ""))
+    except (MaimDBError, OSError) as e:
+        held = f"the rows committed could not be counted ({e})"
+    output.report(MaimDBError(f"interrupted: {held}; run the same command again to resume after "
+                       "them"))
+    raise typer.Exit(130)
+
+
 def import_sqlite_command(
     path: Annotated[Path, typer.Argument(help="MaiBot's data/MaiBot.db (0.7 to 0.12).")],
     agent: Agent,
@@ -102,12 +134,11 @@ def import_sqlite_command(
     """
     run = partial(import_sqlite, path, agent, dsn=dsn, timezone=timezone,
                   batch_size=batch_size, batch_bytes=batch_mib * 2**20, strict=strict)
-    if sys.stderr.isatty() and not as_json:
-        with Bar(TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-                 TimeElapsedColumn(), console=err) as bar:
-            report = run(progress=_Bars(bar))
-    else:
-        report = run(progress=_Lines())
+    try:
+        with _progress(as_json) as progress:
+            report = run(progress=progress)
+    except KeyboardInterrupt:
+        _interrupted(path, agent, dsn)
     if as_json:
         print(dumps(report.as_dict()))
     else:
@@ -142,7 +173,8 @@ def export_command(
 
     Example: maimdb export --agent agent_3f9a1c2b7d4e --out backup/
     """
-    counts = archive.export_agent(agent, out_dir, dsn=dsn)
+    with _progress(as_json) as progress:
+        counts = archive.export_agent(agent, out_dir, dsn=dsn, progress=progress)
     _counts(counts, as_json, f"exported {agent} to {out_dir}",
             {"agent_id": agent, "out": str(out_dir)}, every)
 

@@ -34,6 +34,7 @@ from ..errors import ConfigurationError, ConflictError, InputError, MaimDBError,
 from ..row import Row
 from ..scope import named_agent
 from ..tables import agent_config, business, imports, runtime
+from .progress import Progress
 
 #: The tables an export holds and a restore fills, parents before children.
 DATA_ROWS: Final[tuple[type[Row], ...]] = agent_config.ROWS + business.ROWS + runtime.ROWS
@@ -133,11 +134,13 @@ def sign(manifest: dict[str, Any]) -> dict[str, Any]:
     return {**manifest, "key_id": key_id, "tag": tag}
 
 
-def export_agent(agent_id: str, out: Path, *, dsn: str | None = None) -> dict[str, int]:
+def export_agent(agent_id: str, out: Path, *, dsn: str | None = None,
+                 progress: Progress | None = None) -> dict[str, int]:
     """Write every data row of ``agent_id`` under ``out``; return the rows per table.
 
     One read-only repeatable-read transaction: the files are one consistent state. The
-    manifest is written last, so an export that failed half-way cannot be restored.
+    manifest is written last, so an export that failed half-way cannot be restored. With
+    ``progress``, each table is counted first (in the same snapshot) and told as it goes.
     """
     scope = named_agent(agent_id)
     out = Path(out)
@@ -161,7 +164,7 @@ def export_agent(agent_id: str, out: Path, *, dsn: str | None = None) -> dict[st
             raise InputError(f"cannot create {out}: {err.strerror or err}") from None
         for model in DATA_ROWS:
             counts[model.table], digests[model.table] = _export_table(
-                db, model, out / f"{model.table}.jsonl")
+                db, model, out / f"{model.table}.jsonl", progress)
     manifest: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "schema_version": schema_version(), "agent_id": agent_id, "tenant_id": tenant,
@@ -172,12 +175,16 @@ def export_agent(agent_id: str, out: Path, *, dsn: str | None = None) -> dict[st
     return counts
 
 
-def _export_table(db: Database, model: type[Row], path: Path) -> tuple[int, str]:
+def _export_table(db: Database, model: type[Row], path: Path,
+                  progress: Progress | None) -> tuple[int, str]:
     order = [k for k in model.key if k != "agent_id"] or ["agent_id"]
     query = sql.SQL("select row_to_json(t)::text from (select * from {} order by {}) as t"
                     ).format(sql.Identifier(model.table), names(order))
     n = 0
     digest = hashlib.sha256()
+    if progress is not None:
+        progress.start(model.table, int(db.scalar(
+            sql.SQL("select count(*) from {}").format(sql.Identifier(model.table)))))
     try:
         with private_file(path) as f, \
                 db.connection.cursor(name=f"maim_export_{model.table}") as cur:
@@ -188,8 +195,14 @@ def _export_table(db: Database, model: type[Row], path: Path) -> tuple[int, str]
                 f.write(data)
                 digest.update(data)
                 n += 1
+                if progress is not None and n % BATCH == 0:
+                    progress.advance(model.table, BATCH)
     except psycopg.Error as err:
         raise translate(err) from err
+    if progress is not None:
+        if n % BATCH:
+            progress.advance(model.table, n % BATCH)
+        progress.finish(model.table, n)
     return n, digest.hexdigest()
 
 

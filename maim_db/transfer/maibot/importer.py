@@ -40,9 +40,10 @@ from ...errors import ConfigurationError, ConflictError, InputError, MaimDBError
 from ...scope import Scope, named_agent
 from ...settings import settings
 from ..archive import copy_via_temp, names, temp_like
+from ..progress import Progress
 from .convert import Skip
 from .plan import TABLES, Plan, catalog, plan
-from .report import ImportReport, Progress
+from .report import ImportReport
 from .source import Bound, Source, open_source, source_key
 
 BATCH: Final = 5000
@@ -108,6 +109,20 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
         source.conn.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def committed(path: Path, agent_id: str, *, dsn: str | None = None) -> dict[str, int]:
+    """Rows that imports of the file at ``path`` have committed into ``agent_id`` so far, per
+    target table: what a rerun resumes after (after a Ctrl-C, say)."""
+    scope = named_agent(agent_id)
+    source = open_source(Path(path))
+    try:
+        key = source_key(source)
+    finally:
+        source.conn.close()
+    with open_connection(dsn) as conn:
+        done = _progress(conn, scope, key)
+    return {tm.model.table: done[tm.source][1] for tm in TABLES if tm.source in done}
 
 
 def _timezone(name: str | None) -> tuple[tzinfo, str]:
@@ -210,7 +225,7 @@ def _import_table(conn: psycopg.Connection[Any], scope: Scope, source: Source, p
         report.read += batch.read
         report.written += written
         progress.advance(report.target, batch.read)
-    progress.finish(report)
+    progress.finish(report.target, report.written)
 
 
 @dataclass

@@ -57,16 +57,3 @@ class ImportReport:
                 "format": self.format, "timezone": self.timezone,
                 "seconds": round(self.seconds, 3), "ignored_tables": self.ignored_tables,
                 "tables": [t.as_dict() for t in self.tables]}
-
-
-class Progress:
-    """Told how far each table has got; the CLI draws it, the library default is silent."""
-
-    def start(self, table: str, total: int) -> None:
-        """``table`` begins, with ``total`` rows to read."""
-
-    def advance(self, table: str, rows: int) -> None:
-        """``rows`` more rows of ``table`` were read and committed."""
-
-    def finish(self, report: TableReport) -> None:
-        """``table`` is done."""
