@@ -130,7 +130,7 @@ _KEY = re.compile(r'Key (?:\((?P<cols>.+?)\)=\((?P<vals>.*)\) )?(?P<what>already
                   r'present in table "(?P<parent>[^"]+)"|is still referenced from table '
                   r'"(?P<child>[^"]+)")')
 _UNKNOWN_AGENT = re.compile(r"^agent (\S+) does not exist$")  # maim.open_agent_scope
-_CHECK = re.compile(r"^(?P<table>\w+?)_(?P<column>\w+)_check\d*$")
+_CHECK = re.compile(r"^(?P<column>\w+)_check\d*$")  # after "<table>_"
 
 
 def _singular(table: str) -> str:
@@ -160,17 +160,19 @@ def _key_message(err: psycopg.Error) -> str | None:
 
 
 def _check_message(err: psycopg.Error) -> str | None:
-    m = _CHECK.match(err.diag.constraint_name or "")
-    if m is None or m["table"] != err.diag.table_name:
+    table, name = err.diag.table_name or "", err.diag.constraint_name or ""
+    m = _CHECK.match(name.removeprefix(f"{table}_")) if name.startswith(f"{table}_") else None
+    if m is None:
         return None
     column = m["column"]
-    if column in ("name", "username", "tenant_name"):
-        return f"{_singular(m['table'])} {column.replace('_', ' ')} must be 1 to 100 characters"
+    if column in ("name", "username", "tenant_name"):  # 0001's length, 0015's text
+        noun = "username" if column == "username" else f"{_singular(table)} name"
+        return (f"{noun} must be 1 to 100 characters, not only white space, with no control "
+                "characters")
     if column == "id":
-        kind = _singular(m["table"]).replace(" ", "_")
-        return (f"a {_singular(m['table'])} id must be {kind}_ followed by letters, digits, _ "
-                "or -")
-    return f"{m['table']}.{column}: the value is not allowed (the column's check)"
+        kind = _singular(table).replace(" ", "_")
+        return f"a {_singular(table)} id must be {kind}_ followed by letters, digits, _ or -"
+    return f"{table}.{column}: the value is not allowed (the column's check)"
 
 
 def translate(err: psycopg.Error) -> MaimDBError:

@@ -7,7 +7,14 @@ import json
 
 import pytest
 
-from maim_db import ConflictError, IsolationError, NotFoundError, UnknownAgentError, connect
+from maim_db import (
+    ConflictError,
+    InputError,
+    IsolationError,
+    NotFoundError,
+    UnknownAgentError,
+    connect,
+)
 from maim_db.control import tenancy
 from maim_db.tables import Agent, Tenant
 from tests.cli import maimdb, one_line_error
@@ -216,3 +223,48 @@ def test_users_made_here_own_tenants_and_have_no_password(db: TestDB, world: Wor
     refused = one_line_error(maimdb("user", "create", "dave", "--email", "carol@example.com",
                                     dsn=db.dsn("admin")))
     assert "a user with email 'carol@example.com' already exists" in refused
+
+
+@pytest.mark.parametrize("name", ["   ", "\n\n", "\u3000 x\u0085", "a\tb", "tab\x1b[31m"])
+def test_the_database_refuses_names_without_text_from_raw_sql(db: TestDB, world: World,
+                                                              name: str) -> None:
+    """Past `check_name` (psql, a service's own SQL) migration 0015's checks hold: a name
+    needs a character that is not white space and no control characters; the message is in
+    words, the constraint's name on `.constraint`."""
+    t1 = world.tenant_id("T1")
+    for table, column, noun, where in [
+            ("tenants", "tenant_name", "tenant name", ("id", t1)),
+            ("agents", "name", "agent name", ("id", world.agent_id("A1"))),
+            ("users", "username", "username", ("id", world.users["U1"].id)),
+            ("api_keys", "name", "API key name", ("agent_id", world.agent_id("A1")))]:
+        before = _counts(db)
+        with pytest.raises(InputError) as refused, connect(db.dsn("admin"), admin=True) as adm:
+            adm.execute(f"update {table} set {column} = %s where {where[0]} = %s",
+                        [name, where[1]])
+        assert str(refused.value).startswith(f"{noun} must be 1 to 100 characters, not only "
+                                             "white space"), refused.value
+        assert refused.value.constraint == f"{table}_{column}_check1"
+        assert _counts(db) == before
+    with connect(db.dsn("admin"), admin=True) as adm:  # a name with text still goes in
+        adm.execute("update tenants set tenant_name = %s where id = %s", [" 麦麦 的 bots ", t1])
+        assert adm.get(Tenant, t1).tenant_name == " 麦麦 的 bots "
+
+
+def test_old_names_without_text_do_not_stop_the_migration(empty_db: TestDB,
+                                                           tmp_path: object) -> None:
+    import shutil
+    from pathlib import Path
+
+    import psycopg
+
+    from maim_db.schema import migrate
+    from maim_db.schema.migrate import MIGRATIONS_DIR
+
+    before = Path(str(tmp_path)) / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, before, ignore=shutil.ignore_patterns("0015_*"))
+    migrate.migrate(empty_db.superuser, migrations_dir=before)
+    with psycopg.connect(empty_db.superuser, autocommit=True) as conn:
+        conn.execute("insert into tenants (id, tenant_name) values ('tenant_blank00000', '  ')")
+    assert [m.id for m in migrate.migrate(empty_db.superuser)] == ["0015_names_with_text"]
+    with psycopg.connect(empty_db.superuser) as conn:
+        assert conn.execute("select tenant_name from tenants").fetchall() == [("  ",)]
