@@ -32,13 +32,6 @@ def _tables(dsn: str) -> set[str]:
             "and tablename not like '%%yoyo%%'")}
 
 
-def _maimdb(*args: str, dsn: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MAIMDB_DSN=dsn)
-    return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
-
-
 def test_migrate_applies_everything_then_is_a_no_op(empty_db: TestDB) -> None:
     dsn = empty_db.superuser
     first = migrate.migrate(dsn)
@@ -92,7 +85,7 @@ def test_a_database_ahead_of_this_checkout_is_refused(empty_db: TestDB,
         with pytest.raises(MigrationError, match="migrations this checkout does not: 9990"):
             call()
     assert len(migrate.status(dsn, migrations_dir=newer).applied) == len(migrate.load()) + 1
-    result = _maimdb("status", dsn=dsn)
+    result = maimdb("status", dsn=dsn)
     assert result.returncode == 1 and "not in this checkout" in result.stdout
 
 
@@ -198,18 +191,18 @@ def test_concurrent_migrate_from_two_processes(empty_db: TestDB) -> None:
 def test_cli_status_exit_codes(empty_db: TestDB) -> None:
     dsn = empty_db.superuser
     for command in ("audit", "snapshot"):  # "no findings" on an empty database means nothing
-        unmigrated = _maimdb(command, dsn=dsn)
+        unmigrated = maimdb(command, dsn=dsn)
         assert unmigrated.returncode == 1 and "is not migrated" in unmigrated.stderr
         assert unmigrated.stdout == ""
-    pending = _maimdb("status", dsn=dsn)
+    pending = maimdb("status", dsn=dsn)
     assert pending.returncode == 1 and "pending" in pending.stdout
-    server, first, *_ = _maimdb("migrate", "--dry-run", dsn=dsn).stdout.splitlines()
+    server, first, *_ = maimdb("migrate", "--dry-run", dsn=dsn).stdout.splitlines()
     assert server.startswith("server: database ") and first.startswith("would apply")
-    assert _maimdb("migrate", dsn=dsn).returncode == 0
-    done = _maimdb("status", dsn=dsn)
+    assert maimdb("migrate", dsn=dsn).returncode == 0
+    done = maimdb("status", dsn=dsn)
     assert done.returncode == 0 and "applied" in done.stdout and "pending" not in done.stdout
-    assert _maimdb("audit", dsn=dsn).returncode == 0
-    again = _maimdb("migrate", dsn=dsn)
+    assert maimdb("audit", dsn=dsn).returncode == 0
+    again = maimdb("migrate", dsn=dsn)
     assert again.returncode == 0 and "nothing to apply" in again.stdout
 
 
@@ -248,7 +241,7 @@ def test_cli_json_shapes(empty_db: TestDB) -> None:
 
 def test_cli_reports_errors_in_one_line(empty_db: TestDB, tmp_path: Path,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    bad = _maimdb("status", dsn="host=/nonexistent-maimdb dbname=x connect_timeout=1")
+    bad = maimdb("status", dsn="host=/nonexistent-maimdb dbname=x connect_timeout=1")
     assert bad.returncode == 1
     assert bad.stderr.startswith("error: cannot connect") and "Traceback" not in bad.stderr
     # a message of several lines (the edited-migration refusal) is still one line
@@ -270,7 +263,7 @@ def test_cli_reports_errors_in_one_line(empty_db: TestDB, tmp_path: Path,
                           stdin=subprocess.DEVNULL)
         assert weird.returncode == 1 and "Traceback" not in weird.stderr, weird.stderr
         assert weird.stderr.count("\n") == 1 and "MAIMDB_PGBOUNCER" in weird.stderr
-    usage = _maimdb("db", "psql", "--as", "postgres", dsn=empty_db.superuser)
+    usage = maimdb("db", "psql", "--as", "postgres", dsn=empty_db.superuser)
     assert usage.returncode == 2 and "--as" in usage.stderr
 
 
@@ -292,23 +285,23 @@ def test_rollback_says_what_it_drops_and_asks_first(empty_db: TestDB) -> None:
             row = conn.execute("select count(*) from messages").fetchone()
             return int(row[0]) if row else -1
 
-    refused = _maimdb("rollback", "--steps", steps, dsn=dsn)  # stdin is not a terminal
+    refused = maimdb("rollback", "--steps", steps, dsn=dsn)  # stdin is not a terminal
     assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1 and "--yes" in refused.stderr
     assert "table messages (200 rows)" in refused.stdout
     assert messages() == 200 and not migrate.status(dsn).pending
 
-    dry = _maimdb("rollback", "--steps", steps, "--dry-run", dsn=dsn)
+    dry = maimdb("rollback", "--steps", steps, "--dry-run", dsn=dsn)
     assert dry.returncode == 0, dry.stderr
     assert "would roll back" in dry.stdout and "0005_runtime: drops " in dry.stdout
-    as_json = json.loads(_maimdb("rollback", "--steps", steps, "--dry-run", "--json",
+    as_json = json.loads(maimdb("rollback", "--steps", steps, "--dry-run", "--json",
                                  dsn=dsn).stdout)
     runtime = next(m for m in as_json["migrations"] if m["id"] == "0005_runtime")
     assert {"table": "messages", "column": None, "rows": 200, "exact": True} in runtime["drops"]
     assert as_json["dry_run"] is True and as_json["rolled_back"] == []
     assert messages() == 200 and not migrate.status(dsn).pending
 
-    done = _maimdb("rollback", "--steps", steps, "--yes", dsn=dsn)
+    done = maimdb("rollback", "--steps", steps, "--yes", dsn=dsn)
     assert done.returncode == 0, done.stderr
     assert "rolled back 0005_runtime" in done.stdout
     assert "messages" not in _tables(dsn)

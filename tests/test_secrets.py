@@ -11,7 +11,6 @@ import json
 import os
 import stat
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from maim_db.control import sealed
 from maim_db.schema import migrate
 from maim_db.tables import business
 from maim_db.transfer.archive import MANIFEST, agent_counts, export_agent, import_export
+from tests.cli import maimdb
 from tests.databases import TestDB, World
 
 pytestmark = pytest.mark.usefixtures("secret_key")
@@ -253,7 +253,9 @@ def test_auth_tokens_are_sealed_at_rest(db: TestDB, world: World, tmp_path: Path
 def test_the_migration_seals_stored_tokens_and_refuses_without_the_key(
         db: TestDB, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     a1, b1 = world.agent_id("A1"), world.agent_id("B1")
-    migrate.rollback(db.superuser, steps=1)  # to before 0014, when tokens were plaintext
+    ids_ = [m.id for m in migrate.load()]
+    since = ids_[ids_.index("0014_seal_auth_tokens"):]
+    migrate.rollback(db.superuser, steps=len(since))  # to before 0014: tokens in plaintext
     with psycopg.connect(db.superuser) as conn:
         for agent, tokens in ((a1, ["plain-A1", "plain-A1b"]), (b1, ["plain-B1"])):
             conn.execute("insert into maim_message_configs (agent_id, auth_token) "
@@ -265,11 +267,11 @@ def test_the_migration_seals_stored_tokens_and_refuses_without_the_key(
     with pytest.raises(MigrationError, match=r"2 agents hold 3 maim_message auth tokens in "
                                              r"plaintext.*set it .*Nothing was changed"):
         migrate.migrate(db.superuser)
-    assert [m.id for m in migrate.status(db.superuser).pending] == ["0014_seal_auth_tokens"]
+    assert [m.id for m in migrate.status(db.superuser).pending] == since
     assert _forced(db)  # the migration's own window closed with its transaction
     assert _stored(db, a1)[1] == ((["plain-A1", "plain-A1b"],),)
     monkeypatch.setenv(crypto.ENV, key)
-    assert [m.id for m in migrate.migrate(db.superuser)] == ["0014_seal_auth_tokens"]
+    assert [m.id for m in migrate.migrate(db.superuser)] == since
     assert all(t.startswith(crypto.V2) for t in _stored(db, a1)[1][0][0])
     assert _tokens(db, a1) == ["plain-A1", "plain-A1b"] and _tokens(db, b1) == ["plain-B1"]
     assert "plain-" not in _statistics(db)  # the planner's samples were replaced too
@@ -393,9 +395,7 @@ def test_secrets_up_to_the_documented_length(db: TestDB, world: World) -> None:
 
 
 def _cli(db: TestDB, *args: str, dsn: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MAIMDB_DSN=dsn or db.dsn("admin"))
-    return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return maimdb(*args, dsn=dsn or db.dsn("admin"))
 
 
 def test_values_sealed_before_key_ids_still_open_and_rotate(db: TestDB, world: World) -> None:

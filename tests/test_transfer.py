@@ -37,6 +37,7 @@ from maim_db.transfer.archive import (
 )
 from maim_db.transfer.maibot import import_sqlite
 from tests import maibot_files as mf
+from tests.cli import maimdb
 from tests.databases import TestDB, World
 
 pytestmark = pytest.mark.usefixtures("secret_key")  # an export is signed with it
@@ -262,9 +263,7 @@ def test_erase_of_a_suspended_agent_is_refused(db: TestDB, world: World) -> None
 
 
 def _cli(db: TestDB, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
-    return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return maimdb(*args, dsn=db.dsn("app"))
 
 
 def test_the_cli_round_trip_and_erase(db: TestDB, world: World, tmp_path: Path) -> None:
