@@ -16,7 +16,7 @@ control plane in :mod:`maim_db.control`, data in and out in :mod:`maim_db.transf
 
 from .connection import Database, connect, scoped
 from .connection_async import AsyncDatabase, aconnect, ascoped
-from .context import agent_scope, job_scope, no_scope, tenant_scope
+from .context import agent_scope, job_scope, key_scope, no_scope, tenant_scope
 from .errors import (
     AuthenticationError,
     ConfigurationError,
@@ -61,6 +61,7 @@ __all__ = [
     "ascoped",
     "connect",
     "job_scope",
+    "key_scope",
     "new_agent_id",
     "new_key_id",
     "new_tenant_id",

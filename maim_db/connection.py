@@ -27,6 +27,7 @@ from .handle import (
     Params,
     Query,
     R,
+    Result,
     check_idle,
     dirty_message,
     log,
@@ -126,6 +127,12 @@ class Database(Handle[psycopg.Connection[Any]]):
         """Run a statement; return the number of rows it affected."""
         _, res = self._statement(query, params)
         return rowcount(res)
+
+    def result(self, query: Query, params: Params = None) -> Result:
+        """Run any statement; its column names, rows as tuples and rows affected (for
+        adapters such as :mod:`maim_db.peewee`; code of your own wants ``fetch``/``rows``)."""
+        _, res = self._statement(query, params)
+        return self._result(res)
 
     def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
         """Run a query and return every row as ``model``."""

@@ -26,6 +26,7 @@ from .handle import (
     Params,
     Query,
     R,
+    Result,
     check_idle,
     dirty_message,
     log,
@@ -125,6 +126,12 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
         """Run a statement; return the number of rows it affected."""
         _, res = await self._statement(query, params)
         return rowcount(res)
+
+    async def result(self, query: Query, params: Params = None) -> Result:
+        """Run any statement; its column names, rows as tuples and rows affected (for
+        adapters such as :mod:`maim_db.peewee`; code of your own wants ``fetch``/``rows``)."""
+        _, res = await self._statement(query, params)
+        return self._result(res)
 
     async def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
         """Run a query and return every row as ``model``."""

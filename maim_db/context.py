@@ -21,7 +21,7 @@ from typing import Generic, TypeVar
 from . import ids
 from .errors import ScopeError
 from .scope import AMBIENT as _ambient
-from .scope import Scope
+from .scope import Scope, check_key_secret
 
 
 def current() -> Scope | None:
@@ -56,6 +56,12 @@ def agent_scope(agent_id: str) -> AbstractContextManager[Scope]:
 def tenant_scope(tenant_id: str) -> AbstractContextManager[Scope]:
     """Blocks in this context that name no scope act for ``tenant_id``."""
     return _Ambient(Scope("tenant", ids.check("tenant", tenant_id)))
+
+
+def key_scope(api_key: str) -> AbstractContextManager[Scope]:
+    """Blocks in this context that name no scope act for the agent whose API key this is
+    (resolved by the database at each block, as ``api_key=`` is; for plugin runtimes)."""
+    return _Ambient(Scope("key", check_key_secret(api_key)))
 
 
 class _JobScope(_Ambient[Scope]):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Generic, LiteralString, TypeVar
 
 import psycopg
@@ -14,11 +15,11 @@ from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.pq.abc import PGresult
 
 from .errors import InputError, ScopeError, not_found, translate
-from .pipeline import Params, Query, R, session
+from .pipeline import Params, Query, R, rowcount, session
 from .scope import Scope
 
-__all__ = ["ABORTED", "Handle", "Params", "Query", "R", "check_idle", "dirty_message", "log",
-           "not_found", "translated"]
+__all__ = ["ABORTED", "Handle", "Params", "Query", "R", "Result", "check_idle", "dirty_message",
+           "log", "not_found", "translated"]
 
 log = logging.getLogger("maim_db")
 
@@ -36,6 +37,17 @@ def dirty_message(scope: Scope) -> str:
             "a DSN must not set `role`, and nothing may SET maim.* at session level")
 
 
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One statement's whole result in DB-API terms, for adapters that need that shape (the
+    Peewee bridge): column names (empty for a statement without rows), rows as tuples, and
+    the rows affected (-1 when the command does not say)."""
+
+    columns: tuple[str, ...]
+    rows: list[tuple[Any, ...]]
+    rowcount: int
 
 
 def check_idle(autocommit: bool, status: int) -> None:
@@ -92,6 +104,13 @@ class Handle(Generic[C]):
         if ok and self._opened and not self._single:
             raise self._ended_by_statement()
         return True
+
+    def _result(self, res: PGresult) -> Result:
+        if res.status == COMMAND_OK:
+            return Result((), [], rowcount(res))
+        names = tuple((res.fname(i) or b"").decode(self._session.encoding)
+                      for i in range(res.nfields))
+        return Result(names, self._session.rows(res, tuple), rowcount(res))
 
     @staticmethod
     def _check_rows(res: PGresult) -> None:

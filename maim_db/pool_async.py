@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from .connection_async import AsyncDatabase, arun_scoped
 from .errors import pool_error
-from .handle import Params, Query, R
+from .handle import Params, Query, R, Result
 from .scope import Scope, resolve
 from .settings import connection_options, resolve_dsn
 
@@ -97,6 +97,15 @@ class AsyncPool:
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         async with self._borrow(scope, single=True) as db:
             return await db.insert(row)
+
+    async def result(self, query: Query, params: Params = None, *,
+                     agent_id: str | None = None, tenant_id: str | None = None,
+                     admin: bool = False, api_key: str | None = None) -> Result:
+        """Run one statement as its own transaction (one round trip); its columns, rows and
+        rows affected (see :meth:`AsyncDatabase.result`)."""
+        scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        async with self._borrow(scope, single=True) as db:
+            return await db.result(query, params)
 
     def stats(self) -> dict[str, int]:
         return self._pool.get_stats()

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, InputError
 
 
 class Settings(BaseSettings):
@@ -25,6 +27,9 @@ class Settings(BaseSettings):
     # None: the checkout's data/postgres, else the per-user one (embedded.data_dir)
     data_dir: Path | None = None
     database: str = Field(default="maim", min_length=1)
+    # The zone naive datetimes are read in where maim_db is asked to (the Peewee bridge);
+    # None: this machine's local zone.
+    timezone: str | None = None
 
     @field_validator("data_dir")
     @classmethod
@@ -42,6 +47,19 @@ def settings() -> Settings:
         problems = "; ".join(f"MAIMDB_{str(e['loc'][0]).upper()}: {e['msg']}"
                              for e in err.errors())
         raise ConfigurationError(f"invalid environment: {problems}") from None
+
+
+def zone(name: str | None) -> tuple[tzinfo, str]:
+    """The time zone ``name`` (an IANA name) and how to say it; None: this machine's."""
+    if name is None:
+        local = datetime.now().astimezone().tzinfo
+        assert local is not None
+        return local, str(local)
+    try:
+        return ZoneInfo(name), name
+    except (ZoneInfoNotFoundError, ValueError):
+        raise InputError(f"unknown time zone {name!r}; use an IANA name such as "
+                         "Asia/Shanghai") from None
 
 
 def resolve_dsn(dsn: str | None, *, start: bool = False) -> str:

@@ -27,10 +27,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, Final
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
 from psycopg import sql
@@ -38,7 +36,7 @@ from psycopg import sql
 from ...connection import open_connection, run_scoped
 from ...errors import ConfigurationError, ConflictError, InputError, MaimDBError
 from ...scope import Scope, named_agent
-from ...settings import settings
+from ...settings import settings, zone
 from ..archive import copy_via_temp, names, temp_like
 from ..progress import Progress
 from .convert import Skip
@@ -72,7 +70,7 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
         raise InputError(f"batch size must be between 1 and 100000, got {batch_size}")
     if isinstance(batch_bytes, bool) or not isinstance(batch_bytes, int) or batch_bytes < 1:
         raise InputError(f"batch bytes must be a positive number of bytes, got {batch_bytes}")
-    tz, tz_name = _timezone(timezone)
+    tz, tz_name = zone(timezone)
     if settings().pgbouncer:
         # The import's claim is a session advisory lock held across its batches; behind
         # PgBouncer in transaction mode each batch may run on another server connection.
@@ -123,18 +121,6 @@ def committed(path: Path, agent_id: str, *, dsn: str | None = None) -> dict[str,
     with open_connection(dsn) as conn:
         done = _progress(conn, scope, key)
     return {tm.model.table: done[tm.source][1] for tm in TABLES if tm.source in done}
-
-
-def _timezone(name: str | None) -> tuple[tzinfo, str]:
-    if name is None:
-        local = datetime.now().astimezone().tzinfo
-        assert local is not None
-        return local, str(local)
-    try:
-        return ZoneInfo(name), name
-    except (ZoneInfoNotFoundError, ValueError):
-        raise InputError(f"unknown time zone {name!r}; use an IANA name such as "
-                         "Asia/Shanghai") from None
 
 
 # A claim is live while its backend holds its advisory lock (a bigint key shows in pg_locks

@@ -1,0 +1,150 @@
+"""MaiBot's runtime models under MaiBot's own class and field names, over maim_db's tables.
+
+Each model is made from the table's maim_db row model (:mod:`maim_db.tables.runtime`), so the
+two cannot disagree on a column; ``tests/test_peewee_bridge.py`` also holds both to the live
+catalog. What differs from MaiBot's SQLite models, on purpose:
+
+- ``id`` is the table's uuid (filled by the server), not an integer counter;
+- ``agent_id`` is there, filled by the server from the scope; naming another agent's is
+  refused by row-level security (:class:`~maim_db.IsolationError`);
+- ``replace()`` is an upsert on the table's per-agent unique key (SQLite's ``REPLACE``
+  deleted the row and inserted a new one);
+- ``timestamptz`` columns take naive datetimes in the bridge's zone and give them back the
+  same way (:class:`ZonedDateTimeField`).
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from datetime import datetime, tzinfo
+from typing import Any, ClassVar
+from uuid import UUID
+
+import peewee
+
+from ..errors import InputError
+from ..row import Row
+from ..tables import runtime as rt
+from .database import ScopedDatabase
+
+#: The database the models use until bound to another (``database.bind_pool(pool)``, or
+#: ``Model.bind(db)``): the server ``connect()`` uses, the ambient scope.
+database = ScopedDatabase()
+
+
+class ZonedDateTimeField(peewee.Field):
+    """A ``timestamptz`` column as MaiBot's naive local datetimes: written in the
+    database's zone (the bridge reads naive parameters that way), read back converted to it
+    and made naive, so a value round-trips unchanged."""
+
+    field_type = "TIMESTAMPTZ"
+
+    def python_value(self, value: Any) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is not None:
+            db = self.model._meta.database
+            zone: tzinfo | None = getattr(db, "zone", None)
+            return value.astimezone(zone).replace(tzinfo=None)
+        return value
+
+
+_FIELDS: dict[Any, type[peewee.Field]] = {
+    str: peewee.TextField, int: peewee.IntegerField, float: peewee.DoubleField,
+    bool: peewee.BooleanField, datetime: ZonedDateTimeField, UUID: peewee.UUIDField}
+
+#: MaiBot's Python defaults where the column's default is a constant (the server applies
+#: the others: now(), the scope's agent): a created row holds them without reading it back.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "messages": {"is_emoji": False, "is_picid": False, "is_command": False,
+                 "intercept_message_level": 0, "is_notify": False},
+    "action_records": {"action_done": False, "action_build_into_prompt": False},
+    "emoji": {"query_count": 0, "is_registered": False, "is_banned": False, "usage_count": 0},
+    "images": {"image_id": "", "count": 1, "vlm_processed": False},
+    "person_info": {"is_known": False},
+    "group_info": {"member_count": 0},
+    "expression": {"count": 1, "checked": False, "rejected": False},
+    "jargon": {"is_global": False, "count": 0, "is_complete": False},
+    "chat_history_summary": {"count": 0, "forget_times": 0},
+    "thinking_back": {"found_answer": False},
+    "hippo_topic_cache": {"last_topic_check_time": 0.0},
+}
+
+
+class BaseModel(peewee.Model):
+    """What every bridge model shares."""
+
+    #: The row model the fields were made from.
+    row: ClassVar[type[Row]]
+    #: The per-agent unique key ``replace()`` upserts on (besides ``agent_id``).
+    unique_key: ClassVar[tuple[str, ...]] = ()
+
+    class Meta:
+        database = database
+
+    @classmethod
+    def replace(cls, __data: dict[Any, Any] | None = None, **insert: Any) -> peewee.Insert:
+        """MaiBot's ``replace()``: insert, or update the row with the same per-agent key."""
+        if not cls.unique_key:
+            raise InputError(f"{cls.__name__} has no per-agent unique key, so there is no row "
+                             "to replace; use create() or save()")
+        given = {(k if isinstance(k, str) else k.name) for k in {**(__data or {}), **insert}}
+        key = {"agent_id", *cls.unique_key}
+        fields = cls._meta.fields
+        target = [fields["agent_id"], *(fields[k] for k in cls.unique_key)]
+        keep = [fields[n] for n in fields if n in given and n not in key | {"id"}]
+        query = cls.insert(__data, **insert)
+        if keep:
+            return query.on_conflict(conflict_target=target, preserve=keep)
+        return query.on_conflict(conflict_target=target, action="IGNORE")
+
+
+def _field(name: str, annotation: Any, table: str) -> peewee.Field:
+    args = typing.get_args(annotation)
+    nullable = isinstance(annotation, types.UnionType) and type(None) in args
+    base = next(a for a in args if a is not type(None)) if nullable else annotation
+    kind = _FIELDS[base]
+    if name == "id":
+        return kind(primary_key=True)
+    options: dict[str, Any] = {"null": nullable}
+    if name in DEFAULTS.get(table, {}):
+        options["default"] = DEFAULTS[table][name]
+    return kind(**options)
+
+
+def _model(name: str, row: type[Row], unique_key: tuple[str, ...] = (),
+           doc: str = "") -> type[BaseModel]:
+    attrs: dict[str, Any] = {name_: _field(name_, f.annotation, row.table)
+                             for name_, f in row.model_fields.items()}
+    attrs.update(row=row, unique_key=unique_key, __doc__=doc or row.__doc__,
+                 __module__=__name__,
+                 Meta=type("Meta", (), {"table_name": row.table}))
+    return type(name, (BaseModel,), attrs)
+
+
+ChatStreams = _model("ChatStreams", rt.ChatStream, ("stream_id",))
+Messages = _model("Messages", rt.Message)
+ActionRecords = _model("ActionRecords", rt.ActionRecord)
+LLMUsage = _model("LLMUsage", rt.LLMUsage)
+Emoji = _model("Emoji", rt.Emoji, ("full_path",))
+Images = _model("Images", rt.Image, ("path",))
+ImageDescriptions = _model("ImageDescriptions", rt.ImageDescription)
+EmojiDescriptionCache = _model("EmojiDescriptionCache", rt.EmojiDescriptionCache,
+                               ("emoji_hash",))
+OnlineTime = _model("OnlineTime", rt.OnlineTime)
+PersonInfo = _model("PersonInfo", rt.PersonInfo, ("person_id",))
+GroupInfo = _model("GroupInfo", rt.GroupInfo, ("group_id",))
+Expression = _model("Expression", rt.Expression)
+Jargon = _model("Jargon", rt.Jargon)
+# MaiBot's class is ChatHistory; its table here is chat_history_summary (the web back end's
+# chat_history is another table).
+ChatHistory = _model("ChatHistory", rt.ChatHistorySummary)
+ThinkingBack = _model("ThinkingBack", rt.ThinkingBack)
+RuntimeState = _model("RuntimeState", rt.RuntimeState, ("state_key",))
+HippoTopicCache = _model("HippoTopicCache", rt.HippoTopicCache, ("chat_id",))
+HippoBatchState = _model("HippoBatchState", rt.HippoBatchState, ("chat_id",))
+
+#: Every runtime model, in MaiBot's order.
+MODELS: tuple[type[BaseModel], ...] = (
+    ChatStreams, Messages, ActionRecords, LLMUsage, Emoji, Images, ImageDescriptions,
+    EmojiDescriptionCache, OnlineTime, PersonInfo, GroupInfo, Expression, Jargon, ChatHistory,
+    ThinkingBack, RuntimeState, HippoTopicCache, HippoBatchState)

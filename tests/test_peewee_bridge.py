@@ -1,0 +1,284 @@
+"""The Peewee bridge (issue 15): MaiBot's models and idioms, every statement in a maim_db
+scope, two agents each seeing only their own rows — through Peewee and through raw SQL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import peewee
+import pytest
+from peewee import fn
+
+from maim_db import (
+    ConflictError,
+    IsolationError,
+    Pool,
+    ScopeError,
+    agent_scope,
+    connect,
+    key_scope,
+)
+from maim_db.control import keys
+from maim_db.peewee import (
+    MODELS,
+    ChatStreams,
+    Expression,
+    IntegrityError,
+    LLMUsage,
+    Messages,
+    PersonInfo,
+    ScopedDatabase,
+)
+from tests.databases import TestDB, World
+
+NOW = time.time()
+
+
+@pytest.fixture
+def bridge(db: TestDB, world: World) -> Iterator[ScopedDatabase]:
+    """The models bound to a bridge on the test database, as the app login."""
+    pool = Pool(db.dsn("app"), min_size=1, max_size=4)
+    bridged = ScopedDatabase(pool=pool, timezone="Asia/Shanghai")
+    with bridged.bind_ctx(MODELS):
+        yield bridged
+    pool.close()
+
+
+def _message(n: int, chat: str = "chat-1", **extra: Any) -> dict[str, Any]:
+    return {"message_id": f"m{n}", "time": NOW + n, "chat_id": chat,
+            "chat_info_stream_id": chat, "chat_info_platform": "qq",
+            "chat_info_user_platform": "qq", "chat_info_user_id": "10001",
+            "chat_info_user_nickname": "小明", "chat_info_create_time": NOW,
+            "chat_info_last_active_time": NOW, "processed_plain_text": f"你好 {n}", **extra}
+
+
+def _stream(stream: str, **extra: Any) -> dict[str, Any]:
+    return {"stream_id": stream, "create_time": NOW, "last_active_time": NOW,
+            "platform": "qq", "user_platform": "qq", "user_id": "10001",
+            "user_nickname": "小明", **extra}
+
+
+# -- no scope, no SQL ------------------------------------------------------------------------
+
+def test_no_scope_is_refused_before_any_sql(bridge: ScopedDatabase) -> None:
+    before = bridge.pool().stats().get("requests_num", 0)
+    with pytest.raises(ScopeError, match="no scope given"):
+        Messages.select().count()
+    with pytest.raises(ScopeError, match="no scope given"), bridge.atomic():
+        Messages.create(**_message(1))
+    assert bridge.pool().stats().get("requests_num", 0) == before  # no connection borrowed
+
+
+# -- MaiBot's idioms, two agents -------------------------------------------------------------
+
+def test_each_agent_sees_only_its_own_rows(bridge: ScopedDatabase, world: World) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    with agent_scope(a1):
+        Messages.insert_many([_message(n) for n in range(5)]).execute()
+        made = Messages.create(**_message(99, is_command=True))
+    with agent_scope(b1):
+        Messages.create(**_message(1, chat="chat-b"))
+        assert Messages.select().count() == 1
+        assert not Messages.select().where(Messages.message_id == "m99").exists()
+        assert Messages.get_or_none(Messages.id == made.id) is None
+    with agent_scope(a1):
+        assert Messages.select().count() == 6
+        assert made.is_emoji is False and made.agent_id is None  # MaiBot's default, server's
+        got = Messages.get(Messages.message_id == "m99")
+        assert got.id == made.id and got.agent_id == a1 and got.is_command is True
+        window = list(Messages.select().where((Messages.chat_id == "chat-1")
+                                              & ~Messages.is_command)
+                      .order_by(Messages.time.desc()).limit(3))
+        assert [m.message_id for m in window] == ["m4", "m3", "m2"]
+        assert Messages.select().where(Messages.processed_plain_text.contains("好 3")).count() == 1
+        assert Messages.select().where(fn.LOWER(Messages.chat_info_user_nickname)
+                                       == "小明").count() == 6
+        raw = list(Messages.raw("select message_id from messages order by time limit 2"))
+        assert [m.message_id for m in raw] == ["m0", "m1"]
+
+
+def test_save_update_delete_touch_only_the_scope(bridge: ScopedDatabase, world: World) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    for agent in (a1, b1):
+        with agent_scope(agent):
+            PersonInfo.create(person_id="p1", platform="qq", user_id="1", nickname="old")
+    with agent_scope(a1):
+        person = PersonInfo.get(PersonInfo.person_id == "p1")
+        person.nickname = "new"
+        person.save()
+        assert PersonInfo.update(know_times=3).execute() == 1  # no where: the scope's rows only
+        assert PersonInfo.get(PersonInfo.person_id == "p1").nickname == "new"
+    with agent_scope(b1):
+        other = PersonInfo.get(PersonInfo.person_id == "p1")
+        assert other.nickname == "old" and other.know_times is None
+    with agent_scope(a1):
+        assert PersonInfo.delete().execute() == 1  # no where: the scope's rows only
+        assert PersonInfo.select().count() == 0
+    with agent_scope(b1):
+        assert PersonInfo.select().count() == 1
+        PersonInfo.get(PersonInfo.person_id == "p1").delete_instance()
+        assert not PersonInfo.select().exists()
+
+
+def test_get_or_create_and_replace(bridge: ScopedDatabase, world: World) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    with agent_scope(a1):
+        first, made = Expression.get_or_create(situation="打招呼", style="你好呀",
+                                               chat_id="chat-1",
+                                               defaults={"last_active_time": NOW})
+        again, made_again = Expression.get_or_create(situation="打招呼", style="你好呀",
+                                                     chat_id="chat-1",
+                                                     defaults={"last_active_time": NOW})
+        assert made and not made_again and first.id == again.id and first.count == 1
+        ChatStreams.replace(**_stream("s1", user_nickname="one")).execute()
+        ChatStreams.replace(**_stream("s1", user_nickname="two")).execute()
+        assert [s.user_nickname for s in ChatStreams.select()] == ["two"]
+    with agent_scope(b1):
+        ChatStreams.replace(**_stream("s1", user_nickname="b")).execute()  # its own s1
+        assert ChatStreams.select().count() == 1
+        assert Expression.select().count() == 0
+    with agent_scope(a1):
+        assert ChatStreams.get(ChatStreams.stream_id == "s1").user_nickname == "two"
+        with pytest.raises(IntegrityError) as dup:
+            ChatStreams.create(**_stream("s1"))
+        assert isinstance(dup.value, ConflictError) and isinstance(dup.value,
+                                                                  peewee.IntegrityError)
+
+
+def test_writing_another_agents_id_is_refused(bridge: ScopedDatabase, world: World) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    with agent_scope(a1):
+        with pytest.raises(IsolationError):
+            Messages.create(agent_id=b1, **_message(1))
+        mine = Messages.create(**_message(2))
+        mine.agent_id = b1
+        with pytest.raises(IsolationError):
+            mine.save()
+        with pytest.raises(IsolationError):
+            Messages.update(agent_id=b1).execute()
+    with agent_scope(b1):
+        assert Messages.select().count() == 0
+
+
+def test_raw_sql_through_a_plugins_bridge_cannot_leave_its_key(db: TestDB, bridge: ScopedDatabase,
+                                                               world: World) -> None:
+    """A plugin login holding A1's key runs SQL of its own through the bridge: setting the
+    scope to B1 by hand is refused at its next statement (maim_plugin's policies need the
+    scope proven by a key in this transaction), reading and writing alike."""
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    with agent_scope(b1):
+        Messages.create(**_message(1, chat="secret"))
+    with connect(db.dsn("admin"), admin=True) as adm:
+        secret = keys.issue(adm, agent_id=a1, name="plugin", permissions=["chat"]).secret
+    plugin = ScopedDatabase(db.dsn("plugin"), api_key=secret)
+    try:
+        assert plugin.execute_sql("select count(*) from messages").fetchone() == (0,)
+        with pytest.raises(IsolationError, match="not proven by an API key"), plugin.atomic():
+            plugin.execute_sql("select set_config('maim.agent_id', %s, true)", [b1])
+            plugin.execute_sql("select count(*) from messages")
+        with pytest.raises(IsolationError, match="not proven by an API key"), plugin.atomic():
+            plugin.execute_sql("select set_config('maim.agent_id', %s, true)", [b1])
+            plugin.execute_sql("insert into person_info (agent_id, person_id, platform, "
+                               "user_id) values (%s, 'x', 'qq', '1')", [b1])
+        assert plugin.execute_sql("select count(*) from messages").fetchone() == (0,)
+    finally:
+        plugin.pool().close()
+    with agent_scope(b1):
+        assert PersonInfo.select().count() == 0 and Messages.select().count() == 1
+
+
+# -- transactions ----------------------------------------------------------------------------
+
+def test_atomic_is_one_block_and_rolls_back(bridge: ScopedDatabase, world: World) -> None:
+    a1 = world.agent_id("A1")
+    with agent_scope(a1):
+        with pytest.raises(RuntimeError), bridge.atomic():
+            Messages.create(**_message(1))
+            raise RuntimeError("boom")
+        assert Messages.select().count() == 0
+        with bridge.atomic():
+            Messages.create(**_message(1))
+            with pytest.raises(IntegrityError), bridge.atomic():  # a savepoint
+                ChatStreams.create(**_stream("s"))
+                ChatStreams.create(**_stream("s"))
+            Messages.create(**_message(2))
+        assert Messages.select().count() == 2 and ChatStreams.select().count() == 0
+        with bridge.atomic() as txn:
+            Messages.create(**_message(3))
+            txn.rollback()  # and a new transaction begins, in the same scope
+            Messages.create(**_message(4))
+        assert sorted(m.message_id for m in Messages.select()) == ["m1", "m2", "m4"]
+    assert not bridge.in_transaction()
+
+
+def test_the_scope_follows_to_thread(bridge: ScopedDatabase, world: World) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+
+    def store_and_look(n: int) -> set[str]:  # MaiBot's `await asyncio.to_thread(...)`
+        Messages.create(**_message(n))
+        return {m.agent_id for m in Messages.select()}
+
+    async def serve(agent: str, n: int) -> set[str]:
+        with agent_scope(agent):
+            return await asyncio.to_thread(store_and_look, n)
+
+    async def main() -> list[set[str]]:
+        return list(await asyncio.gather(*(serve(a, n) for n, a in
+                                           enumerate([a1, b1, a1, b1, a1, b1]))))
+
+    seen = asyncio.run(main())
+    assert seen == [{a1}, {b1}] * 3
+    for agent in (a1, b1):
+        with agent_scope(agent):
+            assert Messages.select().count() == 3
+
+
+def test_an_explicit_scope_and_an_api_key_scope(db: TestDB, world: World) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    with connect(db.dsn("admin"), admin=True) as adm:
+        secret = keys.issue(adm, agent_id=b1, name="bridge", permissions=["chat"]).secret
+    own = ScopedDatabase(db.dsn("app"), agent_id=a1)
+    with own.bind_ctx(MODELS):
+        Messages.create(**_message(1))
+        with agent_scope(b1):  # the database's own scope wins over the ambient one
+            assert Messages.select().count() == 1
+    plugin = ScopedDatabase(db.dsn("plugin"))
+    with plugin.bind_ctx(MODELS):
+        with key_scope(secret):
+            Messages.create(**_message(7))
+            assert [m.message_id for m in Messages.select()] == ["m7"]
+        with agent_scope(a1), pytest.raises(IsolationError):  # a plugin login needs its key
+            Messages.select().count()
+    own.pool().close()
+    plugin.pool().close()
+
+
+# -- naive datetimes -------------------------------------------------------------------------
+
+def test_naive_datetimes_are_read_in_the_bridges_zone(bridge: ScopedDatabase,
+                                                      world: World) -> None:
+    """MaiBot writes `datetime.now()` (local time) and asks for `timestamp >= now - 1h`: in a
+    UTC session those shift by the zone's offset (issue 15 measured 0 rows instead of 352)."""
+    shanghai = ZoneInfo("Asia/Shanghai")
+    local_now = datetime.now(shanghai).replace(tzinfo=None)  # what MaiBot's clock says
+    with agent_scope(world.agent_id("A1")):
+        for minutes in (5, 30, 90):
+            LLMUsage.create(model_name="deepseek", user_id="system", request_type="chat",
+                            endpoint="/chat", prompt_tokens=1, completion_tokens=1,
+                            total_tokens=2, cost=0.1, status="success",
+                            timestamp=local_now - timedelta(minutes=minutes))
+        recent = LLMUsage.select().where(LLMUsage.timestamp >= local_now - timedelta(hours=1))
+        assert recent.count() == 2
+        stored = bridge.execute_sql("select min(timestamp) from llm_usage").fetchone()
+        assert stored is not None
+        assert stored[0] == (local_now - timedelta(minutes=90)).replace(tzinfo=shanghai)
+        first = LLMUsage.select().order_by(LLMUsage.timestamp).first()
+        assert first.timestamp == local_now - timedelta(minutes=90)  # naive, as written
+        assert first.timestamp.tzinfo is None
+        assert LLMUsage.select().where(LLMUsage.timestamp
+                                       >= datetime.now(UTC) - timedelta(hours=1)).count() == 2
