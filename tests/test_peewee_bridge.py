@@ -282,3 +282,65 @@ def test_naive_datetimes_are_read_in_the_bridges_zone(bridge: ScopedDatabase,
         assert first.timestamp.tzinfo is None
         assert LLMUsage.select().where(LLMUsage.timestamp
                                        >= datetime.now(UTC) - timedelta(hours=1)).count() == 2
+
+
+# -- the three descriptions of a table agree -------------------------------------------------
+
+_TYPES = {"TextField": "text", "IntegerField": "integer", "DoubleField": "double precision",
+          "BooleanField": "boolean", "ZonedDateTimeField": "timestamp with time zone",
+          "UUIDField": "uuid", "JsonbField": "jsonb"}
+
+
+def _constant(default: str | None) -> Any:
+    """A column default that is a constant, as Python; None for none or an expression."""
+    import re
+
+    if default is None:
+        return None
+    if default in ("true", "false"):
+        return default == "true"
+    if re.fullmatch(r"-?\d+", default):
+        return int(default)
+    if re.fullmatch(r"-?\d+\.\d*|\(-?\d+\.\d*\)", default):
+        return float(default.strip("()"))
+    if (m := re.fullmatch(r"'(.*)'::text", default)) is not None:
+        return m[1]
+    return None
+
+
+def test_every_bridge_model_matches_its_row_model_and_the_catalog(db: TestDB) -> None:
+    import psycopg
+
+    from maim_db.peewee import CONFIG_MODELS
+    from maim_db.peewee.models import DEFAULTS
+
+    with psycopg.connect(db.superuser) as conn:
+        columns: dict[str, list[tuple[str, str, bool, str | None]]] = {}
+        for table, name, kind, nullable, default in conn.execute(
+                "select table_name, column_name, data_type, is_nullable = 'YES', "
+                "column_default from information_schema.columns where table_schema = "
+                "'public' order by table_name, ordinal_position"):
+            columns.setdefault(table, []).append((name, kind, nullable, default))
+        unique = {(t, tuple(cols)) for t, cols in conn.execute(
+            "select c.conrelid::regclass::text, array_agg(a.attname order by k.n) "
+            "from pg_constraint c cross join unnest(c.conkey) with ordinality as k(attnum, n) "
+            "join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.attnum "
+            "where c.contype = 'u' group by c.oid, c.conrelid")}
+    assert len(MODELS) == 18 and len(CONFIG_MODELS) == 12
+    for model in (*MODELS, *CONFIG_MODELS):
+        table = model._meta.table_name
+        assert table == model.row.table
+        fields = {f.name: f for f in model._meta.sorted_fields}
+        live = columns[table]
+        assert set(fields) == set(model.row.model_fields), model  # Peewee puts the key first
+        assert [c[0] for c in live] == list(model.row.model_fields), model
+        for name, kind, nullable, default in live:
+            field = fields[name]
+            assert _TYPES[type(field).__name__] == kind, (table, name, kind)
+            assert field.null is nullable, (table, name)
+            if model in MODELS and name not in ("agent_id", "id"):
+                assert field.default == _constant(default), (table, name, default)
+        if model in MODELS:
+            keys = {cols[1:] for t, cols in unique if t == table and cols[0] == "agent_id"}
+            assert ({model.unique_key} if model.unique_key else set()) == keys, table
+            assert set(DEFAULTS.get(table, {})) <= set(fields)

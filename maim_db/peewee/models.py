@@ -15,6 +15,7 @@ catalog. What differs from MaiBot's SQLite models, on purpose:
 
 from __future__ import annotations
 
+import json
 import types
 import typing
 from datetime import datetime, tzinfo
@@ -22,9 +23,11 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import peewee
+from psycopg.types.json import Jsonb
 
 from ..errors import InputError
 from ..row import Row
+from ..tables import agent_config as ac
 from ..tables import runtime as rt
 from .database import ScopedDatabase
 
@@ -48,9 +51,32 @@ class ZonedDateTimeField(peewee.Field):
         return value
 
 
+class JsonbField(peewee.Field):
+    """A ``jsonb`` column as Python lists and dicts (written as JSON, read back parsed)."""
+
+    field_type = "JSONB"
+
+    def db_value(self, value: Any) -> Any:
+        return None if value is None else Jsonb(value)
+
+
+def parse_json_field(value: Any, default: Any = None) -> Any:
+    """The fork's helper for configuration fields that held JSON text: here they are
+    ``jsonb`` and arrive parsed; text (an older row, a raw query) is still parsed."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str | bytes):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return default
+    return value
+
+
 _FIELDS: dict[Any, type[peewee.Field]] = {
     str: peewee.TextField, int: peewee.IntegerField, float: peewee.DoubleField,
-    bool: peewee.BooleanField, datetime: ZonedDateTimeField, UUID: peewee.UUIDField}
+    bool: peewee.BooleanField, datetime: ZonedDateTimeField, UUID: peewee.UUIDField,
+    list: JsonbField, dict: JsonbField}
 
 #: MaiBot's Python defaults where the column's default is a constant (the server applies
 #: the others: now(), the scope's agent): a created row holds them without reading it back.
@@ -98,12 +124,13 @@ class BaseModel(peewee.Model):
         return query.on_conflict(conflict_target=target, action="IGNORE")
 
 
-def _field(name: str, annotation: Any, table: str) -> peewee.Field:
+def _field(name: str, annotation: Any, row: type[Row]) -> peewee.Field:
+    table = row.table
     args = typing.get_args(annotation)
     nullable = isinstance(annotation, types.UnionType) and type(None) in args
     base = next(a for a in args if a is not type(None)) if nullable else annotation
-    kind = _FIELDS[base]
-    if name == "id":
+    kind = _FIELDS[typing.get_origin(base) or base]
+    if row.key in ((name,), ("agent_id", name)):  # the key Peewee knows the row by
         return kind(primary_key=True)
     options: dict[str, Any] = {"null": nullable}
     if name in DEFAULTS.get(table, {}):
@@ -113,7 +140,7 @@ def _field(name: str, annotation: Any, table: str) -> peewee.Field:
 
 def _model(name: str, row: type[Row], unique_key: tuple[str, ...] = (),
            doc: str = "") -> type[BaseModel]:
-    attrs: dict[str, Any] = {name_: _field(name_, f.annotation, row.table)
+    attrs: dict[str, Any] = {name_: _field(name_, f.annotation, row)
                              for name_, f in row.model_fields.items()}
     attrs.update(row=row, unique_key=unique_key, __doc__=doc or row.__doc__,
                  __module__=__name__,
@@ -148,3 +175,27 @@ MODELS: tuple[type[BaseModel], ...] = (
     ChatStreams, Messages, ActionRecords, LLMUsage, Emoji, Images, ImageDescriptions,
     EmojiDescriptionCache, OnlineTime, PersonInfo, GroupInfo, Expression, Jargon, ChatHistory,
     ThinkingBack, RuntimeState, HippoTopicCache, HippoBatchState)
+
+# The agent configuration sections the fork's loader (db_agent_config_loader.py) reads, one
+# row per agent, under the names it imports. Provider secrets are not here: they are sealed
+# (maim_db.control.config.read(..., reveal=True) opens them).
+PersonalityConfig = _model("PersonalityConfig", ac.PersonalityConfig)
+BotConfigOverrides = _model("BotConfigOverrides", ac.BotConfigOverrides)
+ChatConfigOverrides = _model("ChatConfigOverrides", ac.ChatConfigOverrides)
+ExpressionConfigOverrides = _model("ExpressionConfigOverrides", ac.ExpressionConfigOverrides)
+MemoryConfigOverrides = _model("MemoryConfigOverrides", ac.MemoryConfigOverrides)
+MoodConfigOverrides = _model("MoodConfigOverrides", ac.MoodConfigOverrides)
+EmojiConfigOverrides = _model("EmojiConfigOverrides", ac.EmojiConfigOverrides)
+ToolConfigOverrides = _model("ToolConfigOverrides", ac.ToolConfigOverrides)
+VoiceConfigOverrides = _model("VoiceConfigOverrides", ac.VoiceConfigOverrides)
+PluginConfigOverrides = _model("PluginConfigOverrides", ac.PluginConfigOverrides)
+KeywordReactionConfigOverrides = _model("KeywordReactionConfigOverrides",
+                                        ac.KeywordReactionConfigOverrides)
+RelationshipConfigOverrides = _model("RelationshipConfigOverrides",
+                                     ac.RelationshipConfigOverrides)
+
+CONFIG_MODELS: tuple[type[BaseModel], ...] = (
+    PersonalityConfig, BotConfigOverrides, ChatConfigOverrides, ExpressionConfigOverrides,
+    MemoryConfigOverrides, MoodConfigOverrides, EmojiConfigOverrides, ToolConfigOverrides,
+    VoiceConfigOverrides, PluginConfigOverrides, KeywordReactionConfigOverrides,
+    RelationshipConfigOverrides)
