@@ -24,6 +24,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from datetime import datetime, tzinfo
 from typing import Any, Final, LiteralString, TypeVar
 
 import psycopg
@@ -35,8 +36,10 @@ from psycopg.adapt import Transformer
 from psycopg.pq.abc import PGresult
 from psycopg.rows import RowMaker
 
+from .errors import ConfigurationError, InputError
 from .row import Row, row_maker
 from .scope import Scope
+from .settings import settings, zone
 
 R = TypeVar("R", bound=Row)
 Params = Sequence[Any] | Mapping[str, Any] | None
@@ -116,6 +119,9 @@ class Session:
         self.prefix = f"{PREFIX}{secrets.token_hex(4)}_"
         self.counter = 0
         self.suspect = False
+        # MAIMDB_TIMEZONE: the zone naive datetime parameters mean (else the server's TimeZone
+        # decides, as PostgreSQL casts timestamp to timestamptz).
+        self.zone = configured_zone()
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -123,6 +129,8 @@ class Session:
         """``query`` with ``params`` dumped; prepared from its second use on (as psycopg's
         own threshold does, a statement run once is not kept) unless ``prepare`` is false or
         the connection does not prepare."""
+        if self.zone is not None and params:
+            params = in_zone(params, self.zone)
         pgq = self._parsed(query, params)
         pgq.dump(params)
         key = (pgq.query, pgq.types)
@@ -287,6 +295,28 @@ class Session:
         if make is None:
             make = st.makers[model] = row_maker(model, res, self.encoding)
         return self.rows(res, make)
+
+
+def configured_zone() -> tzinfo | None:
+    """``MAIMDB_TIMEZONE`` as a zone, or None when it is not set."""
+    name = settings().timezone
+    if name is None:
+        return None
+    try:
+        return zone(name)[0]
+    except InputError as err:
+        raise ConfigurationError(f"MAIMDB_TIMEZONE: {err}") from None
+
+
+def in_zone(params: Sequence[Any] | Mapping[str, Any], tz: tzinfo) -> Any:
+    """``params`` with every naive datetime taken as a time in ``tz``."""
+    def fix(value: Any) -> Any:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=tz)
+        return value
+    if isinstance(params, Mapping):
+        return {k: fix(v) for k, v in params.items()}
+    return [fix(v) for v in params]
 
 
 def first_error(results: list[PGresult]) -> PGresult | None:

@@ -172,3 +172,36 @@ def test_insert_many_and_permissions_on_an_open_connection(db: TestDB, world: Wo
             assert theirs.scalar("select count(*) from messages") == 0
         with twin.scoped(conn, agent_id=a1) as mine:
             assert mine.scalar("select count(*) from messages") == 3
+
+
+def test_maimdb_timezone_says_what_naive_datetimes_mean(db: TestDB, world: World,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 15: a naive datetime (MaiBot's `datetime.now()`) is a time in MAIMDB_TIMEZONE
+    when it is set; unset, the server's TimeZone decides, as PostgreSQL casts it."""
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from maim_db import ConfigurationError
+    from maim_db.tables.runtime import LLMUsage
+
+    naive = datetime(2026, 12, 3, 20, 0, 0)
+    usage = {"model_name": "m", "user_id": "u", "request_type": "chat", "endpoint": "/",
+             "prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2, "cost": 0.0,
+             "status": "ok"}
+    a1 = world.agent_id("A1")
+    monkeypatch.setenv("MAIMDB_TIMEZONE", "Asia/Shanghai")
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        s.insert(LLMUsage(timestamp=naive, **usage))
+        stored = s.scalar("select max(timestamp) from llm_usage")
+        found = s.scalar("select count(*) from llm_usage where timestamp >= %s",
+                         [naive - timedelta(minutes=1)])
+    assert stored == naive.replace(tzinfo=ZoneInfo("Asia/Shanghai")) and found == 1
+    monkeypatch.delenv("MAIMDB_TIMEZONE")
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        server = s.scalar("select current_setting('TimeZone')")
+        assert s.scalar("select %s::timestamptz", [naive]) == naive.replace(
+            tzinfo=ZoneInfo(server))
+    monkeypatch.setenv("MAIMDB_TIMEZONE", "Mars/Olympus")
+    with pytest.raises(ConfigurationError, match="MAIMDB_TIMEZONE: unknown time zone"), \
+            connect(db.dsn("app"), agent_id=a1) as s:
+        s.scalar("select 1")

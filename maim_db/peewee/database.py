@@ -34,6 +34,7 @@ import peewee
 from ..connection import Database as Block
 from ..errors import ConfigurationError, ConflictError, InputError, MaimDBError
 from ..handle import Result
+from ..pipeline import in_zone
 from ..pool import Pool
 from ..scope import resolve
 from ..settings import settings, zone
@@ -141,14 +142,10 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
         return block
 
     def _params(self, params: Sequence[Any] | None) -> list[Any]:
-        zone_ = None
-        out = []
-        for value in params or ():
-            if isinstance(value, datetime) and value.tzinfo is None:
-                zone_ = zone_ or self.zone
-                value = value.replace(tzinfo=zone_)
-            out.append(value)
-        return out
+        values = list(params or ())
+        if any(isinstance(v, datetime) and v.tzinfo is None for v in values):
+            values = in_zone(values, self.zone)
+        return values
 
     def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         log.debug((sql, params))  # as Peewee logs its queries
