@@ -23,6 +23,7 @@ from maim_db import AsyncPool, Pool
 
 from . import data, import_sqlite, layers, policy_cost, scale
 from .peewee_baseline import Peewee, database
+from .peewee_bridge import Bridge
 from .workloads import WORKLOADS, Maim, MaimAsync, Raw, RawAsync
 
 
@@ -110,6 +111,9 @@ def bench(b: data.Bench, seconds: float, rounds: int,
             pool = Pool(b.dsn, min_size=width, max_size=width)
             impls["maim_db"] = Maim(pool)
             closers.append(pool.close)
+            bridge_pool = Pool(b.dsn, min_size=width, max_size=width)
+            impls["bridge"] = Bridge(bridge_pool)
+            closers.append(bridge_pool.close)
         for workload in WORKLOADS:
             best: dict[str, Result] = {}
             for _ in range(rounds):
@@ -185,12 +189,16 @@ def _async_round(dsn: str, workload: str, agent_of: Callable[[int], int], second
 def _record(workload: str, mode: str, best: dict[str, Result]) -> dict[str, Any]:
     ops = {k: round(v.ops_per_s, 1) for k, v in best.items()}
     ops.setdefault("peewee", None)  # type: ignore[arg-type]
+    ops.setdefault("bridge", None)  # type: ignore[arg-type]
     maim = best["maim_db"].ops_per_s
     return {
         "workload": workload, "mode": mode, "ops_per_s": ops,
         "ratio_vs_raw": round(maim / best["raw"].ops_per_s, 3),
         "ratio_vs_peewee": (round(maim / best["peewee"].ops_per_s, 3)
                             if "peewee" in best else None),
+        # the Peewee bridge (MaiBot's own model code) against the Peewee baseline
+        "bridge_vs_peewee": (round(best["bridge"].ops_per_s / best["peewee"].ops_per_s, 3)
+                             if "bridge" in best and "peewee" in best else None),
         "p50_ms": {k: v.p50_ms and round(v.p50_ms, 3) for k, v in best.items()},
         "p99_ms": {k: v.p99_ms and round(v.p99_ms, 3) for k, v in best.items()},
     }
@@ -201,6 +209,9 @@ TARGETS_VS_RAW: dict[str, float] = {"poll": 0.85, "person": 0.85, "context": 0.8
                                     "insert1": 0.85, "batch": 0.95, "mix": 0.85}
 #: ... and as a multiple of the Peewee baseline, for the reads and the mix.
 TARGETS_VS_PEEWEE: dict[str, float] = {"poll": 2.0, "person": 2.0, "context": 2.0, "mix": 2.0}
+#: The Peewee bridge is at least as fast as the baseline it replaces (issue 15).
+TARGETS_BRIDGE_VS_PEEWEE: dict[str, float] = {"poll": 1.0, "person": 1.0, "context": 1.0,
+                                              "insert1": 1.0}
 
 
 def shortfalls(records: list[dict[str, Any]]) -> list[str]:
@@ -215,6 +226,11 @@ def shortfalls(records: list[dict[str, Any]]) -> list[str]:
         if want is not None and r["ratio_vs_peewee"] is not None and r["ratio_vs_peewee"] < want:
             out.append(f"{r['workload']} {r['mode']}: {r['ratio_vs_peewee']:.2f} x peewee, "
                        f"target {want:.1f}")
+        want = TARGETS_BRIDGE_VS_PEEWEE.get(r["workload"])
+        got = r.get("bridge_vs_peewee")
+        if want is not None and got is not None and got < want:
+            out.append(f"{r['workload']} {r['mode']}: the bridge {got:.2f} x peewee, "
+                       f"target {want:.1f}")
     return out
 
 
@@ -222,8 +238,11 @@ def _line(r: dict[str, Any]) -> str:
     o = r["ops_per_s"]
     pw = f"{o['peewee']:>9.0f}" if o.get("peewee") else "      n/a"
     vs_pw = f"{r['ratio_vs_peewee']:.2f}" if r["ratio_vs_peewee"] else " n/a"
+    bridge = (f"  bridge {o['bridge']:>9.0f} ({r['bridge_vs_peewee']:.2f} x peewee)"
+              if o.get("bridge") and r.get("bridge_vs_peewee") else "")
     return (f"{r['workload']:<8} {r['mode']:<26} raw {o['raw']:>9.0f}  peewee {pw}  "
-            f"maim_db {o['maim_db']:>9.0f}  vs raw {r['ratio_vs_raw']:.2f}  vs peewee {vs_pw}")
+            f"maim_db {o['maim_db']:>9.0f}  vs raw {r['ratio_vs_raw']:.2f}  vs peewee {vs_pw}"
+            + bridge)
 
 
 def main() -> None:
