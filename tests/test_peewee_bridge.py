@@ -344,3 +344,42 @@ def test_every_bridge_model_matches_its_row_model_and_the_catalog(db: TestDB) ->
             keys = {cols[1:] for t, cols in unique if t == table and cols[0] == "agent_id"}
             assert ({model.unique_key} if model.unique_key else set()) == keys, table
             assert set(DEFAULTS.get(table, {})) <= set(fields)
+
+
+def test_more_of_maibots_idioms(bridge: ScopedDatabase, world: World) -> None:
+    """The shapes of MaiBot's hot and periodic queries (docs: reference maibot-sqlite §3)."""
+    from maim_db.peewee import ChatHistory, Images, Jargon, ThinkingBack
+
+    with agent_scope(world.agent_id("A1")):
+        for n in range(3):
+            ChatHistory.create(chat_id=f"c{n % 2}", start_time=NOW + n, end_time=NOW + n,
+                               original_text="…", participants="[]", theme="t",
+                               keywords="[]", summary="s")
+        ids = [h.id for h in ChatHistory.select().order_by(ChatHistory.start_time)]
+        assert ChatHistory.get_by_id(ids[0]).start_time == NOW
+        ChatHistory.update(count=ChatHistory.count + 1).where(ChatHistory.id == ids[1]).execute()
+        assert [h.count for h in ChatHistory.select().order_by(ChatHistory.start_time)] == [0, 1, 0]
+        assert ChatHistory.select().where(ChatHistory.id.in_(ids[:2])).count() == 2
+        chats = [h.chat_id for h in ChatHistory.select(ChatHistory.chat_id).distinct()
+                 .order_by(ChatHistory.chat_id).limit(200)]
+        assert chats == ["c0", "c1"]
+        grouped = dict(ChatHistory.select(ChatHistory.chat_id, fn.COUNT(ChatHistory.id))
+                       .group_by(ChatHistory.chat_id).tuples())
+        assert grouped == {"c0": 2, "c1": 1}
+        assert [d["chat_id"] for d in ChatHistory.select().order_by(ChatHistory.start_time)
+                .dicts()][:1] == ["c0"]
+        assert sum(1 for _ in ChatHistory.select().iterator()) == 3
+        ChatHistory.delete().where(ChatHistory.id.in_(ids[:1])).execute()
+        Jargon.create(content="yyds", chat_id="c0", meaning="永远的神", is_global=True)
+        assert [j.content for j in Jargon.select().where(Jargon.is_global)
+                .order_by(Jargon.count.desc())] == ["yyds"]
+        ThinkingBack.create(chat_id="c0", question="q", create_time=NOW, update_time=NOW - 99999)
+        assert ThinkingBack.delete().where((ThinkingBack.found_answer == 0)
+                                           & (ThinkingBack.update_time < NOW - 36000)
+                                           ).execute() == 1
+        Images.create(emoji_hash="h", path="/p", timestamp=NOW, type="emoji")
+        assert Images.get_or_none(Images.emoji_hash == "h").count == 1
+        assert Images.delete().where(Images.type == "emoji").execute() == 1
+        assert list(bridge.execute_sql("select '100%'").fetchall()) == [("100%",)]
+    with agent_scope(world.agent_id("B1")):
+        assert ChatHistory.select().count() == 0 and Jargon.select().count() == 0

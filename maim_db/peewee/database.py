@@ -141,7 +141,7 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
             self._blocks, "open", None)
         return block
 
-    def _params(self, params: Sequence[Any] | None) -> list[Any]:
+    def _params(self, params: Sequence[Any] | None) -> list[Any]:  # naive: in the zone
         values = list(params or ())
         if any(isinstance(v, datetime) and v.tzinfo is None for v in values):
             values = in_zone(values, self.zone)
@@ -149,11 +149,12 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
 
     def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
         log.debug((sql, params))  # as Peewee logs its queries
-        values = self._params(params)
+        values = self._params(params) or None  # none: a literal % in the SQL stays one
         block = self._block()
         try:
             if block is not None:
                 return Cursor(block[1].result(sql, values))
+            resolve(agent_id=self._agent_id, api_key=self._api_key)
             return Cursor(self.pool().result(sql, values,
                                              agent_id=self._agent_id, api_key=self._api_key))
         except ConflictError as err:
@@ -165,6 +166,7 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
                              "supported through the Peewee bridge")
         if self._block() is not None:
             raise MaimDBError("a block is already open in this thread")
+        resolve(agent_id=self._agent_id, api_key=self._api_key)  # no scope: before connecting
         manager = self.pool().connection(agent_id=self._agent_id, api_key=self._api_key)
         self._blocks.open = (manager, manager.__enter__())
 
