@@ -383,3 +383,23 @@ def test_more_of_maibots_idioms(bridge: ScopedDatabase, world: World) -> None:
         assert list(bridge.execute_sql("select '100%'").fetchall()) == [("100%",)]
     with agent_scope(world.agent_id("B1")):
         assert ChatHistory.select().count() == 0 and Jargon.select().count() == 0
+
+
+def test_a_suspended_agent_is_refused_through_the_bridge(bridge: ScopedDatabase, db: TestDB,
+                                                         world: World) -> None:
+    from maim_db.control import tenancy
+
+    a1 = world.agent_id("A1")
+    with agent_scope(a1):
+        Messages.create(**_message(1))
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenancy.set_agent_status(adm, a1, "suspended")
+    with agent_scope(a1):
+        with pytest.raises(IsolationError, match="suspended"):
+            Messages.select().count()
+        with pytest.raises(IsolationError, match="suspended"), bridge.atomic():
+            Messages.create(**_message(2))
+    with connect(db.dsn("admin"), admin=True) as adm:
+        tenancy.set_agent_status(adm, a1, "active")
+    with agent_scope(a1):
+        assert Messages.select().count() == 1
