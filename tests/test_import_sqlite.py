@@ -276,21 +276,12 @@ def test_a_live_bot_rewriting_its_streams_is_still_the_same_file(db: TestDB, wor
 def test_killed_import_resumes_with_one_copy_of_each_row(db: TestDB, world: World,
                                                          tmp_path: Path) -> None:
     a1 = world.agent_id("A1")
-    n = 6000
-    path = mf.build(tmp_path / "MaiBot.db", "0.12", messages=n)
-    env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
-    proc = subprocess.Popen([sys.executable, "-m", "maim_db.cli", "import-sqlite", str(path),
-                             "--agent", a1, "--batch-size", "50", "--timezone", "UTC"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:  # progress lines: kill once some message batches are in
-        if line.startswith("messages: ") and int(line.split()[1].split("/")[0]) >= 500:
-            break
+    n, _, proc = _import_held_by_its_progress(db, a1, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     partial = _counts(db, a1)["messages"]
-    assert 500 <= partial < n, partial
+    assert 40 <= partial < n, partial
+    path = tmp_path / "MaiBot.db"
     report = import_sqlite(path, a1, dsn=db.dsn("app"), timezone="UTC")
     assert report.table("messages").earlier == partial
     assert report.table("messages").written == n - partial
@@ -299,37 +290,50 @@ def test_killed_import_resumes_with_one_copy_of_each_row(db: TestDB, world: Worl
     assert total == distinct == n
 
 
+def _import_held_by_its_progress(db: TestDB, agent: str, tmp_path: Path
+                                 ) -> tuple[int, list[str], subprocess.Popen[str]]:
+    """An import in a child process that cannot finish before the test signals it: once its
+    messages have begun, the test stops reading the child's progress lines, and there are
+    more of them (a line per batch of 4) than the pipe holds, so the child blocks in a write
+    with rows still to import. (Racing a fast server with a timer failed on CI: the import
+    was done before the signal landed.)"""
+    n = 20_000  # 5,000 progress lines of ~24 bytes: well over a 64 KiB pipe
+    path = mf.build(tmp_path / "MaiBot.db", "0.12", messages=n)
+    args = ["import-sqlite", str(path), "--agent", agent, "--batch-size", "4", "--timezone",
+            "UTC"]
+    proc = subprocess.Popen([sys.executable, "-m", "maim_db.cli", *args],
+                            env=dict(os.environ, MAIMDB_DSN=db.dsn("app")),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    while not proc.stderr.readline().startswith("messages: "):
+        pass
+    for _ in range(10):  # some message batches are in: 40 rows at least
+        proc.stderr.readline()
+    return n, args, proc
+
+
 def test_ctrl_c_says_what_is_committed_and_a_rerun_resumes(db: TestDB, world: World,
                                                            tmp_path: Path) -> None:
     """Issue 14: Ctrl-C in import-sqlite says how many rows are in and that a rerun
     resumes; the rerun then brings in the rest, one copy of each row."""
     a1 = world.agent_id("A1")
-    # small batches, many of them: the import must still be running when the signal lands
-    # (6000 rows in batches of 50 finished before it on a fast server)
-    n = 10_000
-    path = mf.build(tmp_path / "MaiBot.db", "0.12", messages=n)
-    args = ["import-sqlite", str(path), "--agent", a1, "--batch-size", "10", "--timezone",
-            "UTC"]
-    proc = subprocess.Popen([sys.executable, "-m", "maim_db.cli", *args],
-                            env=dict(os.environ, MAIMDB_DSN=db.dsn("app")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None and proc.stdout is not None
-    for line in proc.stderr:
-        if line.startswith("messages: ") and int(line.split()[1].split("/")[0]) >= 200:
-            break
+    n, args, proc = _import_held_by_its_progress(db, a1, tmp_path)
+    path = tmp_path / "MaiBot.db"
     proc.send_signal(signal.SIGINT)
+    assert proc.stderr is not None and proc.stdout is not None
     rest = proc.stderr.read()
     assert proc.wait(timeout=60) == 130
     assert proc.stdout.read() == ""  # no report: the import did not finish
     said = [line for line in rest.splitlines() if not re.match(r"\w+: (\d+/\d+|done)", line)]
     assert len(said) == 1 and "Traceback" not in rest, rest
     partial = _counts(db, a1)["messages"]
-    assert 200 <= partial < n, partial
+    assert 40 <= partial < n, partial
     assert said[0].startswith("error: interrupted: ") and f"messages {partial}" in said[0]
     assert "run the same command again to resume" in said[0]
     assert committed(path, a1, dsn=db.dsn("app"))["messages"] == partial
 
-    again = maimdb(*args, dsn=db.dsn("app"))
+    rerun = [("5000" if a == "4" else a) for a in args]  # the same import, in big batches
+    again = maimdb(*rerun, dsn=db.dsn("app"))
     assert again.returncode == 0, again.stderr
     with connect(db.dsn("app"), agent_id=a1) as s:
         total, distinct = s.rows("select count(*), count(distinct message_id) from messages")[0]
