@@ -94,6 +94,12 @@ def _ctl(node: Path, *args: str) -> None:
          "-l", node / "log", *args)
 
 
+def _running(node: Path) -> bool:
+    # pg_ctl status, not the pid file: a server that died leaves its pid file behind
+    return subprocess.run(["runuser", "-u", "postgres", "--", str(PG / "pg_ctl"), "status",
+                           "-D", str(node / "data")], capture_output=True).returncode == 0
+
+
 def _psql(port: int, sql: str, database: str = DATABASE) -> str:
     return _run(PG / "psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-h", "localhost",
                 "-p", str(port), "-U", "postgres", "-d", database, "-c", sql)
@@ -117,7 +123,7 @@ def start(directory: Path) -> str:
                            "listen_addresses = 'localhost'\nunix_socket_directories = ''\n"
                            "max_connections = 200\nfsync = off\n")
             fresh.append(name)
-        if not (node / "data" / "postmaster.pid").exists():
+        if not _running(node):
             _ctl(node, "start")
     for name in fresh:
         port = PORTS[name]
@@ -134,7 +140,7 @@ def start(directory: Path) -> str:
 def stop(directory: Path) -> None:
     for name in PORTS:
         node = directory / name
-        if (node / "data" / "postmaster.pid").exists():
+        if _running(node):
             _ctl(node, "-m", "fast", "stop")
 
 
