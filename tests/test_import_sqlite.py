@@ -295,15 +295,17 @@ def _import_held_by_its_progress(db: TestDB, agent: str, tmp_path: Path
     """An import in a child process that cannot finish before the test signals it: once its
     messages have begun, the test stops reading the child's progress lines, and there are
     more of them (a line per batch of 4) than the pipe holds, so the child blocks in a write
-    with rows still to import. (Racing a fast server with a timer failed on CI: the import
-    was done before the signal landed.)"""
+    with rows still to import, however fast the server."""
     n = 20_000  # 5,000 progress lines of ~24 bytes: well over a 64 KiB pipe
     path = mf.build(tmp_path / "MaiBot.db", "0.12", messages=n)
     args = ["import-sqlite", str(path), "--agent", agent, "--batch-size", "4", "--timezone",
             "UTC"]
+    # Ctrl-C as at a terminal: a CI job started in the background may run with SIGINT
+    # ignored, which children inherit (Python then installs no KeyboardInterrupt handler)
     proc = subprocess.Popen([sys.executable, "-m", "maim_db.cli", *args],
                             env=dict(os.environ, MAIMDB_DSN=db.dsn("app")),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stderr is not None
     while not proc.stderr.readline().startswith("messages: "):
         pass
