@@ -129,12 +129,17 @@ where n.nspname = 'public' and c.relkind in ('r', 'p')
 order by 1, 2, 3
 """
 
+# A view an extension installed (Citus's citus_tables, pg_buffercache) is the extension's,
+# created by a superuser with the extension; it reads the extension's data, not ours.
 _VIEWS: Final = """
 select c.relname::text
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 where n.nspname in ('public', 'maim') and c.relkind in ('v', 'm')
   and not coalesce(c.reloptions @> array['security_invoker=true'], false)
+  and not exists (select from pg_depend d
+                  where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                    and d.deptype = 'e')
 order by 1
 """
 
