@@ -309,10 +309,13 @@ def configured_zone() -> tzinfo | None:
 
 
 def in_zone(params: Sequence[Any] | Mapping[str, Any], tz: tzinfo) -> Any:
-    """``params`` with every naive datetime taken as a time in ``tz``."""
+    """``params`` with every naive datetime (also inside a list or tuple, as an array
+    parameter holds them) taken as a time in ``tz``."""
     def fix(value: Any) -> Any:
-        if isinstance(value, datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=tz)
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=tz) if value.tzinfo is None else value
+        if type(value) in (list, tuple):
+            return type(value)(fix(v) for v in value)
         return value
     if isinstance(params, Mapping):
         return {k: fix(v) for k, v in params.items()}

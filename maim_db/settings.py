@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+import calendar
+import os
+import time
+from contextlib import suppress
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -50,16 +54,53 @@ def settings() -> Settings:
 
 
 def zone(name: str | None) -> tuple[tzinfo, str]:
-    """The time zone ``name`` (an IANA name) and how to say it; None: this machine's."""
+    """The time zone ``name`` (an IANA name) and how to say it; None: this machine's, with
+    its daylight-saving rules (not today's offset: a July time read in January must still get
+    July's)."""
     if name is None:
-        local = datetime.now().astimezone().tzinfo
-        assert local is not None
-        return local, str(local)
+        return _local_zone()
     try:
         return ZoneInfo(name), name
     except (ZoneInfoNotFoundError, ValueError):
         raise InputError(f"unknown time zone {name!r}; use an IANA name such as "
                          "Asia/Shanghai") from None
+
+
+def _local_zone() -> tuple[tzinfo, str]:
+    """The machine's zone by name where it has one (``TZ``, the ``/etc/localtime`` link),
+    else the C library's local time."""
+    key = os.environ.get("TZ")  # when set, it is what the C library uses
+    if key is None:
+        with suppress(OSError):
+            key = os.readlink("/etc/localtime").partition("zoneinfo/")[2]
+    key = (key or "").removeprefix(":")
+    if key and not key.startswith("/"):
+        with suppress(ZoneInfoNotFoundError, ValueError):
+            return ZoneInfo(key), key
+    return _LocalTime(), "local time (" + "/".join(time.tzname) + ")"
+
+
+class _LocalTime(tzinfo):
+    """The C library's local time, offsets looked up per moment (``time.localtime``)."""
+
+    def _at(self, dt: datetime) -> time.struct_time:
+        stamp = time.mktime((dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second,
+                             dt.weekday(), 0, -1))
+        return time.localtime(stamp)
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return timedelta(seconds=self._at(dt or datetime.now()).tm_gmtoff)
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(hours=1) if self._at(dt or datetime.now()).tm_isdst > 0 else timedelta()
+
+    def tzname(self, dt: datetime | None) -> str:
+        return self._at(dt or datetime.now()).tm_zone
+
+    def fromutc(self, dt: datetime) -> datetime:
+        # dt holds the UTC wall time (with tzinfo=self, as fromutc is called)
+        local = time.localtime(calendar.timegm(dt.replace(tzinfo=None).timetuple()))
+        return datetime(*local[:6], dt.microsecond, tzinfo=self)
 
 
 def resolve_dsn(dsn: str | None, *, start: bool = False) -> str:

@@ -403,3 +403,102 @@ def test_a_suspended_agent_is_refused_through_the_bridge(bridge: ScopedDatabase,
         tenancy.set_agent_status(adm, a1, "active")
     with agent_scope(a1):
         assert Messages.select().count() == 1
+
+
+# -- what a review found ---------------------------------------------------------------------
+
+def test_a_coroutine_cannot_run_in_another_agents_open_transaction(bridge: ScopedDatabase,
+                                                                   world: World) -> None:
+    """Peewee keeps its open transaction per thread: a coroutine holding atomic() across an
+    await leaves it where another coroutine of the loop would find it. That one's statements
+    are refused, not run in the first agent's scope."""
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    refused: list[BaseException] = []
+
+    async def holder() -> None:
+        with agent_scope(a1), bridge.atomic():
+            Messages.create(**_message(1))
+            await asyncio.sleep(0.05)
+            Messages.create(**_message(2))
+
+    async def other() -> None:
+        await asyncio.sleep(0.01)
+        with agent_scope(b1):
+            for attempt in (lambda: Messages.select().count(),
+                            lambda: Messages.create(**_message(3)),
+                            lambda: bridge.atomic().__enter__()):
+                with pytest.raises(ScopeError, match="open in this thread") as caught:
+                    attempt()
+                refused.append(caught.value)
+
+    async def main() -> None:
+        await asyncio.gather(holder(), other())
+
+    asyncio.run(main())
+    assert len(refused) == 3
+    with agent_scope(a1):
+        assert Messages.select().count() == 2
+    with agent_scope(b1):
+        assert Messages.select().count() == 0
+
+
+def test_a_transaction_left_open_is_not_inherited_by_another_agent(bridge: ScopedDatabase,
+                                                                   world: World) -> None:
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    with agent_scope(a1), bridge.manual_commit():
+        bridge.begin()  # and never committed: the block stays with this thread
+        Messages.create(**_message(1))
+    with agent_scope(b1), pytest.raises(ScopeError, match="open in this thread"):
+        Messages.select().count()
+    with agent_scope(a1):
+        bridge.rollback()
+        assert Messages.select().count() == 0
+
+
+def test_fields_params_and_errors_as_peewee_code_expects(bridge: ScopedDatabase,
+                                                         world: World) -> None:
+    from maim_db import ConfigurationError, InputError
+    from maim_db.peewee import Images
+
+    with agent_scope(world.agent_id("A1")):
+        LLMUsage.create(model_name="m", user_id="u", request_type="r", endpoint="/",
+                        prompt_tokens=1, completion_tokens=1, total_tokens=2, cost=0.0,
+                        status="ok", timestamp="2026-07-01 12:00:00")  # MaiBot's text form
+        row = LLMUsage.select(LLMUsage.timestamp.year.alias("y"),
+                              LLMUsage.timestamp.month.alias("m")).dicts().get()
+        assert (row["y"], row["m"]) == (2026, 7)
+        assert LLMUsage.get().timestamp == datetime(2026, 7, 1, 12)
+        named = bridge.execute_sql("select %(x)s::int + 1", {"x": 41}).fetchone()
+        assert named == (42,)
+        in_array = bridge.execute_sql("select count(*) from llm_usage where timestamp = "
+                                      "any(%s)", [[datetime(2026, 7, 1, 12)]]).fetchone()
+        assert in_array == (1,)  # a naive datetime inside a list is read in the zone too
+        with pytest.raises(peewee.IntegrityError) as missing:  # NOT NULL, as psycopg2 said
+            PersonInfo.create(person_id="p", platform="qq")
+        assert isinstance(missing.value, InputError) and "user_id" in str(missing.value)
+        with pytest.raises(peewee.IntegrityError) as checked:  # a CHECK
+            Images.create(emoji_hash="h", path="/p", timestamp=NOW, type="x", count=-1)
+        assert checked.value.constraint == "images_count_check"
+    with pytest.raises(ConfigurationError):
+        Messages.create_table(safe=False)
+    with pytest.raises(ConfigurationError):
+        Messages.drop_table()
+    Messages.create_table()  # MaiBot's start-up: nothing to do
+
+
+@pytest.mark.parametrize(("tz", "summer", "winter"), [
+    ("Europe/Berlin", "2:00:00", "1:00:00"),
+    ("CET-1CEST,M3.5.0,M10.5.0/3", "2:00:00", "1:00:00"),  # a POSIX rule, no zone name
+])
+def test_the_default_zone_keeps_daylight_saving(tz: str, summer: str, winter: str) -> None:
+    """The machine's zone, not today's offset: a July time read in January gets July's."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("from datetime import datetime\nfrom maim_db.settings import zone\nz = zone(None)[0]\n"
+            "print(datetime(2026, 7, 1, 12, tzinfo=z).utcoffset(), "
+            "datetime(2026, 1, 1, 12, tzinfo=z).utcoffset())")
+    ran = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, TZ=tz),
+                         capture_output=True, text=True, timeout=60)
+    assert ran.stdout.split() == [summer, winter], ran.stderr

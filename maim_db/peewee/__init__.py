@@ -4,9 +4,9 @@ maim_db scope (``pip install 'maim-db[peewee]'``; docs/porting-maibot.md)::
     from maim_db import agent_scope
     from maim_db.peewee import Messages
 
-    with agent_scope("agent_3f9a1c2b7d4e"):
-        recent = Messages.select().where(Messages.chat_id == chat).order_by(
-            Messages.time.desc()).limit(20)
+    with agent_scope("agent_3f9a1c2b7d4e"):  # a query runs where it is iterated: list() it here
+        recent = list(Messages.select().where(Messages.chat_id == chat)
+                      .order_by(Messages.time.desc()).limit(20))
 
 :mod:`.database` runs Peewee's SQL in scoped blocks; :mod:`.models` holds the models.
 """
@@ -17,7 +17,7 @@ except ImportError as err:  # the extra is not installed
     raise ImportError("maim_db.peewee needs Peewee: pip install 'maim-db[peewee]'") from err
 
 from .compat import AsyncAgentActiveState
-from .database import Cursor, IntegrityError, ScopedDatabase
+from .database import CheckViolation, Cursor, IntegrityError, ScopedDatabase
 from .models import (
     CONFIG_MODELS,
     MODELS,
@@ -68,6 +68,7 @@ __all__ = [
     "ChatConfigOverrides",
     "ChatHistory",
     "ChatStreams",
+    "CheckViolation",
     "Cursor",
     "Emoji",
     "EmojiConfigOverrides",

@@ -24,19 +24,27 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
-from datetime import datetime, tzinfo
+from dataclasses import dataclass
+from datetime import tzinfo
 from typing import Any
 
 import peewee
+import psycopg
 
 from ..connection import Database as Block
-from ..errors import ConfigurationError, ConflictError, InputError, MaimDBError
+from ..errors import (
+    ConfigurationError,
+    ConflictError,
+    InputError,
+    MaimDBError,
+    ScopeError,
+)
 from ..handle import Result
 from ..pipeline import in_zone
 from ..pool import Pool
-from ..scope import resolve
+from ..scope import Scope, resolve
 from ..settings import settings, zone
 
 log = logging.getLogger("peewee")
@@ -45,6 +53,21 @@ log = logging.getLogger("peewee")
 class IntegrityError(ConflictError, peewee.IntegrityError):
     """A unique or foreign-key violation, as both maim_db (:class:`~maim_db.ConflictError`)
     and Peewee (``peewee.IntegrityError``, which ``get_or_create`` and MaiBot catch) name it."""
+
+
+class CheckViolation(InputError, peewee.IntegrityError):
+    """A NOT NULL or CHECK violation, as both maim_db (:class:`~maim_db.InputError`) and
+    Peewee (``peewee.IntegrityError``, what psycopg2 raised for it) name it."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Open:
+    """The block a Peewee transaction holds: its context manager, its handle, and the scope
+    it was opened for."""
+
+    manager: AbstractContextManager[Block]
+    handle: Block
+    scope: Scope
 
 
 class _Rollback(Exception):
@@ -105,6 +128,7 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
         self._blocks = threading.local()  # the block open in this thread, if any
         self._dsn = dsn
         self._pool = pool
+        self._own_pool: Pool | None = None
         self._max = max_connections
         self._pool_lock = threading.Lock()
         self._zone_name = timezone
@@ -113,15 +137,20 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
     # -- where the connections come from -----------------------------------------------------
 
     def bind_pool(self, pool: Pool) -> None:
-        """Use ``pool`` (a service's own) from now on."""
-        self._pool = pool
+        """Use ``pool`` (a service's own) from now on; a pool this database made is closed."""
+        with self._pool_lock:
+            own, self._pool = self._own_pool, pool
+            self._own_pool = None
+        if own is not None:
+            own.close()
 
     def pool(self) -> Pool:
         if self._pool is None:
             with self._pool_lock:
                 if self._pool is None:
-                    self._pool = Pool(self._dsn, min_size=1, max_size=self._max,
-                                      name="maim_db.peewee")
+                    self._pool = self._own_pool = Pool(self._dsn, min_size=1,
+                                                       max_size=self._max,
+                                                       name="maim_db.peewee")
         return self._pool
 
     @property
@@ -136,39 +165,57 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
 
     # -- statements and transactions ---------------------------------------------------------
 
-    def _block(self) -> tuple[AbstractContextManager[Block], Block] | None:
-        block: tuple[AbstractContextManager[Block], Block] | None = getattr(
-            self._blocks, "open", None)
+    def _block(self) -> _Open | None:
+        block: _Open | None = getattr(self._blocks, "open", None)
         return block
 
-    def _params(self, params: Sequence[Any] | None) -> list[Any]:  # naive: in the zone
-        values = list(params or ())
-        if any(isinstance(v, datetime) and v.tzinfo is None for v in values):
-            values = in_zone(values, self.zone)
-        return values
+    def _scope(self) -> Scope:
+        """The scope this statement asks for (the database's own, else the ambient one)."""
+        return resolve(agent_id=self._agent_id, api_key=self._api_key)
 
-    def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+    def _joining(self, block: _Open, scope: Scope) -> Block:
+        # Peewee keeps its open transaction per thread, so a statement reaching a block
+        # opened for another scope comes from another coroutine on this thread, or from a job
+        # after one that never ended its transaction (manual_commit, session_start): refuse.
+        if scope != block.scope:
+            raise ScopeError(f"a Peewee transaction for {block.scope} is open in this thread, "
+                             f"so a statement for {scope} cannot run in it (another coroutine "
+                             "holding atomic() across an await, or a transaction never ended)")
+        return block.handle
+
+    def _params(self, params: Any) -> Any:  # naive datetimes: in the zone
+        if not params:
+            return None  # no parameters: a literal % in the SQL stays one
+        return in_zone(params, self.zone)
+
+    def execute_sql(self, sql: str, params: Any = None) -> Cursor:
         log.debug((sql, params))  # as Peewee logs its queries
-        values = self._params(params) or None  # none: a literal % in the SQL stays one
+        scope = self._scope()
+        values = self._params(params)
         block = self._block()
         try:
             if block is not None:
-                return Cursor(block[1].result(sql, values))
-            resolve(agent_id=self._agent_id, api_key=self._api_key)
+                return Cursor(self._joining(block, scope).result(sql, values))
             return Cursor(self.pool().result(sql, values,
                                              agent_id=self._agent_id, api_key=self._api_key))
         except ConflictError as err:
             raise IntegrityError(str(err), constraint=err.constraint) from err
+        except InputError as err:
+            if not isinstance(err.__cause__, psycopg.IntegrityError):
+                raise  # a value psycopg could not send, not a constraint
+            raise CheckViolation(str(err), constraint=err.constraint) from err
 
     def begin(self, isolation_level: Any = None) -> None:
         if isolation_level is not None:
             raise InputError("a maim_db block runs at READ COMMITTED; isolation levels are not "
                              "supported through the Peewee bridge")
-        if self._block() is not None:
-            raise MaimDBError("a block is already open in this thread")
-        resolve(agent_id=self._agent_id, api_key=self._api_key)  # no scope: before connecting
+        scope = self._scope()  # no scope: refused before a connection is borrowed
+        block = self._block()
+        if block is not None:
+            self._joining(block, scope)
+            raise ScopeError("a Peewee transaction is already open in this thread")
         manager = self.pool().connection(agent_id=self._agent_id, api_key=self._api_key)
-        self._blocks.open = (manager, manager.__enter__())
+        self._blocks.open = _Open(manager, manager.__enter__(), scope)
 
     # With no block open (Peewee rolls back after a failed commit, whose block has ended),
     # there is nothing to end: as COMMIT/ROLLBACK outside a transaction in PostgreSQL.
@@ -186,7 +233,7 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
     def _end(self) -> AbstractContextManager[Block] | None:
         block = self._block()
         self._blocks.open = None
-        return None if block is None else block[0]
+        return None if block is None else block.manager
 
     # -- what a connection-per-thread database would do, with nothing to do here ------------
 

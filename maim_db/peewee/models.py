@@ -25,7 +25,7 @@ from uuid import UUID
 import peewee
 from psycopg.types.json import Jsonb
 
-from ..errors import InputError
+from ..errors import ConfigurationError, InputError
 from ..row import Row
 from ..tables import agent_config as ac
 from ..tables import runtime as rt
@@ -36,14 +36,16 @@ from .database import ScopedDatabase
 database = ScopedDatabase()
 
 
-class ZonedDateTimeField(peewee.Field):
+class ZonedDateTimeField(peewee.DateTimeField):
     """A ``timestamptz`` column as MaiBot's naive local datetimes: written in the
-    database's zone (the bridge reads naive parameters that way), read back converted to it
-    and made naive, so a value round-trips unchanged."""
+    database's zone (the bridge reads naive parameters that way, text in MaiBot's formats
+    too), read back converted to it and made naive. Peewee's ``.year``/``.truncate()`` and
+    friends work as on ``DateTimeField``."""
 
     field_type = "TIMESTAMPTZ"
 
     def python_value(self, value: Any) -> Any:
+        value = super().python_value(value)  # type: ignore[no-untyped-call]
         if isinstance(value, datetime) and value.tzinfo is not None:
             db = self.model._meta.database
             zone: tzinfo | None = getattr(db, "zone", None)
@@ -119,6 +121,19 @@ class BaseModel(peewee.Model):
                 self.__rel__: dict[str, Any] = {}
                 return
         super().__init__(*args, **kwargs)
+
+    @classmethod
+    def create_table(cls, safe: bool = True, **options: Any) -> None:
+        """The schema is maim_db's migrations': ``safe=True`` has nothing to do."""
+        if not safe:
+            raise ConfigurationError("tables are created by maim_db's migrations, not by "
+                                     "Peewee: run `maimdb migrate`")
+
+    @classmethod
+    def drop_table(cls, safe: bool = True, drop_sequences: bool = True,
+                   **options: Any) -> None:
+        raise ConfigurationError("tables belong to maim_db's migrations; Peewee does not drop "
+                                 "them (`maimdb erase --agent …` removes an agent's rows)")
 
     @classmethod
     def replace(cls, __data: dict[Any, Any] | None = None, **insert: Any) -> peewee.Insert:
