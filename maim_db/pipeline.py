@@ -36,10 +36,9 @@ from psycopg.adapt import Transformer
 from psycopg.pq.abc import PGresult
 from psycopg.rows import RowMaker
 
-from .errors import ConfigurationError, InputError
 from .row import Row, row_maker
 from .scope import Scope
-from .settings import settings, zone
+from .settings import configured_zone
 
 R = TypeVar("R", bound=Row)
 Params = Sequence[Any] | Mapping[str, Any] | None
@@ -295,17 +294,6 @@ class Session:
         if make is None:
             make = st.makers[model] = row_maker(model, res, self.encoding)
         return self.rows(res, make)
-
-
-def configured_zone() -> tzinfo | None:
-    """``MAIMDB_TIMEZONE`` as a zone, or None when it is not set."""
-    name = settings().timezone
-    if name is None:
-        return None
-    try:
-        return zone(name)[0]
-    except InputError as err:
-        raise ConfigurationError(f"MAIMDB_TIMEZONE: {err}") from None
 
 
 def in_zone(params: Sequence[Any] | Mapping[str, Any], tz: tzinfo) -> Any:

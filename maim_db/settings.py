@@ -66,6 +66,18 @@ def zone(name: str | None) -> tuple[tzinfo, str]:
                          "Asia/Shanghai") from None
 
 
+def configured_zone(name: str | None = None, *, local: bool = False) -> tzinfo | None:
+    """``name``, else ``MAIMDB_TIMEZONE``, as a zone; neither: this machine's zone when
+    ``local``, else None (PostgreSQL's session TimeZone decides)."""
+    name = name or settings().timezone
+    if name is None and not local:
+        return None
+    try:
+        return zone(name)[0]
+    except InputError as err:
+        raise ConfigurationError(f"MAIMDB_TIMEZONE: {err}") from None
+
+
 def _local_zone() -> tuple[tzinfo, str]:
     """The machine's zone by name where it has one (``TZ``, the ``/etc/localtime`` link),
     else the C library's local time."""

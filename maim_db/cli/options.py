@@ -26,22 +26,24 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 Agent = Annotated[str, typer.Option("--agent", help="The agent (agent_…) whose rows these are.")]
 
 
-def _switches_untyped(params: list[_click.Parameter]) -> list[_click.Parameter]:
-    # A flag takes no value, so `--help` shows none: `--yes`, not `--yes <bool>`.
-    for p in params:
-        if isinstance(p, TyperOption) and p.is_flag and p.metavar is None:
-            p.metavar = ""
-    return params
+class _UntypedSwitches(_click.Command):
+    """A flag takes no value, so `--help` shows none: `--yes`, not `--yes <bool>` (mixed into
+    typer's command and group classes, which share only click's Command)."""
 
-
-class Command(TyperCommand):
     def get_params(self, ctx: _click.Context) -> list[_click.Parameter]:
-        return _switches_untyped(super().get_params(ctx))
+        params = super().get_params(ctx)
+        for p in params:
+            if isinstance(p, TyperOption) and p.is_flag and p.metavar is None:
+                p.metavar = ""
+        return params
 
 
-class Group(TyperGroup):
-    def get_params(self, ctx: _click.Context) -> list[_click.Parameter]:
-        return _switches_untyped(super().get_params(ctx))
+class Command(_UntypedSwitches, TyperCommand):
+    pass
+
+
+class Group(_UntypedSwitches, TyperGroup):
+    pass
 
 
 class App(typer.Typer):

@@ -45,7 +45,7 @@ from ..handle import Result
 from ..pipeline import in_zone
 from ..pool import Pool
 from ..scope import Scope, resolve
-from ..settings import settings, zone
+from ..settings import configured_zone
 
 log = logging.getLogger("peewee")
 
@@ -156,11 +156,8 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
     @property
     def zone(self) -> tzinfo:
         if self._zone is None:
-            name = self._zone_name or settings().timezone
-            try:
-                self._zone = zone(name)[0]
-            except InputError as err:
-                raise ConfigurationError(f"MAIMDB_TIMEZONE: {err}") from None
+            self._zone = configured_zone(self._zone_name, local=True)
+            assert self._zone is not None  # local=True: never None
         return self._zone
 
     # -- statements and transactions ---------------------------------------------------------
@@ -270,9 +267,3 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
     def drop_tables(self, models: Iterable[type[peewee.Model]], **options: Any) -> None:
         raise ConfigurationError("tables belong to maim_db's migrations; Peewee does not drop "
                                  "them (`maimdb erase --agent …` removes an agent's rows)")
-
-    def table_exists(self, table_name: Any, schema: str | None = None) -> bool:
-        name = table_name if isinstance(table_name, str) else table_name._meta.table_name
-        found = self.execute_sql("select pg_catalog.to_regclass(%s) is not null",
-                                 [f"public.{name}"]).fetchone()
-        return bool(found and found[0])
