@@ -9,10 +9,18 @@ import os
 from collections.abc import Iterator
 
 import pytest
-from psycopg import sql
 
 from maim_db.schema import migrate
-from tests.databases import LOGINS, PASSWORD, Server, TestDB, World, build_world, with_db
+from tests.databases import (
+    LOGINS,
+    PASSWORD,
+    Server,
+    TestDB,
+    World,
+    build_world,
+    make_logins,
+    with_db,
+)
 from tests.server import superuser_dsn
 
 # `twin`: one test through the sync API and the async one
@@ -30,19 +38,7 @@ def template(server: Server) -> Iterator[str]:
     name = server.create_database()
     migrate.migrate(with_db(server.superuser, name))
     with server.admin_conn() as conn:
-        for login, role in LOGINS.values():
-            exists = conn.execute("select 1 from pg_roles where rolname = %s", [login]).fetchone()
-            # a login left on a reused server keeps nothing that would bypass RLS
-            conn.execute(sql.SQL("{} role {} login password {} nosuperuser nobypassrls "
-                                 "nocreaterole nocreatedb").format(
-                sql.SQL("alter" if exists else "create"), sql.Identifier(login),
-                sql.Literal(PASSWORD)))
-            conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(role),
-                                                          sql.Identifier(login)))
-        unsafe = conn.execute("select rolname from pg_roles where rolname = any(%s) "
-                              "and (rolsuper or rolbypassrls)",
-                              [[login for login, _ in LOGINS.values()]]).fetchall()
-        assert not unsafe, f"test logins must not bypass RLS: {unsafe}"
+        make_logins(conn)
     yield name
     server.drop_database(name)
 

@@ -27,6 +27,24 @@ def with_db(dsn: str, dbname: str, **overrides: Any) -> str:
     return make_conninfo(**params)
 
 
+def make_logins(conn: psycopg.Connection[Any]) -> None:
+    """The test logins, one per scope role, as top-level statements (so a Citus coordinator
+    propagates them to its workers)."""
+    for login, role in LOGINS.values():
+        exists = conn.execute("select 1 from pg_roles where rolname = %s", [login]).fetchone()
+        # a login left on a reused server keeps nothing that would bypass RLS
+        conn.execute(sql.SQL("{} role {} login password {} nosuperuser nobypassrls "
+                             "nocreaterole nocreatedb").format(
+            sql.SQL("alter" if exists else "create"), sql.Identifier(login),
+            sql.Literal(PASSWORD)))
+        conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(role),
+                                                      sql.Identifier(login)))
+    unsafe = conn.execute("select rolname from pg_roles where rolname = any(%s) "
+                          "and (rolsuper or rolbypassrls)",
+                          [[login for login, _ in LOGINS.values()]]).fetchall()
+    assert not unsafe, f"test logins must not bypass RLS: {unsafe}"
+
+
 @dataclass
 class Server:
     superuser: str  # database "postgres"
@@ -93,8 +111,9 @@ class World:
         return self.tenants[name].id
 
 
-def build_world(db: TestDB) -> World:
-    """Two tenants, three agents and their rows, written as the admin and app logins."""
+def build_world(db: TestDB, tag: str = "") -> World:
+    """Two tenants, three agents and their rows, written as the admin and app logins;
+    ``tag`` ends the usernames (unique server-wide) where worlds share a database."""
     users: dict[str, User] = {}
     tenants: dict[str, Tenant] = {}
     agents: dict[str, Agent] = {}
@@ -102,7 +121,7 @@ def build_world(db: TestDB) -> World:
     plugins: dict[str, PluginSetting] = {}
     with connect(db.dsn("admin"), admin=True) as adm:
         for u in ("U1", "U2"):
-            users[u] = adm.insert(User(id=ids.new_user_id(), username=f"user-{u}",
+            users[u] = adm.insert(User(id=ids.new_user_id(), username=f"user-{u}{tag}",
                                        hashed_password="x"))
         for t, owner in (("T1", "U1"), ("T2", "U2")):
             tenants[t] = adm.insert(Tenant(id=ids.new_tenant_id(), tenant_name=f"tenant {t}",

@@ -1,5 +1,5 @@
 """A Citus cluster on this machine, for the tests and for trying it: ``python tools/citus.py
-build | start DIR | stop DIR | dsn DIR``.
+build | start DIR | stop DIR | dsn | packages``.
 
 ``build`` compiles Citus 13.2.2 from the vendored source (``../shared/vendor``, or
 ``MAIMDB_CITUS_SOURCE``) against Debian's PostgreSQL 15 and installs it into that server's
@@ -7,7 +7,13 @@ directories. The compiled files are kept under ``~/.cache/maimdb`` (``MAIMDB_CIT
 keyed by the source's SHA-256 and the server's version, so a second build on the same machine
 only copies them. ``start`` makes (or restarts) one coordinator and two workers under DIR,
 each with ``citus`` preloaded and created, the workers added; ``stop`` stops them; ``dsn``
-prints the coordinator's superuser DSN.
+prints the coordinator's superuser DSN; ``packages`` the Debian packages the build needs.
+
+Citus opens its node connections as the current role, so on a cluster the maim group roles
+need ``LOGIN``. ``start`` creates them with a random password that only Citus is given
+(``pg_dist_authinfo`` on every node, superuser-only), and each node's ``pg_hba.conf`` asks
+those roles for it (everyone else: trust, a test cluster): an application login that names
+``maim_app`` cannot log in as it.
 
 This is for tests and local trials: a real cluster installs Citus from its platform's packages
 (docs/scaling.md). Build dependencies are Debian's (``.ci/run`` installs them).
@@ -18,6 +24,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -122,6 +129,7 @@ def start(directory: Path) -> str:
                 conf.write(f"\nshared_preload_libraries = 'citus'\nport = {port}\n"
                            "listen_addresses = 'localhost'\nunix_socket_directories = ''\n"
                            "max_connections = 200\nfsync = off\n")
+            (node / "data" / "pg_hba.conf").write_text(HBA)
             fresh.append(name)
         if not _running(node):
             _ctl(node, "start")
@@ -134,7 +142,29 @@ def start(directory: Path) -> str:
         _psql(coordinator, f"select citus_set_coordinator_host('localhost', {coordinator})")
         for name in ("worker1", "worker2"):
             _psql(coordinator, f"select citus_add_node('localhost', {PORTS[name]})")
+        _node_roles()
     return dsn()
+
+
+# The maim group roles log in only with a password (Citus opens its node connections as the
+# current role, so they need LOGIN on a cluster); everyone else, trust: a test cluster.
+GROUP_ROLES = ("maim_owner", "maim_app", "maim_tenant", "maim_admin", "maim_plugin")
+HBA = "".join(f"host all {','.join(GROUP_ROLES)} {net} scram-sha-256\n"
+              f"host all all {net} trust\n" for net in ("127.0.0.1/32", "::1/128"))
+
+
+def _node_roles() -> None:
+    """The group roles with a password no application is given: Citus reads it from
+    ``pg_dist_authinfo`` (superuser-only) on every node, so its own connections log in and a
+    login that only knows the role's name does not. `maimdb migrate` then finds the roles."""
+    password = secrets.token_urlsafe(24)
+    coordinator = PORTS["coordinator"]
+    for role in GROUP_ROLES:  # top level: propagated to the workers
+        _psql(coordinator, f"create role {role} login nobypassrls password '{password}'")
+    for port in PORTS.values():
+        for role in GROUP_ROLES:
+            _psql(port, "insert into pg_dist_authinfo (nodeid, rolename, authinfo) "
+                        f"values (0, '{role}', 'password={password}')")
 
 
 def stop(directory: Path) -> None:
@@ -155,6 +185,7 @@ def main() -> None:
     for name in ("start", "stop"):
         sub.add_parser(name).add_argument("directory", type=Path)
     sub.add_parser("dsn", help="the coordinator's superuser DSN")
+    sub.add_parser("packages", help="the Debian packages the build needs")
     args = parser.parse_args()
     if args.command == "build":
         print(f"citus {VERSION}: {build()}")
@@ -162,6 +193,8 @@ def main() -> None:
         print(start(args.directory))
     elif args.command == "stop":
         stop(args.directory)
+    elif args.command == "packages":
+        print(" ".join(BUILD_PACKAGES))
     else:
         print(dsn())
 

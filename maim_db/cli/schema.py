@@ -10,6 +10,7 @@ from rich.table import Table
 
 from .. import embedded
 from ..connection import open_connection
+from ..schema import citus
 from ..schema import migrate as migrations
 from ..schema.audit import Definer, Finding, definers, require_migrated
 from ..schema.audit import audit as run_audit
@@ -92,14 +93,20 @@ def status(dsn: Dsn = None, as_json: Json = False) -> None:
     Example: maimdb status || maimdb migrate
     """
     state = migrations.status(dsn)
+    with open_connection(dsn) as conn:
+        cluster = citus.nodes(conn)  # empty off Citus
     edited = {m.id for m, _ in state.edited}
     rows = ([(m.id, "edited" if m.id in edited else "applied", m.sha256) for m in state.applied]
             + [(m.id, "pending", m.sha256) for m in state.pending]
             + [(name, "unknown", None) for name in state.unknown])
     current = not (state.pending or state.edited or state.unknown)
     if as_json:
-        print(dumps({"current": current, "migrations": [
-            {"id": id_, "state": st, "sha256": sha} for id_, st, sha in rows]}))
+        shape: dict[str, object] = {"current": current, "migrations": [
+            {"id": id_, "state": st, "sha256": sha} for id_, st, sha in rows]}
+        if cluster:
+            shape["nodes"] = [{"name": n.name, "port": n.port, "role": n.role,
+                               "active": n.active} for n in cluster]
+        print(dumps(shape))
     else:
         table = Table("migration", "state", "sha256")
         shown = {"applied": "applied", "edited": "[red]edited[/]",
@@ -107,6 +114,12 @@ def status(dsn: Dsn = None, as_json: Json = False) -> None:
         for id_, st, sha in rows:
             table.add_row(cell(id_), shown[st], (sha or "")[:12])
         out.print(table)
+        if cluster:
+            nodes = Table("Citus node", "port", "role", "active")
+            for n in cluster:
+                active = "yes" if n.active else "[red]no[/]"
+                nodes.add_row(cell(n.name), str(n.port), n.role, active)
+            out.print(nodes)
     if not current:
         raise typer.Exit(1)
 

@@ -26,6 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 from ..connection import open_connection
 from ..errors import MigrationError
 from ..settings import resolve_dsn
+from . import citus
 from .audit import audit
 
 
@@ -139,13 +140,19 @@ def _locked(dsn: str | None) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
 
 
 def _apply_sql_dir(conn: psycopg.Connection[Any]) -> None:
-    """Re-apply sql/: the bootstrap as the connecting role, the rest as maim_owner."""
+    """Re-apply sql/: the bootstrap as the connecting role, the rest as maim_owner.
+
+    Two transactions: on a Citus coordinator the second opens worker connections as
+    maim_owner, which see only what the first committed (the schema ``maim`` above all)."""
     files = sorted(SQL_DIR.glob("*.sql"))
     try:
+        if citus.installed(conn):
+            citus.prepare_roles(conn)
         with conn.transaction():
             for path in files:
                 if path.name.startswith("00_"):
                     conn.execute(path.read_text())
+        with conn.transaction():
             conn.execute("set local role maim_owner")
             for path in files:
                 if not path.name.startswith("00_"):
