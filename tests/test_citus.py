@@ -166,3 +166,35 @@ def test_every_agent_table_is_distributed_by_agent_id(cluster: Server) -> None:
             "where partmethod = 'h' and column_to_column_name(logicalrelid, partkey) "
             "= 'agent_id'")}
     assert agent_tables and agent_tables <= distributed
+
+
+def test_a_plugin_cannot_run_sql_on_other_nodes_through_citus(db: TestDB, world: World) -> None:
+    """Citus grants its run-SQL-elsewhere functions to PUBLIC; through them a plugin's block
+    would open a worker session as maim_plugin. migrate revokes them; the audit checks."""
+    with psycopg.connect(db.dsn("plugin"), autocommit=True) as p:
+        for query in ("select * from run_command_on_workers('select 1')",
+                      "select * from run_command_on_all_nodes('select 1')",
+                      "select * from master_run_on_worker(array['localhost'], array[1], "
+                      "array['select 1'], false)"):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                p.execute(query)
+    with (psycopg.connect(db.dsn("app"), autocommit=True) as app,
+          pytest.raises(psycopg.errors.InsufficientPrivilege)):
+        app.execute("select * from run_command_on_workers('select 1')")
+
+
+def test_the_audit_finds_a_run_sql_function_granted_back(cluster: Server) -> None:
+    assert DSN
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        conn.execute("grant execute on function run_command_on_workers(text, boolean) "
+                     "to maim_plugin")
+        try:
+            found = [str(f) for f in audit.audit(conn)]
+        finally:
+            conn.execute("revoke execute on function run_command_on_workers(text, boolean) "
+                         "from maim_plugin")
+        # maim_app too: it is a member of maim_plugin
+        assert found == [f"function run_command_on_workers(text,boolean): {role} may run SQL "
+                         "on other Citus nodes through it (`maimdb migrate` revokes it from "
+                         "PUBLIC)" for role in ("maim_app", "maim_plugin")]
+        assert audit.audit(conn) == []

@@ -11,6 +11,7 @@ from typing import Any, Final
 import psycopg
 
 from ..errors import MigrationError, translate
+from . import citus
 
 # yoyo's bookkeeping tables: no grants to any maim role, so not reachable by scoped code.
 BOOKKEEPING: Final = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_lock")
@@ -244,6 +245,11 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
     for table, grantee, privilege in conn.execute(_RISKY_GRANTS):
         findings.append(Finding(f"table {table}", f"{grantee} holds {privilege}"))
     findings.extend(_policies(conn.execute(_ALL_POLICIES).fetchall()))
+    if citus.installed(conn):
+        for function, role in citus.remote_sql_executors(conn):
+            findings.append(Finding(f"function {function}", f"{role} may run SQL on other "
+                                    "Citus nodes through it (`maimdb migrate` revokes it "
+                                    "from PUBLIC)"))
     return findings
 
 

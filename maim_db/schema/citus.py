@@ -72,3 +72,41 @@ def prepare_roles(conn: psycopg.Connection[Any]) -> list[str]:
     if member != (True,):
         conn.execute("grant maim_plugin to maim_app")
     return changed
+
+
+#: Citus's functions that run a caller's SQL text on other nodes over Citus's own node
+#: connections (which hold the group roles' credentials). The extension grants them to PUBLIC;
+#: through them code with a maim_plugin block could open a session on a worker as
+#: maim_plugin and address shards directly. Operators (superusers) keep them.
+REMOTE_SQL = ("master_run_on_worker", "run_command_on_workers", "run_command_on_all_nodes",
+              "run_command_on_coordinator", "run_command_on_shards",
+              "run_command_on_placements", "run_command_on_colocated_placements",
+              "citus_run_local_command")
+
+_REMOTE_SQL_FUNCTIONS = """
+select p.oid::regprocedure::text
+from pg_catalog.pg_proc p
+join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_proc'::regclass
+     and d.objid = p.oid and d.deptype = 'e'
+join pg_catalog.pg_extension e on e.oid = d.refobjid and e.extname = 'citus'
+where p.proname = any(%s)
+order by 1
+"""
+
+
+def revoke_remote_sql(conn: psycopg.Connection[Any]) -> None:
+    """Take :data:`REMOTE_SQL` from PUBLIC (run by the migrating superuser)."""
+    for (function,) in conn.execute(_REMOTE_SQL_FUNCTIONS, [list(REMOTE_SQL)]).fetchall():
+        conn.execute(sql.SQL("revoke execute on function {} from public").format(
+            sql.SQL(function)))  # a regprocedure's text: qualified and quoted by PostgreSQL
+
+
+def remote_sql_executors(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """(function, role) for every scope role that may run one of :data:`REMOTE_SQL`."""
+    out = []
+    for (function,) in conn.execute(_REMOTE_SQL_FUNCTIONS, [list(REMOTE_SQL)]).fetchall():
+        for role in ROLES:
+            if conn.execute("select pg_catalog.has_function_privilege(%s, %s::regprocedure, "
+                            "'EXECUTE')", [role, function]).fetchone() == (True,):
+                out.append((function, role))
+    return out

@@ -148,6 +148,7 @@ def _apply_sql_dir(conn: psycopg.Connection[Any]) -> None:
     try:
         if citus.installed(conn):
             citus.prepare_roles(conn)
+            citus.revoke_remote_sql(conn)
         with conn.transaction():
             for path in files:
                 if path.name.startswith("00_"):
