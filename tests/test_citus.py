@@ -65,11 +65,6 @@ for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_u
             globals()[_name] = _value
 
 
-def _params() -> dict[str, Any]:
-    assert DSN
-    return {k: v for k, v in conninfo_to_dict(DSN).items() if v is not None}
-
-
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Server]:
     """The coordinator, migrated, with the test logins."""
@@ -82,7 +77,7 @@ def cluster() -> Iterator[Server]:
 
 @pytest.fixture
 def db(cluster: Server) -> TestDB:  # the conftest's db, on the cluster's one database
-    return TestDB(cluster, _params()["dbname"])
+    return TestDB(cluster, str(conninfo_to_dict(DSN or "")["dbname"]))
 
 
 @pytest.fixture
@@ -156,15 +151,11 @@ def test_status_shows_the_clusters_nodes(cluster: Server) -> None:
 def test_every_agent_table_is_distributed_by_agent_id(cluster: Server) -> None:
     assert DSN
     with psycopg.connect(DSN, autocommit=True) as conn:
-        agent_tables = {t for (t,) in conn.execute(
-            "select c.relname from pg_class c join pg_attribute a on a.attrelid = c.oid "
-            "where c.relnamespace = 'public'::regnamespace and c.relkind = 'r' "
-            "and a.attname = 'agent_id' and a.attnotnull "
-            "and c.relname not in ('api_keys', 'agent_active_states', 'plugin_settings')")}
         distributed = {t for (t,) in conn.execute(
             "select logicalrelid::regclass::text from pg_dist_partition "
             "where partmethod = 'h' and column_to_column_name(logicalrelid, partkey) "
             "= 'agent_id'")}
+    agent_tables = {m.table for m in test_isolation_matrix.AGENT_TABLES}
     assert agent_tables and agent_tables <= distributed
 
 

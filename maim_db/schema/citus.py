@@ -49,11 +49,10 @@ def nodes(conn: psycopg.Connection[Any]) -> list[Node]:
             for name, port, coord, active in rows]
 
 
-def prepare_roles(conn: psycopg.Connection[Any]) -> list[str]:
+def prepare_roles(conn: psycopg.Connection[Any]) -> None:
     """Create (or give ``LOGIN`` to) the maim roles top-level, so Citus propagates them, and
-    make maim_app a member of maim_plugin the same way; the roles it changed. Run outside a
+    make maim_app a member of maim_plugin the same way. Run outside a
     transaction block, on the coordinator, by a role that may create roles."""
-    changed = []
     existing = dict(conn.execute(
         "select rolname, rolcanlogin from pg_catalog.pg_roles where rolname = any(%s)",
         [list(ROLES)]).fetchall())
@@ -63,15 +62,11 @@ def prepare_roles(conn: psycopg.Connection[Any]) -> list[str]:
             conn.execute(sql.SQL("create role {} login nobypassrls").format(role))
         elif not existing[name]:
             conn.execute(sql.SQL("alter role {} login").format(role))
-        else:
-            continue
-        changed.append(name)
     member = conn.execute(
         "select exists (select from pg_catalog.pg_auth_members "
         "where roleid = 'maim_plugin'::regrole and member = 'maim_app'::regrole)").fetchone()
     if member != (True,):
         conn.execute("grant maim_plugin to maim_app")
-    return changed
 
 
 #: Citus's functions that run a caller's SQL text on other nodes over Citus's own node
@@ -90,7 +85,6 @@ join pg_catalog.pg_depend d on d.classid = 'pg_catalog.pg_proc'::regclass
      and d.objid = p.oid and d.deptype = 'e'
 join pg_catalog.pg_extension e on e.oid = d.refobjid and e.extname = 'citus'
 where p.proname = any(%s)
-order by 1
 """
 
 
@@ -102,11 +96,10 @@ def revoke_remote_sql(conn: psycopg.Connection[Any]) -> None:
 
 
 def remote_sql_executors(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
-    """(function, role) for every scope role that may run one of :data:`REMOTE_SQL`."""
-    out = []
-    for (function,) in conn.execute(_REMOTE_SQL_FUNCTIONS, [list(REMOTE_SQL)]).fetchall():
-        for role in ROLES:
-            if conn.execute("select pg_catalog.has_function_privilege(%s, %s::regprocedure, "
-                            "'EXECUTE')", [role, function]).fetchone() == (True,):
-                out.append((function, role))
-    return out
+    """(function, role) for every maim role that may run one of :data:`REMOTE_SQL`."""
+    rows = conn.execute(
+        f"select f.function, r.role from ({_REMOTE_SQL_FUNCTIONS}) f(function) "
+        "cross join unnest(%s::text[]) r(role) "
+        "where pg_catalog.has_function_privilege(r.role, f.function::regprocedure, 'EXECUTE') "
+        "order by 1, 2", [list(REMOTE_SQL), list(ROLES)]).fetchall()
+    return [(function, role) for function, role in rows]
