@@ -30,6 +30,7 @@ from .errors import (
     NotFoundError,
     ScopeError,
     UnknownAgentError,
+    UnknownTenantError,
 )
 from .ids import new_agent_id, new_key_id, new_tenant_id, new_user_id
 from .pool import Pool
@@ -56,6 +57,7 @@ __all__ = [
     "Scope",
     "ScopeError",
     "UnknownAgentError",
+    "UnknownTenantError",
     "aconnect",
     "agent_scope",
     "ascoped",

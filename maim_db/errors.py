@@ -53,6 +53,10 @@ class UnknownAgentError(NotFoundError, IsolationError):
     refuses it as it refuses a suspended agent, so it is an :class:`IsolationError` too."""
 
 
+class UnknownTenantError(NotFoundError, IsolationError):
+    """A tenant scope was opened for a tenant that does not exist (maim.open_tenant_scope)."""
+
+
 class InputError(MaimDBError, ValueError):
     """A value was rejected (bad type, failed CHECK, missing required column). Nothing changed.
     ``constraint`` names the CHECK that refused it, for code (the message says it in words)."""
@@ -129,7 +133,8 @@ def server_of(err: psycopg.Error) -> str:
 _KEY = re.compile(r'Key (?:\((?P<cols>.+?)\)=\((?P<vals>.*)\) )?(?P<what>already exists|is not '
                   r'present in table "(?P<parent>[^"]+)"|is still referenced from table '
                   r'"(?P<child>[^"]+)")')
-_UNKNOWN_AGENT = re.compile(r"^agent (\S+) does not exist$")  # maim.open_agent_scope
+# maim.open_agent_scope, maim.open_tenant_scope
+_UNKNOWN_SCOPE = re.compile(r"^(agent|tenant) (\S+) does not exist$")
 _CHECK = re.compile(r"^(?P<column>\w+)_check\d*$")  # after "<table>_"
 
 
@@ -190,10 +195,13 @@ def translate(err: psycopg.Error) -> MaimDBError:
     if isinstance(err, pgerrors.InsufficientPrivilege):
         if "is not set" in (err.diag.message_primary or ""):
             return ScopeError(message)
-        unknown = _UNKNOWN_AGENT.match(err.diag.message_primary or "")
-        if unknown:
-            return UnknownAgentError(f"no such agent {unknown[1]} (create it with `maimdb "
+        unknown = _UNKNOWN_SCOPE.match(err.diag.message_primary or "")
+        if unknown and unknown[1] == "agent":
+            return UnknownAgentError(f"no such agent {unknown[2]} (create it with `maimdb "
                                      "agent create NAME --tenant TENANT_ID`)")
+        if unknown:
+            return UnknownTenantError(f"no such tenant {unknown[2]} (create it with `maimdb "
+                                      "tenant create NAME`)")
         table = _table_of(err)
         where = f" on table {table}" if table else ""
         return IsolationError(f"isolation violation{where}: {message}", table=table)

@@ -52,6 +52,8 @@ _CLEAN: Final = (
     " and coalesce(pg_catalog.current_setting('maim.agent_id', true), '') = ''"
     " and coalesce(pg_catalog.current_setting('maim.tenant_id', true), '') = ''"
     " and coalesce(pg_catalog.current_setting('maim.agent_proof', true), '') = ''"
+    " and coalesce(pg_catalog.current_setting('maim.agent_tenant', true), '') = ''"
+    " and coalesce(pg_catalog.current_setting('maim.tenant_agents', true), '') = ''"
     " and not exists (select from pg_catalog.pg_listening_channels())"
     " and not exists (select from pg_catalog.pg_cursors where is_holdable)"
     " and (pg_catalog.pg_my_temp_schema() = 0"
@@ -67,8 +69,9 @@ DIRTY: Final = "MA001"
 
 # Agent scope goes through maim.open_agent_scope (migrations/0012_unforgeable_scope.sql),
 # which refuses an unknown or suspended agent or tenant; a key through maim.open_key_scope,
-# which resolves it and proves its agent for this transaction. Tenant and admin scopes are
-# plain settings.
+# which resolves it and proves its agent for this transaction; a tenant through
+# maim.open_tenant_scope (0016), which refuses an unknown tenant and writes down its agents
+# (on Citus the tenant policies read them). Admin scope is the role alone.
 SET_SCOPE: Final[dict[Kind, LiteralString]] = {
     "agent": _CLEAN + "pg_catalog.set_config('role', 'maim_app', true),"
              " pg_catalog.set_config('maim.tenant_id', '', true), maim.open_agent_scope(%s)",
@@ -77,7 +80,7 @@ SET_SCOPE: Final[dict[Kind, LiteralString]] = {
            " pg_catalog.current_setting('maim.key_permissions')",
     "tenant": _CLEAN + "pg_catalog.set_config('role', 'maim_tenant', true),"
               " pg_catalog.set_config('maim.agent_id', '', true),"
-              " pg_catalog.set_config('maim.tenant_id', %s, true)",
+              " maim.open_tenant_scope(%s)",
     "admin": _CLEAN + "pg_catalog.set_config('role', 'maim_admin', true),"
              " pg_catalog.set_config('maim.agent_id', '', true),"
              " pg_catalog.set_config('maim.tenant_id', '', true)",

@@ -13,6 +13,7 @@ from maim_db import (
     IsolationError,
     NotFoundError,
     UnknownAgentError,
+    UnknownTenantError,
     connect,
 )
 from maim_db.control import tenancy
@@ -96,6 +97,14 @@ def test_not_found_has_one_wording(db: TestDB, world: World) -> None:
             db.dsn("app"), agent_id="agent_000000000000") as app:
         app.find(Agent)
     assert isinstance(raised.value, IsolationError)  # refused by the database, as before
+    # a mistyped tenant: refused when the scope opens (maim.open_tenant_scope), not a tenant
+    # scope that silently sees nothing
+    with pytest.raises(UnknownTenantError, match="no such tenant tenant_0") as missing, connect(
+            db.dsn("tenant"), tenant_id="tenant_000000000000") as ten:
+        ten.find(Agent)
+    assert isinstance(missing.value, IsolationError)
+    with connect(db.dsn("tenant"), tenant_id=world.tenant_id("T1")) as ten:  # and a real one
+        assert len(ten.find(Agent)) == 2
 
 
 def test_raw_constraint_errors_are_in_words(db: TestDB, world: World) -> None:

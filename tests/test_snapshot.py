@@ -38,12 +38,11 @@ def test_a_changed_definer_body_or_policy_shows_in_the_snapshot(db: TestDB) -> N
             "create or replace function maim.open_agent_scope(agent text) returns text "
             "language plpgsql volatile security definer "
             "set search_path = pg_catalog, pg_temp as {}").format(
-            psycopg.sql.Literal(body[0].replace("return set_config(",
-                                                "perform 1; return set_config("))))
+            psycopg.sql.Literal(body[0].replace("return agent;", "perform 1; return agent;"))))
         conn.execute("alter policy app_select on messages using (true)")
         after = snapshot(conn).splitlines()
     added = [line for line in difflib.ndiff(before, after) if line.startswith("+ ")]
-    assert "+   |     perform 1; return set_config('maim.agent_id', agent, true);" in added
+    assert "+   |     perform 1; return agent;" in added
     assert any(line.startswith("+   policy app_select select to maim_app, maim_plugin using (true)")
                for line in added), added
     assert len(added) == 2, added
