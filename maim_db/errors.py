@@ -85,17 +85,29 @@ class DatabaseError(MaimDBError):
 _TABLE_IN_MESSAGE = re.compile(r'(?:table|relation) "?([A-Za-z0-9_.]+)"?')
 
 
+# On Citus an error raised on a shard names the shard: "messages_102040", and its
+# constraints "messages_pkey_102040". A person (and code matching a constraint) means the
+# table; shard ids are six or more digits after the last underscore.
+_SHARD = re.compile(r"^(\w+?)_\d{6,}$")
+_QUOTED_SHARD = re.compile(r'"(\w+?)_\d{6,}"')
+
+
+def _logical(name: str | None) -> str | None:
+    """A table or constraint name without a Citus shard's suffix."""
+    return None if name is None else _SHARD.sub(r"\1", name)
+
+
 def _table_of(err: psycopg.Error) -> str | None:
     if err.diag.table_name:
-        return err.diag.table_name
+        return _logical(err.diag.table_name)
     match = _TABLE_IN_MESSAGE.search(err.diag.message_primary or str(err))
-    return match.group(1) if match else None
+    return _logical(match.group(1)) if match else None
 
 
 def _describe(err: psycopg.Error) -> str:
-    text = err.diag.message_primary or str(err).strip()
+    text = _QUOTED_SHARD.sub(r'"\1"', err.diag.message_primary or str(err).strip())
     if err.diag.message_detail:
-        text += f" ({err.diag.message_detail})"
+        text += " (" + _QUOTED_SHARD.sub(r'"\1"', err.diag.message_detail) + ")"
     if err.diag.message_hint:
         text += f". Hint: {err.diag.message_hint}"
     return text
@@ -135,6 +147,8 @@ _KEY = re.compile(r'Key (?:\((?P<cols>.+?)\)=\((?P<vals>.*)\) )?(?P<what>already
                   r'"(?P<child>[^"]+)")')
 # maim.open_agent_scope, maim.open_tenant_scope
 _UNKNOWN_SCOPE = re.compile(r"^(agent|tenant) (\S+) does not exist$")
+# Citus, updating a distribution column (agent_id) of a distributed table
+_CITUS_MOVE = "modifying the partition value of rows is not allowed"
 _CHECK = re.compile(r"^(?P<column>\w+)_check\d*$")  # after "<table>_"
 
 
@@ -153,7 +167,7 @@ def _key_message(err: psycopg.Error) -> str | None:
         cols, vals = m["cols"].split(", "), m["vals"].split(", ")
         pairs = (", ".join(f"{c}={v}" for c, v in zip(cols, vals, strict=True))
                  if len(cols) == len(vals) else f"({m['cols']})=({m['vals']})")
-    table = err.diag.table_name or "row"
+    table = _logical(err.diag.table_name) or "row"
     if m["parent"]:
         if m["cols"] is None:
             return f"no such {_singular(m['parent'])}: a {table} row refers to one"
@@ -165,7 +179,7 @@ def _key_message(err: psycopg.Error) -> str | None:
 
 
 def _check_message(err: psycopg.Error) -> str | None:
-    table, name = err.diag.table_name or "", err.diag.constraint_name or ""
+    table, name = _logical(err.diag.table_name) or "", _logical(err.diag.constraint_name) or ""
     m = _CHECK.match(name.removeprefix(f"{table}_")) if name.startswith(f"{table}_") else None
     if m is None:
         return None
@@ -192,6 +206,11 @@ def translate(err: psycopg.Error) -> MaimDBError:
             and (err.diag.message_primary or "") == 'schema "maim" does not exist'):
         return MigrationError(f"{server_of(err)} has no maim_db schema: run `maimdb migrate` "
                               "against it first")
+    if (isinstance(err, pgerrors.FeatureNotSupported)
+            and (err.diag.message_primary or "") == _CITUS_MOVE):
+        # Citus refuses what the policies refuse on one server: a row changing its agent
+        return IsolationError(f"isolation violation: a row cannot move to another agent "
+                              f"({message})")
     if isinstance(err, pgerrors.InsufficientPrivilege):
         if "is not set" in (err.diag.message_primary or ""):
             return ScopeError(message)
@@ -209,9 +228,9 @@ def translate(err: psycopg.Error) -> MaimDBError:
         return AuthenticationError(message)
     if isinstance(err, pgerrors.UniqueViolation | pgerrors.ForeignKeyViolation
                   | pgerrors.ExclusionViolation):
-        return ConflictError(message, constraint=err.diag.constraint_name)
+        return ConflictError(message, constraint=_logical(err.diag.constraint_name))
     if isinstance(err, pgerrors.IntegrityError | pgerrors.DataError):
-        return InputError(message, constraint=err.diag.constraint_name)
+        return InputError(message, constraint=_logical(err.diag.constraint_name))
     if isinstance(err, psycopg.ProgrammingError | psycopg.DataError) and err.sqlstate is None:
         # refused by psycopg before it reached the server: a value it cannot send, the
         # wrong number of parameters for the placeholders

@@ -59,3 +59,26 @@ begin
     return set_config('maim.agent_id', agent, true);
 end
 $$;
+
+create or replace function maim.resolve_api_key(key text)
+    returns table (agent_id text, tenant_id text, key_id text, permissions text[])
+    language sql volatile security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    with found as (
+        select k.agent_id, k.tenant_id, k.id, k.permissions
+        from public.api_keys k
+        join public.agents a on a.id = k.agent_id
+        join public.tenants t on t.id = k.tenant_id
+        where k.key_hash = sha256(convert_to(key, 'UTF8'))
+          and k.status = 'active'
+          and (k.expires_at is null or k.expires_at > now())
+          and a.status = 'active' and t.status = 'active'
+    ), counted as (
+        insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
+        select f.id, pg_backend_pid(), f.tenant_id, 1, now() from found f
+        on conflict (key_id, backend)
+            do update set uses = u.uses + 1, last_used_at = excluded.last_used_at
+    )
+    select f.agent_id, f.tenant_id, f.id, f.permissions from found f
+$$;

@@ -51,7 +51,7 @@ create function maim.tenant_owner_id() returns pg_catalog.text
 as $$
 begin
     perform maim.tenant_agent_ids();  -- the same contract: opened by open_tenant_scope
-    return pg_catalog.nullif(pg_catalog.current_setting('maim.tenant_owner', true), '');
+    return nullif(pg_catalog.current_setting('maim.tenant_owner', true), '');
 end
 $$;
 
@@ -126,5 +126,37 @@ begin
     execute format('set local maim.agent_proof = %L', maim.scope_proof(agent));
     execute format('set local maim.agent_id = %L', agent);
     return agent;
+end
+$$;
+
+-- Key resolution (0012) in PL/pgSQL: Citus cannot plan a SQL-language function's statements
+-- that take its parameters and touch a Citus table (api_keys is a reference table there).
+-- The same steps: find the active key of an active agent and tenant, count its use in this
+-- backend's own row.
+create or replace function maim.resolve_api_key(key text)
+    returns table (agent_id text, tenant_id text, key_id text, permissions text[])
+    language plpgsql volatile security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    k record;
+begin
+    select a.agent_id, a.tenant_id, a.id, a.permissions into k
+    from public.api_keys a
+    join public.agents g on g.id = a.agent_id
+    join public.tenants t on t.id = a.tenant_id
+    where a.key_hash = sha256(convert_to(key, 'UTF8'))
+      and a.status = 'active'
+      and (a.expires_at is null or a.expires_at > now())
+      and g.status = 'active' and t.status = 'active';
+    if not found then
+        return;
+    end if;
+    insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
+    values (k.id, pg_backend_pid(), k.tenant_id, 1, now())
+    on conflict on constraint api_key_usage_pkey
+        do update set uses = u.uses + 1, last_used_at = excluded.last_used_at;
+    return query select k.agent_id, k.tenant_id, k.id, k.permissions;
 end
 $$;

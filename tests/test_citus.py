@@ -17,8 +17,10 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from maim_db import connect
 from maim_db.schema import audit, citus, migrate
 from tests.databases import Server, TestDB, World, build_world, make_logins
 
@@ -53,6 +55,13 @@ NOT_ON_THE_CLUSTER = {
     "test_the_payload_is_caught_when_a_definer_is_not_pinned":
         "creates an unpinned SECURITY DEFINER function, which the shared database would keep "
         "(and the next migrate's audit would refuse)",
+    "test_planner_statistics_are_hidden_from_scoped_roles":
+        "ANALYZE of a distributed table fills pg_statistic on the workers' shards, not on the "
+        "coordinator, so the coordinator's pg_stats has nothing for the test to hide",
+    "test_extended_statistics_are_hidden_from_scoped_roles": "same, pg_stats_ext",
+    "test_the_scope_setting_is_trusted_inside_a_transaction":
+        "pins that set_config() re-sets the scope; on Citus set_config reaches no worker and "
+        "SET LOCAL does: test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster",
 }
 
 # The tests (and their fixtures) of the modules above, collected here against the cluster:
@@ -142,21 +151,62 @@ def test_status_shows_the_clusters_nodes(cluster: Server) -> None:
     assert len({n["port"] for n in nodes}) == 3
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "not yet (issue 16): the policies write the scope as `(select maim.agent_id())`, a "
-    "subquery, which Citus refuses in policies on distributed tables; the scope is set with "
-    "set_config(), which Citus does not send to the workers (SET LOCAL with "
-    "citus.propagate_set_commands = 'local' is); and a key scope's proof is bound to the "
-    "coordinator backend's pid — docs/scaling.md"))
-def test_every_agent_table_is_distributed_by_agent_id(cluster: Server) -> None:
+def test_every_agent_table_is_distributed_by_agent_id_and_co_located(cluster: Server) -> None:
+    """migrate distributes the schema: the agent tables by agent_id, all in one co-location
+    group (so a join on agent_id stays on one node), the control plane as reference tables."""
     assert DSN
     with psycopg.connect(DSN, autocommit=True) as conn:
-        distributed = {t for (t,) in conn.execute(
-            "select logicalrelid::regclass::text from pg_dist_partition "
-            "where partmethod = 'h' and column_to_column_name(logicalrelid, partkey) "
-            "= 'agent_id'")}
+        tables = {t: (kind, column, group) for t, kind, column, group in conn.execute(
+            "select table_name::text, citus_table_type, distribution_column, colocation_id "
+            "from citus_tables")}
     agent_tables = {m.table for m in test_isolation_matrix.AGENT_TABLES}
-    assert agent_tables and agent_tables <= distributed
+    assert agent_tables and all(tables[t][:2] == ("distributed", "agent_id")
+                                for t in agent_tables)
+    assert len({tables[t][2] for t in agent_tables}) == 1
+    assert {t for t, (kind, _, _) in tables.items() if kind == "reference"} == {
+        "users", "tenants", "agents", "api_keys", "plugin_settings", "api_key_usage"}
+
+
+def test_every_shard_carries_its_tables_policies(cluster: Server) -> None:
+    """The policies are on the shards, where the rows are: on each worker, each shard of
+    messages has the nine policies of messages, written for the shard."""
+    assert DSN
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        workers = _workers(conn)
+        shards = conn.execute("select count(*) from pg_dist_shard "
+                              "where logicalrelid = 'messages'::regclass").fetchone()
+    assert shards is not None
+    seen = 0
+    for worker in workers:
+        with psycopg.connect(worker, autocommit=True) as w:
+            w.execute("set citus.override_table_visibility = off")  # shards are hidden else
+            rows = w.execute(
+                "select c.relname, count(p.polname), bool_and(c.relforcerowsecurity), "
+                "bool_or(pg_get_expr(p.polqual, p.polrelid) ilike '%%select%%') "
+                "from pg_class c join pg_policy p on p.polrelid = c.oid "
+                "where c.relname ~ '^messages_[0-9]+$' group by 1").fetchall()
+        assert rows and all(n == 9 and forced and not sub for _, n, forced, sub in rows), rows
+        seen += len(rows)
+    assert seen == shards[0]
+
+
+def test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster(db: TestDB, world: World) -> None:
+    """The limit test_rls_pitfalls pins on one server, as it is on Citus: raw SQL in a
+    maim_app block can re-set the scope with SET LOCAL (sent to the workers too), while
+    set_config() changes only the coordinator's copy — the shards keep the block's agent."""
+    a, b = world.agent_id("A1"), world.agent_id("B1")
+    for agent, key in ((a, "a-only"), (b, "b-only")):
+        with connect(db.dsn("app"), agent_id=agent) as s:
+            s.execute("insert into runtime_state (state_key, state_value) values (%s, '1')",
+                      [key])
+    with connect(db.dsn("app"), agent_id=a) as s:
+        s.execute("select set_config('maim.agent_id', %s, true)", [b])
+        assert s.rows("select state_key from runtime_state") == [("a-only",)]
+    with connect(db.dsn("app"), agent_id=a) as s:
+        s.execute(sql.SQL("set local maim.agent_id = {}").format(sql.Literal(b)))
+        assert s.rows("select state_key from runtime_state") == [("b-only",)]
+    with connect(db.dsn("app"), agent_id=a) as s:  # and it ends with the transaction
+        assert s.rows("select state_key from runtime_state") == [("a-only",)]
 
 
 def test_a_plugin_cannot_run_sql_on_other_nodes_through_citus(db: TestDB, world: World) -> None:

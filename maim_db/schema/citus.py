@@ -12,11 +12,14 @@ bootstrap; who may log in as them over the network is the nodes' ``pg_hba.conf``
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
+
+from ..errors import MigrationError
 
 #: The roles sql/00_bootstrap.sql creates, in its order.
 ROLES = ("maim_owner", "maim_app", "maim_tenant", "maim_admin", "maim_plugin")
@@ -50,8 +53,9 @@ def nodes(conn: psycopg.Connection[Any]) -> list[Node]:
 
 
 def prepare_roles(conn: psycopg.Connection[Any]) -> None:
-    """Create (or give ``LOGIN`` to) the maim roles top-level, so Citus propagates them, and
-    make maim_app a member of maim_plugin the same way. Run outside a
+    """Create (or give ``LOGIN`` to) the maim roles top-level, so Citus propagates them,
+    make maim_app a member of maim_plugin the same way, and have the database's sessions send
+    their ``SET LOCAL`` commands to the workers. Run outside a
     transaction block, on the coordinator, by a role that may create roles."""
     existing = dict(conn.execute(
         "select rolname, rolcanlogin from pg_catalog.pg_roles where rolname = any(%s)",
@@ -67,6 +71,11 @@ def prepare_roles(conn: psycopg.Connection[Any]) -> None:
         "where roleid = 'maim_plugin'::regrole and member = 'maim_app'::regrole)").fetchone()
     if member != (True,):
         conn.execute("grant maim_plugin to maim_app")
+
+    # Scopes reach the workers as the SET LOCAL commands migrations/0016 runs; Citus sends
+    # those only with this setting (for every session of the database, psql's included).
+    conn.execute(sql.SQL("alter database {} set citus.propagate_set_commands = 'local'")
+                 .format(sql.Identifier(conn.info.dbname)))
 
 
 #: Citus's functions that run a caller's SQL text on other nodes over Citus's own node
@@ -103,3 +112,121 @@ def remote_sql_executors(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]
         "where pg_catalog.has_function_privilege(r.role, f.function::regprocedure, 'EXECUTE') "
         "order by 1, 2", [list(REMOTE_SQL), list(ROLES)]).fetchall()
     return [(function, role) for function, role in rows]
+
+
+# Distribution ------------------------------------------------------------------------------
+# A shard's policies may not hold a subquery (Citus refuses them on distributed and reference
+# tables) and cannot read a table of the control plane (from a shard that would be a
+# distributed query inside a shard query). One server writes the scope as `(select
+# maim.agent_id())` — an InitPlan, once per statement — and the tenant's agents as a
+# subquery over agents; here each becomes the call or the setting migrations/0016 writes
+# when the scope opens. Every form a policy here uses is listed; anything else is refused.
+_POLICY_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\(\s*SELECT (maim\.(?:agent_id|tenant_id|agent_tenant_id)\(\)) AS \w+\)"),
+     r"\1"),
+    (re.compile(r"agent_id IN \(\s*SELECT a\.id\s+FROM agents a\s+"
+                r"WHERE \(a\.tenant_id = maim\.tenant_id\(\)\)\)"),
+     "agent_id = ANY (maim.tenant_agent_ids())"),
+    (re.compile(r"id = \(\s*SELECT t\.owner_id\s+FROM tenants t\s+"
+                r"WHERE \(t\.id = maim\.tenant_id\(\)\)\)"),
+     "id = maim.tenant_owner_id()"),
+)
+
+
+def shard_policy(expression: str) -> str:
+    """A policy expression as a shard can evaluate it (see :data:`_POLICY_FORMS`)."""
+    for pattern, replacement in _POLICY_FORMS:
+        expression = pattern.sub(replacement, expression)
+    if re.search(r"\bSELECT\b", expression, re.IGNORECASE):
+        raise MigrationError(f"policy expression {expression!r} reads a table; a Citus shard "
+                             "cannot evaluate it (write it with maim.agent_id(), "
+                             "maim.tenant_agent_ids() or maim.tenant_owner_id())")
+    return expression
+
+
+# Tables of public outside yoyo's bookkeeping, not yet distributed or reference tables (a
+# Citus local table is what an interrupted run leaves), with whether each is an
+# agent table (a NOT NULL agent_id, outside the control plane) and the tables it refers to.
+_LOCAL_TABLES = """
+select c.oid::regclass::text, c.relname::text,
+       exists (select from pg_catalog.pg_attribute a
+               where a.attrelid = c.oid and a.attname = 'agent_id' and a.attnotnull)
+           and not (c.relname = any(%(control_plane)s)),
+       coalesce((select array_agg(distinct f.confrelid::regclass::text)
+                 from pg_catalog.pg_constraint f
+                 where f.conrelid = c.oid and f.contype = 'f' and f.confrelid <> c.oid), '{}')
+from pg_catalog.pg_class c
+where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
+  and not (c.relname = any(%(bookkeeping)s))
+  and not exists (select from pg_catalog.pg_dist_partition p  -- distributed or reference
+                  where p.logicalrelid = c.oid and (p.partmethod = 'h' or p.repmodel = 't'))
+order by 2
+"""
+
+_TABLE_POLICIES = """
+select p.polname::text, pg_catalog.pg_get_expr(p.polqual, p.polrelid),
+       pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
+from pg_catalog.pg_policy p where p.polrelid = %s::regclass order by 1
+"""
+
+_VIEW_GRANTS = """
+select c.oid::regclass::text, a.grantee::regrole::text, a.privilege_type
+from pg_catalog.pg_class c
+cross join lateral pg_catalog.aclexplode(c.relacl) a
+where c.relnamespace = 'public'::regnamespace and c.relkind = 'v'
+  and a.grantee not in (0, c.relowner)
+"""
+
+#: The co-location group of the agent tables is the one ``agent_active_states`` is in.
+ANCHOR = "agent_active_states"
+
+
+def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
+               bookkeeping: tuple[str, ...]) -> list[str]:
+    """Make every table of ``public`` Citus's: the control plane reference tables, every
+    agent table distributed by ``agent_id`` and co-located with :data:`ANCHOR`, each with its
+    policies rewritten for the shards first. Tables already distributed are left alone, so a
+    second run does nothing; each table is one transaction. Returns what it distributed."""
+    rows = conn.execute(_LOCAL_TABLES, {"control_plane": list(control_plane),
+                                        "bookkeeping": list(bookkeeping)}).fetchall()
+    pending = {name: (is_agent, set(refs)) for name, _, is_agent, refs in rows}
+    # Policies first, all of them: making a table a reference table turns the local tables
+    # that refer to it into Citus tables too, and those may not keep a subquery either.
+    with conn.transaction():
+        for name in pending:
+            for policy, using, check in conn.execute(_TABLE_POLICIES, [name]).fetchall():
+                clauses = [sql.SQL(f"{kind} ({shard_policy(expr)})")  # the catalog's own text
+                           for kind, expr in (("using", using), ("with check", check)) if expr]
+                conn.execute(sql.SQL("alter policy {} on {} ").format(
+                    sql.Identifier(policy), sql.SQL(name)) + sql.SQL(" ").join(clauses))
+    grants = conn.execute(_VIEW_GRANTS).fetchall()
+    done: list[str] = []
+    while pending:  # referenced tables first: Citus wants a foreign key's target its own
+        ready = sorted((name for name, (_, refs) in pending.items() if not refs & set(pending)),
+                       key=lambda name: (pending[name][0], name != ANCHOR, name))
+        if not ready:
+            raise MigrationError(f"foreign keys form a cycle among {', '.join(sorted(pending))}")
+        name = ready[0]
+        is_agent, _ = pending.pop(name)
+        with conn.transaction():
+            # set_updated_at triggers only touch the row they fire for: safe on a shard
+            conn.execute("set local citus.enable_unsafe_triggers = on")
+            if not is_agent:
+                conn.execute("select pg_catalog.create_reference_table(%s)", [name])
+            elif name == ANCHOR or not _distributed(conn, ANCHOR):
+                conn.execute("select pg_catalog.create_distributed_table(%s, 'agent_id')",
+                             [name])
+            else:
+                conn.execute("select pg_catalog.create_distributed_table(%s, 'agent_id', "
+                             "colocate_with => %s)", [name, ANCHOR])
+        done.append(name)
+    # Citus re-creates the views over a table it converts, without their grants
+    for view, grantee, privilege in grants:
+        conn.execute(sql.SQL("grant {} on {} to {}").format(
+            sql.SQL(privilege), sql.SQL(view), sql.Identifier(grantee)))
+    return done
+
+
+def _distributed(conn: psycopg.Connection[Any], table: str) -> bool:
+    return conn.execute("select exists (select from pg_catalog.pg_dist_partition "
+                        "where logicalrelid = to_regclass(%s))", [table]).fetchone() == (True,)

@@ -27,7 +27,7 @@ from ..connection import open_connection
 from ..errors import MigrationError
 from ..settings import resolve_dsn
 from . import citus
-from .audit import audit
+from .audit import BOOKKEEPING, CONTROL_PLANE, audit
 
 
 def _schema_dir(name: str) -> Path:
@@ -238,11 +238,23 @@ def migrate(dsn: str | None = None, *, dry_run: bool = False,
                         raise MigrationError(f"migration {m.id} failed: {err}") from err
                     _record(conn, m)
         _record_missing(conn, state)
+        if citus.installed(conn):
+            _distribute(conn)
         findings = audit(conn)
         if findings:
             raise MigrationError("schema audit failed after migrate:\n"
                                  + "\n".join(f"  {f}" for f in findings))
         return state.pending
+
+
+def _distribute(conn: psycopg.Connection[Any]) -> None:
+    """On a Citus coordinator: every table not yet Citus's becomes a reference or a
+    distributed table (maim_db/schema/citus.py), so a new agent table is distributed by the
+    migrate that made it."""
+    try:
+        citus.distribute(conn, control_plane=CONTROL_PLANE, bookkeeping=BOOKKEEPING)
+    except psycopg.Error as err:
+        raise MigrationError(f"distributing the schema failed: {str(err).strip()}") from err
 
 
 def _record(conn: psycopg.Connection[Any], m: Migration) -> None:
