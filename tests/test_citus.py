@@ -164,7 +164,8 @@ def test_every_agent_table_is_distributed_by_agent_id_and_co_located(cluster: Se
                                 for t in agent_tables)
     assert len({tables[t][2] for t in agent_tables}) == 1
     assert {t for t, (kind, _, _) in tables.items() if kind == "reference"} == {
-        "users", "tenants", "agents", "api_keys", "plugin_settings", "api_key_usage"}
+        "users", "tenants", "agents", "api_keys", "plugin_settings", "api_key_usage",
+        "maim.scope_secret"}  # the key-scope secret, for the workers (migrations/0017)
 
 
 def test_every_shard_carries_its_tables_policies(cluster: Server) -> None:
@@ -216,7 +217,9 @@ def test_a_plugin_cannot_run_sql_on_other_nodes_through_citus(db: TestDB, world:
         for query in ("select * from run_command_on_workers('select 1')",
                       "select * from run_command_on_all_nodes('select 1')",
                       "select * from master_run_on_worker(array['localhost'], array[1], "
-                      "array['select 1'], false)"):
+                      "array['select 1'], false)",
+                      # a distributed id of its choosing would replay an old key-scope proof
+                      "select assign_distributed_transaction_id(0, 1, now())"):
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 p.execute(query)
     with (psycopg.connect(db.dsn("app"), autocommit=True) as app,
@@ -239,3 +242,32 @@ def test_the_audit_finds_a_run_sql_function_granted_back(cluster: Server) -> Non
                          "on other Citus nodes through it (`maimdb migrate` revokes it from "
                          "PUBLIC)" for role in ("maim_app", "maim_plugin")]
         assert audit.audit(conn) == []
+
+
+def test_a_key_scope_holds_on_the_shards_and_its_proof_does_not_replay(db: TestDB,
+                                                                      world: World) -> None:
+    """The proof a worker checks is bound to the distributed transaction (migrations/0017):
+    the key's own block reads its agent's rows from the shards, router and multi-shard; the
+    same proof, SET LOCAL (so sent to the workers) in the next transaction, is refused
+    there."""
+    a1 = world.agent_id("A1")
+    with connect(db.dsn("app"), agent_id=a1) as app:
+        app.execute("insert into runtime_state (state_key) values ('a1-state')")
+    secret = test_unforgeable._key(db, world, "A1")
+    router = sql.SQL("select state_key from runtime_state where agent_id = {}").format(
+        sql.Literal(a1))
+    with test_unforgeable._raw(db, "plugin") as conn:
+        with conn.transaction():
+            conn.execute("select maim.open_key_scope(%s)", [secret])
+            proof = conn.execute("select current_setting('maim.agent_proof')").fetchone()
+            assert conn.execute(router).fetchall() == [("a1-state",)]
+            assert conn.execute("select state_key from runtime_state").fetchall() == [
+                ("a1-state",)]
+        assert proof is not None
+        for query in (router, sql.SQL("select state_key from runtime_state")):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not proven"), \
+                    conn.transaction():
+                conn.execute(sql.SQL("set local maim.agent_id = {}").format(sql.Literal(a1)))
+                conn.execute(sql.SQL("set local maim.agent_proof = {}").format(
+                    sql.Literal(proof[0])))
+                conn.execute(query)

@@ -247,9 +247,11 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
     findings.extend(_policies(conn.execute(_ALL_POLICIES).fetchall()))
     if citus.installed(conn):
         for function, role in citus.remote_sql_executors(conn):
-            findings.append(Finding(f"function {function}", f"{role} may run SQL on other "
-                                    "Citus nodes through it (`maimdb migrate` revokes it "
-                                    "from PUBLIC)"))
+            what = ("choose its transaction's distributed id (which a key scope's proof is "
+                    "bound to)" if function.startswith(citus.ASSIGNED_ID) else
+                    "run SQL on other Citus nodes through it")
+            findings.append(Finding(f"function {function}", f"{role} may {what} (`maimdb "
+                                    "migrate` revokes it from PUBLIC)"))
     return findings
 
 

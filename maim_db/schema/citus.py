@@ -86,6 +86,10 @@ REMOTE_SQL = ("master_run_on_worker", "run_command_on_workers", "run_command_on_
               "run_command_on_coordinator", "run_command_on_shards",
               "run_command_on_placements", "run_command_on_colocated_placements",
               "citus_run_local_command")
+#: And the one that lets a session give its transaction a distributed id of its choosing: a
+#: key scope's proof is bound to that id (migrations/0017), so on the coordinator a scope
+#: role must not pick it. (Workers keep it: Citus's own connections call it there.)
+ASSIGNED_ID = ("assign_distributed_transaction_id",)
 
 _REMOTE_SQL_FUNCTIONS = """
 select p.oid::regprocedure::text
@@ -98,19 +102,22 @@ where p.proname = any(%s)
 
 
 def revoke_remote_sql(conn: psycopg.Connection[Any]) -> None:
-    """Take :data:`REMOTE_SQL` from PUBLIC (run by the migrating superuser)."""
-    for (function,) in conn.execute(_REMOTE_SQL_FUNCTIONS, [list(REMOTE_SQL)]).fetchall():
+    """Take :data:`REMOTE_SQL` and :data:`ASSIGNED_ID` from PUBLIC on the coordinator (run by
+    the migrating superuser)."""
+    for (function,) in conn.execute(_REMOTE_SQL_FUNCTIONS,
+                                    [list(REMOTE_SQL + ASSIGNED_ID)]).fetchall():
         conn.execute(sql.SQL("revoke execute on function {} from public").format(
             sql.SQL(function)))  # a regprocedure's text: qualified and quoted by PostgreSQL
 
 
 def remote_sql_executors(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
-    """(function, role) for every maim role that may run one of :data:`REMOTE_SQL`."""
+    """(function, role) for every maim role that may run one of :data:`REMOTE_SQL` or
+    :data:`ASSIGNED_ID`."""
     rows = conn.execute(
         f"select f.function, r.role from ({_REMOTE_SQL_FUNCTIONS}) f(function) "
         "cross join unnest(%s::text[]) r(role) "
         "where pg_catalog.has_function_privilege(r.role, f.function::regprocedure, 'EXECUTE') "
-        "order by 1, 2", [list(REMOTE_SQL), list(ROLES)]).fetchall()
+        "order by 1, 2", [list(REMOTE_SQL + ASSIGNED_ID), list(ROLES)]).fetchall()
     return [(function, role) for function, role in rows]
 
 
@@ -220,6 +227,13 @@ def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
                 conn.execute("select pg_catalog.create_distributed_table(%s, 'agent_id', "
                              "colocate_with => %s)", [name, ANCHOR])
         done.append(name)
+    # The key-scope secret, for the workers to check a proof with (migrations/0017); read
+    # there from inside a shard's policy, which Citus allows only when asked to.
+    if not _distributed(conn, "maim.scope_secret"):
+        with conn.transaction():
+            conn.execute("select pg_catalog.create_reference_table('maim.scope_secret')")
+    conn.execute("alter function maim.scope_proof(text) "
+                 "set citus.allow_nested_distributed_execution = on")
     # Citus re-creates the views over a table it converts, without their grants
     for view, grantee, privilege in grants:
         conn.execute(sql.SQL("grant {} on {} to {}").format(
