@@ -11,8 +11,10 @@ import json
 import os
 import subprocess
 import sys
+import shutil
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -271,3 +273,79 @@ def test_a_key_scope_holds_on_the_shards_and_its_proof_does_not_replay(db: TestD
                 conn.execute(sql.SQL("set local maim.agent_proof = {}").format(
                     sql.Literal(proof[0])))
                 conn.execute(query)
+
+
+def test_a_later_migration_s_agent_table_is_distributed_with_its_policies(
+        cluster: Server, tmp_path: Path) -> None:
+    """A migration that adds an agent table, run by `maimdb migrate` on the coordinator:
+    the table comes out distributed by agent_id, co-located, its shards carrying its
+    policies, and the audit clean. (Rolled back after, so the cluster's history stays this
+    checkout's.)"""
+    assert DSN
+    migrations = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, migrations)
+    (migrations / "9999_later_agent_table.sql").write_text(
+        "create table later_notes (\n"
+        "    agent_id text not null default maim.agent_id()\n"
+        "             references agents (id) on delete cascade,\n"
+        "    id uuid not null default gen_random_uuid(),\n"
+        "    note text not null,\n"
+        "    primary key (agent_id, id)\n"
+        ");\n"
+        "call maim.isolate_agent_table('later_notes');\n")
+    (migrations / "9999_later_agent_table.rollback.sql").write_text("drop table later_notes;\n")
+    applied = migrate.migrate(DSN, migrations_dir=migrations)
+    try:
+        assert [m.id for m in applied] == ["9999_later_agent_table"]
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            placed = conn.execute(
+                "select t.distribution_column, t.colocation_id = a.colocation_id "
+                "from citus_tables t, citus_tables a "
+                "where t.table_name = 'later_notes'::regclass "
+                "and a.table_name = %s::regclass", [citus.ANCHOR]).fetchone()
+            assert placed == ("agent_id", True)
+            assert audit.audit(conn) == []
+            policies = conn.execute(
+                "select count(*) from pg_policy where polrelid = 'later_notes'::regclass "
+                "and pg_get_expr(polqual, polrelid) ilike '%%select%%'").fetchone()
+            assert policies == (0,)  # written for the shards
+    finally:
+        migrate.rollback(DSN, steps=1, migrations_dir=migrations)
+
+
+def test_the_audit_finds_what_distribution_needs(cluster: Server) -> None:
+    """A shard without its table's forced row-level security, and an agent table left on
+    the coordinator alone, are findings."""
+    assert DSN
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        shard = conn.execute(
+            "select shard_name(logicalrelid, shardid), n.nodename, n.nodeport "
+            "from pg_dist_shard join pg_dist_placement using (shardid) "
+            "join pg_dist_node n using (groupid) "
+            "where logicalrelid = 'messages'::regclass order by shardid limit 1").fetchone()
+        assert shard is not None
+        name, host, port = shard
+        worker = make_conninfo(DSN, host=host, port=port)
+        with psycopg.connect(worker, autocommit=True) as w:
+            w.execute("set citus.override_table_visibility = off")
+            w.execute(sql.SQL("alter table {} no force row level security").format(
+                sql.Identifier(name)))
+            try:
+                found = [str(f) for f in audit.audit(conn)]
+            finally:
+                w.execute(sql.SQL("alter table {} force row level security").format(
+                    sql.Identifier(name)))
+        assert found == [f"table {name} on {host}:{port}: does not carry its table's "
+                         "policies and forced row-level security"]
+        with conn.transaction():
+            conn.execute("set local role maim_owner")
+            conn.execute("create table local_notes (agent_id text not null default "
+                         "maim.agent_id() references agents (id) on delete cascade, "
+                         "id uuid not null default gen_random_uuid(), primary key (agent_id, id))")
+            conn.execute("call maim.isolate_agent_table('local_notes')")
+            conn.execute("reset role")
+            found = [str(f) for f in audit.audit(conn)]
+            conn.execute("drop table local_notes")
+        assert "table local_notes: is not distributed by agent_id (`maimdb migrate` " \
+               "distributes it)" in found
+        assert audit.audit(conn) == []

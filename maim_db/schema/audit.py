@@ -227,7 +227,8 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
                                     "(the owner would bypass it)"))
         if policies == 0:
             findings.append(Finding(f"table {table}", "has no policy"))
-    for oid, table in conn.execute(_AGENT_TABLES, [list(CONTROL_PLANE)]).fetchall():
+    agent_tables = conn.execute(_AGENT_TABLES, [list(CONTROL_PLANE)]).fetchall()
+    for oid, table in agent_tables:
         findings.extend(_agent_table(conn, oid, table))
     for (view,) in conn.execute(_VIEWS):
         findings.append(Finding(f"view {view}", "is not security_invoker"))
@@ -252,6 +253,8 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
                     "run SQL on other Citus nodes through it")
             findings.append(Finding(f"function {function}", f"{role} may {what} (`maimdb "
                                     "migrate` revokes it from PUBLIC)"))
+        findings.extend(Finding(f"table {p.table}", p.problem) for p in citus.placement_findings(
+            conn, agent_tables={t for _, t in agent_tables}, bookkeeping=BOOKKEEPING))
     return findings
 
 

@@ -12,6 +12,7 @@ bootstrap; who may log in as them over the network is the nodes' ``pg_hba.conf``
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -244,3 +245,98 @@ def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
 def _distributed(conn: psycopg.Connection[Any], table: str) -> bool:
     return conn.execute("select exists (select from pg_catalog.pg_dist_partition "
                         "where logicalrelid = to_regclass(%s))", [table]).fetchone() == (True,)
+
+
+# Auditing a cluster ------------------------------------------------------------------------
+_PLACEMENT = """
+select c.relname::text,
+       (select pg_catalog.count(*) from pg_catalog.pg_dist_partition p
+        where p.logicalrelid = c.oid and p.partmethod = 'h'
+          and pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = 'agent_id'),
+       (select p.repmodel = 't' from pg_catalog.pg_dist_partition p
+        where p.logicalrelid = c.oid),
+       (select p.colocationid from pg_catalog.pg_dist_partition p where p.logicalrelid = c.oid)
+from pg_catalog.pg_class c
+where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
+  and not (c.relname = any(%(bookkeeping)s))
+order by 1
+"""
+
+# Run on each worker: every shard placed there whose policies (name, command, roles, both
+# expressions) or row-level-security flags differ from its table's. Sent as one command.
+_SHARD_CHECK = """
+with mine as (
+    select pg_catalog.shard_name(sh.logicalrelid, sh.shardid) as name,
+           sh.logicalrelid::oid as logical,
+           pg_catalog.to_regclass(pg_catalog.shard_name(sh.logicalrelid, sh.shardid))::oid
+               as shard
+    from pg_catalog.pg_dist_shard sh
+    join pg_catalog.pg_dist_placement pl on pl.shardid = sh.shardid
+    join pg_catalog.pg_class c on c.oid = sh.logicalrelid
+    where pl.groupid = (select groupid from pg_catalog.pg_dist_local_group)
+      and c.relnamespace = 'public'::regnamespace
+), sig as (
+    select r.oid as rel, r.relrowsecurity and r.relforcerowsecurity as forced,
+           (select pg_catalog.md5(coalesce(pg_catalog.string_agg(
+                p.polname::text || p.polcmd::text || p.polroles::text || p.polpermissive::text || '|'
+                || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || '|'
+                || coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), ''),
+                ',' order by p.polname), ''))
+            from pg_catalog.pg_policy p where p.polrelid = r.oid) as policies
+    from pg_catalog.pg_class r
+    where r.oid in (select logical from mine union select shard from mine)
+)
+select coalesce(pg_catalog.json_agg(m.name order by m.name), '[]')
+from mine m
+left join sig l on l.rel = m.logical
+left join sig s on s.rel = m.shard
+where s.rel is null or not s.forced
+   or (l.policies, l.forced) is distinct from (s.policies, s.forced)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the audit found a table: one problem per instance, ``problem`` in words."""
+
+    table: str
+    problem: str
+
+
+def placement_findings(conn: psycopg.Connection[Any], *, agent_tables: set[str],
+                       bookkeeping: tuple[str, ...]) -> list[Placement]:
+    """How the schema sits on the cluster: every agent table distributed by agent_id in
+    :data:`ANCHOR`'s co-location group, every other table a reference table, and every
+    shard on every worker with its table's policies and row-level security."""
+    found: list[Placement] = []
+    rows = conn.execute(_PLACEMENT, {"bookkeeping": list(bookkeeping)}).fetchall()
+    group = next((g for name, _, _, g in rows if name == ANCHOR), None)
+    for name, by_agent, reference, colocation in rows:
+        if name in agent_tables:
+            if not by_agent:
+                found.append(Placement(name, "is not distributed by agent_id (`maimdb "
+                                       "migrate` distributes it)"))
+            elif colocation != group:
+                found.append(Placement(name, f"is not co-located with {ANCHOR} (a join on "
+                                       "agent_id would cross nodes)"))
+        elif not reference:
+            found.append(Placement(name, "is not a reference table (`maimdb migrate` makes "
+                                   "it one)"))
+    allowed = conn.execute("select pg_catalog.has_function_privilege("
+                           "'pg_catalog.run_command_on_workers(text, boolean)', 'EXECUTE')"
+                           ).fetchone()
+    if allowed != (True,):
+        found.append(Placement("(every shard)", "not checked: the shards' policies are read "
+                               "through run_command_on_workers, which only a superuser may run "
+                               "(run the audit as one)"))
+        return found
+    for node, port, ok, result in conn.execute(
+            "select nodename, nodeport, success, result "
+            "from pg_catalog.run_command_on_workers(%s)", [_SHARD_CHECK]).fetchall():
+        if not ok:
+            found.append(Placement(f"(shards on {node}:{port})", f"not checked: {result}"))
+            continue
+        for shard in json.loads(result):
+            found.append(Placement(f"{shard} on {node}:{port}", "does not carry its table's "
+                                   "policies and forced row-level security"))
+    return found
