@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

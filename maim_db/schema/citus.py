@@ -278,7 +278,8 @@ with mine as (
 ), sig as (
     select r.oid as rel, r.relrowsecurity and r.relforcerowsecurity as forced,
            (select pg_catalog.md5(coalesce(pg_catalog.string_agg(
-                p.polname::text || p.polcmd::text || p.polroles::text || p.polpermissive::text || '|'
+                p.polname::text || p.polcmd::text || p.polroles::text
+                || p.polpermissive::text || '|'
                 || coalesce(pg_catalog.pg_get_expr(p.polqual, p.polrelid), '') || '|'
                 || coalesce(pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid), ''),
                 ',' order by p.polname), ''))
