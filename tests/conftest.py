@@ -5,15 +5,12 @@ bypass RLS."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
 from maim_db.schema import migrate
 from tests.databases import (
-    LOGINS,
-    PASSWORD,
     Server,
     TestDB,
     World,
@@ -48,13 +45,7 @@ def bouncer(server: Server, template: str) -> Iterator[tuple[str, int]]:
     """(host, port) of a PgBouncer in transaction mode in front of the test server."""
     from tests import pgbouncer
 
-    if not pgbouncer.available():
-        missing = "Debian's pgbouncer is not installed (apt-get install pgbouncer)"
-        if os.environ.get("MAIMDB_REQUIRE_PGBOUNCER"):  # .ci/run: a skip would hide the pooler
-            pytest.fail(missing)
-        pytest.skip(missing)
-    users = {login: PASSWORD for login, _ in LOGINS.values()}
-    with pgbouncer.running(server.superuser, users) as address:
+    with pgbouncer.for_the_tests(server.superuser) as address:
         yield address
 
 

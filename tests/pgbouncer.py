@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import pytest
 from psycopg.conninfo import conninfo_to_dict
+
+from tests.databases import LOGINS, PASSWORD
 
 BINARY = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
 
@@ -87,3 +90,16 @@ pidfile = {workdir}/pgbouncer.pid
                 os.kill(int(pid_file.read_text().strip()), 15)
         time.sleep(0.1)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def for_the_tests(server_dsn: str) -> Iterator[tuple[str, int]]:
+    """A PgBouncer that knows the test logins, in front of ``server_dsn``: the session fixture
+    of the conftest and of the Citus tests. Missing, it skips them (fails them in .ci/run)."""
+    if not available():
+        missing = "Debian's pgbouncer is not installed (apt-get install pgbouncer)"
+        if os.environ.get("MAIMDB_REQUIRE_PGBOUNCER"):  # .ci/run: a skip would hide the pooler
+            pytest.fail(missing)
+        pytest.skip(missing)
+    with running(server_dsn, {login: PASSWORD for login, _ in LOGINS.values()}) as address:
+        yield address

@@ -36,9 +36,13 @@ if not DSN:
                 "python tools/citus.py start DIR)", allow_module_level=True)
 
 from tests import (  # noqa: E402
+    test_flow,
+    test_import_sqlite,
     test_isolation,
     test_isolation_matrix,
+    test_pgbouncer,
     test_rls_pitfalls,
+    test_transfer,
     test_unforgeable,
 )
 
@@ -68,11 +72,15 @@ NOT_ON_THE_CLUSTER = {
 
 # The tests (and their fixtures) of the modules above, collected here against the cluster:
 # this module's `db` and `world` (below) replace the conftest's for them.
-for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_unforgeable):
+for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_unforgeable,
+                test_flow, test_import_sqlite, test_transfer, test_pgbouncer):
     for _name, _value in vars(_module).items():
         is_fixture = hasattr(_value, "_fixture_function_marker")
         if ((_name.startswith("test_") or is_fixture) and _name not in NOT_ON_THE_CLUSTER
                 and _name not in ("db", "world")):
+            marks = getattr(_module, "pytestmark", [])  # e.g. test_transfer's secret_key
+            for _mark in ([] if is_fixture else marks if isinstance(marks, list) else [marks]):
+                _value = _mark(_value)
             globals()[_name] = _value
 
 
@@ -94,6 +102,15 @@ def db(cluster: Server) -> TestDB:  # the conftest's db, on the cluster's one da
 @pytest.fixture
 def world(db: TestDB) -> World:
     return build_world(db, tag=f"-{uuid.uuid4().hex[:8]}")
+
+
+@pytest.fixture(scope="session")
+def bouncer(cluster: Server) -> Iterator[tuple[str, int]]:
+    """PgBouncer in transaction mode in front of the coordinator (test_pgbouncer's)."""
+    from tests import pgbouncer
+
+    with pgbouncer.for_the_tests(cluster.superuser) as address:
+        yield address
 
 
 # -- the cluster itself ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from typing import Any
 
 import pytest
@@ -38,8 +39,13 @@ def _cli_fails(db: TestDB, *args: str) -> str:
     return result.stderr
 
 
+def _unique(name: str) -> str:
+    """Names are unique per database, and on the Citus cluster every test shares one."""
+    return f"{name} {uuid.uuid4().hex[:8]}"
+
+
 def test_the_flow_from_the_cli(db: TestDB) -> None:
-    tenant = _cli(db, "tenant", "create", "Alice's bots")
+    tenant = _cli(db, "tenant", "create", _unique("Alice's bots"))
     agent = _cli(db, "agent", "create", "麦麦", "--tenant", tenant["id"])
     key = _cli(db, "key", "create", "runtime", "--agent", agent["id"], "-p", "chat")
     assert key["secret"].startswith("mmc_") and "key_hash" not in key
@@ -70,13 +76,14 @@ def test_the_flow_from_the_cli(db: TestDB) -> None:
     assert removed["agents"] == 1 and removed["messages"] == 5 and removed["api_keys"] == 1
     assert removed["chat_config_overrides"] == 1
     with connect(db.dsn("admin"), admin=True) as adm:
-        assert adm.scalar("select count(*) from messages") == 0
+        assert adm.scalar("select count(*) from messages where agent_id = %s",
+                          [agent["id"]]) == 0
     assert f"no such agent {agent['id']}" in _cli_fails(db, "agent", "show", agent["id"])
 
 
 def test_the_flow_from_python(db: TestDB) -> None:
     with connect(db.dsn("admin"), admin=True) as adm:
-        tenant = tenancy.create_tenant(adm, "Bob's bots")
+        tenant = tenancy.create_tenant(adm, _unique("Bob's bots"))
         agent = tenancy.create_agent(adm, "小麦", tenant_id=tenant.id)
         issued = keys.issue(adm, agent_id=agent.id, name="runtime", permissions=["chat"])
         plugins.configure(adm, tenant_id=tenant.id, plugin_name="emoji", enabled=True)
@@ -96,8 +103,9 @@ def test_the_flow_from_python(db: TestDB) -> None:
         "emoji": (False, agent.id), "tts": (True, None)}
     assert isinstance(effective["emoji"], PluginSetting)
 
+    with connect(db.dsn("tenant"), tenant_id=tenant.id) as ten:
+        assert [s.agent_id for s in activity.list_active(ten)] == [agent.id]
     with connect(db.dsn("admin"), admin=True) as adm:
-        assert [s.agent_id for s in activity.list_active(adm)] == [agent.id]
         tenancy.set_tenant_status(adm, tenant.id, "suspended")
     with pytest.raises(AuthenticationError):
         keys.resolve(issued.secret, db.dsn("app"))
@@ -109,7 +117,8 @@ def test_the_flow_from_python(db: TestDB) -> None:
 
 
 def test_cli_refusals_are_one_line_and_write_nothing(db: TestDB, tmp_path: Any) -> None:
-    tenant = _cli(db, "tenant", "create", "T")
+    tenants = _cli(db, "tenant", "list")["total"]
+    tenant = _cli(db, "tenant", "create", _unique("T"))
     agent = _cli(db, "agent", "create", "A", "--tenant", tenant["id"])
     assert "tenant_type" in _cli_fails(db, "tenant", "create", "x", "--type", "bogus")
     for kind in ("tenant", "agent", "key"):
@@ -133,15 +142,15 @@ def test_cli_refusals_are_one_line_and_write_nothing(db: TestDB, tmp_path: Any) 
                                capture_output=True, text=True, timeout=120)
         assert usage.returncode == 2 and "Traceback" not in usage.stderr, usage.stderr
         assert option in usage.stderr
-    assert len(_cli(db, "key", "list")["items"]) == 1
-    assert _cli(db, "tenant", "list")["total"] == 1
+    assert len(_cli(db, "key", "list", "--agent", agent["id"])["items"]) == 1
+    assert _cli(db, "tenant", "list")["total"] == tenants + 1
 
 
 def test_cli_shows_names_literally(db: TestDB) -> None:
     """A name is data: rich markup in it must be printed as is, not parsed (a stray ``[/x]``
     once made every later listing fail)."""
     env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"), COLUMNS="200")
-    created = _cli(db, "tenant", "create", "[/x] [bold]麦麦[/bold]")
+    created = _cli(db, "tenant", "create", _unique("[/x] [bold]麦麦[/bold]"))
     listed = subprocess.run([sys.executable, "-m", "maim_db.cli", "tenant", "list"], env=env,
                             capture_output=True, text=True, timeout=120)
     assert listed.returncode == 0, listed.stderr

@@ -12,6 +12,7 @@ import os
 import random
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import psycopg
@@ -84,7 +85,8 @@ class Tally:
 
 def _agents(db: TestDB, n: int) -> list[str]:
     with connect(db.dsn("admin"), admin=True) as adm:
-        tenant = adm.insert(Tenant(id=ids.new_tenant_id(), tenant_name="soak"))
+        tenant = adm.insert(Tenant(id=ids.new_tenant_id(),
+                                   tenant_name=f"soak {uuid.uuid4().hex[:8]}"))
         agents = [adm.insert(Agent(id=ids.new_agent_id(), tenant_id=tenant.id,
                                    name=f"soak {i}")) for i in range(n)]
     return [a.id for a in agents]

@@ -12,11 +12,12 @@ from ..tables import AgentActiveState
 
 DEFAULT_TTL: Final = 300
 
-# agent_id and tenant_id come from the scope; the trigger recomputes expires_at.
+# agent_id and tenant_id come from the scope; the trigger recomputes expires_at. now() is in
+# VALUES, not in SET: Citus takes only immutable functions in an upsert's DO UPDATE.
 _TOUCH: Final = """
-insert into agent_active_states (ttl_seconds) values (%s)
+insert into agent_active_states (last_seen_at, ttl_seconds) values (now(), %s)
 on conflict (agent_id) do update
-    set last_seen_at = now(), ttl_seconds = excluded.ttl_seconds
+    set last_seen_at = excluded.last_seen_at, ttl_seconds = excluded.ttl_seconds
 returning *
 """
 

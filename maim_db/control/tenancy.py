@@ -211,6 +211,10 @@ def delete_agent(db: Database, agent_id: str) -> dict[str, int]:
 
 def delete_tenant(db: Database, tenant_id: str) -> dict[str, int]:
     """Delete a tenant, its agents and everything they own; return what went, per table."""
+    # On Citus the counts read every shard in parallel, after which the reference tables may
+    # not be written in the same transaction; one connection per node allows both. Elsewhere
+    # this is an unused placeholder setting, gone at commit.
+    db.execute("set local citus.multi_shard_modify_mode = 'sequential'")
     counts = _counts(db, "tenant_id", tenant_id)
     agents = int(db.scalar("select count(*) from agents where tenant_id = %s", [tenant_id]))
     if db.delete(Tenant, where={"id": tenant_id}) == 0:

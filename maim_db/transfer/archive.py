@@ -95,6 +95,16 @@ def copy_via_temp(db: Database, name: str, create: sql.Composed, cols: Iterable[
         raise translate(err) from err
 
 
+def insert_counted(db: Database, insert: sql.Composed) -> int:
+    """Run ``insert`` (an INSERT … SELECT from the temporary table) and return its row count.
+
+    Through a Citus coordinator, an INSERT … SELECT without RETURNING reaches the shards as
+    COPY, which row-level security refuses; with RETURNING, Citus stages the rows and writes
+    them with INSERTs that the shards' policies check. The count comes back as one row."""
+    return int(db.scalar(sql.SQL("with written as ({} returning 1) select count(*) from written"
+                                 ).format(insert)))
+
+
 def temp_like(name: str, table: str, cols: Iterable[str]) -> sql.Composed:
     """A temporary table with ``table``'s types for ``cols`` (and none of its defaults)."""
     return sql.SQL("create temp table {} on commit drop as select {} from {} with no data"
@@ -358,8 +368,8 @@ def _restore_lines(db: Database, model: type[Row], directory: Path, sha256: str)
         raise InputError(f"{model.table}.jsonl is not the file the export wrote (its SHA-256 "
                          "differs from the signed manifest's); nothing was restored")
     cols = columns(model)
-    n = db.execute(sql.SQL("insert into {t} ({c}) select {pc} from {tmp}, "
-                           "jsonb_populate_record(null::{t}, {tmp}.line) as p").format(
+    n = insert_counted(db, sql.SQL("insert into {t} ({c}) select {pc} from {tmp}, "
+                                   "jsonb_populate_record(null::{t}, {tmp}.line) as p").format(
         t=sql.Identifier(model.table), c=names(cols), tmp=sql.Identifier(temp),
         pc=sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(c)) for c in cols)))
     if n != lines:  # pragma: no cover - an insert either writes every row or raises

@@ -37,7 +37,7 @@ from ...connection import open_connection, run_scoped
 from ...errors import ConfigurationError, ConflictError, InputError, MaimDBError
 from ...scope import Scope, named_agent
 from ...settings import settings, zone
-from ..archive import copy_via_temp, names, temp_like
+from ..archive import copy_via_temp, insert_counted, names, temp_like
 from ..progress import Progress
 from .convert import Skip
 from .plan import TABLES, Plan, catalog, plan
@@ -145,13 +145,24 @@ def import_claim(conn: psycopg.Connection[Any], scope: Scope, key: str) -> Itera
         lock = secrets.randbits(62) + 1
         while not db.scalar("select pg_try_advisory_lock(%s)", [lock]):
             lock = secrets.randbits(62) + 1  # someone holds this one: no matter, take another
-        claimed = db.rows(sql.SQL(
-            "insert into import_claims (source_key, holder_pid, lock_key) "
-            "values (%s, pg_backend_pid(), %s) "
-            "on conflict (agent_id, source_key) do update "
-            "set holder_pid = excluded.holder_pid, lock_key = excluded.lock_key, "
-            "claimed_at = now() where not " + _LIVE.format(c="import_claims")
-            + " returning 1"), [key, lock])
+        me = db.scalar("select pg_backend_pid()")
+        # Take a free claim, or a stale one by compare-and-swap on its holder: plain
+        # statements, no subquery inside the write (Citus routes them to the agent's shard).
+        claimed = db.rows("insert into import_claims (source_key, holder_pid, lock_key) "
+                          "values (%s, %s, %s) on conflict (agent_id, source_key) do nothing "
+                          "returning 1", [key, me, lock])
+        held = db.rows("select holder_pid, lock_key from import_claims where source_key = %s",
+                       [key]) if not claimed else []
+        if not claimed and not held:  # its holder ended between the two: free again
+            claimed = db.rows("insert into import_claims (source_key, holder_pid, lock_key) "
+                              "values (%s, %s, %s) on conflict (agent_id, source_key) do "
+                              "nothing returning 1", [key, me, lock])
+        if held and not db.scalar(sql.SQL("select " + _LIVE.format(c="h")
+                                          + " from (values (%s::integer, %s::bigint)) "
+                                          "h(holder_pid, lock_key)"), list(held[0])):
+            claimed = db.rows("update import_claims set holder_pid = %s, lock_key = %s, "
+                              "claimed_at = now() where source_key = %s and holder_pid = %s "
+                              "and lock_key = %s returning 1", [me, lock, key, *held[0]])
         if not claimed:
             pid, since = db.rows("select holder_pid, claimed_at from import_claims "
                                  "where source_key = %s", [key])[0]
@@ -238,7 +249,7 @@ def _write(conn: psycopg.Connection[Any], scope: Scope, p: Plan, insert: sql.Com
                                p.columns, types=p.types) as copy:
                 for v in values:
                     copy.write_row(v)
-            written = db.execute(insert)
+            written = insert_counted(db, insert)
         db.execute(
             """insert into import_progress (source_key, source_table, last_source_id,
                                             rows_written)
