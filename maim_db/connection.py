@@ -87,19 +87,24 @@ class Database(Handle[psycopg.Connection[Any]]):
                 opening = session.call(self._scope.statement, self._scope.params)
             # A single statement needs no BEGIN/COMMIT: everything before the pipeline's one
             # Sync is one implicit transaction, and the scope, set transaction-locally, ends
-            # with it.
-            calls = [] if self._single else [session.call(self._begin, None, prepare=False)]
+            # with it. Except on Citus, which sends a worker the scope's SET LOCAL only
+            # inside a transaction block: there COMMIT rides in the pipeline too.
+            bracketed = not self._single or self._on_citus()
+            calls = [session.call(self._begin, None, prepare=False)] if bracketed else []
             guarded = session.opening(self._scope)
             if guarded:
                 calls.append(session.guard())
+            at = len(calls)
             calls += [opening, call]
+            if bracketed and self._single:
+                calls.append(session.call("commit", None, prepare=False))
             results = self._round_trip(calls)
             failed = first_error(results)
             if failed is None:
                 if self._scope.kind == "key":  # the agent the key opened
-                    scope_rows = session.rows(results[-2], tuple)
+                    scope_rows = session.rows(results[at], tuple)
                     self._scope = self._scope.opened(scope_rows[0] if scope_rows else None)
-                return call, results[-1]
+                return call, results[at + 1]
             err = session.error(failed)
             if err.sqlstate != DIRTY:
                 session.suspect |= guarded  # whether the guard itself ran is not known
@@ -114,6 +119,15 @@ class Database(Handle[psycopg.Connection[Any]]):
             self._conn.execute(RESET_SESSION)
             session.forget()
         raise ScopeError(dirty_message(self._scope))
+
+    def _on_citus(self) -> bool:
+        """Whether the connection's database is a Citus node (asked once per connection)."""
+        if self._session.citus is None:
+            with translated():
+                cur = self._conn.execute(
+                    "select exists (select from pg_catalog.pg_extension where extname = 'citus')")
+                self._session.citus = bool((cur.fetchone() or (False,))[0])
+        return self._session.citus
 
     def require(self, permission: str) -> None:
         """Raise :class:`AuthenticationError` unless the API key this block was opened with

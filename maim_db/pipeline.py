@@ -118,6 +118,7 @@ class Session:
         self.prefix = f"{PREFIX}{secrets.token_hex(4)}_"
         self.counter = 0
         self.suspect = False
+        self.citus: bool | None = None  # a Citus node? asked by a single-statement block
         # MAIMDB_TIMEZONE: the zone naive datetime parameters mean (else the server's TimeZone
         # decides, as PostgreSQL casts timestamp to timestamptz).
         self.zone = configured_zone()

@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from maim_db import connect
+from maim_db import ConflictError, Pool, connect
 from maim_db.schema import audit, citus, migrate
 from tests.databases import Server, TestDB, World, build_world, make_logins
 
@@ -227,6 +227,32 @@ def test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster(db: TestDB, wo
         assert s.rows("select state_key from runtime_state") == [("b-only",)]
     with connect(db.dsn("app"), agent_id=a) as s:  # and it ends with the transaction
         assert s.rows("select state_key from runtime_state") == [("a-only",)]
+
+
+def test_one_statement_pool_calls_hold_on_the_shards(db: TestDB, world: World) -> None:
+    """Pool.fetch/execute/result run a statement without BEGIN on one server; Citus sends a
+    worker the scope's SET LOCAL only inside a transaction block, so there the one round trip
+    carries BEGIN and COMMIT too. Router and multi-shard, agent, key and tenant scope."""
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    secret = test_unforgeable._key(db, world, "A1")
+    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+        for agent in (a1, b1):
+            assert pool.execute("insert into runtime_state (state_key) values (%s)",
+                                [f"one-{agent}"], agent_id=agent) == 1
+        everywhere = "select state_key from runtime_state where state_key like 'one-%%'"
+        routed = everywhere + " and agent_id = %s"
+        assert pool.result(everywhere, agent_id=a1).rows == [(f"one-{a1}",)]
+        assert pool.result(routed, [b1], agent_id=a1).rows == []
+        assert pool.result(routed, [b1], agent_id=b1).rows == [(f"one-{b1}",)]
+        assert pool.result(everywhere, api_key=secret).rows == [(f"one-{a1}",)]
+        with pytest.raises(ConflictError):  # a failed one rolls back, and the next is clean
+            pool.execute("insert into runtime_state (state_key) values (%s)", [f"one-{a1}"],
+                         agent_id=a1)
+        assert pool.result("select count(*) from runtime_state where state_key = %s",
+                           [f"one-{a1}"], agent_id=a1).rows == [(1,)]
+    with Pool(db.dsn("tenant"), min_size=1, max_size=1) as pool:
+        assert pool.result(everywhere + " order by 1", tenant_id=world.tenant_id("T1")
+                           ).rows == [(f"one-{a1}",)]
 
 
 def test_a_plugin_cannot_run_sql_on_other_nodes_through_citus(db: TestDB, world: World) -> None:
