@@ -233,9 +233,13 @@ class Session:
                 results.append(res)
         finally:
             if pgconn.pipeline_status != pq.PipelineStatus.OFF:
-                # results still pending: the connection is broken anyway
                 with suppress(psycopg.OperationalError):
                     pgconn.exit_pipeline_mode()
+            if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+                # Interrupted with results pending (Ctrl-C landing here): the connection can
+                # neither leave pipeline mode nor roll back. Closed now, the server ends the
+                # transaction, the caller's exception goes on alone, and a pool replaces it.
+                pgconn.finish()
         answers = iter(results)
         for _ in closing:  # closing a statement that is gone is no error in the protocol
             if (res := next(answers)).status == FATAL_ERROR:

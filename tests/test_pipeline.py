@@ -166,3 +166,34 @@ def test_a_table_changed_under_a_prepared_statement(db: TestDB, world: World) ->
                 s.rows("select * from probe")
             with pool.connection(agent_id=a1) as s:
                 assert s.rows("select * from probe") == [(1, 2)]
+
+
+def test_an_interrupt_with_results_pending_closes_the_connection_quietly(
+        db: TestDB, world: World, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C (or any BaseException) landing in the round trip's own code, after the pipeline
+    is sent and before its results are in, leaves a connection that can neither leave
+    pipeline mode nor roll back. It is closed there and then: no "error ignored in rollback"
+    on the way out (seen once under `maimdb import-sqlite`), and a pool opens a new one."""
+    from maim_db import connect
+    from maim_db.pipeline import Session
+
+    a1 = world.agent_id("A1")
+    real = Session.pipeline
+
+    def interrupted(self: Session, calls: list[Any]) -> Any:
+        sending = real(self, calls)
+        next(sending)  # sent; waiting for the server
+        sending.throw(KeyboardInterrupt())
+        yield  # never reached: the throw raises
+
+    with _one(db, world) as (pool, first), caplog.at_level(logging.WARNING):
+        with monkeypatch.context() as patch:
+            patch.setattr(Session, "pipeline", interrupted)
+            with pytest.raises(KeyboardInterrupt), pool.connection(agent_id=a1) as s:
+                s.scalar("select pg_sleep(0.2)")
+            with pytest.raises(KeyboardInterrupt), connect(db.dsn("app"), agent_id=a1) as c:
+                c.scalar("select pg_sleep(0.2)")
+        assert first.closed and c.connection.closed
+        assert _agents(pool, a1) == [a1]  # a new connection
+    assert "error ignored" not in caplog.text and "rollback" not in caplog.text, caplog.text
