@@ -54,6 +54,8 @@ _CLEAN: Final = (
     " and coalesce(pg_catalog.current_setting('maim.agent_proof', true), '') = ''"
     " and coalesce(pg_catalog.current_setting('maim.agent_tenant', true), '') = ''"
     " and coalesce(pg_catalog.current_setting('maim.tenant_agents', true), '') = ''"
+    " and coalesce(pg_catalog.current_setting('maim.tenant_owner', true), '') = ''"
+    " and coalesce(pg_catalog.current_setting('maim.key_permissions', true), '') = ''"
     " and not exists (select from pg_catalog.pg_listening_channels())"
     " and not exists (select from pg_catalog.pg_cursors where is_holdable)"
     " and (pg_catalog.pg_my_temp_schema() = 0"

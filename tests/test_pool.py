@@ -60,6 +60,29 @@ def test_session_state_left_in_a_pooled_connection_is_reset(pool: Pool, world: W
             "select current_setting('maim.agent_id', true)").fetchone() == ("",)
 
 
+#: Every setting a scope function writes (migrations/0012, 0016): each is checked on arrival.
+SCOPE_SETTINGS = ("agent_id", "tenant_id", "agent_proof", "agent_tenant", "tenant_agents",
+                  "tenant_owner", "key_permissions")
+
+
+@pytest.mark.parametrize("setting", SCOPE_SETTINGS)
+def test_every_scope_setting_left_at_session_level_is_reset(
+        db: TestDB, world: World, setting: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A scope setting written at session level outlives its block; the next borrower's
+    reset check must see it, whichever it is (the policies on Citus read all of them)."""
+    a1 = world.agent_id("A1")
+    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+        with pool.connection(agent_id=a1) as mine:
+            mine.execute(f"set maim.{setting} = 'left behind'")
+        with caplog.at_level("WARNING", logger="maim_db"), \
+                pool.connection(agent_id=a1) as next_one:
+            next_one.execute("select 1")
+            conn = next_one.connection
+        assert "resetting a connection" in caplog.text
+        assert conn.execute(f"select current_setting('maim.{setting}', true)"
+                            ).fetchone() in (("",), (None,))
+
+
 @pytest.mark.parametrize("single", [False, True])
 def test_a_temporary_table_never_reaches_the_next_borrower(db: TestDB, world: World,
                                                            single: bool, twin: Twin) -> None:

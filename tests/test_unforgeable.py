@@ -30,9 +30,19 @@ from maim_db import (
     no_scope,
     scoped,
 )
-from maim_db.control import keys, tenancy
+from maim_db.control import keys, plugins, tenancy
 from maim_db.schema.audit import definers
-from maim_db.tables import Agent, ApiKey, ApiKeyInfo, Message, PersonInfo, User, UserProfile
+from maim_db.tables import (
+    Agent,
+    ApiKey,
+    ApiKeyInfo,
+    Message,
+    PersonInfo,
+    PluginSetting,
+    Tenant,
+    User,
+    UserProfile,
+)
 from tests.databases import LOGINS, PASSWORD, TestDB, World, with_db
 from tests.samples import message
 
@@ -186,6 +196,12 @@ def test_a_plugin_with_a_key_sees_its_agent_and_nothing_else(db: TestDB, world: 
         assert [a.id for a in p.find(Agent)] == [a1]
         assert {m.agent_id for m in p.fetch(Message, "select * from messages")} == {a1}
         assert p.scalar("select current_user") == "maim_plugin"
+        # its tenant and plugin settings (on Citus, reference tables whose policies look up
+        # the agent's tenant: it is never taken from a setting in a key scope)
+        assert [t.id for t in p.find(Tenant)] == [world.tenant_id("T1")]
+        assert {s.id for s in p.find(PluginSetting)} == {world.plugins["A1"].id,
+                                                         world.plugins["T1"].id}
+        assert [s.id for s in plugins.effective(p)] == [world.plugins["A1"].id]  # its own
     with connect(db.dsn("plugin"), api_key=secret) as p:
         assert p.scalar("select count(*) from messages") == 1
 
