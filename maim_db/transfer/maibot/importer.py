@@ -148,28 +148,36 @@ def import_claim(conn: psycopg.Connection[Any], scope: Scope, key: str) -> Itera
         me = db.scalar("select pg_backend_pid()")
         # Take a free claim, or a stale one by compare-and-swap on its holder: plain
         # statements, no subquery inside the write (Citus routes them to the agent's shard).
-        claimed = db.rows("insert into import_claims (source_key, holder_pid, lock_key) "
-                          "values (%s, %s, %s) on conflict (agent_id, source_key) do nothing "
-                          "returning 1", [key, me, lock])
-        held = db.rows("select holder_pid, lock_key from import_claims where source_key = %s",
-                       [key]) if not claimed else []
-        if not claimed and not held:  # its holder ended between the two: free again
-            claimed = db.rows("insert into import_claims (source_key, holder_pid, lock_key) "
-                              "values (%s, %s, %s) on conflict (agent_id, source_key) do "
-                              "nothing returning 1", [key, me, lock])
-        if held and not db.scalar(sql.SQL("select " + _LIVE.format(c="h")
-                                          + " from (values (%s::integer, %s::bigint)) "
-                                          "h(holder_pid, lock_key)"), list(held[0])):
-            claimed = db.rows("update import_claims set holder_pid = %s, lock_key = %s, "
-                              "claimed_at = now() where source_key = %s and holder_pid = %s "
-                              "and lock_key = %s returning 1", [me, lock, key, *held[0]])
-        if not claimed:
-            pid, since = db.rows("select holder_pid, claimed_at from import_claims "
-                                 "where source_key = %s", [key])[0]
+        # Each step can lose a race with another import starting or ending: look again.
+        holder: tuple[Any, ...] | None = None
+        for _ in range(3):
+            if db.rows("insert into import_claims (source_key, holder_pid, lock_key) "
+                       "values (%s, %s, %s) on conflict (agent_id, source_key) do nothing "
+                       "returning 1", [key, me, lock]):
+                break
+            held = db.rows("select holder_pid, lock_key, claimed_at from import_claims "
+                           "where source_key = %s", [key])
+            if not held:
+                continue  # its holder ended between the two: free again
+            holder = held[0]
+            if db.scalar(sql.SQL("select " + _LIVE.format(c="h")
+                                 + " from (values (%s::integer, %s::bigint)) "
+                                 "h(holder_pid, lock_key)"), list(holder[:2])):
+                break  # held by a live import
+            if db.rows("update import_claims set holder_pid = %s, lock_key = %s, "
+                       "claimed_at = now() where source_key = %s and holder_pid = %s "
+                       "and lock_key = %s returning 1", [me, lock, key, *holder[:2]]):
+                holder = None
+                break
+        else:
+            holder = holder or (None, None, None)
+        if holder is not None:
             db.execute("select pg_advisory_unlock(%s)", [lock])
+            pid, _, since = holder
+            held_by = (f" (backend {pid}, since {since:%Y-%m-%d %H:%M:%S %Z})"
+                       if pid is not None else "")
             raise ConflictError(f"another import of this database into agent {scope.id} is "
-                                f"running (backend {pid}, since {since:%Y-%m-%d %H:%M:%S %Z}); "
-                                "wait for it to finish")
+                                f"running{held_by}; wait for it to finish")
     try:
         yield
     finally:
