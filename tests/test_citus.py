@@ -22,7 +22,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from maim_db import ConflictError, Pool, connect
+from maim_db import ConflictError, IsolationError, Pool, connect
 from maim_db.schema import audit, citus, migrate
 from tests.databases import Server, TestDB, World, build_world, make_logins
 
@@ -272,6 +272,28 @@ def test_a_plugin_cannot_run_sql_on_other_nodes_through_citus(db: TestDB, world:
         app.execute("select * from run_command_on_workers('select 1')")
 
 
+_MINE = "from runtime_state where agent_id = maim.agent_id()"
+
+
+@pytest.mark.parametrize("query", [
+    f"select state_key {_MINE} and citus_run_local_command('select 1')::text is not null",
+    f"select citus_run_local_command('select 1')::text {_MINE}",
+    f"select run_command_on_workers('select 1') {_MINE}",
+    f"select state_key {_MINE} and (select count(*) from run_command_on_workers('select 1')) > 0",
+])
+def test_nor_through_an_expression_the_shard_query_carries(db: TestDB, world: World,
+                                                           query: str) -> None:
+    """A function in a router query's WHERE or select list runs on the worker, as
+    maim_plugin: the coordinator's revoke alone did not stop it (it ran there until migrate
+    revoked the functions on every worker too). A row makes the worker evaluate it."""
+    secret = test_unforgeable._key(db, world, "A1")
+    with connect(db.dsn("plugin"), api_key=secret) as p:
+        p.execute("insert into runtime_state (state_key) values ('evaluated')")
+    with pytest.raises(IsolationError, match="permission denied for function"), \
+            connect(db.dsn("plugin"), api_key=secret) as p:
+        p.rows(query)
+
+
 def test_the_audit_finds_a_run_sql_function_granted_back(cluster: Server) -> None:
     assert DSN
     with psycopg.connect(DSN, autocommit=True) as conn:
@@ -286,6 +308,19 @@ def test_the_audit_finds_a_run_sql_function_granted_back(cluster: Server) -> Non
         assert found == [f"function run_command_on_workers(text,boolean): {role} may run SQL "
                          "on other Citus nodes through it (`maimdb migrate` revokes it from "
                          "PUBLIC)" for role in ("maim_app", "maim_plugin")]
+        assert audit.audit(conn) == []
+        # and on a worker, where a shard query's expressions run
+        workers = [f"{n.name}:{n.port}" for n in citus.nodes(conn) if n.role == "worker"]
+        conn.execute("select run_command_on_workers(%s)",
+                     ["grant execute on function citus_run_local_command(text) to public"])
+        try:
+            found = [str(f) for f in audit.audit(conn)]
+        finally:
+            migrate.migrate(DSN)  # which revokes it again
+        assert set(found) == {
+            f"function citus_run_local_command(text) on {w}: {role} may run SQL on other "
+            "Citus nodes through it (`maimdb migrate` revokes it from PUBLIC)"
+            for role in citus.ROLES for w in workers}, found
         assert audit.audit(conn) == []
 
 

@@ -82,14 +82,18 @@ def prepare_roles(conn: psycopg.Connection[Any]) -> None:
 #: Citus's functions that run a caller's SQL text on other nodes over Citus's own node
 #: connections (which hold the group roles' credentials). The extension grants them to PUBLIC;
 #: through them code with a maim_plugin block could open a session on a worker as
-#: maim_plugin and address shards directly. Operators (superusers) keep them.
+#: maim_plugin and address shards directly. Taken from PUBLIC on every node, not only the
+#: coordinator: a function in a shard query's WHERE or select list runs on the worker (tests/
+#: test_citus.py). Operators (superusers) keep them.
 REMOTE_SQL = ("master_run_on_worker", "run_command_on_workers", "run_command_on_all_nodes",
               "run_command_on_coordinator", "run_command_on_shards",
               "run_command_on_placements", "run_command_on_colocated_placements",
               "citus_run_local_command")
 #: And the one that lets a session give its transaction a distributed id of its choosing: a
 #: key scope's proof is bound to that id (migrations/0017), so on the coordinator a scope
-#: role must not pick it. (Workers keep it: Citus's own connections call it there.)
+#: role must not pick it. Workers keep it: Citus's own connections call it there, as the
+#: block's role, before the block's first command (so a shard query that calls it again is
+#: refused: "the backend has already been assigned a transaction id").
 ASSIGNED_ID = ("assign_distributed_transaction_id",)
 
 _REMOTE_SQL_FUNCTIONS = """
@@ -101,25 +105,64 @@ join pg_catalog.pg_extension e on e.oid = d.refobjid and e.extname = 'citus'
 where p.proname = any(%s)
 """
 
+# (function, role) for every maim role that may run one of them, on the node it runs on.
+_EXECUTORS = f"""
+select f.function, r.role from ({_REMOTE_SQL_FUNCTIONS}) f(function)
+cross join unnest(%s::text[]) r(role)
+where pg_catalog.has_function_privilege(r.role, f.function::regprocedure, 'EXECUTE')
+order by 1, 2
+"""
+
+
+def _revokes(conn: psycopg.Connection[Any], functions: tuple[str, ...]) -> list[str]:
+    return [f"revoke execute on function {function} from public"  # a regprocedure's text:
+            for (function,) in conn.execute(_REMOTE_SQL_FUNCTIONS,  # qualified and quoted
+                                            [list(functions)]).fetchall()]
+
+
+def _on_workers(conn: psycopg.Connection[Any], command: str) -> list[tuple[str, int, bool, str]]:
+    """(node, port, success, result) of ``command`` run on every worker, over Citus's node
+    connections; only a superuser may (see :data:`REMOTE_SQL`)."""
+    return [(node, port, ok, result) for node, port, ok, result in conn.execute(
+        "select nodename, nodeport, success, result "
+        "from pg_catalog.run_command_on_workers(%s)", [command]).fetchall()]
+
+
+def _may_ask_workers(conn: psycopg.Connection[Any]) -> bool:
+    return conn.execute("select pg_catalog.has_function_privilege("
+                        "'pg_catalog.run_command_on_workers(text, boolean)', 'EXECUTE')"
+                        ).fetchone() == (True,)
+
 
 def revoke_remote_sql(conn: psycopg.Connection[Any]) -> None:
-    """Take :data:`REMOTE_SQL` and :data:`ASSIGNED_ID` from PUBLIC on the coordinator (run by
-    the migrating superuser)."""
-    for (function,) in conn.execute(_REMOTE_SQL_FUNCTIONS,
-                                    [list(REMOTE_SQL + ASSIGNED_ID)]).fetchall():
-        conn.execute(sql.SQL("revoke execute on function {} from public").format(
-            sql.SQL(function)))  # a regprocedure's text: qualified and quoted by PostgreSQL
+    """Take :data:`REMOTE_SQL` from PUBLIC on every node and :data:`ASSIGNED_ID` on the
+    coordinator (run by the migrating superuser, on the coordinator)."""
+    for revoke in _revokes(conn, REMOTE_SQL + ASSIGNED_ID):
+        conn.execute(revoke)
+    for node, port, ok, result in _on_workers(conn, "; ".join(_revokes(conn, REMOTE_SQL))):
+        if not ok:
+            raise MigrationError(f"revoking Citus's run-SQL functions on {node}:{port} "
+                                 f"failed: {result}")
 
 
 def remote_sql_executors(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
     """(function, role) for every maim role that may run one of :data:`REMOTE_SQL` or
-    :data:`ASSIGNED_ID`."""
-    rows = conn.execute(
-        f"select f.function, r.role from ({_REMOTE_SQL_FUNCTIONS}) f(function) "
-        "cross join unnest(%s::text[]) r(role) "
-        "where pg_catalog.has_function_privilege(r.role, f.function::regprocedure, 'EXECUTE') "
-        "order by 1, 2", [list(REMOTE_SQL + ASSIGNED_ID), list(ROLES)]).fetchall()
-    return [(function, role) for function, role in rows]
+    :data:`ASSIGNED_ID` on the coordinator, or one of :data:`REMOTE_SQL` on a worker (the
+    function then reads ``… on node:port``). The workers are asked only by a superuser
+    (:func:`placement_findings` says when they were not)."""
+    found = [(function, role) for function, role in conn.execute(
+        _EXECUTORS, [list(REMOTE_SQL + ASSIGNED_ID), list(ROLES)]).fetchall()]
+    if not _may_ask_workers(conn):
+        return found
+    executors = sql.SQL(_EXECUTORS.replace("%s", "{}")).format(
+        sql.Literal(list(REMOTE_SQL)), sql.Literal(list(ROLES))).as_string(conn)
+    for node, port, ok, result in _on_workers(
+            conn, "select coalesce(json_agg(json_build_array(e.function, e.role)), '[]') "
+                  f"from ({executors}) e"):
+        if ok:  # a worker that cannot answer is placement_findings' finding
+            found += [(f"{function} on {node}:{port}", role)
+                      for function, role in json.loads(result)]
+    return found
 
 
 # Distribution ------------------------------------------------------------------------------
@@ -323,17 +366,12 @@ def placement_findings(conn: psycopg.Connection[Any], *, agent_tables: set[str],
         elif not reference:
             found.append(Placement(name, "is not a reference table (`maimdb migrate` makes "
                                    "it one)"))
-    allowed = conn.execute("select pg_catalog.has_function_privilege("
-                           "'pg_catalog.run_command_on_workers(text, boolean)', 'EXECUTE')"
-                           ).fetchone()
-    if allowed != (True,):
+    if not _may_ask_workers(conn):
         found.append(Placement("(every shard)", "not checked: the shards' policies are read "
                                "through run_command_on_workers, which only a superuser may run "
                                "(run the audit as one)"))
         return found
-    for node, port, ok, result in conn.execute(
-            "select nodename, nodeport, success, result "
-            "from pg_catalog.run_command_on_workers(%s)", [_SHARD_CHECK]).fetchall():
+    for node, port, ok, result in _on_workers(conn, _SHARD_CHECK):
         if not ok:
             found.append(Placement(f"(shards on {node}:{port})", f"not checked: {result}"))
             continue
