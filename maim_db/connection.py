@@ -121,11 +121,14 @@ class Database(Handle[psycopg.Connection[Any]]):
         raise ScopeError(dirty_message(self._scope))
 
     def _on_citus(self) -> bool:
-        """Whether the connection's database is a Citus node (asked once per connection)."""
+        """Whether the connection's database is a Citus node (asked once per connection,
+        before the reset check: qualified, so no search_path or object a session leaves
+        changes its answer)."""
         if self._session.citus is None:
             with translated():
                 cur = self._conn.execute(
-                    "select exists (select from pg_catalog.pg_extension where extname = 'citus')")
+                    "select exists (select from pg_catalog.pg_extension"
+                    " where extname operator(pg_catalog.=) 'citus')")
                 self._session.citus = bool((cur.fetchone() or (False,))[0])
         return self._session.citus
 
