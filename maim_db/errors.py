@@ -97,11 +97,41 @@ def _logical(name: str | None) -> str | None:
     return None if name is None else _SHARD.sub(r"\1", name)
 
 
+# Citus relays a worker's error with its message, detail and hint, and without the fields
+# naming the table and the constraint: those are read from PostgreSQL's message instead.
+_VIOLATION = re.compile(
+    r'^(?:new row for relation "(?P<checked>[^"]+)" violates check'
+    r'|(?:insert or update|update or delete) on table "(?P<referring>[^"]+)" violates foreign key'
+    r'|duplicate key value violates unique|conflicting key value violates exclusion)'
+    r' constraint "(?P<constraint>[^"]+)"')
+
+
 def _table_of(err: psycopg.Error) -> str | None:
     if err.diag.table_name:
         return _logical(err.diag.table_name)
-    match = _TABLE_IN_MESSAGE.search(err.diag.message_primary or str(err))
+    message = err.diag.message_primary or str(err)
+    violation = _VIOLATION.match(message)
+    if violation and (violation["checked"] or violation["referring"]):
+        return _logical(violation["checked"] or violation["referring"])
+    if violation:  # a unique key names no table: the constraint starts with it
+        constraint = _logical(violation["constraint"]) or ""
+        return max((t for t in _tables() if constraint.startswith(f"{t}_")), key=len,
+                   default=None)
+    match = _TABLE_IN_MESSAGE.search(message)
     return _logical(match.group(1)) if match else None
+
+
+def _constraint_of(err: psycopg.Error) -> str | None:
+    if err.diag.constraint_name:
+        return _logical(err.diag.constraint_name)
+    violation = _VIOLATION.match(err.diag.message_primary or "")
+    return _logical(violation["constraint"]) if violation else None
+
+
+def _tables() -> list[str]:
+    from .tables import ALL_ROWS  # the tables import this module
+
+    return [row.table for row in ALL_ROWS]
 
 
 def _describe(err: psycopg.Error) -> str:
@@ -167,7 +197,7 @@ def _key_message(err: psycopg.Error) -> str | None:
         cols, vals = m["cols"].split(", "), m["vals"].split(", ")
         pairs = (", ".join(f"{c}={v}" for c, v in zip(cols, vals, strict=True))
                  if len(cols) == len(vals) else f"({m['cols']})=({m['vals']})")
-    table = _logical(err.diag.table_name) or "row"
+    table = _table_of(err) or "row"
     if m["parent"]:
         if m["cols"] is None:
             return f"no such {_singular(m['parent'])}: a {table} row refers to one"
@@ -179,7 +209,7 @@ def _key_message(err: psycopg.Error) -> str | None:
 
 
 def _check_message(err: psycopg.Error) -> str | None:
-    table, name = _logical(err.diag.table_name) or "", _logical(err.diag.constraint_name) or ""
+    table, name = _table_of(err) or "", _constraint_of(err) or ""
     m = _CHECK.match(name.removeprefix(f"{table}_")) if name.startswith(f"{table}_") else None
     if m is None:
         return None
@@ -228,9 +258,9 @@ def translate(err: psycopg.Error) -> MaimDBError:
         return AuthenticationError(message)
     if isinstance(err, pgerrors.UniqueViolation | pgerrors.ForeignKeyViolation
                   | pgerrors.ExclusionViolation):
-        return ConflictError(message, constraint=_logical(err.diag.constraint_name))
+        return ConflictError(message, constraint=_constraint_of(err))
     if isinstance(err, pgerrors.IntegrityError | pgerrors.DataError):
-        return InputError(message, constraint=_logical(err.diag.constraint_name))
+        return InputError(message, constraint=_constraint_of(err))
     if isinstance(err, psycopg.ProgrammingError | psycopg.DataError) and err.sqlstate is None:
         # refused by psycopg before it reached the server: a value it cannot send, the
         # wrong number of parameters for the placeholders

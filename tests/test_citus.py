@@ -40,6 +40,7 @@ from tests import (  # noqa: E402
     test_import_sqlite,
     test_isolation,
     test_isolation_matrix,
+    test_operator_mistakes,
     test_pgbouncer,
     test_rls_pitfalls,
     test_transfer,
@@ -65,6 +66,10 @@ NOT_ON_THE_CLUSTER = {
         "ANALYZE of a distributed table fills pg_statistic on the workers' shards, not on the "
         "coordinator, so the coordinator's pg_stats has nothing for the test to hide",
     "test_extended_statistics_are_hidden_from_scoped_roles": "same, pg_stats_ext",
+    "test_users_made_here_own_tenants_and_have_no_password":
+        "makes a user with a fixed name and counts every user of the database",
+    "test_old_names_without_text_do_not_stop_the_migration":
+        "migrates a database of its own (empty_db) from an old version",
     "test_the_scope_setting_is_trusted_inside_a_transaction":
         "pins that set_config() re-sets the scope; on Citus set_config reaches no worker and "
         "SET LOCAL does: test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster",
@@ -73,7 +78,8 @@ NOT_ON_THE_CLUSTER = {
 # The tests (and their fixtures) of the modules above, collected here against the cluster:
 # this module's `db` and `world` (below) replace the conftest's for them.
 for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_unforgeable,
-                test_flow, test_import_sqlite, test_transfer, test_pgbouncer):
+                test_flow, test_import_sqlite, test_transfer, test_pgbouncer,
+                test_operator_mistakes):
     for _name, _value in vars(_module).items():
         is_fixture = hasattr(_value, "_fixture_function_marker")
         if ((_name.startswith("test_") or is_fixture) and _name not in NOT_ON_THE_CLUSTER

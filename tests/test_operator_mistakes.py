@@ -48,13 +48,14 @@ def _counts(db: TestDB) -> tuple[int, ...]:
     (("key", "revoke", "key_000000000000"), "no such API key key_000000000000"),
     (("key", "create", "", "--agent", "{A1}"), "key name must not be empty"),
     (("user", "create", " \n"), "username must not be empty or only spaces"),
-    (("user", "create", "user-U1"), "a user with username 'user-U1' already exists"),
+    (("user", "create", "{U1}"), "a user with username '{U1}' already exists"),
     (("user", "create", "carol", "--email", "carol"), "email must look like name@host"),
 ])
 def test_everyday_mistakes_are_one_line_and_change_nothing(db: TestDB, world: World,
                                                           args: tuple[str, ...],
                                                           says: str) -> None:
-    ids = {"{T1}": world.tenant_id("T1"), "{A1}": world.agent_id("A1")}
+    ids = {"{T1}": world.tenant_id("T1"), "{A1}": world.agent_id("A1"),
+           "{U1}": world.users["U1"].username}
     args = tuple(ids.get(a, a) for a in args)
     for k, v in ids.items():
         says = says.replace(k, v)
