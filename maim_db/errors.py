@@ -113,10 +113,9 @@ def _table_of(err: psycopg.Error) -> str | None:
     violation = _VIOLATION.match(message)
     if violation and (violation["checked"] or violation["referring"]):
         return _logical(violation["checked"] or violation["referring"])
-    if violation:  # a unique key names no table: the constraint starts with it
-        constraint = _logical(violation["constraint"]) or ""
-        return max((t for t in _tables() if constraint.startswith(f"{t}_")), key=len,
-                   default=None)
+    if violation:  # a unique key names no table: PostgreSQL's name for it starts with it
+        return _unique_key_table(_logical(violation["constraint"]) or "",
+                                 err.diag.message_detail or "")
     match = _TABLE_IN_MESSAGE.search(message)
     return _logical(match.group(1)) if match else None
 
@@ -128,10 +127,14 @@ def _constraint_of(err: psycopg.Error) -> str | None:
     return _logical(violation["constraint"]) if violation else None
 
 
-def _tables() -> list[str]:
-    from .tables import ALL_ROWS  # the tables import this module
-
-    return [row.table for row in ALL_ROWS]
+def _unique_key_table(constraint: str, detail: str) -> str | None:
+    """The table of ``<table>_pkey`` or ``<table>_<columns>_key``, the columns read from the
+    detail line ("Key (tenant_id, name)=(…) already exists."); None for another name."""
+    columns = re.match(r"Key \((.+?)\)=", detail)
+    for suffix in ("_pkey", "_" + "_".join(columns[1].split(", ")) + "_key" if columns else ""):
+        if suffix and constraint.endswith(suffix) and len(constraint) > len(suffix):
+            return constraint.removesuffix(suffix)
+    return None
 
 
 def _describe(err: psycopg.Error) -> str:
