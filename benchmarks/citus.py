@@ -22,6 +22,7 @@ from typing import Any
 import psycopg
 
 from maim_db import Pool
+from maim_db.tables import Message
 
 from . import data
 
@@ -50,6 +51,12 @@ def _workloads(agents: int) -> dict[str, Callable[[Pool, random.Random], object]
                            [data.agent_id(n), data.chat_id(n, rnd.randint(0, 3))],
                            agent_id=data.agent_id(n))
 
+    def point_found(pool: Pool, rnd: random.Random) -> object:  # find() names the agent
+        n = rnd.randint(1, agents)
+        with pool.connection(agent_id=data.agent_id(n)) as db:
+            return db.find(Message, {"chat_id": data.chat_id(n, rnd.randint(0, 3))},
+                           order_by="-time", limit=1)
+
     def context(pool: Pool, rnd: random.Random) -> object:
         n = rnd.randint(1, agents)
         return pool.result("select * from messages where agent_id = %s and chat_id = %s "
@@ -70,6 +77,7 @@ def _workloads(agents: int) -> dict[str, Callable[[Pool, random.Random], object]
 
     return {"point read, policy only (every shard)": point,
             "point read, agent named (router)": point_named,
+            "point read, find() (router)": point_found,
             "context read, agent named (router)": context,
             "insert (router)": insert, "tenant count (multi-shard)": tenant_count}
 

@@ -202,16 +202,17 @@ class Database(Handle[psycopg.Connection[Any]]):
                    order_by: str | Sequence[str] = (), limit: int | None = None) -> list[R]:
         """Rows matching ``where`` (``column: value``; a list means "any of", ``None`` means
         IS NULL), ordered by columns (``"-time"`` for descending)."""
-        return self.fetch(model, *statements.find(model, where, order_by, limit))
+        return self.fetch(model, *statements.find(
+            model, where, order_by, limit, self._scope.agent_id))
 
     def update(self, model: type[R], *, where: Mapping[str, Any],
                      set: Mapping[str, Any]) -> int:
         """Update rows; return how many changed. ``where={}`` means every row in scope."""
-        return self.execute(*statements.update(model, where, set))
+        return self.execute(*statements.update(model, where, set, self._scope.agent_id))
 
     def delete(self, model: type[R], *, where: Mapping[str, Any]) -> int:
         """Delete rows; return how many. ``where={}`` means every row in scope."""
-        return self.execute(*statements.delete(model, where))
+        return self.execute(*statements.delete(model, where, self._scope.agent_id))
 
     def upsert(self, row: R, *, on: str | Sequence[str]) -> R:
         """Insert ``row`` or update the one with the same unique key ``on`` (agent tables add

@@ -66,8 +66,15 @@ def _row(what: str, value: object) -> Row:
     return value
 
 
-def _where(model: type[Row], where: Mapping[str, Any]) -> tuple[sql.Composable, list[Any]]:
-    if not _mapping("where=", where):
+def _where(model: type[Row], where: Mapping[str, Any],
+           agent_id: str | None) -> tuple[sql.Composable, list[Any]]:
+    """``where`` as SQL; in agent scope an agent table's also names the agent. The policy
+    restricts the rows to it anyway, but Citus plans a query before policies apply: only an
+    ``agent_id`` in the query routes it to the agent's shard rather than to every shard."""
+    where = _mapping("where=", where)
+    if agent_id and model.key[0] == "agent_id" and "agent_id" not in where:
+        where = {"agent_id": agent_id, **where}
+    if not where:
         return sql.SQL(""), []
     jsonb = model.jsonb_fields()
     parts, params = [], []
@@ -179,8 +186,8 @@ def _select(model: type[Row]) -> sql.SQL:
 
 
 def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequence[str],
-         limit: int | None) -> Statement:
-    clause, params = _where(model, {} if where is None else where)
+         limit: int | None, agent_id: str | None = None) -> Statement:
+    clause, params = _where(model, {} if where is None else where, agent_id)
     query = sql.SQL("{}{}").format(_select(model), clause)
     orders = _names_given("order_by=", order_by)
     if orders:
@@ -194,20 +201,22 @@ def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequ
     return query, params
 
 
-def update(model: type[Row], where: Mapping[str, Any], values: Mapping[str, Any]) -> Statement:
+def update(model: type[Row], where: Mapping[str, Any], values: Mapping[str, Any],
+           agent_id: str | None = None) -> Statement:
     if not _mapping("set=", values):
         raise InputError("update() needs at least one column in set=")
     jsonb = model.jsonb_fields()
     assignments = sql.SQL(", ").join(
         sql.SQL("{} = %s").format(sql.Identifier(_field(model, c))) for c in values)
     params = [adapt(v, c in jsonb) for c, v in values.items()]
-    clause, where_params = _where(model, where)
+    clause, where_params = _where(model, where, agent_id)
     query = sql.SQL("update {} set {}{}").format(sql.Identifier(model.table), assignments, clause)
     return query, params + where_params
 
 
-def delete(model: type[Row], where: Mapping[str, Any]) -> Statement:
-    clause, params = _where(model, where)
+def delete(model: type[Row], where: Mapping[str, Any],
+           agent_id: str | None = None) -> Statement:
+    clause, params = _where(model, where, agent_id)
     return sql.SQL("delete from {}{}").format(sql.Identifier(model.table), clause), params
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from maim_db import ConflictError, IsolationError, Pool, connect
 from maim_db.schema import audit, citus, migrate
+from maim_db.tables import Message, RuntimeState
 from tests.databases import Server, TestDB, World, build_world, make_logins
 
 DSN = os.environ.get("MAIMDB_TEST_CITUS_DSN")
@@ -298,6 +300,39 @@ def test_nor_through_an_expression_the_shard_query_carries(db: TestDB, world: Wo
     with pytest.raises(IsolationError, match="permission denied for function"), \
             connect(db.dsn("plugin"), api_key=secret) as p:
         p.rows(query)
+
+
+def _shard_commands(conn: Any, call: Any) -> list[str]:
+    """The commands the coordinator sends to shards while ``call`` runs."""
+    sent: list[str] = []
+    conn.connection.add_notice_handler(
+        lambda d: sent.append(d.message_primary or "")
+        if (d.message_primary or "").startswith("issuing") else None)
+    conn.execute("set local citus.log_remote_commands = on")
+    conn.execute("set local client_min_messages = log")
+    call()
+    return [c for c in sent if re.search(r"\bpublic\.\w+_\d+\b", c)]  # <table>_<shard id>
+
+
+@pytest.mark.parametrize("scope", ["agent", "key"])
+def test_the_table_helpers_route_an_agent_s_query_to_its_shard(db: TestDB, world: World,
+                                                                scope: str) -> None:
+    """In agent scope find/update/delete name the agent: the policy alone would add it after
+    Citus has planned the query, which then goes to every shard."""
+    a1 = world.agent_id("A1")
+    where = {"chat_id": "c1"}
+    opened = (connect(db.dsn("app"), agent_id=a1) if scope == "agent" else
+              connect(db.dsn("plugin"), api_key=test_unforgeable._key(db, world, "A1")))
+    with opened as conn:
+        conn.execute("insert into runtime_state (state_key) values ('routed')")
+        for call in (lambda: conn.find(RuntimeState, {"state_key": "routed"}),
+                     lambda: conn.update(RuntimeState, where={"state_key": "routed"},
+                                         set={"state_key": "moved"}),
+                     lambda: conn.delete(RuntimeState, where={}),
+                     lambda: conn.find(Message, where)):
+            sent = _shard_commands(conn, call)
+            assert len(sent) == 1, sent
+        assert conn.find(RuntimeState) == []
 
 
 def test_the_audit_finds_a_run_sql_function_granted_back(cluster: Server) -> None:
