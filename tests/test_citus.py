@@ -23,7 +23,7 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from maim_db import ConflictError, IsolationError, Pool, connect
+from maim_db import ConflictError, IsolationError, Pool, agent_scope, connect, peewee
 from maim_db.schema import audit, citus, migrate
 from maim_db.tables import Message, RuntimeState
 from tests.databases import Server, TestDB, World, build_world, make_logins
@@ -43,6 +43,7 @@ from tests import (  # noqa: E402
     test_isolation,
     test_isolation_matrix,
     test_operator_mistakes,
+    test_peewee_bridge,
     test_pgbouncer,
     test_rls_pitfalls,
     test_transfer,
@@ -81,7 +82,7 @@ NOT_ON_THE_CLUSTER = {
 # this module's `db` and `world` (below) replace the conftest's for them.
 for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_unforgeable,
                 test_flow, test_import_sqlite, test_transfer, test_pgbouncer,
-                test_operator_mistakes):
+                test_operator_mistakes, test_peewee_bridge):
     for _name, _value in vars(_module).items():
         is_fixture = hasattr(_value, "_fixture_function_marker")
         if ((_name.startswith("test_") or is_fixture) and _name not in NOT_ON_THE_CLUSTER
@@ -334,6 +335,24 @@ def test_the_table_helpers_route_an_agent_s_query_to_its_shard(db: TestDB, world
             assert len(sent) == 1, sent
         assert conn.find(RuntimeState) == []
 
+
+
+def test_the_peewee_bridge_routes_an_agent_s_query_to_its_shard(db: TestDB,
+                                                               world: World) -> None:
+    """As the table helpers: MaiBot's queries through the bridge name the scope's agent."""
+    m = peewee.Messages
+    pool = Pool(db.dsn("app"), min_size=1, max_size=1)
+    bridge = peewee.ScopedDatabase(pool=pool)
+    with bridge.bind_ctx(peewee.MODELS), agent_scope(world.agent_id("A1")), bridge.atomic():
+        block = bridge._block()  # the block's connection, for the coordinator's notices
+        assert block is not None
+        for call in (lambda: m.select().where(m.chat_id == "c1").count(),
+                     lambda: m.select().where(m.message_id == "m1").exists(),
+                     lambda: m.update(is_emoji=True).where(m.chat_id == "c1").execute(),
+                     lambda: m.delete().where(m.chat_id == "c1").execute()):
+            sent = _shard_commands(block.handle, call)
+            assert len(sent) == 1, sent
+    pool.close()
 
 def test_the_audit_finds_a_run_sql_function_granted_back(cluster: Server) -> None:
     assert DSN

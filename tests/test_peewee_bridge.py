@@ -4,6 +4,7 @@ scope, two agents each seeing only their own rows — through Peewee and through
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -257,6 +258,57 @@ def test_an_explicit_scope_and_an_api_key_scope(db: TestDB, world: World) -> Non
     own.pool().close()
     plugin.pool().close()
 
+
+
+def _agent_named(caplog: pytest.LogCaptureFixture, agent_id: str) -> list[int]:
+    """For each statement the bridge sent (Peewee's log), how many of its conditions name
+    ``agent_id``, checked to be all its parameters that do (``save()`` does not SET it)."""
+    counts = []
+    for record in caplog.records:
+        sql, params = record.msg  # type: ignore[misc]  # Peewee logs (sql, params)
+        named = sql.count('."agent_id" = %s)')  # qualified, as Peewee writes a condition
+        assert list(params or []).count(agent_id) == named, (sql, params)
+        counts.append(named)
+    caplog.clear()
+    return counts
+
+
+def test_an_agent_scopes_queries_name_its_agent(db: TestDB, bridge: ScopedDatabase,
+                                                world: World,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Citus plans a query before policies apply, so only an agent_id in the query routes it
+    to one shard rather than all (test_citus counts them): the bridge adds the scope's to
+    every select, update and delete of an agent table, subqueries too. The rows are the
+    policy's either way."""
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    caplog.set_level(logging.DEBUG, logger="peewee")
+    with agent_scope(b1):
+        Messages.create(**_message(1))
+    with agent_scope(a1):
+        Messages.create(**_message(1))
+        caplog.clear()
+        assert Messages.select().where(Messages.chat_id == "chat-1").count() == 1
+        assert Messages.select().where(Messages.message_id == "m1").exists()
+        made = Messages.get(Messages.message_id == "m1")
+        made.is_emoji = True
+        made.save()
+        assert Messages.select().where(Messages.id.in_(Messages.select(Messages.id))).count() == 1
+        assert Messages.update(is_emoji=False).execute() == 1
+        assert Messages.delete().execute() == 1
+        assert _agent_named(caplog, a1) == [1, 1, 1, 1, 2, 1, 1]
+        list(Messages.raw("select * from messages"))  # raw SQL says what it says
+        assert _agent_named(caplog, a1) == [0]
+    with agent_scope(b1):
+        assert Messages.select().count() == 1  # b1's row: a1's delete named a1
+    with connect(db.dsn("admin"), admin=True) as adm:
+        secret = keys.issue(adm, agent_id=a1, name="routed", permissions=["chat"]).secret
+    plugin = ScopedDatabase(db.dsn("plugin"))
+    with plugin.bind_ctx(MODELS), key_scope(secret), plugin.atomic():
+        caplog.clear()
+        Messages.select().count()  # opens the key: its agent is not known yet
+        Messages.select().count()
+        assert _agent_named(caplog, a1) == [0, 1]
+    plugin.pool().close()
 
 # -- naive datetimes -------------------------------------------------------------------------
 

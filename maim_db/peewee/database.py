@@ -185,6 +185,15 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
             return None  # no parameters: a literal % in the SQL stays one
         return in_zone(params, self.zone)
 
+    def execute(self, query: Any, **context_options: Any) -> Any:
+        # The scope's agent, for the models' queries to name (models.py: on Citus that routes
+        # them to one shard): the agent a block's first statement opened (a key's), else the
+        # scope asked for. A key scope's one-statement call has none known yet.
+        block = self._block()
+        agent = (block.handle.scope if block is not None else self._scope()).agent_id
+        return super().execute(  # type: ignore[no-untyped-call]
+            query, maim_agent_id=agent, **context_options)
+
     def execute_sql(self, sql: str, params: Any = None) -> Cursor:
         log.debug((sql, params))  # as Peewee logs its queries
         scope = self._scope()

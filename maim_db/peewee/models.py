@@ -98,8 +98,48 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+class _Routed:
+    """A query of a bridge model that names the scope's agent when rendered for one.
+
+    The policy restricts the rows to the scope's agent anyway, but Citus plans a query before
+    policies apply: only an ``agent_id`` in the query routes it to the agent's shard rather
+    than to every shard. :meth:`ScopedDatabase.execute` passes the agent into Peewee's SQL
+    context; each select, update or delete of a bridge model renders itself with
+    ``AND agent_id = <the agent>``, also as a subquery (``count()``, ``exists()``, ``in_()``).
+    It happens at rendering, so a query built before its scope opened names the right agent.
+    """
+
+    model: type[peewee.Model]
+
+    def __sql__(self, ctx: Any) -> Any:
+        agent = ctx.state.maim_agent_id
+        # a select's FROM list is its model until joined (a Join) or replaced (from_())
+        if agent is not None and getattr(self, "_from_list", [self.model]) == [self.model]:
+            named = self.model._meta.fields["agent_id"] == agent
+            routed = self.where(named)  # type: ignore[attr-defined]
+            return super(_Routed, routed).__sql__(ctx)  # type: ignore[misc]  # not again
+        return super().__sql__(ctx)  # type: ignore[misc]
+
+
+class _Select(_Routed, peewee.ModelSelect):
+    pass
+
+
+class _Update(_Routed, peewee.ModelUpdate):
+    pass
+
+
+class _Delete(_Routed, peewee.ModelDelete):
+    pass
+
+
+#: Peewee 4 refuses ``instance.delete()`` (a DELETE of the whole table); so does this.
+_class_only: Any = getattr(peewee, "classmethod_only", classmethod)
+
+
 class BaseModel(peewee.Model):
-    """What every bridge model shares."""
+    """What every bridge model shares. Its queries name the scope's agent (:class:`_Routed`);
+    every bridge model is over an agent table."""
 
     #: The row model the fields were made from.
     row: ClassVar[type[Row]]
@@ -121,6 +161,27 @@ class BaseModel(peewee.Model):
                 self.__rel__: dict[str, Any] = {}
                 return
         super().__init__(*args, **kwargs)
+
+    def save(self, force_insert: bool = False, only: Any = None) -> Any:
+        """Peewee's ``save()``, without writing back an ``agent_id`` that was read and not
+        changed: Citus refuses any UPDATE that sets the distribution column, even to the
+        value it has. An ``agent_id`` that was changed is written, and refused."""
+        updating = self.get_id() is not None  # type: ignore[no-untyped-call]
+        if only is None and not force_insert and updating and "agent_id" not in self._dirty:
+            only = [f for f in self._meta.sorted_fields if f.name != "agent_id"]
+        return super().save(force_insert=force_insert, only=only)
+
+    @classmethod
+    def select(cls, *fields: Any) -> peewee.ModelSelect[Any]:
+        return _Select(cls, fields or cls._meta.sorted_fields, is_default=not fields)
+
+    @classmethod
+    def update(cls, __data: dict[Any, Any] | None = None, **update: Any) -> peewee.ModelUpdate:
+        return _Update(cls, cls._normalize_data(__data, update))  # type: ignore[attr-defined]
+
+    @_class_only  # type: ignore[untyped-decorator]
+    def delete(cls) -> peewee.ModelDelete:
+        return _Delete(cls)
 
     @classmethod
     def create_table(cls, safe: bool = True, **options: Any) -> None:
