@@ -336,7 +336,6 @@ def test_the_table_helpers_route_an_agent_s_query_to_its_shard(db: TestDB, world
         assert conn.find(RuntimeState) == []
 
 
-
 def test_the_peewee_bridge_routes_an_agent_s_query_to_its_shard(db: TestDB,
                                                                world: World) -> None:
     """As the table helpers: MaiBot's queries through the bridge name the scope's agent."""
@@ -353,6 +352,7 @@ def test_the_peewee_bridge_routes_an_agent_s_query_to_its_shard(db: TestDB,
             sent = _shard_commands(block.handle, call)
             assert len(sent) == 1, sent
     pool.close()
+
 
 def test_the_audit_finds_a_run_sql_function_granted_back(cluster: Server) -> None:
     assert DSN

@@ -259,7 +259,6 @@ def test_an_explicit_scope_and_an_api_key_scope(db: TestDB, world: World) -> Non
     plugin.pool().close()
 
 
-
 def _agent_named(caplog: pytest.LogCaptureFixture, agent_id: str) -> list[int]:
     """For each statement the bridge sent (Peewee's log), how many of its conditions name
     ``agent_id``, checked to be all its parameters that do (``save()`` does not SET it)."""
@@ -309,6 +308,7 @@ def test_an_agent_scopes_queries_name_its_agent(db: TestDB, bridge: ScopedDataba
         Messages.select().count()
         assert _agent_named(caplog, a1) == [0, 1]
     plugin.pool().close()
+
 
 # -- naive datetimes -------------------------------------------------------------------------
 
