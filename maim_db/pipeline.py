@@ -29,13 +29,13 @@ from typing import Any, Final, LiteralString, TypeVar
 
 import psycopg
 from psycopg import errors as pgerrors
-from psycopg import generators, pq, sql
-from psycopg._queries import PostgresQuery  # psycopg's %s parser and dumper, used as it does
+from psycopg import pq, sql
 from psycopg.abc import PQGen
 from psycopg.adapt import Transformer
 from psycopg.pq.abc import PGresult
 from psycopg.rows import RowMaker
 
+from ._psycopg import PostgresQuery, generators
 from .row import Row, row_maker
 from .scope import Scope
 from .settings import configured_zone

@@ -15,11 +15,11 @@ from operator import itemgetter
 from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar, get_args, get_origin
 from uuid import UUID
 
-from psycopg._cursor_base import BaseCursor
 from psycopg.pq.abc import PGresult
 from psycopg.rows import BaseRowFactory, RowMaker, no_result
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ._psycopg import BaseCursor
 from .errors import InputError
 
 
@@ -57,7 +57,9 @@ def server_default() -> Any:
 class Row(BaseModel):
     """One row of ``table``; ``key`` names its primary-key columns in order."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # Columns are MaiBot's names (`model_name`, `model_identifier`), not pydantic's namespace:
+    # pydantic before 2.10 warned about every such field on import.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
 
     table: ClassVar[str]
     key: ClassVar[tuple[str, ...]]

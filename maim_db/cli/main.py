@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import sys
-from importlib.metadata import version
 from typing import Annotated
 
 import typer
 
 from ..errors import MaimDBError
+from ..schema.migrate import load
+from ..version import __version__
 from . import agent, config, key, schema, secrets, server, tenant, transfer, user
 from .options import App
 from .output import report
@@ -22,14 +23,14 @@ app = App(
 
 def _version(value: bool) -> None:
     if value:
-        print(f"maimdb {version('maim-db')}")
+        print(f"maimdb {__version__} (schema {load()[-1].id})")
         raise typer.Exit()
 
 
 @app.callback()
 def _options(_version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True,
-        help="Print the version and exit.")] = False) -> None:
+        help="Print the version and the newest migration it carries, and exit.")] = False) -> None:
     """maim_db: the isolated data plane of multi-user MaiBot."""
 
 

@@ -11,8 +11,6 @@ from datetime import datetime
 from typing import ClassVar
 from uuid import UUID
 
-from pydantic import ConfigDict
-
 from ..row import Row, server_default
 
 
@@ -106,9 +104,6 @@ class ActionRecord(Row):
 
 class LLMUsage(Row):
     """One LLM call."""
-
-    # `model_name` and friends are MaiBot's column names, not pydantic's namespace.
-    model_config = ConfigDict(protected_namespaces=())
 
     table: ClassVar[str] = "llm_usage"
     key: ClassVar[tuple[str, ...]] = ("agent_id", "id")

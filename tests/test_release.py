@@ -1,0 +1,119 @@
+"""Every change that lands is a release (docs/conventions.md#releases): one version, in
+``maim_db/version.py``; a CHANGELOG entry for it; and a new one whenever the schema or the
+public names change. ``python -m tests.test_release --write`` rewrites the public-names list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+import maim_db
+from maim_db.schema.migrate import load
+from maim_db.version import __version__
+from tests.cli import maimdb
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ROOT / "tests" / "public_names.txt"
+CHANGELOG = ROOT / "CHANGELOG.md"
+FLOORS = ROOT / ".ci" / "floors.txt"
+# `## 0.2.0 — 2026-12-07`: one heading per release, newest first.
+HEADING = re.compile(r"^## (\S+) — (\d{4}-\d{2}-\d{2})$", re.M)
+
+
+def public_names() -> list[str]:
+    """``module:name`` for every public name a service may import: a module's ``__all__``
+    where it has one, else the public classes and functions it defines. The CLI is a
+    command, not an API; ``_private`` modules are nobody's."""
+    names: set[str] = set()
+    for info in pkgutil.walk_packages(maim_db.__path__, "maim_db."):
+        if info.name.startswith("maim_db.cli") or any(
+                part.startswith("_") for part in info.name.split(".")):
+            continue
+        module = importlib.import_module(info.name)
+        exported = getattr(module, "__all__", None)
+        if exported is None:
+            exported = [n for n, v in vars(module).items() if not n.startswith("_")
+                        and (inspect.isclass(v) or inspect.isfunction(v))
+                        and v.__module__ == info.name]
+        names.update(f"{info.name}:{n}" for n in exported)
+    return sorted(names)
+
+
+def test_the_public_names_list_is_current() -> None:
+    assert NAMES.read_text(encoding="utf-8").splitlines() == public_names(), (
+        "the public names changed: run `python -m tests.test_release --write`, and raise the "
+        "version (docs/conventions.md#releases)")
+
+
+def test_the_newest_changelog_entry_is_this_version_and_names_its_schema() -> None:
+    text = CHANGELOG.read_text(encoding="utf-8")
+    versions = [Version(v) for v, _ in HEADING.findall(text)]
+    assert versions and str(versions[0]) == __version__ == str(Version(__version__))
+    assert versions == sorted(versions, reverse=True) and len(set(versions)) == len(versions)
+    newest = text[HEADING.search(text).end():]  # type: ignore[union-attr]
+    newest = newest[:m.start()] if (m := HEADING.search(newest)) else newest
+    assert f"Schema: {load()[-1].id}" in newest, "the entry names the newest migration"
+
+
+def test_every_runtime_floor_is_the_version_ci_pins() -> None:
+    """The floors CI installs (.ci/floors.txt) are the declared ones, for every dependency
+    and the Peewee bridge's extra: a floor raised or lowered in one place only fails here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {}
+    for text in [*project["dependencies"], *project["optional-dependencies"]["peewee"]]:
+        req = Requirement(text)
+        (floor,) = [s.version for s in req.specifier if s.operator == ">="]
+        declared[req.name] = Version(floor)
+    pinned = {name: Version(v) for line in FLOORS.read_text(encoding="utf-8").splitlines()
+              if line and not line.startswith("#") for name, v in [line.split("==")]}
+    assert pinned.pop("psycopg-binary") == pinned["psycopg"]  # psycopg[binary]'s own pin
+    assert pinned == declared
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_no_migration_or_public_name_changed_since_the_version_was_raised() -> None:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (an sdist): the rule is checked where the code is made")
+    if _git("rev-parse", "--is-shallow-repository") == "true":
+        pytest.skip("a shallow clone has not the commit that raised the version")
+    raised = _git("log", "-1", "--format=%H", "-G^__version__ = ", "--",
+                  "maim_db/version.py")
+    assert raised, "maim_db/version.py has never set __version__"
+    changed = _git("diff", "--name-only", raised, "--", "migrations", "sql",
+                   str(NAMES.relative_to(ROOT))).split()
+    untracked = _git("ls-files", "--others", "--exclude-standard", "--", "migrations",
+                     "sql").split()
+    assert not changed + untracked, (
+        f"{', '.join(changed + untracked)} changed since {__version__} was set "
+        f"({raised[:10]}): raise the version in maim_db/version.py and add its CHANGELOG "
+        "entry (docs/conventions.md#releases)")
+
+
+@pytest.mark.slow
+def test_version_names_the_release_and_its_newest_migration() -> None:
+    ran = maimdb("--version")
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == f"maimdb {__version__} (schema {load()[-1].id})"
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--write"]:
+        NAMES.write_text("".join(f"{n}\n" for n in public_names()), encoding="utf-8")
+    else:
+        sys.exit("usage: python -m tests.test_release --write")
