@@ -92,6 +92,8 @@ def test_no_migration_or_public_name_changed_since_the_version_was_raised() -> N
         pytest.skip("not a git checkout (an sdist): the rule is checked where the code is made")
     if _git("rev-parse", "--is-shallow-repository") == "true":
         pytest.skip("a shallow clone has not the commit that raised the version")
+    if f'__version__ = "{__version__}"' not in _git("show", "HEAD:maim_db/version.py"):
+        return  # being raised in the working tree: whatever changed is in this release
     raised = _git("log", "-1", "--format=%H", "-G^__version__ = ", "--",
                   "maim_db/version.py")
     assert raised, "maim_db/version.py has never set __version__"
