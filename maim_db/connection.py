@@ -112,11 +112,11 @@ class Database(Handle[psycopg.Connection[Any]]):
             # An earlier user left session state behind. The check raised, so nothing after
             # it ran: undo the attempt, reset the session, retry once.
             if self._conn.info.transaction_status != TransactionStatus.IDLE:
-                self._conn.execute("rollback")
+                self._conn.execute("rollback", prepare=False)
             if attempt == 2:
                 break
             log.warning("maim_db: resetting a connection that carried session state")
-            self._conn.execute(RESET_SESSION)
+            self._conn.execute(RESET_SESSION, prepare=False)
             session.forget()
         raise ScopeError(dirty_message(self._scope))
 
@@ -128,7 +128,7 @@ class Database(Handle[psycopg.Connection[Any]]):
             with translated():
                 cur = self._conn.execute(
                     "select exists (select from pg_catalog.pg_extension"
-                    " where extname operator(pg_catalog.=) 'citus')")
+                    " where extname operator(pg_catalog.=) 'citus')", prepare=False)
                 self._session.citus = bool((cur.fetchone() or (False,))[0])
         return self._session.citus
 

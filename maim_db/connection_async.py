@@ -111,11 +111,11 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             # An earlier user left session state behind. The check raised, so nothing after
             # it ran: undo the attempt, reset the session, retry once.
             if self._conn.info.transaction_status != TransactionStatus.IDLE:
-                await self._conn.execute("rollback")
+                await self._conn.execute("rollback", prepare=False)
             if attempt == 2:
                 break
             log.warning("maim_db: resetting a connection that carried session state")
-            await self._conn.execute(RESET_SESSION)
+            await self._conn.execute(RESET_SESSION, prepare=False)
             session.forget()
         raise ScopeError(dirty_message(self._scope))
 
@@ -127,7 +127,7 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             with translated():
                 cur = await self._conn.execute(
                     "select exists (select from pg_catalog.pg_extension"
-                    " where extname operator(pg_catalog.=) 'citus')")
+                    " where extname operator(pg_catalog.=) 'citus')", prepare=False)
                 self._session.citus = bool((await cur.fetchone() or (False,))[0])
         return self._session.citus
 

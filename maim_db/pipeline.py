@@ -109,6 +109,10 @@ class Session:
         # Behind PgBouncer in transaction mode a statement prepared on one server connection
         # is missing on the next: nothing is prepared then (settings.connection_options).
         self.preparing = conn.prepare_threshold is not None
+        # maim_db prepares on this connection from now on, and psycopg's own preparing is
+        # switched off: a statement psycopg prepared (its ROLLBACK after five uses) would be
+        # dropped by the reset's DISCARD ALL behind psycopg's back, and fail from then on.
+        conn.prepare_threshold = None
         self.statements: OrderedDict[tuple[bytes, Any], Statement] = OrderedDict()
         self.parsed: dict[Any, PostgresQuery] = {}
         self.seen: dict[tuple[bytes, Any], None] = {}

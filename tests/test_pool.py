@@ -285,3 +285,14 @@ def test_pool_fetch_and_execute_are_scoped_transactions(pool: Pool, world: World
             assert await apool.execute("select 1", agent_id=b1) == 1
 
     asyncio.run(main())
+
+
+def test_a_connection_reset_again_and_again_keeps_serving(pool: Pool, world: World) -> None:
+    """Any block can make the next one reset the session (a LISTEN will do). psycopg prepared
+    the client's own ROLLBACK after five uses and DISCARD ALL dropped it: from the sixth
+    reset on, every block on the connection failed."""
+    for _ in range(8):
+        with pool.connection(agent_id=world.agent_id("A1")) as db:
+            db.execute("listen anything")
+        with pool.connection(agent_id=world.agent_id("B1")) as db:
+            assert [a.id for a in db.find(Agent)] == [world.agent_id("B1")]
