@@ -12,7 +12,8 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .. import embedded
 from ..settings import as_url, resolve_dsn, settings
-from .options import App, Dsn, Json
+from ..transfer import dump as backup
+from .options import App, Dsn, Json, Yes, confirm
 from .output import dumps, out, say
 
 app = App(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
@@ -73,6 +74,58 @@ def db_url() -> None:
     Example: export MAIMDB_DSN="$(maimdb db url)"
     """
     print(as_url(embedded.running(_data_dir(), settings().database)))
+
+
+@app.command("dump")
+def db_dump(
+    file: Annotated[Path, typer.Argument(help="The dump file to write (mode 0600).")],
+    dsn: Dsn = None,
+) -> None:
+    """Dump the whole database (every tenant, every sealed secret) to one file, in pg_dump's
+    custom format: the embedded server with its own pg_dump, MAIMDB_DSN's with the PATH's
+    (which must be the server's version or newer). Connect as a superuser or a BYPASSRLS
+    login: row-level security hides rows from anyone else.
+
+    Example: maimdb db dump backups/maim-$(date +%F).dump
+    """
+    source, size = backup.dump(file, dsn)
+    say(f"dumped {source} to {file} ({size} bytes, mode 0600): it holds every tenant's data "
+        "and sealed secrets, which open only with this deployment's MAIMDB_SECRET_KEY; keep "
+        "both, apart")
+
+
+@app.command("restore")
+def db_restore(
+    file: Annotated[Path, typer.Argument(help="A file `maimdb db dump` wrote.")],
+    dsn: Dsn = None,
+) -> None:
+    """Restore a dump into an empty database, in one transaction (all of it, or nothing);
+    create the maim roles first if the server lacks them; audit the result.
+
+    Example: maimdb db reset --yes && maimdb db restore backups/maim-2025-01-31.dump
+    """
+    done = backup.restore(file, dsn)
+    say(f"restored {file} into {done.database}: {done.tables} tables")
+    if done.findings:
+        for finding in done.findings:
+            say(f"audit: {finding}")
+        raise typer.Exit(1)
+    say("audit: no findings; run `maimdb migrate` if this maim_db is newer than the dump")
+
+
+@app.command("reset")
+def db_reset(yes: Yes = False) -> None:
+    """Drop the embedded server's database, with every tenant's data, and create it empty
+    (then `maimdb migrate` or `maimdb db restore FILE`). Not for a MAIMDB_DSN server.
+
+    Example: maimdb db reset --yes
+    """
+    if settings().dsn:
+        backup.reset()  # refuses before asking anything
+    s = embedded.status(_data_dir(), settings().database)
+    confirm(f"Drop database {settings().database!r} in {s.data_dir}, with every tenant's "
+            "data, and create it empty? This cannot be undone", yes)
+    say(f"reset {backup.reset()}: it is empty; `maimdb migrate` or `maimdb db restore FILE`")
 
 
 ROLE_CHOICES = {"app": "maim_app", "tenant": "maim_tenant", "admin": "maim_admin",
