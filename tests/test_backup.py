@@ -124,6 +124,12 @@ def test_bad_files_are_one_line_and_change_nothing(
                                      env=tools_on_path))
         assert str(path) in line, line
     assert not (tmp_path / "nowhere").exists()
+    # a login that cannot read every row (grants, forced row-level security) is refused,
+    # never given a partial dump
+    line = one_line_error(maimdb("db", "dump", str(tmp_path / "app.dump"), dsn=db.dsn("app"),
+                                 env=tools_on_path))
+    assert "pg_dump failed" in line and "permission denied" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "notes.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "notes.txt"]
 
 

@@ -16,7 +16,8 @@ from ..transfer import dump as backup
 from .options import App, Dsn, Json, Yes, confirm
 from .output import dumps, out, say
 
-app = App(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
+app = App(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset); whole-"
+                       "database dump, restore and reset.",
                   no_args_is_help=True)
 
 
@@ -81,10 +82,11 @@ def db_dump(
     file: Annotated[Path, typer.Argument(help="The dump file to write (mode 0600).")],
     dsn: Dsn = None,
 ) -> None:
-    """Dump the whole database (every tenant, every sealed secret) to one file, in pg_dump's
-    custom format: the embedded server with its own pg_dump, MAIMDB_DSN's with the PATH's
-    (which must be the server's version or newer). Connect as a superuser or a BYPASSRLS
-    login: row-level security hides rows from anyone else.
+    """Dump the whole database (every tenant, sealed secrets) to one 0600 file.
+
+    pg_dump's custom format: the embedded server with its own pg_dump, MAIMDB_DSN's with the
+    PATH's (which must be the server's version or newer). Connect as a superuser or a
+    BYPASSRLS login: row-level security hides rows from anyone else.
 
     Example: maimdb db dump backups/maim-$(date +%F).dump
     """
@@ -99,8 +101,10 @@ def db_restore(
     file: Annotated[Path, typer.Argument(help="A file `maimdb db dump` wrote.")],
     dsn: Dsn = None,
 ) -> None:
-    """Restore a dump into an empty database, in one transaction (all of it, or nothing);
-    create the maim roles first if the server lacks them; audit the result.
+    """Restore a dump into an empty database: all of it, or nothing.
+
+    Creates the maim roles first where the server lacks them, restores in one transaction,
+    then audits the result (exit 1 on any finding).
 
     Example: maimdb db reset --yes && maimdb db restore backups/maim-2025-01-31.dump
     """
@@ -115,16 +119,18 @@ def db_restore(
 
 @app.command("reset")
 def db_reset(yes: Yes = False) -> None:
-    """Drop the embedded server's database, with every tenant's data, and create it empty
-    (then `maimdb migrate` or `maimdb db restore FILE`). Not for a MAIMDB_DSN server.
+    """Drop the embedded server's database and create it empty (asks first).
+
+    Every tenant's data goes; then `maimdb migrate`, or `maimdb db restore FILE`. Refused when
+    MAIMDB_DSN is set: it is for the embedded server only.
 
     Example: maimdb db reset --yes
     """
     if settings().dsn:
         backup.reset()  # refuses before asking anything
-    s = embedded.status(_data_dir(), settings().database)
-    confirm(f"Drop database {settings().database!r} in {s.data_dir}, with every tenant's "
-            "data, and create it empty? This cannot be undone", yes)
+    embedded.running(_data_dir(), settings().database)  # none, or stopped: say so, not ask
+    confirm(f"Drop database {settings().database!r} of the embedded server in {_data_dir()}, "
+            "with every tenant's data, and create it empty? This cannot be undone", yes)
     say(f"reset {backup.reset()}: it is empty; `maimdb migrate` or `maimdb db restore FILE`")
 
 
