@@ -130,6 +130,17 @@ def test_bad_files_are_one_line_and_change_nothing(
                                  env=tools_on_path))
     assert "pg_dump failed" in line and "permission denied" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "notes.txt"]
+    # a dump cut short: pg_restore fails part-way, in its one transaction
+    whole = tmp_path / "whole.dump"
+    assert maimdb("db", "dump", str(whole), dsn=db.superuser, env=tools_on_path).returncode == 0
+    cut = tmp_path / "cut.dump"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    line = one_line_error(maimdb("db", "restore", str(cut), dsn=empty_db.superuser,
+                                 env=tools_on_path))
+    assert "nothing was restored" in line or str(cut) in line, line
+    assert _empty(empty_db)
+    whole.unlink()
+    cut.unlink()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "notes.txt"]
 
 
@@ -196,3 +207,20 @@ def test_embedded_dump_reset_restore(embedded_env: dict[str, str], tmp_path: Pat
     assert _seen(db, world) == before
     assert maimdb("status", env=env).returncode == 0
     assert maimdb("audit", env=env).returncode == 0
+
+    # a new server (disaster recovery): no maim roles yet; the restore makes them
+    other = dict(env, MAIMDB_DATA_DIR=str(tmp_path / "other" / "postgres"))
+    try:
+        started = maimdb("db", "start", env=other)
+        assert started.returncode == 0, started.stderr
+        url = maimdb("db", "url", env=other).stdout.strip()
+        with psycopg.connect(with_db(url, "postgres")) as conn:
+            assert conn.execute("select count(*) from pg_roles where rolname like 'maim%'"
+                                ).fetchone() == (0,)
+        restored = maimdb("db", "restore", str(dump), env=other)
+        assert restored.returncode == 0, restored.stderr
+        with psycopg.connect(with_db(url, "postgres"), autocommit=True) as conn:
+            make_logins(conn)  # the services' logins are the operator's, as on any server
+        assert _seen(TestDB(Server(with_db(url, "postgres"), "other"), "maim"), world) == before
+    finally:
+        maimdb("db", "stop", env=other)
