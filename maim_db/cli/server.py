@@ -12,10 +12,12 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from .. import embedded
 from ..settings import as_url, resolve_dsn, settings
-from .options import App, Dsn, Json
+from ..transfer import dump as backup
+from .options import App, Dsn, Json, Yes, confirm
 from .output import dumps, out, say
 
-app = App(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset).",
+app = App(help="The embedded PostgreSQL server (used when MAIMDB_DSN is unset); whole-"
+                       "database dump, restore and reset.",
                   no_args_is_help=True)
 
 
@@ -73,6 +75,63 @@ def db_url() -> None:
     Example: export MAIMDB_DSN="$(maimdb db url)"
     """
     print(as_url(embedded.running(_data_dir(), settings().database)))
+
+
+@app.command("dump")
+def db_dump(
+    file: Annotated[Path, typer.Argument(help="The dump file to write (mode 0600).")],
+    dsn: Dsn = None,
+) -> None:
+    """Dump the whole database (every tenant, sealed secrets) to one 0600 file.
+
+    pg_dump's custom format: the embedded server with its own pg_dump, MAIMDB_DSN's with the
+    PATH's (which must be the server's version or newer). Connect as a superuser or a
+    BYPASSRLS login: row-level security hides rows from anyone else.
+
+    Example: maimdb db dump backups/maim-$(date +%F).dump
+    """
+    source, size = backup.dump(file, dsn)
+    say(f"dumped {source} to {file} ({size} bytes, mode 0600): it holds every tenant's data "
+        "and sealed secrets, which open only with this deployment's MAIMDB_SECRET_KEY; keep "
+        "both, apart")
+
+
+@app.command("restore")
+def db_restore(
+    file: Annotated[Path, typer.Argument(help="A file `maimdb db dump` wrote.")],
+    dsn: Dsn = None,
+) -> None:
+    """Restore a dump into an empty database: all of it, or nothing.
+
+    Creates the maim roles first where the server lacks them, restores in one transaction,
+    then audits the result (exit 1 on any finding).
+
+    Example: maimdb db reset --yes && maimdb db restore backups/maim-2025-01-31.dump
+    """
+    done = backup.restore(file, dsn)
+    say(f"restored {file} into {done.database}: {done.tables} tables")
+    if done.findings:
+        for finding in done.findings:
+            say(f"audit: {finding}")
+        raise typer.Exit(1)
+    say("audit: no findings; run `maimdb migrate` if this maim_db is newer than the dump")
+
+
+@app.command("reset")
+def db_reset(yes: Yes = False) -> None:
+    """Drop the embedded server's database and create it empty (asks first).
+
+    Every tenant's data goes; then `maimdb migrate`, or `maimdb db restore FILE`. Refused when
+    MAIMDB_DSN is set: it is for the embedded server only.
+
+    Example: maimdb db reset --yes
+    """
+    if settings().dsn:
+        backup.reset()  # refuses before asking anything
+    embedded.running(_data_dir(), settings().database)  # none, or stopped: say so, not ask
+    confirm(f"Drop database {settings().database!r} of the embedded server in {_data_dir()}, "
+            "with every tenant's data, and create it empty? This cannot be undone", yes)
+    say(f"reset {backup.reset()}: it is empty; `maimdb migrate` or `maimdb db restore FILE`")
 
 
 ROLE_CHOICES = {"app": "maim_app", "tenant": "maim_tenant", "admin": "maim_admin",
