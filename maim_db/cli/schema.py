@@ -29,13 +29,16 @@ def migrate(dsn: Dsn = None,
     Example: maimdb migrate --dry-run
     """
     target = resolve_dsn(dsn, start=not dry_run)
-    if dsn or settings().dsn:
+    embedded_server = not (dsn or settings().dsn)
+    if not embedded_server:
         server = describe(target)
     else:
         server = (f"the embedded PostgreSQL in {embedded.data_dir(settings().data_dir)} "
                   "(it keeps running; `maimdb db stop` stops it)")
     if not as_json:
         say(f"server: {server}")
+        if embedded_server:
+            say(f"data directory: {embedded.data_dir_reason(settings().data_dir)}")
     done = [m.id for m in migrations.migrate(target, dry_run=dry_run)]
     if as_json:
         print(dumps({"server": server, "dry_run": dry_run, "migrations": done,
