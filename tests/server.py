@@ -36,6 +36,7 @@ def superuser_dsn() -> Iterator[tuple[str, str]]:
             yield pg.get_connection_url(), "testcontainers postgres:18"
         return
     data_dir = Path(tempfile.mkdtemp(prefix="maimdb-test-")) / "pg"
+    data_dir.parent.chmod(0o755)  # as root the server runs as another user: it must enter
     try:
         yield embedded.start(data_dir, "postgres"), "embedded"
     finally:

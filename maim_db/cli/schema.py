@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.text import Text
 
 from .. import embedded
 from ..connection import open_connection
@@ -17,7 +17,7 @@ from ..schema.audit import audit as run_audit
 from ..schema.snapshot import snapshot as take
 from ..settings import describe, resolve_dsn, settings
 from .options import Dsn, Json, Yes, confirm
-from .output import cell, dumps, out, say
+from .output import dumps, out, say, table
 
 
 def migrate(dsn: Dsn = None,
@@ -29,13 +29,16 @@ def migrate(dsn: Dsn = None,
     Example: maimdb migrate --dry-run
     """
     target = resolve_dsn(dsn, start=not dry_run)
-    if dsn or settings().dsn:
+    embedded_server = not (dsn or settings().dsn)
+    if not embedded_server:
         server = describe(target)
     else:
         server = (f"the embedded PostgreSQL in {embedded.data_dir(settings().data_dir)} "
                   "(it keeps running; `maimdb db stop` stops it)")
     if not as_json:
         say(f"server: {server}")
+        if embedded_server:
+            say(f"data directory: {embedded.data_dir_reason(settings().data_dir)}")
     done = [m.id for m in migrations.migrate(target, dry_run=dry_run)]
     if as_json:
         print(dumps({"server": server, "dry_run": dry_run, "migrations": done,
@@ -108,18 +111,15 @@ def status(dsn: Dsn = None, as_json: Json = False) -> None:
                                "active": n.active} for n in cluster]
         print(dumps(shape))
     else:
-        table = Table("migration", "state", "sha256")
-        shown = {"applied": "applied", "edited": "[red]edited[/]",
-                 "pending": "[yellow]pending[/]", "unknown": "[red]not in this checkout[/]"}
-        for id_, st, sha in rows:
-            table.add_row(cell(id_), shown[st], (sha or "")[:12])
-        out.print(table)
+        shown = {"applied": Text("applied"), "edited": Text("edited", "red"),
+                 "pending": Text("pending", "yellow"),
+                 "unknown": Text("not in this checkout", "red")}
+        table(("migration", "state", "sha256"),
+              [(id_, shown[st], sha[:12] if sha else None) for id_, st, sha in rows])
         if cluster:
-            nodes = Table("Citus node", "port", "role", "active")
-            for n in cluster:
-                active = "yes" if n.active else "[red]no[/]"
-                nodes.add_row(cell(n.name), str(n.port), n.role, active)
-            out.print(nodes)
+            table(("Citus node", "port", "role", "active"),
+                  [(n.name, n.port, n.role, True if n.active else Text("no", "red"))
+                   for n in cluster])
     if not current:
         raise typer.Exit(1)
 
@@ -145,21 +145,14 @@ def audit(dsn: Dsn = None, as_json: Json = False) -> None:
 
 def _print_audit(findings: list[Finding], doors: list[Definer]) -> None:
     # Every SECURITY DEFINER function is a door into its owner's rights: list who may open it.
-    listing = Table()
-    for heading in ("SECURITY DEFINER function", "search_path", "executable by"):
-        listing.add_column(heading, overflow="fold")  # never cut a name short
-    for d in doors:
-        listing.add_row(cell(d.function), cell(d.search_path or "(none)"),
-                        cell(", ".join(d.executors) or "(owner only)"))
-    out.print(listing)
+    table(("SECURITY DEFINER function", "search_path", "executable by"),
+          [(d.function, d.search_path or "(none)", list(d.executors) or "(owner only)")
+           for d in doors])
     if not findings:
         out.print("no findings: every table has RLS enabled, forced, and policies; every "
                   "SECURITY DEFINER function pins search_path with pg_temp last")
         return
-    table = Table("object", "problem")
-    for f in findings:
-        table.add_row(cell(f.object), cell(f.problem))
-    out.print(table)
+    table(("object", "problem"), [(f.object, f.problem) for f in findings])
 
 
 def snapshot(dsn: Dsn = None,

@@ -5,12 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from .. import crypto
 from ..control import sealed
 from .options import App, Dsn, Json
-from .output import cell, dumps, err, out, say
+from .output import cell, dumps, err, say, table
 
 app = App(help="Keys for sealed secrets (MAIMDB_SECRET_KEY).",
                           no_args_is_help=True)
@@ -49,13 +48,10 @@ def rotate(dsn: Dsn = None, as_json: Json = False,
                                        "unreadable": t.unreadable, "remaining": t.remaining}
                                 for name, t in tallies.items()}}))
     else:
-        table = Table("table", "already current", "would reseal" if dry_run else "resealed",
-                      "unsealed", "unreadable", "changed meanwhile",
-                      "left under another key")
-        for name, t in tallies.items():
-            table.add_row(name, str(t.current), str(t.resealed), str(t.unsealed),
-                          str(len(t.unreadable)), str(t.retried), str(t.remaining))
-        out.print(table)
+        table(("table", "already current", "would reseal" if dry_run else "resealed",
+               "unsealed", "unreadable", "changed meanwhile", "left under another key"),
+              [(name, t.current, t.resealed, t.unsealed, len(t.unreadable), t.retried,
+                t.remaining) for name, t in tallies.items()])
         for t in tallies.values():
             for where in t.unreadable:
                 err.print(cell(f"no configured key opens: {where}"))

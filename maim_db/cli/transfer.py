@@ -13,7 +13,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as Bar
-from rich.table import Table
+from rich.text import Text
 
 from ..errors import MaimDBError
 from ..transfer import archive
@@ -21,7 +21,7 @@ from ..transfer.maibot import ImportReport, committed, import_sqlite
 from ..transfer.progress import Progress
 from . import output
 from .options import Agent, Dsn, Json, Yes, confirm
-from .output import cell, dumps, err, out, say
+from .output import dumps, err, say, table
 
 
 class _Lines(Progress):
@@ -62,12 +62,10 @@ class _Bars(Progress):
 
 
 def _print_report(report: ImportReport) -> None:
-    table = Table("table", "read", "written", "earlier runs", "skipped", "fallback",
-                  title=cell(f"{report.path} → {report.agent_id} ({report.seconds:.1f} s)"))
-    for t in report.tables:
-        table.add_row(cell(t.target), str(t.read), str(t.written), str(t.earlier),
-                      str(sum(t.skipped.values())), str(sum(t.fallback.values())))
-    out.print(table)
+    table(("table", "read", "written", "earlier runs", "skipped", "fallback"),
+          [(t.target, t.read, t.written, t.earlier, sum(t.skipped.values()),
+            sum(t.fallback.values())) for t in report.tables],
+          title=f"{report.path} → {report.agent_id} ({report.seconds:.1f} s)")
     say(f"format: {report.format}; naive datetimes read as {report.timezone}")
     for t in report.tables:
         for reason, n in t.skipped.items():
@@ -154,12 +152,9 @@ def _counts(counts: dict[str, int], as_json: bool, title: str, extra: dict[str, 
     if as_json:
         print(dumps({**extra, "tables": counts, "total": sum(counts.values())}))
         return
-    table = Table("table", "rows", title=title)
-    for name, n in counts.items():
-        if n or every:
-            table.add_row(name, str(n))
-    table.add_row("[bold]total[/]", str(sum(counts.values())))
-    out.print(table)
+    table(("table", "rows"),
+          [*((name, n) for name, n in counts.items() if n or every),
+           (Text("total", "bold"), sum(counts.values()))], title=title)
 
 
 def export_command(
