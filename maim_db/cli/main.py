@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import MaimDBError
-from . import agent, config, key, schema, secrets, server, tenant, transfer, user
+from . import agent, config, key, login, schema, secrets, server, tenant, transfer, user
 from .options import App
 from .output import report
 
@@ -36,7 +36,7 @@ def _options(_version: Annotated[bool, typer.Option(
 schema.register(app)
 transfer.register(app)
 for name, noun in (("db", server), ("user", user), ("tenant", tenant), ("agent", agent),
-                   ("key", key), ("config", config), ("secrets", secrets)):
+                   ("key", key), ("config", config), ("secrets", secrets), ("login", login)):
     app.add_typer(noun.app, name=name)
 
 
