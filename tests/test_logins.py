@@ -224,6 +224,18 @@ def test_login_create_refuses_what_would_weaken_isolation(migrator: Migrator) ->
         assert su.execute("select pg_has_role(%s, 'maim_tenant', 'member'), "
                           "pg_has_role(%s, 'maim_app', 'member')",
                           [hostile, plugin]).fetchone() == (True, False)
+    # what was made by hand is listed with what is wrong with it
+    two = f"{m.prefix}_two"
+    with _superuser(m.server, m.name) as su:
+        su.execute(sql.SQL("create role {} login bypassrls in role maim_app, maim_tenant")
+                   .format(sql.Identifier(two)))
+    listed = {row["login"]: row for row in _json(maimdb("login", "list", "--json",
+                                                         dsn=m.dsn()))["items"]}
+    assert listed[two]["roles"] == ["maim_app", "maim_tenant"]
+    assert [p.split(":")[0] for p in listed[two]["problems"]] == [
+        "BYPASSRLS", "holds maim_app and maim_tenant"]
+    assert listed[plugin]["problems"] == []
+    assert (listed[m.name]["roles"], listed[m.name]["problems"]) == (["maim_owner"], [])
     # an empty password is refused, not set
     empty = maimdb("login", "create", f"{m.prefix}_z", "--as", "app", "--password-stdin",
                    dsn=m.dsn(), stdin="\n")

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from ..schema import logins
 from .options import App, Dsn, Json
-from .output import dumps, emit, say
+from .output import cell, dumps, emit, out, say
 
 app = App(help="Logins for the services: each holds one maim role (run as the migrator).",
           no_args_is_help=True)
@@ -38,8 +39,9 @@ def login_create(name: str, kind: Kind, dsn: Dsn = None, as_json: Json = False,
                      "--password-stdin", help="Read the password from the first line of "
                      "stdin (without it the login has none: certificate or peer "
                      "authentication).")] = False) -> None:
-    """Make a login for one service, in the maim role it needs. The password is sent as a
-    SCRAM verifier and never printed.
+    """Make a login for one service, in the one maim role it needs.
+
+    The password is sent as a SCRAM verifier and never printed.
 
     Example: maimdb login create maibot_runtime --as app --password-stdin < password.txt
     """
@@ -56,8 +58,10 @@ def login_create(name: str, kind: Kind, dsn: Dsn = None, as_json: Json = False,
 
 @app.command("grant")
 def login_grant(name: str, kind: Kind, dsn: Dsn = None, as_json: Json = False) -> None:
-    """Put an existing login in the maim role of one service — refused if it already holds
-    another, bypasses row-level security, or can create roles.
+    """Put an existing login in the maim role of one service.
+
+    Refused if it can already become another maim role, bypasses row-level security, can
+    create roles, or has members.
 
     Example: maimdb login grant maibot_runtime --as app
     """
@@ -71,10 +75,18 @@ def login_grant(name: str, kind: Kind, dsn: Dsn = None, as_json: Json = False) -
 
 @app.command("list")
 def login_list(dsn: Dsn = None, as_json: Json = False) -> None:
-    """List the logins (not superusers) that can become a maim role, and what is unsafe
-    about any of them.
+    """List the logins that can become a maim role, and what is unsafe about them.
+
+    Superusers are left out: row-level security does not apply to them.
 
     Example: maimdb login list --json
     """
     found = logins.list_logins(dsn)
-    emit(found, as_json, ("login", "roles", "problems"), len(found))
+    if as_json:
+        emit(found, True, (), len(found))
+        return
+    table = Table("login", "roles", "problems")
+    for row in found:
+        table.add_row(cell(row.login), cell(", ".join(row.roles)),
+                      cell("; ".join(row.problems) or "none"))
+    out.print(table)
