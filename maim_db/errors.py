@@ -44,6 +44,18 @@ class IsolationError(MaimDBError):
         self.table = table
 
 
+class MissingRoleError(ConfigurationError, IsolationError):
+    """The login may not become the role its scope runs as (``permission denied to set role
+    "maim_admin"``): a grant the deployment has not made, or a login used for a service it is
+    not for. A configuration mistake, not an attack on isolation, so it is worded as the
+    missing grant; it stays an :class:`IsolationError` because the scope was refused."""
+
+    def __init__(self, message: str, *, login: str | None, role: str) -> None:
+        IsolationError.__init__(self, message)
+        self.login = login
+        self.role = role
+
+
 class NotFoundError(MaimDBError, LookupError):
     """The row asked for does not exist in this scope."""
 
@@ -227,6 +239,39 @@ def _check_message(err: psycopg.Error) -> str | None:
     return f"{table}.{column}: the value is not allowed (the column's check)"
 
 
+# The role switch that opens a scope, refused: the login is not a member of the role. A scope
+# function is checked before the switch runs, so "no execute on it" means the same thing.
+_SET_ROLE = re.compile(r'^permission denied to set role "(maim_\w+)"$')
+_SCOPE_FUNCTION = re.compile(r"^permission denied for function (open_agent_scope|open_key_scope)$")
+_ROLE_OF_FUNCTION = {"open_agent_scope": "maim_app", "open_key_scope": "maim_plugin"}
+# what each role is for, and the `maimdb login create --as` kind that makes a login in it
+_ROLE_USE = {"maim_admin": ("admin scope (the control plane)", "admin"),
+             "maim_app": ("agent scope (the runtime)", "app"),
+             "maim_tenant": ("tenant scope (the web back end)", "tenant"),
+             "maim_plugin": ("a key's scope (plugins)", "plugin")}
+
+
+def _missing_role(err: psycopg.Error) -> MissingRoleError | None:
+    """A refused role switch into a maim role, worded as the grant it lacks."""
+    primary = err.diag.message_primary or ""
+    if m := _SET_ROLE.match(primary):
+        role = m[1]
+    elif m := _SCOPE_FUNCTION.match(primary):
+        role = _ROLE_OF_FUNCTION[m[1]]
+    else:
+        return None
+    login = err.pgconn.user.decode(errors="replace") if err.pgconn is not None else None
+    who = f'login "{login}"' if login else "this login"
+    if role not in _ROLE_USE:  # maim_owner: only migrations become it
+        return MissingRoleError(f"{who} is not in {role}, so it cannot run migrations; see "
+                                "docs/operations.md", login=login, role=role)
+    use, kind = _ROLE_USE[role]
+    return MissingRoleError(
+        f"{who} is not in {role}, so it cannot open {use}: connect as a login in {role} "
+        f"(the migrator makes one with `maimdb login create NAME --as {kind}`); see "
+        "docs/operations.md, \"A production install\"", login=login, role=role)
+
+
 def translate(err: psycopg.Error) -> MaimDBError:
     """Map a psycopg error to the maim_db error a caller can act on; constraint violations
     in words, never a constraint's name (it stays on ``ConflictError.constraint``)."""
@@ -247,6 +292,8 @@ def translate(err: psycopg.Error) -> MaimDBError:
     if isinstance(err, pgerrors.InsufficientPrivilege):
         if "is not set" in (err.diag.message_primary or ""):
             return ScopeError(message)
+        if missing := _missing_role(err):
+            return missing
         unknown = _UNKNOWN_SCOPE.match(err.diag.message_primary or "")
         if unknown and unknown[1] == "agent":
             return UnknownAgentError(f"no such agent {unknown[2]} (create it with `maimdb "

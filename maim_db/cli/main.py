@@ -10,7 +10,7 @@ import typer
 from ..errors import MaimDBError
 from ..schema.migrate import load
 from ..version import __version__
-from . import agent, config, key, schema, secrets, server, tenant, transfer, user
+from . import agent, config, key, login, schema, secrets, server, tenant, transfer, user
 from .options import App
 from .output import report
 
@@ -37,7 +37,7 @@ def _options(_version: Annotated[bool, typer.Option(
 schema.register(app)
 transfer.register(app)
 for name, noun in (("db", server), ("user", user), ("tenant", tenant), ("agent", agent),
-                   ("key", key), ("config", config), ("secrets", secrets)):
+                   ("key", key), ("config", config), ("secrets", secrets), ("login", login)):
     app.add_typer(noun.app, name=name)
 
 

@@ -135,15 +135,15 @@ def db_reset(yes: Yes = False) -> None:
 
 
 ROLE_CHOICES = {"app": "maim_app", "tenant": "maim_tenant", "admin": "maim_admin",
-                "owner": "maim_owner"}
+                "plugin": "maim_plugin", "owner": "maim_owner"}
 
 
 @app.command("psql", context_settings={"allow_extra_args": True,
                                        "ignore_unknown_options": True})
 def db_psql(
     ctx: typer.Context,
-    role: Annotated[str, typer.Option("--as", help="Role for the session: app, tenant, admin "
-                                      "or owner.")] = "app",
+    role: Annotated[str, typer.Option("--as", help="Role for the session: app, tenant, admin, "
+                                      "plugin or owner.")] = "app",
     dsn: Dsn = None,
 ) -> None:
     """Open psql as a maim role, so row-level security applies: on MAIMDB_DSN's server, else
@@ -151,6 +151,7 @@ def db_psql(
 
     Example: maimdb db psql --as app, then:
     BEGIN; SET LOCAL maim.agent_id = 'agent_3f9a1c2b7d4e'; SELECT id FROM agents; COMMIT;
+    (--as plugin: BEGIN; SELECT maim.open_key_scope('mmc_…'); … COMMIT;)
     """
     if role not in ROLE_CHOICES:
         raise typer.BadParameter(f"must be one of {', '.join(ROLE_CHOICES)}, got {role!r}",
