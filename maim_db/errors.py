@@ -78,6 +78,12 @@ class MigrationError(MaimDBError):
     """A migration could not be applied, rolled back, or verified."""
 
 
+class OutdatedReleaseError(MaimDBError):
+    """The database was migrated by a newer release and records (``maim.release_floor()``,
+    migration 0018) that releases as old as this one would misread it: this service must be
+    upgraded. Raised before the first statement on a connection runs."""
+
+
 class DatabaseError(MaimDBError):
     """Any other error reported by PostgreSQL; ``__cause__`` holds psycopg's error."""
 
