@@ -54,7 +54,7 @@ def test_a_floor_above_this_release_is_refused(floor_above: TestDB, world: World
     db, agent = floor_above, world.agent_id("A1")
     line = (f"this database needs maim_db 9.0.0 or newer (migrated by a newer release); "
             f"this is maim_db {__version__}: upgrade this service")
-    with pytest.raises(OutdatedReleaseError, match="needs maim_db 9.0.0 or newer") as caught, \
+    with pytest.raises(OutdatedReleaseError, match=r"needs maim_db 9\.0\.0 or newer") as caught, \
             twin.connect(db.dsn("app"), agent_id=agent) as handle:
         handle.execute("delete from agent_active_states")
     assert str(caught.value) == line
@@ -70,8 +70,7 @@ def test_a_floor_above_this_release_is_refused(floor_above: TestDB, world: World
 
 def test_the_bridge_refuses_a_floor_above_this_release(floor_above: TestDB,
                                                        world: World) -> None:
-    from maim_db.peewee import ScopedDatabase
-    from maim_db.peewee import ChatStreams
+    from maim_db.peewee import ChatStreams, ScopedDatabase
 
     bridged = ScopedDatabase(floor_above.dsn("app"), agent_id=world.agent_id("A1"))
     try:
