@@ -243,15 +243,16 @@ def plan(dsn: str | None = None, *, migrations_dir: Path = MIGRATIONS_DIR) -> Pl
 
 def migrate_check(found: Plan) -> None:
     """Raise :class:`MigrationError` naming every unmet need of a :func:`plan`."""
-    _refuse_unmet(found.unmet, found.pending, applying=False)
+    _refuse_unmet(found.unmet, found.pending)
 
 
-def _refuse_unmet(found: list[Unmet], pending: list[Migration], *, applying: bool) -> None:
+def _refuse_unmet(found: list[Unmet], pending: list[Migration]) -> None:
     if found:
         raise MigrationError(
             "the pending migrations cannot all run: " + "; ".join(map(str, found))
-            + ("; nothing was applied" if applying else "; nothing was changed")
-            + ": meet these needs, then run `maimdb migrate` again",
+            + ". Nothing was changed: meet " + ("this need" if len(found) == 1 else
+                                                  "these needs")
+            + ", then run `maimdb migrate` again",
             remaining=[m.id for m in pending], unmet=found)
 
 
@@ -264,7 +265,7 @@ def migrate(dsn: str | None = None, *, dry_run: bool = False,
     both those and the ones not applied."""
     if dry_run:
         found = plan(dsn, migrations_dir=migrations_dir)
-        _refuse_unmet(found.unmet, found.pending, applying=False)
+        _refuse_unmet(found.unmet, found.pending)
         return found.pending
     migrations = load(migrations_dir)
     done: list[str] = []
@@ -274,7 +275,7 @@ def migrate(dsn: str | None = None, *, dry_run: bool = False,
         _refuse_edited(state)
         if state.pending:
             _refuse_unmet(unmet(conn, [m.id for m in state.pending], every_run=False),
-                          state.pending, applying=True)
+                          state.pending)
             with _backend(resolved) as backend:
                 for i, m in enumerate(state.pending):
                     try:

@@ -11,6 +11,7 @@ something the schema or the environment may lack adds its check to :data:`NEEDS`
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -78,8 +79,11 @@ def _tokens_can_be_sealed(conn: psycopg.Connection[Any]) -> str | None:
         crypto.current()
     except MaimDBError as err:
         count = sum(len(tokens) for tokens in plain)
-        return (f"{crypto.ENV}: {len(plain)} agents hold {count} maim_message auth tokens in "
-                f"plaintext, which it seals ({err}; every service needs the same key)")
+        held = f"{len(plain)} agents hold {count} maim_message auth tokens in plaintext"
+        if not os.environ.get(crypto.ENV):
+            return (f"{crypto.ENV}: {held}, and sealing them needs it: set it (`maimdb "
+                    "secrets new-key` makes one; every service needs the same key)")
+        return f"a valid {crypto.ENV}: {held}, and sealing them needs it ({err})"
     return None
 
 
