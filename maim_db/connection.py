@@ -16,10 +16,11 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import psycopg
+from psycopg import errors as pgerrors
 from psycopg.pq import TransactionStatus
 from psycopg.pq.abc import PGresult
 
-from . import statements
+from . import release, statements
 from .errors import DatabaseError, MaimDBError, ScopeError, connect_error, translate
 from .handle import (
     ABORTED,
@@ -34,7 +35,7 @@ from .handle import (
     not_found,
     translated,
 )
-from .pipeline import Call, first_error, rowcount
+from .pipeline import CITUS, PROBE, Call, first_error, rowcount
 from .scope import DIRTY, RESET_SESSION, Scope, resolve
 from .settings import connection_options, resolve_dsn
 
@@ -81,6 +82,8 @@ class Database(Handle[psycopg.Connection[Any]]):
         (after untrusted code) and the scope statement: one round trip."""
         self._opened = True
         session = self._session
+        if not session.probed:
+            self._probe()
         for attempt in (1, 2):
             with translated():
                 call = session.call(query, params)
@@ -120,15 +123,29 @@ class Database(Handle[psycopg.Connection[Any]]):
             session.forget()
         raise ScopeError(dirty_message(self._scope))
 
+    def _probe(self) -> None:
+        """Once per connection, before its first block: whether its database is a Citus
+        node, and the oldest release that database serves (:mod:`maim_db.release`), which
+        refuses this one if it is older. One statement, so a pooled connection pays one
+        round trip in its life, never one per block. Qualified, so no search_path or object
+        a session leaves changes the answers."""
+        session = self._session
+        floor = None
+        with translated():
+            try:
+                cur = self._conn.execute(PROBE, prepare=False)
+                session.citus, floor = cur.fetchone() or (False, None)
+            except (pgerrors.UndefinedFunction, pgerrors.InvalidSchemaName):
+                # no floor recorded (a schema from before 0018): served as before
+                self._on_citus()
+        release.check(floor)
+        session.probed = True
+
     def _on_citus(self) -> bool:
-        """Whether the connection's database is a Citus node (asked once per connection,
-        before the reset check: qualified, so no search_path or object a session leaves
-        changes its answer)."""
+        """Whether the connection's database is a Citus node (asked once per connection)."""
         if self._session.citus is None:
             with translated():
-                cur = self._conn.execute(
-                    "select exists (select from pg_catalog.pg_extension"
-                    " where extname operator(pg_catalog.=) 'citus')", prepare=False)
+                cur = self._conn.execute(CITUS, prepare=False)
                 self._session.citus = bool((cur.fetchone() or (False,))[0])
         return self._session.citus
 

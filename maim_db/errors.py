@@ -7,6 +7,7 @@ meaning (``IsolationError``), not SQLSTATEs.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import psycopg
 from psycopg import errors as pgerrors
@@ -87,7 +88,23 @@ class ConflictError(MaimDBError):
 
 
 class MigrationError(MaimDBError):
-    """A migration could not be applied, rolled back, or verified."""
+    """A migration could not be applied, rolled back, or verified. A migrate that stopped
+    says, for code as in its message, which migrations this run ``applied`` and which
+    remain pending (``remaining``), and the ``unmet`` needs that stopped it before it began
+    (:class:`maim_db.schema.preconditions.Unmet`)."""
+
+    def __init__(self, message: str, *, applied: list[str] | None = None,
+                 remaining: list[str] | None = None, unmet: Sequence[object] = ()) -> None:
+        super().__init__(message)
+        self.applied: list[str] = applied or []
+        self.remaining: list[str] = remaining or []
+        self.unmet: list[object] = list(unmet)
+
+
+class OutdatedReleaseError(MaimDBError):
+    """The database was migrated by a newer release and records (``maim.release_floor()``,
+    migration 0018) that releases as old as this one would misread it: this service must be
+    upgraded. Raised before the first statement on a connection runs."""
 
 
 class DatabaseError(MaimDBError):

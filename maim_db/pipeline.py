@@ -68,6 +68,12 @@ GUARD: Final = (
     b" and count(*) filter (where pg_catalog.starts_with(name, '" + PREFIX.encode() + b"'))"
     b" = $1::pg_catalog.int8) from pg_catalog.pg_prepared_statements"
 )
+# Asked once per connection, before its first block (AsyncDatabase._probe): whether the
+# database is a Citus node, and the oldest release it serves (maim_db.release).
+CITUS: Final = (b"select exists (select from pg_catalog.pg_extension"
+                b" where extname operator(pg_catalog.=) 'citus')")
+PROBE: Final = (b"select exists (select from pg_catalog.pg_extension"
+                b" where extname operator(pg_catalog.=) 'citus'), maim.release_floor()")
 # Command tags after which the connection's statements can no longer be taken on trust.
 _TAMPERING: Final = (b"PREPARE", b"DEALLOCATE", b"DISCARD")
 
@@ -122,7 +128,8 @@ class Session:
         self.prefix = f"{PREFIX}{secrets.token_hex(4)}_"
         self.counter = 0
         self.suspect = False
-        self.citus: bool | None = None  # a Citus node? asked by a single-statement block
+        self.citus: bool | None = None  # a Citus node? (asked with the release floor)
+        self.probed = False  # the first block's probe ran, and the release floor allows us
         # MAIMDB_TIMEZONE: the zone naive datetime parameters mean (else the server's TimeZone
         # decides, as PostgreSQL casts timestamp to timestamptz).
         self.zone = configured_zone()

@@ -39,15 +39,34 @@ def migrate(dsn: Dsn = None,
         say(f"server: {server}")
         if embedded_server:
             say(f"data directory: {embedded.data_dir_reason(settings().data_dir)}")
-    done = [m.id for m in migrations.migrate(target, dry_run=dry_run)]
+    if dry_run:
+        _dry_run(target, server, as_json)
+        return
+    done = [m.id for m in migrations.migrate(target)]
     if as_json:
         print(dumps({"server": server, "dry_run": dry_run, "migrations": done,
-                     "applied": [] if dry_run else done}))
+                     "applied": done}))
         return
     if not done:
         out.print("nothing to apply: the schema is at head")
     for m in done:
-        say(f"{'would apply' if dry_run else 'applied'} {m}")
+        say(f"applied {m}")
+
+
+def _dry_run(target: str, server: str, as_json: bool) -> None:
+    """List what would be applied, then refuse (exit 1, one line) if a need is unmet."""
+    found = migrations.plan(target)
+    pending = [m.id for m in found.pending]
+    if as_json:
+        print(dumps({"server": server, "dry_run": True, "migrations": pending, "applied": [],
+                     "unmet": [{"migration": u.migration, "needs": u.needs}
+                               for u in found.unmet]}))
+    else:
+        if not pending:
+            out.print("nothing to apply: the schema is at head")
+        for m in pending:
+            say(f"would apply {m}")
+    migrations.migrate_check(found)
 
 
 def _loss(loss: migrations.Loss) -> str:

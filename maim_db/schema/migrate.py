@@ -28,6 +28,7 @@ from ..errors import MigrationError
 from ..settings import resolve_dsn
 from . import citus
 from .audit import BOOKKEEPING, CONTROL_PLANE, audit
+from .preconditions import Unmet, unmet
 
 
 def _schema_dir(name: str) -> Path:
@@ -217,34 +218,92 @@ def status(dsn: str | None = None, *, migrations_dir: Path = MIGRATIONS_DIR) -> 
         return _state(conn, migrations)
 
 
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What ``migrate`` would do now: the pending migrations, and the needs of theirs (and
+    of every run) that are not met (:mod:`maim_db.schema.preconditions`)."""
+
+    pending: list[Migration]
+    unmet: list[Unmet]
+
+
+def plan(dsn: str | None = None, *, migrations_dir: Path = MIGRATIONS_DIR) -> Plan:
+    """The dry run: pending migrations and unmet preconditions; changes nothing."""
+    migrations = load(migrations_dir)
+    with open_connection(dsn) as conn:
+        state = _state(conn, migrations)
+        _refuse_edited(state)
+        try:
+            found = unmet(conn, [m.id for m in state.pending])
+        except psycopg.Error as err:
+            raise MigrationError(f"cannot check what the pending migrations need: "
+                                 f"{str(err).strip()}") from err
+    return Plan(state.pending, found)
+
+
+def migrate_check(found: Plan) -> None:
+    """Raise :class:`MigrationError` naming every unmet need of a :func:`plan`."""
+    _refuse_unmet(found.unmet, found.pending)
+
+
+def _refuse_unmet(found: list[Unmet], pending: list[Migration]) -> None:
+    if found:
+        raise MigrationError(
+            "the pending migrations cannot all run: " + "; ".join(map(str, found))
+            + ". Nothing was changed: meet " + ("this need" if len(found) == 1 else
+                                                  "these needs")
+            + ", then run `maimdb migrate` again",
+            remaining=[m.id for m in pending], unmet=found)
+
+
 def migrate(dsn: str | None = None, *, dry_run: bool = False,
             migrations_dir: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Apply every pending migration; return them. ``dry_run`` only lists them."""
-    migrations = load(migrations_dir)
+    """Apply every pending migration; return them. ``dry_run`` only lists them, after
+    checking what they need. Either way an unmet need (:mod:`~maim_db.schema.
+    preconditions`) is refused before anything is applied; a migration that fails anyway
+    leaves the ones before it applied (each is its own transaction), and the error lists
+    both those and the ones not applied."""
     if dry_run:
-        state = status(dsn, migrations_dir=migrations_dir)
-        _refuse_edited(state)
-        return state.pending
+        found = plan(dsn, migrations_dir=migrations_dir)
+        _refuse_unmet(found.unmet, found.pending)
+        return found.pending
+    migrations = load(migrations_dir)
+    done: list[str] = []
     with _locked(dsn) as (resolved, conn):
         _apply_sql_dir(conn)
         state = _state(conn, migrations)  # inside the lock: another run may just have applied
         _refuse_edited(state)
         if state.pending:
+            _refuse_unmet(unmet(conn, [m.id for m in state.pending], every_run=False),
+                          state.pending)
             with _backend(resolved) as backend:
-                for m in state.pending:
+                for i, m in enumerate(state.pending):
                     try:
                         backend.apply_one(m.yoyo)
                     except Exception as err:
-                        raise MigrationError(f"migration {m.id} failed: {err}") from err
+                        raise _stopped(m, err, done, state.pending[i:]) from err
                     _record(conn, m)
+                    done.append(m.id)
         _record_missing(conn, state)
         if citus.installed(conn):
             _distribute(conn)
         findings = audit(conn)
         if findings:
-            raise MigrationError("schema audit failed after migrate:\n"
-                                 + "\n".join(f"  {f}" for f in findings))
+            raise MigrationError("schema audit failed after migrate (applied in this run: "
+                                 f"{', '.join(done) or 'none'}):\n"
+                                 + "\n".join(f"  {f}" for f in findings), applied=done)
         return state.pending
+
+
+def _stopped(m: Migration, err: Exception, done: list[str],
+             remaining: list[Migration]) -> MigrationError:
+    """A migration failed part-way through a run: what is applied now, and what is not."""
+    reason = str(err).strip().rstrip(".")
+    return MigrationError(
+        f"migration {m.id} failed: {reason}; applied in this run: {', '.join(done) or 'none'}; "
+        f"not applied: {', '.join(r.id for r in remaining)}. Each migration is its own "
+        f"transaction, so {m.id} left nothing behind: fix the cause and run `maimdb migrate` "
+        "again, which continues there", applied=list(done), remaining=[r.id for r in remaining])
 
 
 def _distribute(conn: psycopg.Connection[Any]) -> None:

@@ -1,0 +1,1 @@
+drop function maim.release_floor();
