@@ -52,6 +52,9 @@ COMMAND_OK: Final = pq.ExecStatus.COMMAND_OK
 TUPLES_OK: Final = pq.ExecStatus.TUPLES_OK
 TEXT: Final = pq.Format.TEXT
 
+#: libpq sends the protocol's Close for a statement from 17 on; before, SQL's DEALLOCATE does
+#: it (which, unlike Close, fails for a statement already gone: the block then fails once).
+CLOSE_IN_PROTOCOL: Final = pq.version() >= 170000
 #: Statements kept prepared per connection; the least recently used one is closed beyond.
 MAX_PREPARED: Final = 200
 PREFIX: Final = "maim_"
@@ -217,7 +220,10 @@ class Session:
         try:
             closing, self.closing = self.closing, []
             for name in closing:
-                pgconn.send_close_prepared(name)
+                if CLOSE_IN_PROTOCOL:
+                    pgconn.send_close_prepared(name)
+                else:  # libpq before 17 (Debian 12's, psycopg-binary 3.2's) has no Close
+                    pgconn.send_query_params(b'deallocate "' + name + b'"', None)
             parses: list[Statement | None] = []  # per call: the statement it also prepares
             for call in calls:
                 st = call.statement

@@ -8,16 +8,14 @@ floor refuses with :class:`~maim_db.errors.OutdatedReleaseError` — so a databa
 the code serves it as long as the floor allows (a rolling upgrade), and never silently
 otherwise.
 
-Versions compare as PEP 440 says, without the ``packaging`` dependency: the floor is always a
-plain release (``0.2.0``, checked here), and against a plain release a code version orders by
-its release numbers, then pre-release and dev builds before the release, post-releases after
-it (a local ``+label`` and the epoch as PEP 440 orders them).
+Versions compare as PEP 440 says, by ``packaging`` (pip's own version rules).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Final
+
+from packaging.version import InvalidVersion, Version
 
 from .errors import OutdatedReleaseError
 from .version import __version__
@@ -25,37 +23,14 @@ from .version import __version__
 #: The statement that reads the floor (qualified: no search_path changes what it calls).
 READ_FLOOR: Final = b"select maim.release_floor()"
 
-_RELEASE = re.compile(r"^\d+(\.\d+)*$")
-_VERSION = re.compile(
-    r"^\s*v?(?:(?P<epoch>\d+)!)?(?P<release>\d+(?:\.\d+)*)"
-    r"(?P<pre>[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?\d*)?"
-    r"(?P<post>(?:-\d+)|(?:[-_.]?(?:post|rev|r)[-_.]?\d*))?"
-    r"(?P<dev>[-_.]?dev[-_.]?\d*)?(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?\s*$", re.I)
-
-
-def _numbers(release: str) -> tuple[int, ...]:
-    parts = [int(p) for p in release.split(".")]
-    while len(parts) > 1 and parts[-1] == 0:  # 0.2 == 0.2.0
-        parts.pop()
-    return tuple(parts)
-
 
 def at_least(version: str, floor: str) -> bool:
-    """Whether ``version`` (any PEP 440 version) is ``floor`` (a plain release) or newer."""
-    if not _RELEASE.match(floor):
-        raise ValueError(f"a release floor is a plain release such as 0.2.0, not {floor!r}")
-    m = _VERSION.match(version)
-    if m is None:
-        raise ValueError(f"{version!r} is not a PEP 440 version")
-    if int(m["epoch"] or 0) > 0:
-        return True  # any epoch orders after every release without one
-    mine, needed = _numbers(m["release"]), _numbers(floor)
-    if mine != needed:
-        return mine > needed
-    # The same release numbers: a pre-release or a dev build of it comes before it (a
-    # post-release of a pre-release too); the release, its post-releases and local
-    # builds do not.
-    return not (m["pre"] or (m["dev"] and not m["post"]))
+    """Whether ``version`` is ``floor`` or newer (PEP 440: a pre-release or dev build of the
+    floor's release comes before it)."""
+    try:
+        return Version(version) >= Version(floor)
+    except InvalidVersion as err:
+        raise ValueError(f"not a PEP 440 version: {err}") from err
 
 
 def check(floor: str | None, version: str = __version__) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..control import keys, tenancy
-from .options import App, Dsn, Json, Limit, Offset, admin
+from .options import App, Dsn, Json, Limit, Offset, admin, finite
 from .output import dumps, emit, err, plain, say
 
 COLUMNS = ("id", "name", "agent_id", "key_prefix", "permissions", "status", "expires_at",
@@ -80,7 +80,8 @@ def key_revoke(key_id: str, dsn: Dsn = None, as_json: Json = False) -> None:
 @app.command("rotate")
 def key_rotate(key_id: str, dsn: Dsn = None, as_json: Json = False,
                grace_hours: Annotated[float, typer.Option(
-                   min=0, max=24 * 365, help="How long the old key keeps working (hours).")
+                   min=0, max=24 * 365, callback=finite,
+                   help="How long the old key keeps working (hours).")
                ] = 24.0) -> None:
     """Issue a replacement key; the old one works for --grace-hours more.
 

@@ -26,6 +26,13 @@ Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmat
 Agent = Annotated[str, typer.Option("--agent", help="The agent (agent_…) whose rows these are.")]
 
 
+def finite(value: float) -> float:
+    """An option's number is a number: typer 0.27 (the floor) lets ``nan`` through a range."""
+    if value != value:  # NaN is the one float unequal to itself
+        raise typer.BadParameter("must be a number, not nan")
+    return value
+
+
 class _UntypedSwitches(_click.Command):
     """A flag takes no value, so `--help` shows none: `--yes`, not `--yes <bool>` (mixed into
     typer's command and group classes, which share only click's Command)."""

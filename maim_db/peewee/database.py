@@ -185,6 +185,16 @@ class ScopedDatabase(peewee.PostgresqlDatabase):
             return None  # no parameters: a literal % in the SQL stays one
         return in_zone(params, self.zone)
 
+    def extract_date(self, date_part: str, date_field: Any) -> Any:
+        """``EXTRACT(year FROM …)`` with the part written in the SQL, as Peewee 4.0.3 and later
+        render it. Before, Peewee sent the part as a parameter, which a server-side bound
+        statement cannot take there (``extract($1 from …)`` is a syntax error): MaiBot's
+        ``.year``/``.month`` failed on Peewee 3.x."""
+        if not date_part.isalpha():
+            raise InputError(f"not a date part: {date_part!r}")
+        return peewee.fn.EXTRACT(peewee.NodeList((peewee.SQL(date_part), peewee.SQL("FROM"),
+                                                  date_field)))
+
     def execute(self, query: Any, **context_options: Any) -> Any:
         # The scope's agent, for the models' queries to name (models.py: on Citus that routes
         # them to one shard): the agent a block's first statement opened (a key's), else the
