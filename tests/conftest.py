@@ -5,7 +5,10 @@ bypass RLS."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +81,13 @@ def secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     monkeypatch.setenv(crypto.ENV, key)
     monkeypatch.delenv(crypto.FALLBACKS_ENV, raising=False)
     yield key
+
+
+@pytest.fixture
+def open_dir() -> Iterator[Path]:
+    """A directory the server's OS user can reach: as root the server runs as another user,
+    and pytest's tmp_path is under a 0700 directory that maim_db will not open."""
+    made = Path(tempfile.mkdtemp(prefix="maimdb-t-"))
+    made.chmod(0o755)
+    yield made
+    shutil.rmtree(made, ignore_errors=True)

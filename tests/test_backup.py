@@ -4,7 +4,6 @@ the operator runs them, checked as the real logins (rows, isolation, policies, g
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -165,16 +164,16 @@ def test_tools_too_old_for_the_server_are_refused(
 # -- the embedded server ----------------------------------------------------------------------
 
 @pytest.fixture
-def embedded_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+def embedded_env(open_dir: Path) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k != "MAIMDB_DSN"}
-    env["MAIMDB_DATA_DIR"] = str(tmp_path / "data" / "postgres")
+    env["MAIMDB_DATA_DIR"] = str(open_dir / "data" / "postgres")
     yield env
     subprocess.run([sys.executable, "-m", "maim_db.cli", "db", "stop"], env=env,
                    capture_output=True, timeout=120)
-    shutil.rmtree(tmp_path / "data", ignore_errors=True)
 
 
-def test_embedded_dump_reset_restore(embedded_env: dict[str, str], tmp_path: Path) -> None:
+def test_embedded_dump_reset_restore(embedded_env: dict[str, str], open_dir: Path,
+                                     tmp_path: Path) -> None:
     env = embedded_env
     assert maimdb("migrate", env=env).returncode == 0
     url = maimdb("db", "url", env=env).stdout.strip()
@@ -209,7 +208,7 @@ def test_embedded_dump_reset_restore(embedded_env: dict[str, str], tmp_path: Pat
     assert maimdb("audit", env=env).returncode == 0
 
     # a new server (disaster recovery): no maim roles yet; the restore makes them
-    other = dict(env, MAIMDB_DATA_DIR=str(tmp_path / "other" / "postgres"))
+    other = dict(env, MAIMDB_DATA_DIR=str(open_dir / "other" / "postgres"))
     try:
         started = maimdb("db", "start", env=other)
         assert started.returncode == 0, started.stderr

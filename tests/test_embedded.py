@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,16 +17,6 @@ from maim_db.tables import Agent, Tenant
 from tests.databases import TestDB
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def open_dir() -> Iterator[Path]:
-    """A directory the server's OS user can reach: as root the server runs as another user,
-    and pytest's tmp_path is under a 0700 directory that maim_db will not open."""
-    made = Path(tempfile.mkdtemp(prefix="maimdb-t-"))
-    made.chmod(0o755)
-    yield made
-    shutil.rmtree(made, ignore_errors=True)
 
 
 @pytest.fixture
