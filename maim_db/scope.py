@@ -77,7 +77,8 @@ DIRTY: Final = "MA001"
 SET_SCOPE: Final[dict[Kind, LiteralString]] = {
     "agent": _CLEAN + "pg_catalog.set_config('role', 'maim_app', true),"
              " pg_catalog.set_config('maim.tenant_id', '', true), maim.open_agent_scope(%s)",
-    "key": _CLEAN + "pg_catalog.set_config('role', 'maim_plugin', true),"
+    "key": _CLEAN + "maim.assert_plugin_login(),"
+           " pg_catalog.set_config('role', 'maim_plugin', true),"
            " pg_catalog.set_config('maim.tenant_id', '', true), maim.open_key_scope(%s),"
            " pg_catalog.current_setting('maim.key_permissions')",
     "tenant": _CLEAN + "pg_catalog.set_config('role', 'maim_tenant', true),"
