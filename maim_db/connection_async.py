@@ -91,8 +91,17 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             # Sync is one implicit transaction, and the scope, set transaction-locally, ends
             # with it. Except on Citus, which sends a worker the scope's SET LOCAL only
             # inside a transaction block: there COMMIT rides in the pipeline too.
-            bracketed = not self._single or await self._on_citus()
-            calls = [session.call(self._begin, None, prepare=False)] if bracketed else []
+            # A key's block always runs in a transaction block that says how (its login's
+            # defaults for read-only and isolation do not decide).
+            key = self._scope.kind == "key"
+            bracketed = not self._single or key or await self._on_citus()
+            resets = session.resets()
+            if resets and not session.unsettled:
+                log.warning("maim_db: a block changed a setting at session level; the next "
+                            "block resets the session's settings")
+            calls = [*resets]
+            if bracketed:
+                calls.append(session.call(self._begin, None, prepare=False))
             guarded = session.opening(self._scope)
             if guarded:
                 calls.append(session.guard())
@@ -102,8 +111,10 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
                 calls.append(session.call("commit", None, prepare=False))
             results = await self._round_trip(calls)
             failed = first_error(results)
+            if not key:  # a key's own block unsettles the session again
+                session.settled(results, len(resets))
             if failed is None:
-                if self._scope.kind == "key":  # the agent the key opened
+                if key:  # the agent the key opened
                     scope_rows = session.rows(results[at], tuple)
                     self._scope = self._scope.opened(scope_rows[0] if scope_rows else None)
                 return call, results[at + 1]

@@ -209,6 +209,8 @@ _KEY = re.compile(r'Key (?:\((?P<cols>.+?)\)=\((?P<vals>.*)\) )?(?P<what>already
                   r'"(?P<child>[^"]+)")')
 # maim.open_agent_scope, maim.open_tenant_scope
 _UNKNOWN_SCOPE = re.compile(r"^(agent|tenant) (\S+) does not exist$")
+# maim.assert_plugin_login: a key scope on a login that can become a trusted role
+TRUSTED_LOGIN = "MA002"
 # Citus, updating a distribution column (agent_id) of a distributed table
 _CITUS_MOVE = "modifying the partition value of rows is not allowed"
 _CHECK = re.compile(r"^(?P<column>\w+)_check\d*$")  # after "<table>_"
@@ -306,6 +308,10 @@ def translate(err: psycopg.Error) -> MaimDBError:
         # Citus refuses what the policies refuse on one server: a row changing its agent
         return IsolationError(f"isolation violation: a row cannot move to another agent "
                               f"({message})")
+    if err.sqlstate == TRUSTED_LOGIN:
+        return ConfigurationError(
+            f"{err.diag.message_primary}: open API key scopes on a plugin login (the migrator "
+            "makes one with `maimdb login create NAME --as plugin`); see docs/concepts.md")
     if isinstance(err, pgerrors.InsufficientPrivilege):
         if "is not set" in (err.diag.message_primary or ""):
             return ScopeError(message)

@@ -83,7 +83,9 @@ class Handle(Generic[C]):
         self._single = single
         # A read-only snapshot (export): every statement sees the same committed state.
         self._begin: LiteralString = ("begin isolation level repeatable read, read only"
-                                      if snapshot else "begin")
+                                      if snapshot else
+                                      "begin isolation level read committed, read write"
+                                      if scope.kind == "key" else "begin")
 
     def _check_usable(self) -> None:
         if self._ended:

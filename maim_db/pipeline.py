@@ -50,6 +50,11 @@ PIPELINE_ABORTED: Final = pq.ExecStatus.PIPELINE_ABORTED
 FATAL_ERROR: Final = pq.ExecStatus.FATAL_ERROR
 COMMAND_OK: Final = pq.ExecStatus.COMMAND_OK
 TUPLES_OK: Final = pq.ExecStatus.TUPLES_OK
+#: A statement that started COPY: the protocol now waits for data a block never sends.
+COPYING: Final = (pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_BOTH)
+COPY_REFUSED: Final = ("COPY cannot run in a maim_db block (the block cannot send or take "
+                       "its data); its connection was closed. Read and write rows instead, "
+                       "or COPY with psql")
 TEXT: Final = pq.Format.TEXT
 
 #: libpq sends the protocol's Close for a statement from 17 on; before, SQL's DEALLOCATE does
@@ -80,6 +85,18 @@ PROBE: Final = (b"select exists (select from pg_catalog.pg_extension"
 # Command tags after which the connection's statements can no longer be taken on trust.
 _TAMPERING: Final = (b"PREPARE", b"DEALLOCATE", b"DISCARD")
 
+# What a block can leave on its session beyond what the reset check probes: settings (what a
+# value means, whether a block can run) and temporary objects of every kind. The block after
+# a key's block, or after any block that changed a setting the server reports, starts with
+# these, committed on their own before its BEGIN (so its transaction starts from the reset
+# defaults) in the same round trip.
+RESET_SETTINGS: Final = (b"reset all", b"discard temp")
+# Settings the server reports to the client whenever they change (GUC_REPORT), so a change
+# made at session level by trusted code is seen at no cost (search_path is set in every
+# transaction by the scope statement).
+REPORTED: Final = (b"client_encoding", b"DateStyle", b"IntervalStyle", b"TimeZone",
+                   b"standard_conforming_strings", b"default_transaction_read_only")
+
 
 class Statement:
     """One query text with its parameter types, prepared (or to be) under ``name``."""
@@ -107,6 +124,11 @@ class Call:
         self.statement = statement
 
 
+#: Ends a pipeline's segment: what comes before it commits (or fails) on its own, in the same
+#: round trip.
+SYNC: Final = Call(b"", None, None, None, None)
+
+
 class Session:
     """What maim_db keeps per connection: its prepared statements, its parsed queries and
     whether untrusted code has run on it since the last guard."""
@@ -131,6 +153,10 @@ class Session:
         self.prefix = f"{PREFIX}{secrets.token_hex(4)}_"
         self.counter = 0
         self.suspect = False
+        # A key's block ran since the last committed reset of settings and temporary objects.
+        self.unsettled = False
+        # The reported settings as the session began, to see a block change one.
+        self.reported = [(name, conn.pgconn.parameter_status(name)) for name in REPORTED]
         self.citus: bool | None = None  # a Citus node? (asked with the release floor)
         self.probed = False  # the first block's probe ran, and the release floor allows us
         # MAIMDB_TIMEZONE: the zone naive datetime parameters mean (else the server's TimeZone
@@ -209,7 +235,24 @@ class Session:
         # statement survives the rollback of the block that replaced it): whatever it leaves
         # is checked before the next block, whoever opens it.
         self.suspect = scope.kind == "key"
+        self.unsettled |= self.suspect
         return guard
+
+    def resets(self) -> list[Call]:
+        """The statements that reset settings and temporary objects, if this block must
+        start with them: after a key's block, or when a reported setting changed."""
+        pgconn = self.pgconn
+        if not self.unsettled and all(pgconn.parameter_status(name) == value
+                                      for name, value in self.reported):
+            return []
+        return [*(Call(query, None, None, None, None) for query in RESET_SETTINGS), SYNC]
+
+    def settled(self, results: list[PGresult], resets: int) -> None:
+        """The first ``resets`` results were a reset's: once they succeeded, the session is
+        as it began (until the next key's block)."""
+        if resets and all(res.status in (COMMAND_OK, PIPELINE_SYNC)
+                          for res in results[:resets]):
+            self.unsettled = False
 
     # -- one round trip -----------------------------------------------------------------------
 
@@ -217,6 +260,7 @@ class Session:
         """Send ``calls`` and one Sync; the result of each call, in order."""
         pgconn = self.pgconn
         pgconn.enter_pipeline_mode()
+        copying = False
         try:
             closing, self.closing = self.closing, []
             for name in closing:
@@ -226,6 +270,10 @@ class Session:
                     pgconn.send_query_params(b'deallocate "' + name + b'"', None)
             parses: list[Statement | None] = []  # per call: the statement it also prepares
             for call in calls:
+                if call is SYNC:
+                    pgconn.pipeline_sync()
+                    parses.append(None)
+                    continue
                 st = call.statement
                 if st is None:
                     pgconn.send_query_params(call.query, call.params, call.types,
@@ -241,15 +289,23 @@ class Session:
             pgconn.pipeline_sync()
             yield from generators.send(pgconn)
             results: list[PGresult] = []
+            syncs = 1 + sum(call is SYNC for call in calls)
             while True:
                 res = yield from generators.fetch(pgconn)
                 if res is None:
                     continue
                 if res.status == PIPELINE_SYNC:
+                    syncs -= 1
+                    if not syncs:
+                        break
+                if res.status in COPYING:
+                    copying = True
                     break
                 results.append(res)
         finally:
-            if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            if copying:
+                pgconn.finish()  # nothing else can end the COPY: the server ends the rest
+            elif pgconn.pipeline_status != pq.PipelineStatus.OFF:
                 with suppress(psycopg.OperationalError):
                     pgconn.exit_pipeline_mode()
             if pgconn.pipeline_status != pq.PipelineStatus.OFF:
@@ -257,6 +313,8 @@ class Session:
                 # neither leave pipeline mode nor roll back. Closed now, the server ends the
                 # transaction, the caller's exception goes on alone, and a pool replaces it.
                 pgconn.finish()
+        if copying:
+            raise psycopg.NotSupportedError(COPY_REFUSED)
         answers = iter(results)
         for _ in closing:  # closing a statement that is gone is no error in the protocol
             if (res := next(answers)).status == FATAL_ERROR:

@@ -66,6 +66,21 @@ _CLEAN: Final = (
     "pg_catalog.pg_advisory_unlock_all(), "
     "pg_catalog.set_config('search_path', 'public, pg_temp', true), "
 )
+# A key's block may run on a login whose defaults a plugin set on itself (ALTER ROLE … SET
+# reaches every later session of that login, whichever plugin shares it): the settings that
+# change what a value means, or whether RLS applies, are pinned for its transaction.
+# (client_encoding is UTF8 from the connection's start; this transaction's read-only and
+# isolation from its BEGIN, their defaults here for what the block runs.)
+_PINNED: Final = (
+    " pg_catalog.set_config('row_security', 'on', true),"
+    " pg_catalog.set_config('DateStyle', 'ISO, MDY', true),"
+    " pg_catalog.set_config('IntervalStyle', 'postgres', true),"
+    " pg_catalog.set_config('extra_float_digits', '1', true),"
+    " pg_catalog.set_config('bytea_output', 'hex', true),"
+    " pg_catalog.set_config('standard_conforming_strings', 'on', true),"
+    " pg_catalog.set_config('default_transaction_read_only', 'off', true),"
+    " pg_catalog.set_config('default_transaction_isolation', 'read committed', true),"
+)
 #: The SQLSTATE of a failed reset check.
 DIRTY: Final = "MA001"
 
@@ -77,7 +92,8 @@ DIRTY: Final = "MA001"
 SET_SCOPE: Final[dict[Kind, LiteralString]] = {
     "agent": _CLEAN + "pg_catalog.set_config('role', 'maim_app', true),"
              " pg_catalog.set_config('maim.tenant_id', '', true), maim.open_agent_scope(%s)",
-    "key": _CLEAN + "pg_catalog.set_config('role', 'maim_plugin', true),"
+    "key": _CLEAN + "maim.assert_plugin_login(),"
+           " pg_catalog.set_config('role', 'maim_plugin', true)," + _PINNED +
            " pg_catalog.set_config('maim.tenant_id', '', true), maim.open_key_scope(%s),"
            " pg_catalog.current_setting('maim.key_permissions')",
     "tenant": _CLEAN + "pg_catalog.set_config('role', 'maim_tenant', true),"

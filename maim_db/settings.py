@@ -143,11 +143,14 @@ def _parsed(dsn: str) -> str:
 
 
 def connection_options(pgbouncer: bool | None = None) -> dict[str, Any]:
-    """psycopg connection options. psycopg prepares a statement after 5 runs by default;
+    """psycopg connection options. maim_db prepares a statement from its second run;
     behind PgBouncer in transaction mode (``MAIMDB_PGBOUNCER=1``) the next transaction may
     land on a server that never saw it, so preparing is off there."""
     bouncer = settings().pgbouncer if pgbouncer is None else pgbouncer
-    return {"autocommit": True, "prepare_threshold": None if bouncer else 5}
+    # UTF8 whatever the login's or the database's default: maim_db's text is Python's, and a
+    # plugin login may have set its own default (PgBouncer passes this one through).
+    return {"autocommit": True, "prepare_threshold": None if bouncer else 5,
+            "client_encoding": "UTF8"}
 
 
 def describe(dsn: str) -> str:

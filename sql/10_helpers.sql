@@ -53,6 +53,31 @@ begin
 end
 $$;
 
+-- An API key's block runs as maim_plugin, but the login decides what the block can become
+-- again: RESET ROLE or SET ROLE returns to any role the login holds. A login that is, or can
+-- become, a trusted role (maim_app, maim_tenant, maim_admin, a superuser or a BYPASSRLS
+-- role) would let the block leave its key's agent, so a key scope refuses such a login
+-- (SQLSTATE MA002). A key's block runs on a plugin login: one that holds maim_plugin alone.
+create or replace function maim.assert_plugin_login() returns boolean
+    language plpgsql stable
+as $$
+begin
+    if pg_catalog.pg_has_role(session_user, 'maim_app', 'MEMBER')
+            or pg_catalog.pg_has_role(session_user, 'maim_tenant', 'MEMBER')
+            or pg_catalog.pg_has_role(session_user, 'maim_admin', 'MEMBER')
+            or exists (select from pg_catalog.pg_roles
+                       where rolname operator(pg_catalog.=) session_user
+                         and (rolsuper or rolbypassrls)) then
+        raise exception 'login % can become a trusted role, so a block opened from an API '
+                        'key on it could leave the key''s agent', session_user
+            using errcode = 'MA002',
+                  hint = 'Open key scopes on a plugin login: one that holds maim_plugin and '
+                      || 'nothing else (docs/operations.md).';
+    end if;
+    return true;
+end
+$$;
+
 -- Trigger: keep updated_at honest whoever writes the row (raw SQL included).
 create or replace function maim.set_updated_at() returns trigger
     language plpgsql
@@ -64,4 +89,6 @@ end
 $$;
 
 comment on function maim.agent_id() is 'The agent scope (maim.agent_id); raises 42501 when unset.';
+comment on function maim.assert_plugin_login() is
+    'A key scope''s login check; raises MA002 when the login can become a trusted role.';
 comment on function maim.tenant_id() is 'The tenant scope (maim.tenant_id); raises 42501 when unset.';

@@ -165,10 +165,10 @@ def test_a_key_scope_addresses_only_its_own_agent(db: TestDB, world: World) -> N
                  lambda s: cd.update(s, {"config_overrides": {"chat": {"talk_value": 0.9}}},
                                      world.agent_id("A2"))):
         with pytest.raises(ScopeError, match="cannot address agent"), \
-                connect(db.dsn("app"), api_key=key.secret) as scoped:
+                connect(db.dsn("plugin"), api_key=key.secret) as scoped:
             call(scoped)
     assert _read(db, world, "A2") == before == _read(db, world, "A1")
-    with connect(db.dsn("app"), api_key=key.secret) as scoped:
+    with connect(db.dsn("plugin"), api_key=key.secret) as scoped:
         assert cd.read(scoped)["config_overrides"]["chat"]["talk_value"] == before[
             "config_overrides"]["chat"]["talk_value"]
 
@@ -185,14 +185,14 @@ def test_a_key_reads_and_writes_the_document_only_with_its_permissions(
     patch = {"config_overrides": {"chat": {"talk_value": 0.4}}}
     for key, can_read, can_write in ((chat, False, False), (reader, True, False),
                                      (writer, True, True)):
-        with connect(db.dsn("app"), api_key=key.secret) as scoped:
+        with connect(db.dsn("plugin"), api_key=key.secret) as scoped:
             if can_read:
                 assert cd.read(scoped)["config_overrides"]["chat"]["talk_value"] == 1
             else:
                 with pytest.raises(AuthenticationError, match="lacks the 'config_read'"):
                     cd.read(scoped)
             assert scoped.scope.permissions == tuple(key.record.permissions)
-        with connect(db.dsn("app"), api_key=key.secret) as scoped:
+        with connect(db.dsn("plugin"), api_key=key.secret) as scoped:
             if can_write:
                 assert cd.update(scoped, patch)["config_overrides"]["chat"]["talk_value"] == 0.4
             else:

@@ -52,7 +52,7 @@ def test_the_flow_from_the_cli(db: TestDB) -> None:
 
     resolved = keys.resolve(key["secret"], db.dsn("app"))
     assert resolved.agent_id == agent["id"]
-    with connect(db.dsn("app"), api_key=key["secret"]) as scope:
+    with connect(db.dsn("plugin"), api_key=key["secret"]) as scope:
         assert scope.insert_many([message(i) for i in range(5)]) == 5
 
     patched = subprocess.run(

@@ -50,10 +50,10 @@ def test_resolve_and_scope_from_a_key(db: TestDB, world: World) -> None:
     resolved.require("chat")
     with pytest.raises(AuthenticationError, match="config_write"):
         resolved.require("config_write")
-    with connect(db.dsn("app"), api_key=issued.secret) as scope:
+    with connect(db.dsn("plugin"), api_key=issued.secret) as scope:
         assert [a.id for a in scope.find(Agent)] == [world.agent_id("A1")]
         assert scope.scope.agent_id == world.agent_id("A1")
-    with pytest.raises(IsolationError), connect(db.dsn("app"), api_key=issued.secret) as scope:
+    with pytest.raises(IsolationError), connect(db.dsn("plugin"), api_key=issued.secret) as scope:
         scope.find(ApiKey)
     with connect(db.dsn("admin"), admin=True) as adm:
         used = adm.get(ApiKeyInfo, issued.record.id)
@@ -69,7 +69,7 @@ def test_unknown_or_malformed_keys_are_refused(db: TestDB, world: World, secret:
     _issue(db, world)
     with pytest.raises(AuthenticationError, match="invalid API key"):
         keys.resolve(secret, db.dsn("app"))
-    with pytest.raises(AuthenticationError), connect(db.dsn("app"), api_key=secret) as scope:
+    with pytest.raises(AuthenticationError), connect(db.dsn("plugin"), api_key=secret) as scope:
         scope.find(Agent)
 
 
@@ -82,7 +82,7 @@ def test_empty_key_is_refused_before_sql() -> None:
 def _refused(db: TestDB, secret: str) -> None:
     with pytest.raises(AuthenticationError):
         keys.resolve(secret, db.dsn("app"))
-    with pytest.raises(AuthenticationError), connect(db.dsn("app"), api_key=secret) as scope:
+    with pytest.raises(AuthenticationError), connect(db.dsn("plugin"), api_key=secret) as scope:
         scope.find(Agent)
 
 
@@ -181,7 +181,7 @@ def test_rotation_with_an_immediate_deadline_stops_the_old_key(db: TestDB,
 
 def test_a_key_scope_carries_the_keys_permissions(db: TestDB, world: World) -> None:
     issued = _issue(db, world, permissions=["chat", "analytics"])
-    with connect(db.dsn("app"), api_key=issued.secret) as scope:
+    with connect(db.dsn("plugin"), api_key=issued.secret) as scope:
         scope.require("chat")  # resolves the key: the first statement of the block
         assert scope.scope.permissions == ("chat", "analytics")
         with pytest.raises(AuthenticationError, match="lacks the 'config_write'"):
@@ -219,18 +219,18 @@ def test_the_key_of_a_deleted_agent_is_gone(db: TestDB, world: World) -> None:
 
 def test_a_bad_key_is_refused_by_every_entry_point(db: TestDB, world: World) -> None:
     bad = "mmc_" + "B" * 43
-    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+    with Pool(db.dsn("plugin"), min_size=1, max_size=1) as pool:
         with pytest.raises(AuthenticationError):
             pool.fetch(Agent, "select * from agents", api_key=bad)
         with pytest.raises(AuthenticationError), pool.connection(api_key=bad) as scope:
             scope.find(Agent)
 
     async def run() -> None:
-        async with AsyncPool(db.dsn("app"), min_size=1, max_size=1) as apool:
+        async with AsyncPool(db.dsn("plugin"), min_size=1, max_size=1) as apool:
             with pytest.raises(AuthenticationError):
                 await apool.fetch(Agent, "select * from agents", api_key=bad)
         with pytest.raises(AuthenticationError):
-            async with aconnect(db.dsn("app"), api_key=bad) as ascope:
+            async with aconnect(db.dsn("plugin"), api_key=bad) as ascope:
                 await ascope.find(Agent)
         async with aconnect(db.dsn("admin"), admin=True) as adm:
             with pytest.raises(AuthenticationError):

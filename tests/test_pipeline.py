@@ -39,6 +39,22 @@ def _one(db: TestDB, world: World) -> Iterator[tuple[Pool, psycopg.Connection[An
         yield pool, conn
 
 
+@contextmanager
+def _plugins(db: TestDB, world: World) -> Iterator[tuple[Pool, psycopg.Connection[Any]]]:
+    """A pool of one connection on the plugin login (the only one a key scope opens on) and
+    that connection."""
+    with Pool(db.dsn("plugin"), min_size=1, max_size=1) as pool:
+        with pool.connection(api_key=_key(db, world, "A2")) as s:
+            s.execute("select 1")  # a key's block has run: the next one sends the guard
+            conn = s.connection
+        yield pool, conn
+
+
+def _keyed(pool: Pool, secret: str) -> list[str]:
+    with pool.connection(api_key=secret) as p:
+        return [a.id for a in p.find(Agent)]
+
+
 def _superuser(db: TestDB) -> str:
     from tests.databases import with_db
 
@@ -58,8 +74,21 @@ def _traced(conn: psycopg.Connection[Any], run: Callable[[], Any]) -> str:
 
 
 def _guards(trace: str) -> int:
-    return sum("pg_prepared_statements" in line for line in trace.splitlines()
-               if "\tF\t" in line and "\tParse" in line)
+    """How many times the guard was sent: parsed (unnamed, or named when it is prepared),
+    or bound by the name it was prepared under."""
+    sent, names = 0, set()
+    for line in trace.splitlines():
+        if "\tF\t" not in line:
+            continue
+        if "\tParse\t" in line and "pg_prepared_statements" in line:
+            name = line.split("\tParse\t", 1)[1].split('"')[1]
+            if name:
+                names.add(name)
+            else:  # unnamed: sent and run at once
+                sent += 1
+        elif "\tBind\t" in line and line.split("\tBind\t", 1)[1].split('"')[3] in names:
+            sent += 1
+    return sent
 
 
 def _agents(pool: Pool, agent: str) -> list[str]:
@@ -69,21 +98,19 @@ def _agents(pool: Pool, agent: str) -> list[str]:
 
 def test_the_guard_is_sent_only_after_untrusted_code(db: TestDB, world: World) -> None:
     a1, b1 = world.agent_id("A1"), world.agent_id("B1")
-    secret = _key(db, world, "A1")
     with _one(db, world) as (pool, conn):
         def trusted() -> None:
             for agent in (a1, b1, a1, b1):
                 assert _agents(pool, agent) == [agent]
 
         assert _guards(_traced(conn, trusted)) == 0
+    a_key, b_key = _key(db, world, "A1"), _key(db, world, "B1")
+    with _plugins(db, world) as (pool, conn):
+        def after_keys() -> None:  # each block follows a key's: the first one's too
+            for secret, agent in ((a_key, a1), (b_key, b1), (a_key, a1)):
+                assert _keyed(pool, secret) == [agent]
 
-        def after_a_key() -> None:
-            with pool.connection(api_key=secret) as p:
-                assert [a.id for a in p.find(Agent)] == [a1]
-            assert _agents(pool, b1) == [b1]
-            assert _agents(pool, b1) == [b1]
-
-        assert _guards(_traced(conn, after_a_key)) == 1  # the block after the key's; then none
+        assert _guards(_traced(conn, after_keys)) == 3
 
 
 @pytest.mark.parametrize("drop", [
@@ -93,16 +120,16 @@ def test_the_guard_is_sent_only_after_untrusted_code(db: TestDB, world: World) -
 def test_statements_a_key_block_drops_are_not_missed_by_the_next(
         db: TestDB, world: World, drop: str, caplog: pytest.LogCaptureFixture) -> None:
     a1, b1 = world.agent_id("A1"), world.agent_id("B1")
-    secret = _key(db, world, "A1")
-    with _one(db, world) as (pool, _):
+    a_key, b_key = _key(db, world, "A1"), _key(db, world, "B1")
+    with _plugins(db, world) as (pool, _):
         for _ in range(3):
-            assert _agents(pool, b1) == [b1]
-        with pool.connection(api_key=secret) as p:
+            assert _keyed(pool, b_key) == [b1]
+        with pool.connection(api_key=a_key) as p:
             p.execute(drop)  # type: ignore[arg-type]
         with caplog.at_level(logging.WARNING, logger="maim_db"):
-            assert _agents(pool, b1) == [b1]
+            assert _keyed(pool, b_key) == [b1]
         assert "resetting a connection" in caplog.text
-        assert _agents(pool, a1) == [a1]
+        assert _keyed(pool, a_key) == [a1]
 
 
 def test_statements_a_trusted_block_drops_in_sql_are_prepared_again(db: TestDB,
@@ -134,20 +161,19 @@ def test_statements_dropped_unseen_by_trusted_code_fail_once_then_heal(db: TestD
 
 def test_at_most_max_prepared_statements_stay_prepared(
         db: TestDB, world: World, caplog: pytest.LogCaptureFixture) -> None:
-    a1 = world.agent_id("A1")
+    """The oldest statement is closed beyond MAX_PREPARED (by the protocol's Close from libpq
+    17 on, by DEALLOCATE before), and the guard after a key's block counts what was closed."""
     secret = _key(db, world, "A1")
-    with _one(db, world) as (pool, _):
+    with _plugins(db, world) as (pool, _):
         for n in range(MAX_PREPARED + 20):
             for _ in range(2):  # prepared from the second use on
-                with pool.connection(agent_id=a1) as s:
+                with pool.connection(api_key=secret) as s:
                     assert s.scalar(sql.SQL("select {}::int").format(sql.Literal(n))) == n
-        with pool.connection(agent_id=a1) as s:
+        with pool.connection(api_key=secret) as s:
             held = s.scalar("select count(*) from pg_prepared_statements")
         assert MAX_PREPARED - 5 <= held <= MAX_PREPARED
-        with pool.connection(api_key=secret) as p:
-            p.execute("select 1")
         with caplog.at_level(logging.WARNING, logger="maim_db"):
-            assert _agents(pool, a1) == [a1]  # the guard counts what was closed: no reset
+            assert _keyed(pool, secret) == [world.agent_id("A1")]  # counted: no reset
         assert "resetting" not in caplog.text
 
 

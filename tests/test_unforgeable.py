@@ -7,6 +7,7 @@ _plugin); the superuser only sets the stage (a positive control, ANALYZE)."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -18,6 +19,7 @@ from psycopg import sql
 
 from maim_db import (
     AsyncPool,
+    ConfigurationError,
     DatabaseError,
     IsolationError,
     MaimDBError,
@@ -252,6 +254,32 @@ def test_a_plugin_tenant_setting_and_reset_role_widen_nothing(db: TestDB, world:
     with pytest.raises(IsolationError), connect(db.dsn("plugin"), api_key=secret) as p:
         p.execute("reset role")
         p.insert(Message(**{**message(1).given(), "agent_id": world.agent_id("B1")}))
+
+
+@pytest.mark.parametrize("login", ["app", "tenant", "admin"])
+def test_a_key_scope_on_a_trusted_login_is_refused(db: TestDB, world: World,
+                                                   login: str) -> None:
+    """On a login that can become a trusted role, RESET ROLE (or SET LOCAL ROLE maim_app)
+    inside a key block leaves the key's agent: on the runtime's login it read and updated
+    another tenant's rows. A key scope runs on a plugin login only, and says so before the
+    block runs. (A tenant or admin login is not in maim_plugin at all.)"""
+    secret = _key(db, world, "A1")
+    with connect(db.dsn("admin"), admin=True) as adm:
+        used = adm.scalar("select count(*) from api_key_usage")
+    refused = (f"login {LOGINS[login][0]} can become a trusted role, so a block opened from an"
+               " API key on it could leave the key's agent: open API key scopes on a plugin "
+               "login" if login == "app" else
+               f'login "{LOGINS[login][0]}" is not in maim_plugin')
+    with pytest.raises(ConfigurationError, match=re.escape(refused)), \
+            connect(db.dsn(login), api_key=secret) as p:
+        p.execute("reset role")
+        p.execute("update agents set name = 'taken' where id = %s", [world.agent_id("B1")])
+    with Pool(db.dsn(login), min_size=1, max_size=1) as pool, \
+            pytest.raises(ConfigurationError, match=re.escape(refused)):
+        pool.fetch(Agent, "select * from agents", api_key=secret)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.get(Agent, world.agent_id("B1")).name != "taken"
+        assert adm.scalar("select count(*) from api_key_usage") == used  # nothing ran
 
 
 def test_a_proof_from_one_transaction_proves_nothing_in_the_next(db: TestDB,
