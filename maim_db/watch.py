@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import psycopg
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, ConnectError, MaimDBError, connect_error
 from .settings import resolve_dsn
 
 log = logging.getLogger("maim_db.watch")
@@ -135,7 +135,11 @@ def tick(conn: psycopg.Connection[Any], limits: Limits) -> list[Ended]:
 def connect(dsn: str | None = None) -> psycopg.Connection[Any]:
     """The watcher's own connection: autocommit, and bounded itself (it never waits on a
     lock a plugin could hold, but a stuck server must not stop it for good)."""
-    conn = psycopg.connect(resolve_dsn(dsn), autocommit=True, application_name="maimdb watch")
+    try:
+        conn = psycopg.connect(resolve_dsn(dsn), autocommit=True,
+                               application_name="maimdb watch")
+    except psycopg.OperationalError as err:
+        raise connect_error(err) from err
     conn.execute("set statement_timeout = '10s'")
     conn.execute("set lock_timeout = '2s'")
     return conn
@@ -159,14 +163,14 @@ def run(dsn: str | None, limits: Limits, *, stop: threading.Event | None = None,
                 if report is not None:
                     report(ended)
             last_problem = ""
-        except (psycopg.Error, ConfigurationError) as err:
+        except (psycopg.Error, MaimDBError) as err:
             problem = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
             if problem != last_problem:
                 log.error("maimdb watch: %s (retrying every %s s)", problem, limits.interval)
                 last_problem = problem
             if conn is not None and not conn.closed and conn.broken:
                 conn.close()
-            if isinstance(err, psycopg.OperationalError) and conn is not None:
+            if isinstance(err, psycopg.OperationalError | ConnectError) and conn is not None:
                 conn.close()
         stop.wait(max(0.0, limits.interval - (time.monotonic() - started)))
     if conn is not None:
