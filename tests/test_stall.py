@@ -9,8 +9,10 @@ wait here is bounded (a thread joined with a generous timeout); no test times an
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,6 +22,7 @@ import pytest
 from maim_db import BlockedError, MaimDBError, connect, scoped, watch
 from maim_db.control import keys
 from maim_db.tables import Message
+from tests.cli import maimdb
 from tests.databases import LOGINS, PASSWORD, TestDB, World, with_db
 from tests.samples import message
 
@@ -244,3 +247,36 @@ def test_a_plugin_cannot_stop_the_watcher_or_lift_the_trusted_timeout(
     finally:
         plugin.close()
         app.close()
+
+
+def test_login_create_makes_the_watchers_login_and_watch_once_uses_it(
+        db: TestDB, world: World) -> None:
+    name = f"maim_w{uuid.uuid4().hex[:10]}"
+    made = maimdb("login", "create", name, "--as", "watcher", "--password-stdin", "--json",
+                  dsn=db.superuser, stdin=PASSWORD + "\n")
+    try:
+        assert made.returncode == 0, made.stderr
+        assert json.loads(made.stdout) == {"login": name, "role": "pg_signal_backend and "
+                                           "pg_read_all_stats", "password": True,
+                                           "connection_limit": None}
+        with db.server.admin_conn() as su:
+            assert su.execute("select rolsuper, rolbypassrls, rolcreaterole from pg_roles "
+                              "where rolname = %s", [name]).fetchone() == (False, False, False)
+        plugin = _raw(db, "plugin")
+        plugin.execute("begin")
+        plugin.execute("select 1")
+        time.sleep(0.6)  # past --idle-after below: the state, not a timed assertion
+        ran = maimdb("watch", "--once", "--idle-after", "0.5", "--block-after", "0",
+                     "--transaction-after", "0",
+                     dsn=with_db(db.server.superuser, db.name, user=name, password=PASSWORD))
+        assert ran.returncode == 0, ran.stderr
+        assert (f"terminated pid {plugin.info.backend_pid} (login {LOGINS['plugin'][0]}): "
+                "idle in a transaction") in ran.stdout
+        assert not _alive(plugin)
+        plugin.close()
+        # a bad limit is refused as a usage error, before anything runs
+        bad = maimdb("watch", "--once", "--interval", "0", dsn=db.superuser)
+        assert bad.returncode == 2 and "--interval" in bad.stderr
+    finally:
+        with db.server.admin_conn() as su:
+            su.execute(f"drop role if exists {name}")
