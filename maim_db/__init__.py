@@ -19,6 +19,7 @@ from .connection_async import AsyncDatabase, aconnect, ascoped
 from .context import agent_scope, job_scope, key_scope, no_scope, tenant_scope
 from .errors import (
     AuthenticationError,
+    BlockedError,
     ConfigurationError,
     ConflictError,
     ConnectError,
@@ -44,6 +45,7 @@ __all__ = [
     "AsyncDatabase",
     "AsyncPool",
     "AuthenticationError",
+    "BlockedError",
     "ConfigurationError",
     "ConflictError",
     "ConnectError",

@@ -106,6 +106,11 @@ class Database(Handle[psycopg.Connection[Any]]):
             guarded = session.opening(self._scope)
             if guarded:
                 calls.append(session.guard())
+            # the block's lock and statement timeouts, after the guard (a prepared statement
+            # is run only once the guard found ours all there)
+            limit = session.limit()
+            if limit is not None:
+                calls.append(limit)
             at = len(calls)
             calls += [opening, call]
             if bracketed and self._single:

@@ -12,8 +12,10 @@ import os
 import pwd
 import re
 import shlex
+import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -373,3 +375,66 @@ def status(data_dir: Path, database: str = "maim") -> Status:
         pid=pid,
         url=_with_database(url, database) if url else None,
     )
+
+
+# -- the watcher (maim_db.watch) beside the server ----------------------------------------------
+
+
+def watcher_pidfile(data_dir: Path) -> Path:
+    """Where the embedded server's watcher records its pid: next to the data directory."""
+    data_dir = data_dir.expanduser().resolve()
+    return data_dir.with_name(data_dir.name + ".watch.pid")
+
+
+def watcher_pid(data_dir: Path) -> int | None:
+    """The pid of the watcher :func:`spawn_watcher` started for ``data_dir``, if it runs."""
+    try:
+        pid = int(watcher_pidfile(data_dir).read_text().split()[0])
+        os.kill(pid, 0)
+    except (OSError, ValueError, IndexError):
+        return None
+    with suppress(OSError):  # Linux: make sure the pid was not reused by another program
+        if b"maim_db.cli\0watch" not in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return None
+    return pid
+
+
+def spawn_watcher(data_dir: Path, dsn: str) -> int:
+    """Start ``maimdb watch`` on ``dsn`` for the server in ``data_dir``, detached (it outlives
+    this process, as the server does), unless one runs; return its pid. Its log is
+    ``<data dir>.watch.log``."""
+    pidfile = watcher_pidfile(data_dir)
+    with _start_lock():
+        running_pid = watcher_pid(data_dir)
+        if running_pid is not None:
+            return running_pid
+        with open(pidfile.with_suffix(".log"), "ab") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "maim_db.cli", "watch"],
+                env={**os.environ, "MAIMDB_DSN": dsn}, stdin=subprocess.DEVNULL, stdout=log,
+                stderr=log, start_new_session=True, close_fds=True)
+        pidfile.write_text(f"{child.pid}\n")
+        return child.pid
+
+
+def stop_watcher(data_dir: Path) -> bool:
+    """Stop the watcher :func:`spawn_watcher` started; return whether one ran."""
+    pidfile = watcher_pidfile(data_dir)
+    pid = watcher_pid(data_dir)
+    if pid is not None:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)  # our own child, started in this process
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                break
+            time.sleep(0.05)
+        else:
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    with suppress(FileNotFoundError):
+        pidfile.unlink()
+    return pid is not None

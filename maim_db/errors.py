@@ -111,6 +111,18 @@ class DatabaseError(MaimDBError):
     """Any other error reported by PostgreSQL; ``__cause__`` holds psycopg's error."""
 
 
+class BlockedError(DatabaseError):
+    """A statement waited longer than its block allows: for a lock another session held
+    (``MAIMDB_LOCK_TIMEOUT``; SQLSTATE 55P03, also ``NOWAIT``) or in all
+    (``MAIMDB_STATEMENT_TIMEOUT``; 57014). The block is rolled back: nothing changed. Usually
+    another session (a plugin's, a migration's) held a lock; retry once it is gone.
+    ``timeout`` says which limit: ``"lock_timeout"`` or ``"statement_timeout"``."""
+
+    def __init__(self, message: str, *, timeout: str) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
 _TABLE_IN_MESSAGE = re.compile(r'(?:table|relation) "?([A-Za-z0-9_.]+)"?')
 
 
@@ -308,6 +320,16 @@ def translate(err: psycopg.Error) -> MaimDBError:
         # Citus refuses what the policies refuse on one server: a row changing its agent
         return IsolationError(f"isolation violation: a row cannot move to another agent "
                               f"({message})")
+    if isinstance(err, pgerrors.LockNotAvailable):
+        return BlockedError(
+            f"{message}: another session held a lock this statement needs longer than the "
+            "block may wait (MAIMDB_LOCK_TIMEOUT); the block was rolled back, retry it (the "
+            "watcher, `maimdb watch`, ends a plugin's session that blocks others)",
+            timeout="lock_timeout")
+    if isinstance(err, pgerrors.QueryCanceled) and "statement timeout" in message:
+        return BlockedError(
+            f"{message}: the statement ran longer than the block allows "
+            "(MAIMDB_STATEMENT_TIMEOUT); the block was rolled back", timeout="statement_timeout")
     if err.sqlstate == TRUSTED_LOGIN:
         return ConfigurationError(
             f"{err.diag.message_primary}: open API key scopes on a plugin login (the migrator "

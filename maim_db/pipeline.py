@@ -38,7 +38,7 @@ from psycopg.rows import RowMaker
 from ._psycopg import PostgresQuery, generators
 from .row import Row, row_maker
 from .scope import Scope
-from .settings import configured_zone
+from .settings import configured_zone, settings
 
 R = TypeVar("R", bound=Row)
 Params = Sequence[Any] | Mapping[str, Any] | None
@@ -82,6 +82,16 @@ CITUS: Final = (b"select exists (select from pg_catalog.pg_extension"
                 b" where extname operator(pg_catalog.=) 'citus')")
 PROBE: Final = (b"select exists (select from pg_catalog.pg_extension"
                 b" where extname operator(pg_catalog.=) 'citus'), maim.release_floor()")
+# The block's timeouts (MAIMDB_LOCK_TIMEOUT, MAIMDB_STATEMENT_TIMEOUT), set transaction-locally
+# right behind BEGIN in the block's one pipeline: no round trip of their own, and nothing a
+# session set before (or PgBouncer carried over) lifts them. Only those configured are set,
+# so an operator's own server-side setting stays in force for the other.
+LIMITS: Final[dict[tuple[bool, bool], bytes]] = {
+    (True, False): b"select pg_catalog.set_config('lock_timeout', %s, true)",
+    (False, True): b"select pg_catalog.set_config('statement_timeout', %s, true)",
+    (True, True): b"select pg_catalog.set_config('lock_timeout', %s, true),"
+                  b" pg_catalog.set_config('statement_timeout', %s, true)",
+}
 # Command tags after which the connection's statements can no longer be taken on trust.
 _TAMPERING: Final = (b"PREPARE", b"DEALLOCATE", b"DISCARD")
 
@@ -162,6 +172,8 @@ class Session:
         # MAIMDB_TIMEZONE: the zone naive datetime parameters mean (else the server's TimeZone
         # decides, as PostgreSQL casts timestamp to timestamptz).
         self.zone = configured_zone()
+        # The timeouts every block on this connection sets (see LIMITS), in milliseconds.
+        self.limits = _limits()
 
     # -- statements ---------------------------------------------------------------------------
 
@@ -219,6 +231,13 @@ class Session:
         count)."""
         prepared = sum(s.prepared for s in self.statements.values())
         return Call(GUARD, [str(prepared).encode()], None, None, None)
+
+    def limit(self) -> Call | None:
+        """The statement that sets this block's timeouts; None when none is configured."""
+        if self.limits is None:
+            return None
+        query, values = self.limits
+        return self.call(query, values)
 
     def forget(self) -> None:
         """After ``DISCARD ALL``: the connection holds no statement of ours any more."""
@@ -388,6 +407,17 @@ def in_zone(params: Sequence[Any] | Mapping[str, Any], tz: tzinfo) -> Any:
     if isinstance(params, Mapping):
         return {k: fix(v) for k, v in params.items()}
     return [fix(v) for v in params]
+
+
+def _limits() -> tuple[bytes, list[str]] | None:
+    """The timeouts statement and its parameters (milliseconds), from the settings."""
+    configured = settings()
+    values = [(f"{max(1, round(seconds * 1000))}ms" if seconds else None)
+              for seconds in (configured.lock_timeout, configured.statement_timeout)]
+    key = (values[0] is not None, values[1] is not None)
+    if not any(key):
+        return None
+    return LIMITS[key], [v for v in values if v is not None]
 
 
 def first_error(results: list[PGresult]) -> PGresult | None:

@@ -34,6 +34,12 @@ class Settings(BaseSettings):
     # The zone naive datetimes are read in where maim_db is asked to (the Peewee bridge);
     # None: this machine's local zone.
     timezone: str | None = None
+    # Seconds a block's statement waits for a lock before it fails with BlockedError: the
+    # bound on how long a plugin holding a lock (or a migration queued behind one) stalls a
+    # service. 0: no limit of maim_db's (the server's lock_timeout applies).
+    lock_timeout: float = Field(default=4.0, ge=0, le=86400)
+    # Seconds a block's statement may run in all; 0 (the default): no limit of maim_db's.
+    statement_timeout: float = Field(default=0.0, ge=0, le=86400)
 
     @field_validator("data_dir")
     @classmethod

@@ -39,7 +39,7 @@ def test_migrate_starts_the_server_and_data_survives_a_restart(maimdb: Run,
     stopped = maimdb("db", "status", "--json")
     assert stopped.returncode == 1 and json.loads(stopped.stdout) == {
         "data_dir": str(open_dir / "data" / "postgres"), "initialized": False,
-        "running": False, "pid": None}
+        "running": False, "pid": None, "watcher_pid": None}
     first = maimdb("migrate")
     assert first.returncode == 0, first.stderr
     assert "applied 0001_control_plane" in first.stdout
@@ -48,6 +48,10 @@ def test_migrate_starts_the_server_and_data_survives_a_restart(maimdb: Run,
     running = json.loads(maimdb("db", "status", "--json").stdout)
     assert running["running"] is True and running["initialized"] is True
     assert isinstance(running["pid"], int) and running["pid"] > 0
+    # the watcher (issue 32.3) runs beside the server, and stops with it
+    watcher = running["watcher_pid"]
+    assert isinstance(watcher, int) and watcher > 0
+    assert b"watch" in Path(f"/proc/{watcher}/cmdline").read_bytes()
 
     url = maimdb("db", "url").stdout.strip()
     tenant = ids.new_tenant_id()
@@ -55,10 +59,13 @@ def test_migrate_starts_the_server_and_data_survives_a_restart(maimdb: Run,
         adm.insert(Tenant(id=tenant, tenant_name="survivor"))
 
     assert maimdb("db", "stop").stdout.strip() == "stopped"
+    assert not Path(f"/proc/{watcher}").exists()
+    assert json.loads(maimdb("db", "status", "--json").stdout)["watcher_pid"] is None
     assert maimdb("db", "status").returncode == 1
     assert maimdb("db", "url").returncode == 1
     assert maimdb("db", "start").returncode == 0
     assert "running:     yes" in maimdb("db", "status").stdout
+    assert "watcher:     yes" in maimdb("db", "status").stdout
     with connect(maimdb("db", "url").stdout.strip(), admin=True) as adm:
         assert adm.get(Tenant, tenant).tenant_name == "survivor"
 

@@ -150,7 +150,8 @@ def test_the_production_walkthrough(migrator: Migrator) -> None:
         made = maimdb("login", "create", login, "--as", kind, "--password-stdin", "--json",
                       dsn=m.dsn(), stdin=PASSWORD + "\n")
         assert PASSWORD not in made.stdout + made.stderr
-        assert _json(made) == {"login": login, "role": f"maim_{kind}", "password": True}
+        assert _json(made) == {"login": login, "role": f"maim_{kind}", "password": True,
+                               "connection_limit": 10 if kind == "plugin" else None}
     listed = {row["login"]: row for row in _json(maimdb("login", "list", "--json",
                                                          dsn=m.dsn()))["items"]}
     for kind, login in logins.items():
@@ -163,6 +164,10 @@ def test_the_production_walkthrough(migrator: Migrator) -> None:
                           [list(logins.values())]).fetchall()
     assert rows == sorted((login, False, False, False, False, True)
                           for login in logins.values())
+    with _superuser(m.server, m.name) as su:  # a plugin cannot take every connection
+        limits = dict(su.execute("select rolname, rolconnlimit from pg_roles "
+                                 "where rolname = any(%s)", [list(logins.values())]).fetchall())
+    assert limits == {login: 10 if kind == "plugin" else -1 for kind, login in logins.items()}
 
     # the control plane, as its login
     tenant = _json(maimdb("tenant", "create", "prod", "--json", dsn=m.dsn(logins["admin"])))

@@ -16,13 +16,14 @@ app = App(help="Logins for the services: each holds one maim role (run as the mi
           no_args_is_help=True)
 
 Kind = Annotated[str, typer.Option(
-    "--as", help="The service: admin (control plane), app (runtime), tenant (web back end) "
-                 "or plugin.")]
+    "--as", help="The service: admin (control plane), app (runtime), tenant (web back end), "
+                 "plugin, or (create only) watcher (`maimdb watch`; needs a superuser).")]
 
 
-def _kind(kind: str) -> str:
-    if kind not in logins.KINDS:
-        raise typer.BadParameter(f"must be one of {', '.join(logins.KINDS)}, got {kind!r}",
+def _kind(kind: str, *, watcher: bool = False) -> str:
+    kinds = [*logins.KINDS, *(["watcher"] if watcher else [])]
+    if kind not in kinds:
+        raise typer.BadParameter(f"must be one of {', '.join(kinds)}, got {kind!r}",
                                  param_hint="--as")
     return kind
 
@@ -38,22 +39,32 @@ def login_create(name: str, kind: Kind, dsn: Dsn = None, as_json: Json = False,
                  password_stdin: Annotated[bool, typer.Option(
                      "--password-stdin", help="Read the password from the first line of "
                      "stdin (without it the login has none: certificate or peer "
-                     "authentication).")] = False) -> None:
+                     "authentication).")] = False,
+                 connection_limit: Annotated[int | None, typer.Option(
+                     "--connection-limit", min=1, max=10000,
+                     help="Connections it may hold at once (default: "
+                     f"{logins.PLUGIN_CONNECTION_LIMIT} for a plugin, else no limit).")
+                 ] = None) -> None:
     """Make a login for one service, in the one maim role it needs.
 
-    The password is sent as a SCRAM verifier and never printed.
+    The password is sent as a SCRAM verifier and never printed. A plugin's login may hold
+    10 connections at once unless --connection-limit says otherwise.
 
     Example: maimdb login create maibot_runtime --as app --password-stdin < password.txt
     """
-    kind = _kind(kind)
+    kind = _kind(kind, watcher=True)
     password = _password() if password_stdin else None
-    made = logins.create(dsn, name, kind, password=password)
-    result = {"login": made.login, "role": logins.KINDS[kind], "password": password is not None}
+    made = logins.create(dsn, name, kind, password=password, connection_limit=connection_limit)
+    if connection_limit is None and kind == "plugin":
+        connection_limit = logins.PLUGIN_CONNECTION_LIMIT
+    result = {"login": made.login, "role": logins.role_of(kind),
+              "password": password is not None, "connection_limit": connection_limit}
     if as_json:
         print(dumps(result))
     else:
         say(f"login {made.login}: in {result['role']}, "
-            + ("password set" if password is not None else "no password"))
+            + ("password set" if password is not None else "no password")
+            + (f", at most {connection_limit} connections" if connection_limit else ""))
 
 
 @app.command("grant")

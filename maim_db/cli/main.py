@@ -10,7 +10,19 @@ import typer
 from ..errors import MaimDBError
 from ..schema.migrate import load
 from ..version import __version__
-from . import agent, config, key, login, schema, secrets, server, tenant, transfer, user
+from . import (
+    agent,
+    config,
+    key,
+    login,
+    schema,
+    secrets,
+    server,
+    tenant,
+    transfer,
+    user,
+    watch,
+)
 from .options import App
 from .output import report
 
@@ -36,6 +48,7 @@ def _options(_version: Annotated[bool, typer.Option(
 
 schema.register(app)
 transfer.register(app)
+watch.register(app)
 for name, noun in (("db", server), ("user", user), ("tenant", tenant), ("agent", agent),
                    ("key", key), ("config", config), ("secrets", secrets), ("login", login)):
     app.add_typer(noun.app, name=name)

@@ -34,7 +34,9 @@ def migrate(dsn: Dsn = None,
         server = describe(target)
     else:
         server = (f"the embedded PostgreSQL in {embedded.data_dir(settings().data_dir)} "
-                  "(it keeps running; `maimdb db stop` stops it)")
+                  "(it keeps running, with its watcher; `maimdb db stop` stops both)")
+        if not dry_run:
+            embedded.spawn_watcher(embedded.data_dir(settings().data_dir), target)
     if not as_json:
         say(f"server: {server}")
         if embedded_server:

@@ -34,6 +34,8 @@ def db_start() -> None:
     """
     url = embedded.start(_data_dir(), settings().database)
     say(f"running: {url}")
+    say(f"watcher: pid {embedded.spawn_watcher(_data_dir(), url)} (`maimdb watch`: ends a "
+        "plugin's session that stalls others)")
 
 
 @app.command("stop")
@@ -42,6 +44,7 @@ def db_stop() -> None:
 
     Example: maimdb db stop
     """
+    embedded.stop_watcher(_data_dir())
     if embedded.stop(_data_dir()):
         out.print("stopped")
     else:
@@ -57,13 +60,16 @@ def db_status(as_json: Json = False) -> None:
     s = embedded.status(_data_dir(), settings().database)
     if as_json:
         print(dumps({"data_dir": str(s.data_dir), "initialized": s.initialized,
-                     "running": s.running, "pid": s.pid}))
+                     "running": s.running, "pid": s.pid,
+                     "watcher_pid": embedded.watcher_pid(s.data_dir)}))
         if not s.running:
             raise typer.Exit(1)
         return
     say(f"data dir:    {s.data_dir}")
     say(f"initialized: {'yes' if s.initialized else 'no'}")
     say(f"running:     {'yes, pid ' + str(s.pid) if s.running else 'no'}")
+    watcher = embedded.watcher_pid(s.data_dir)
+    say(f"watcher:     {'yes, pid ' + str(watcher) if watcher else 'no'}")
     if not s.running:
         raise typer.Exit(1)
 

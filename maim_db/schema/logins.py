@@ -26,6 +26,14 @@ from ..errors import ConfigurationError, ConflictError, InputError, translate
 # as it (the migrator is the one login that may become it).
 KINDS: Final = {"admin": "maim_admin", "app": "maim_app", "tenant": "maim_tenant",
                 "plugin": "maim_plugin"}
+# `--as watcher`: the login `maimdb watch` runs as (maim_db.watch). No maim role: it reads
+# every session's state and terminates others' backends, which only these grant. Granting
+# them takes a superuser (or a role holding them WITH ADMIN OPTION).
+WATCHER_ROLES: Final = ("pg_signal_backend", "pg_read_all_stats")
+# Connections a plugin login may hold at once unless `--connection-limit` says otherwise: a
+# plugin that opens connections in a loop then runs out of its own, not the server's
+# max_connections, which the runtime and the control plane need (issue 32.3).
+PLUGIN_CONNECTION_LIMIT: Final = 10
 GROUPS: Final = ("maim_owner", "maim_admin", "maim_app", "maim_tenant", "maim_plugin")
 # maim_app is a member of maim_plugin (a key scope runs as maim_plugin, whatever the login):
 # holding maim_app implies it, and is still one role.
@@ -61,8 +69,11 @@ def check_login_name(name: str) -> None:
 
 
 def role_of(kind: str) -> str:
+    """The role a login of ``kind`` is granted (for ``watcher``, the two it is granted)."""
+    if kind == "watcher":
+        return " and ".join(WATCHER_ROLES)
     if kind not in KINDS:
-        raise InputError(f"--as must be one of {', '.join(KINDS)}, got {kind!r}")
+        raise InputError(f"--as must be one of {', '.join([*KINDS, 'watcher'])}, got {kind!r}")
     return KINDS[kind]
 
 
@@ -88,16 +99,28 @@ def _privilege_error(conn: psycopg.Connection[Any], err: pgerrors.InsufficientPr
     if "create role" in (err.diag.message_primary or ""):
         return ConfigurationError(f'login "{user}" may not create roles: run `maimdb login` as '
                                   f"the migrator (a role with CREATEROLE); {_DOCS}")
+    if role == role_of("watcher"):
+        return ConfigurationError(
+            f'login "{user}" may not grant {role}: only a superuser (or a role holding them '
+            "WITH ADMIN OPTION) may; run `maimdb login create NAME --as watcher` as one; see "
+            'docs/operations.md, "The watcher"')
     return ConfigurationError(
         f'login "{user}" may not grant {role}: on PostgreSQL 16+ only a role holding it WITH '
         "ADMIN OPTION may (the role that created the maim roles does); have a superuser run "
         f'GRANT {role} TO "{user}" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE; {_DOCS}')
 
 
-def create(dsn: str | None, name: str, kind: str, *, password: str | None) -> Login:
-    """A new login in the role for ``kind``, in one transaction: all of it, or nothing."""
+def create(dsn: str | None, name: str, kind: str, *, password: str | None,
+           connection_limit: int | None = None) -> Login:
+    """A new login in the role for ``kind``, in one transaction: all of it, or nothing.
+    ``connection_limit``: connections it may hold at once (a plugin's default
+    :data:`PLUGIN_CONNECTION_LIMIT`, others none)."""
     check_login_name(name)
     role = role_of(kind)
+    if connection_limit is None and kind == "plugin":
+        connection_limit = PLUGIN_CONNECTION_LIMIT
+    if connection_limit is not None and not 1 <= connection_limit <= 10000:
+        raise InputError(f"a connection limit is 1 to 10000, got {connection_limit}")
     if password is not None and not password:
         raise InputError("the password is empty: give one on stdin, or leave out "
                          "--password-stdin for a login that authenticates otherwise")
@@ -113,10 +136,15 @@ def create(dsn: str | None, name: str, kind: str, *, password: str | None) -> Lo
                     verifier = conn.pgconn.encrypt_password(password.encode(), name.encode())
                     statement = sql.SQL("{} password {}").format(
                         statement, sql.Literal(verifier.decode()))
+                if connection_limit is not None:
+                    statement = sql.SQL("{} connection limit {}").format(
+                        statement, sql.Literal(connection_limit))
                 conn.execute(statement)
-                conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(role),
-                                                             sql.Identifier(name)))
-                return Login(login=name, roles=_holds(conn, name), problems=[])
+                granted = WATCHER_ROLES if kind == "watcher" else (role,)
+                conn.execute(sql.SQL("grant {} to {}").format(
+                    sql.SQL(", ").join(map(sql.Identifier, granted)), sql.Identifier(name)))
+                held = list(WATCHER_ROLES) if kind == "watcher" else _holds(conn, name)
+                return Login(login=name, roles=held, problems=[])
         except pgerrors.InsufficientPrivilege as err:
             raise _privilege_error(conn, err, role) from None
         except psycopg.Error as err:
@@ -126,6 +154,9 @@ def create(dsn: str | None, name: str, kind: str, *, password: str | None) -> Lo
 def grant(dsn: str | None, name: str, kind: str) -> Login:
     """Give an existing login the role for ``kind`` — only when that keeps one login, one
     role, and the role means something (RLS applies to the login)."""
+    if kind == "watcher":
+        raise InputError("`login grant` puts a login in a maim role; make the watcher's login "
+                         "with `maimdb login create NAME --as watcher`")
     role = role_of(kind)
     with open_connection(dsn) as conn:
         try:

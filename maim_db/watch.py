@@ -1,0 +1,177 @@
+"""The watcher: ends a plugin's session that stalls everyone else (issue 32.3).
+
+A plugin login has UPDATE and DELETE on the shared tables, so it may ``LOCK TABLE messages IN
+ACCESS EXCLUSIVE MODE``; it can leave a transaction open (vacuum and migrations wait) or run
+one query for ever; and every timeout PostgreSQL has (``statement_timeout``,
+``lock_timeout``, ``idle_in_transaction_session_timeout``, ``transaction_timeout``) is a
+setting its own session can lift. So the bound is kept from outside: a loop, ``maimdb
+watch``, asks the server once per tick which *plugin* backends
+
+- block another backend that has waited for a lock longer than ``block`` seconds
+  (``pg_blocking_pids``, ``pg_locks.waitstart``),
+- sit idle in a transaction longer than ``idle`` seconds, or
+- are in one transaction (or statement) longer than ``transaction`` seconds,
+
+and terminates them in the same statement (``pg_terminate_backend``). A plugin backend is a
+client backend whose login is a member of ``maim_plugin`` and of none of the trusted roles
+(``maim_app``, ``maim_tenant``, ``maim_admin``, ``maim_owner``): the runtime's login is a
+member of ``maim_plugin`` through ``maim_app`` and is never touched, nor is a superuser's
+(PostgreSQL counts a superuser a member of every role).
+
+It runs as a login holding ``pg_signal_backend`` (to terminate others' backends) and
+``pg_read_all_stats`` (to see their state and times), neither a superuser nor a maim role;
+a plugin's login holds neither, so it cannot signal the watcher (docs/operations.md). The
+embedded server's watcher is started by ``maimdb migrate``/``maimdb db start`` and stopped by
+``maimdb db stop`` (:func:`maim_db.embedded.spawn_watcher`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+
+from .errors import ConfigurationError, ConnectError, MaimDBError, connect_error
+from .settings import resolve_dsn
+
+log = logging.getLogger("maim_db.watch")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Seconds a plugin backend may block another, idle in a transaction, or stay in one
+    transaction; ``None`` switches that rule off. ``interval``: seconds between ticks."""
+
+    block: float | None = 2.0
+    idle: float | None = 10.0
+    transaction: float | None = 30.0
+    interval: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("block", "idle", "transaction", "interval"):
+            value = getattr(self, name)
+            if value is not None and not (0 < value <= 86400):  # also refuses nan
+                raise ConfigurationError(f"watch limit {name} must be more than 0 and at most "
+                                         f"86400 seconds, got {value}")
+
+
+@dataclass(frozen=True)
+class Ended:
+    """A backend the watcher terminated: its pid, login and why."""
+
+    pid: int
+    login: str
+    reason: str
+
+
+# One statement per tick: the backends to end, and ending them. pg_locks (a copy of the lock
+# table) is read only for a backend that waits on a lock, pg_blocking_pids likewise; with no
+# one waiting the statement reads pg_stat_activity and the role memberships of its logins.
+TICK: Final = """
+with activity as materialized (
+    select a.pid, a.usesysid, a.usename, a.backend_type, a.state, a.xact_start,
+           a.state_change, a.wait_event_type
+    from pg_catalog.pg_stat_activity a
+    where a.pid operator(pg_catalog.<>) pg_catalog.pg_backend_pid()
+), plugin as (
+    select a.* from activity a
+    where a.backend_type operator(pg_catalog.=) 'client backend'
+      and pg_catalog.pg_has_role(a.usesysid, 'maim_plugin', 'MEMBER')
+      and not pg_catalog.pg_has_role(a.usesysid, 'maim_app', 'MEMBER')
+      and not pg_catalog.pg_has_role(a.usesysid, 'maim_tenant', 'MEMBER')
+      and not pg_catalog.pg_has_role(a.usesysid, 'maim_admin', 'MEMBER')
+      and not pg_catalog.pg_has_role(a.usesysid, 'maim_owner', 'MEMBER')
+), blocking as (
+    select b.blocker, w.pid as waiter,
+           pg_catalog.date_part('epoch', pg_catalog.now() operator(pg_catalog.-) coalesce(
+               (select pg_catalog.min(l.waitstart) from pg_catalog.pg_locks l
+                where l.pid operator(pg_catalog.=) w.pid and not l.granted),
+               w.state_change)) as waited
+    from activity w
+    cross join lateral pg_catalog.unnest(pg_catalog.pg_blocking_pids(w.pid)) as b(blocker)
+    where w.wait_event_type operator(pg_catalog.=) 'Lock'
+), reasons as (
+    select p.pid, p.usename, 1 as rank,
+           pg_catalog.format('blocked pid %%s for %%s s', k.waiter,
+                             pg_catalog.round(k.waited::pg_catalog.numeric, 1)) as why
+    from plugin p join blocking k on k.blocker operator(pg_catalog.=) p.pid
+    where k.waited operator(pg_catalog.>) %(block)s::pg_catalog.float8
+  union all
+    select p.pid, p.usename, 2,
+           pg_catalog.format('idle in a transaction for %%s s', pg_catalog.round(
+               pg_catalog.date_part('epoch', pg_catalog.now() operator(pg_catalog.-)
+                                    p.state_change)::pg_catalog.numeric, 1))
+    from plugin p
+    where pg_catalog.starts_with(p.state, 'idle in transaction')
+      and pg_catalog.date_part('epoch', pg_catalog.now() operator(pg_catalog.-) p.state_change)
+          operator(pg_catalog.>) %(idle)s::pg_catalog.float8
+  union all
+    select p.pid, p.usename, 3,
+           pg_catalog.format('in one transaction for %%s s', pg_catalog.round(
+               pg_catalog.date_part('epoch', pg_catalog.now() operator(pg_catalog.-)
+                                    p.xact_start)::pg_catalog.numeric, 1))
+    from plugin p
+    where pg_catalog.date_part('epoch', pg_catalog.now() operator(pg_catalog.-) p.xact_start)
+          operator(pg_catalog.>) %(transaction)s::pg_catalog.float8
+), chosen as (
+    select distinct on (pid) pid, usename, why from reasons order by pid, rank
+)
+select pid, usename, why from chosen where pg_catalog.pg_terminate_backend(pid)
+"""
+
+
+def tick(conn: psycopg.Connection[Any], limits: Limits) -> list[Ended]:
+    """One look at the server: terminate the plugin backends past a limit; return them."""
+    rows = conn.execute(TICK, {"block": limits.block, "idle": limits.idle,
+                               "transaction": limits.transaction}).fetchall()
+    return [Ended(pid, login, why) for pid, login, why in rows]
+
+
+def connect(dsn: str | None = None) -> psycopg.Connection[Any]:
+    """The watcher's own connection: autocommit, and bounded itself (it never waits on a
+    lock a plugin could hold, but a stuck server must not stop it for good)."""
+    try:
+        conn = psycopg.connect(resolve_dsn(dsn), autocommit=True,
+                               application_name="maimdb watch")
+    except psycopg.OperationalError as err:
+        raise connect_error(err) from err
+    conn.execute("set statement_timeout = '10s'")
+    conn.execute("set lock_timeout = '2s'")
+    return conn
+
+
+def run(dsn: str | None, limits: Limits, *, stop: threading.Event | None = None,
+        report: Callable[[Ended], None] | None = None) -> None:
+    """Tick every ``limits.interval`` seconds until ``stop`` is set; reconnect (every
+    interval) after the server went away, and log a failure once until it changes."""
+    stop = stop or threading.Event()
+    conn: psycopg.Connection[Any] | None = None
+    last_problem = ""
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            if conn is None or conn.closed:
+                conn = connect(dsn)
+            for ended in tick(conn, limits):
+                log.warning("maimdb watch: terminated pid %s (login %s): %s",
+                            ended.pid, ended.login, ended.reason)
+                if report is not None:
+                    report(ended)
+            last_problem = ""
+        except (psycopg.Error, MaimDBError) as err:
+            problem = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            if problem != last_problem:
+                log.error("maimdb watch: %s (retrying every %s s)", problem, limits.interval)
+                last_problem = problem
+            if conn is not None and not conn.closed and conn.broken:
+                conn.close()
+            if isinstance(err, psycopg.OperationalError | ConnectError) and conn is not None:
+                conn.close()
+        stop.wait(max(0.0, limits.interval - (time.monotonic() - started)))
+    if conn is not None:
+        conn.close()
