@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     lock_timeout: float = Field(default=4.0, ge=0, le=86400)
     # Seconds a block's statement may run in all; 0 (the default): no limit of maim_db's.
     statement_timeout: float = Field(default=0.0, ge=0, le=86400)
+    # Seconds `maimdb migrate`/`rollback` wait for another session's migration lock before
+    # they stop and name the session that holds it (any login can take an advisory lock).
+    migrate_lock_wait: float = Field(default=60.0, ge=0, le=86400)
 
     @field_validator("data_dir")
     @classmethod

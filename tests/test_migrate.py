@@ -313,3 +313,20 @@ def test_rollback_refuses_when_the_plan_went_stale(empty_db: TestDB) -> None:
     with pytest.raises(MigrationError, match="changed since the plan"):
         migrate.rollback(empty_db.superuser, steps=1, expect=[applied[0].id])
     assert not migrate.status(empty_db.superuser).pending
+
+
+def test_a_migration_lock_another_login_holds_is_named_and_migrate_stops(db: TestDB) -> None:
+    """Any login can take an advisory lock, the migration lock's too: migrate used to wait
+    for ever. It waits MAIMDB_MIGRATE_LOCK_WAIT seconds, then names the session."""
+    from tests.cli import one_line_error
+
+    with psycopg.connect(db.dsn("plugin"), autocommit=True) as squatter:
+        squatter.execute("select pg_advisory_lock(%s)", [migrate.LOCK_KEY])
+        pid = squatter.info.backend_pid
+        env = dict(os.environ, MAIMDB_MIGRATE_LOCK_WAIT="0.5")
+        for command in (["migrate"], ["rollback", "--yes"]):
+            line = one_line_error(maimdb(*command, dsn=db.superuser, env=env))
+            assert f"another session holds the migration lock after 0.5 s: session pid {pid} " \
+                   "(login maim_test_plugin" in line and "Nothing was changed" in line
+    assert maimdb("migrate", dsn=db.superuser).returncode == 0  # the lock is free again
+    assert migrate.status(db.superuser).pending == []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from ..connection import open_connection
 from ..errors import MigrationError
-from ..settings import resolve_dsn
+from ..settings import resolve_dsn, settings
 from . import citus
 from .audit import BOOKKEEPING, CONTROL_PLANE, audit
 from .preconditions import Unmet, unmet
@@ -127,12 +128,41 @@ def _backend(dsn: str) -> Iterator[Any]:
         backend.connection.close()
 
 
+# Who holds the migration lock: any login can take an advisory lock, so a session that is
+# not a migrate may hold it too (pg_locks spells a bigint key as two 32-bit halves).
+_HOLDER: Final = """
+    select a.pid, a.usename, coalesce(a.application_name, ''), a.backend_start
+    from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid
+    where l.locktype = 'advisory' and l.granted and l.objsubid = 1
+      and l.database = (select oid from pg_catalog.pg_database
+                        where datname = pg_catalog.current_database())
+      and l.classid = %s::pg_catalog.oid and l.objid = %s::pg_catalog.oid
+"""
+
+
+def _take_lock(conn: psycopg.Connection[Any], wait: float) -> None:
+    """Take the migration lock, waiting at most ``wait`` seconds; then name who holds it."""
+    deadline = time.monotonic() + wait
+    while conn.execute("select pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone() != (True,):
+        if time.monotonic() >= deadline:
+            held = conn.execute(_HOLDER, [LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF]).fetchone()
+            who = ("a session that has ended since" if held is None else
+                   f"session pid {held[0]} (login {held[1]}"
+                   + (f", application {held[2]!r}" if held[2] else "")
+                   + f", connected {held[3]:%Y-%m-%d %H:%M:%S %Z})")
+            raise MigrationError(
+                f"another session holds the migration lock after {wait:g} s: {who}. If it is "
+                "another migrate, wait for it; if not, end it (select pg_terminate_backend(pid))"
+                " and run again; MAIMDB_MIGRATE_LOCK_WAIT sets the wait. Nothing was changed")
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
 @contextmanager
 def _locked(dsn: str | None) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
     """A connection holding the migration lock for as long as the block runs."""
     resolved = resolve_dsn(dsn)
     with open_connection(resolved) as conn:
-        conn.execute("select pg_advisory_lock(%s)", [LOCK_KEY])
+        _take_lock(conn, settings().migrate_lock_wait)
         try:
             yield resolved, conn
         finally:
