@@ -7,6 +7,7 @@ one database is shared, so every test works on a world of its own (fresh ids).""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -23,10 +24,10 @@ import pytest
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from maim_db import ConflictError, IsolationError, Pool, agent_scope, connect, peewee
+from maim_db import ConflictError, IsolationError, MaimDBError, Pool, agent_scope, connect, peewee
 from maim_db.schema import audit, citus, migrate
 from maim_db.tables import Message, RuntimeState
-from tests.databases import Server, TestDB, World, build_world, make_logins
+from tests.databases import LOGINS, PASSWORD, Server, TestDB, World, build_world, make_logins
 
 DSN = os.environ.get("MAIMDB_TEST_CITUS_DSN")
 
@@ -73,6 +74,10 @@ NOT_ON_THE_CLUSTER = {
         "makes a user with a fixed name and counts every user of the database",
     "test_old_names_without_text_do_not_stop_the_migration":
         "migrates a database of its own (empty_db) from an old version",
+    "test_a_plugin_tenant_setting_and_reset_role_widen_nothing":
+        "after RESET ROLE the block runs as the plugin's login, which a worker now refuses "
+        "(issue 32.1): the write fails as a DatabaseError naming pg_hba, not an IsolationError; "
+        "still refused, nothing written",
     "test_the_scope_setting_is_trusted_inside_a_transaction":
         "pins that set_config() re-sets the scope; on Citus set_config reaches no worker and "
         "SET LOCAL does: test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster",
@@ -100,6 +105,7 @@ def cluster() -> Iterator[Server]:
     migrate.migrate(DSN)
     with psycopg.connect(DSN, autocommit=True) as conn:
         make_logins(conn)
+        citus.seal_roles(conn)  # granting a group role to a login marks it distributed again
     yield Server(DSN, "citus")
 
 
@@ -163,7 +169,7 @@ def test_a_login_that_knows_only_a_group_roles_name_cannot_log_in_as_it(
     with psycopg.connect(DSN, autocommit=True) as conn:
         nodes = [DSN, *_workers(conn)]
     for node in nodes:
-        with pytest.raises(psycopg.OperationalError, match="password"):
+        with pytest.raises(psycopg.OperationalError, match=r"rejects|certificate"):
             psycopg.connect(make_conninfo(node, user=role), connect_timeout=5).close()
 
 
@@ -399,6 +405,10 @@ def test_a_key_scope_holds_on_the_shards_and_its_proof_does_not_replay(db: TestD
         sql.Literal(a1))
     with test_unforgeable._raw(db, "plugin") as conn:
         with conn.transaction():
+            # as the wrapper's blocks do: Citus logs into a worker as the current role, and a
+            # worker admits only the group roles (an application login is refused there);
+            # set_config, not SET LOCAL ROLE, which Citus would send to the worker too
+            conn.execute("select set_config('role', 'maim_plugin', true)")
             conn.execute("select maim.open_key_scope(%s)", [secret])
             proof = conn.execute("select current_setting('maim.agent_proof')").fetchone()
             assert conn.execute(router).fetchall() == [("a1-state",)]
@@ -408,6 +418,7 @@ def test_a_key_scope_holds_on_the_shards_and_its_proof_does_not_replay(db: TestD
         for query in (router, sql.SQL("select state_key from runtime_state")):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not proven"), \
                     conn.transaction():
+                conn.execute("select set_config('role', 'maim_plugin', true)")
                 conn.execute(sql.SQL("set local maim.agent_id = {}").format(sql.Literal(a1)))
                 conn.execute(sql.SQL("set local maim.agent_proof = {}").format(
                     sql.Literal(proof[0])))
@@ -478,6 +489,9 @@ def test_the_audit_finds_what_distribution_needs(cluster: Server) -> None:
                          "policies and forced row-level security"]
         # Committed before it is dropped: Citus leaves a table created and dropped in one
         # transaction on the workers (seen here), where it blocks the next create.
+        # DDL that names the group roles needs them marked distributed, as migrate does
+        # around its own (sealed again after: issue 32.2)
+        citus.mark_roles_distributed(conn)
         with conn.transaction():
             conn.execute("set local role maim_owner")
             conn.execute("create table local_notes (agent_id text not null default "
@@ -488,6 +502,142 @@ def test_the_audit_finds_what_distribution_needs(cluster: Server) -> None:
             found = [str(f) for f in audit.audit(conn)]
         finally:
             conn.execute("drop table local_notes")
+            citus.seal_roles(conn)
         assert "table local_notes: is not distributed by agent_id (`maimdb migrate` " \
                "distributes it)" in found
         assert audit.audit(conn) == []
+
+
+# -- issue 32.1 and 32.2: a worker admits only Citus; a block cannot change a group role --------
+
+def _nodes() -> list[str]:
+    assert DSN
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        return [DSN, *_workers(conn)]
+
+
+@pytest.mark.parametrize("kind", sorted(LOGINS))
+def test_a_worker_admits_no_application_login(db: TestDB, kind: str) -> None:
+    """Only Citus has business on a worker: an application login (its own password, as
+    scaling.md's "the application's logins stay as they are" left them) is refused there."""
+    login, _ = LOGINS[kind]
+    with psycopg.connect(DSN or "", autocommit=True) as conn:
+        workers = _workers(conn)
+    for worker in workers:
+        with pytest.raises(psycopg.OperationalError, match=r"rejects|certificate"):
+            psycopg.connect(make_conninfo(worker, user=login, password=PASSWORD),
+                            connect_timeout=5).close()
+
+
+def test_a_proof_read_on_a_worker_cannot_be_replayed_there(db: TestDB, world: World) -> None:
+    """Issue 32.1, as it was done: while A1's key block is open, a plugin session on a worker
+    takes A1's distributed transaction id and proof (both travel to the worker as query text,
+    readable in pg_stat_activity there) and reads A1's shard. It must get no session there,
+    or nothing of A1's if it had one."""
+    a1 = world.agent_id("A1")
+    with connect(db.dsn("app"), agent_id=a1) as app:
+        app.execute("insert into runtime_state (state_key) values ('a1-secret')")
+    secret = test_unforgeable._key(db, world, "A1")
+    with psycopg.connect(DSN or "", autocommit=True) as conn:
+        shard = conn.execute(
+            "select shard_name('runtime_state'::regclass, s.shardid), n.nodename, n.nodeport "
+            "from pg_dist_shard s join pg_dist_placement using (shardid) "
+            "join pg_dist_node n using (groupid) where s.shardid = "
+            "get_shard_id_for_distribution_column('runtime_state', %s::text)", [a1]).fetchone()
+    assert shard is not None
+    name, host, port = shard
+    login, _ = LOGINS["plugin"]
+    stolen: list[Any] = []
+    with test_unforgeable._raw(db, "plugin") as victim, victim.transaction():
+        victim.execute("select set_config('role', 'maim_plugin', true)")  # as the wrapper
+        victim.execute("select maim.open_key_scope(%s)", [secret])
+        assert victim.execute("select state_key from runtime_state where agent_id = %s",
+                              [a1]).fetchall() == [("a1-secret",)]
+        proof = victim.execute("select current_setting('maim.agent_proof')").fetchone()
+        tid = victim.execute("select initiator_node_identifier, transaction_number, "
+                             "transaction_stamp from get_current_transaction_id()").fetchone()
+        assert proof and tid
+        try:
+            thief = psycopg.connect(make_conninfo(DSN or "", host=host, port=port, user=login,
+                                                  password=PASSWORD), connect_timeout=5)
+        except psycopg.OperationalError:
+            thief = None  # refused: what a worker must do
+        if thief is not None:
+            with thief:
+                thief.execute("set citus.override_table_visibility = off")
+                thief.execute("select assign_distributed_transaction_id(%s::int, %s::bigint, "
+                              "%s::timestamptz)", tid)
+                thief.execute("select set_config('maim.agent_proof', %s, true), "
+                              "set_config('maim.agent_id', %s, true)", [proof[0], a1])
+                try:
+                    stolen = thief.execute(sql.SQL("select state_key from {}").format(
+                        sql.Identifier(name))).fetchall()
+                except psycopg.Error:
+                    stolen = []
+    assert stolen == []
+
+
+def _authinfo_password() -> str | None:
+    """The group roles' password as tools/citus.py gave it to Citus (none with certificates)."""
+    with psycopg.connect(DSN or "", autocommit=True) as conn:
+        row = conn.execute("select authinfo from pg_dist_authinfo "
+                           "where rolename = 'maim_plugin' and nodeid = 0").fetchone()
+    found = re.search(r"password=(\S+)", row[0]) if row else None
+    return found.group(1) if found else None
+
+
+def _restore_maim_plugin(nodes: list[str], password: str | None) -> None:
+    """What a test that changed maim_plugin must leave: no defaults, Citus's credential."""
+    for node in nodes:
+        with psycopg.connect(node, autocommit=True) as conn:
+            conn.execute("set citus.enable_alter_role_propagation = off")
+            conn.execute("set citus.enable_alter_role_set_propagation = off")
+            conn.execute("alter role maim_plugin reset all")
+            conn.execute(sql.SQL("alter role maim_plugin in database {} reset all").format(
+                sql.Identifier(conn.info.dbname)))
+            conn.execute(sql.SQL("alter role maim_plugin password {}").format(
+                sql.Literal(password)))
+
+
+def _key_block_works(db: TestDB, secret: str, agent: str) -> None:
+    with connect(db.dsn("plugin"), api_key=secret) as p:  # a write on the agent's shard
+        p.execute("insert into runtime_state (state_key) values (%s)",
+                  [f"after-{uuid.uuid4().hex[:6]}"])
+        assert p.rows("select count(*) from runtime_state where agent_id = %s", [agent])
+
+
+@pytest.mark.parametrize("change", [
+    "alter role maim_plugin set default_transaction_read_only = on",
+    "alter role maim_plugin in database maim set statement_timeout = 1",
+    "alter role current_user set default_transaction_read_only = on",
+    "alter role maim_plugin password 'chosen-by-the-plugin'",
+])
+def test_a_key_block_cannot_change_its_group_role(db: TestDB, world: World,
+                                                  change: str) -> None:
+    """Issue 32.2: inside a key block current_user is maim_plugin, and PostgreSQL lets a role
+    change its own password and defaults; Citus propagated both to every node and logs into
+    the workers as maim_plugin. Whatever the block runs, no node's maim_plugin changes: every
+    plugin of every tenant still works, and the plugin cannot log in as maim_plugin."""
+    nodes = _nodes()
+    password = _authinfo_password()
+    secret = test_unforgeable._key(db, world, "A1")
+    a1 = world.agent_id("A1")
+    try:
+        # refused is as good as harmless
+        with contextlib.suppress(psycopg.Error, MaimDBError), \
+                connect(db.dsn("plugin"), api_key=secret) as p:
+            p.execute(change)
+        for node in nodes[1:]:
+            with psycopg.connect(node, autocommit=True) as conn:
+                assert conn.execute(
+                    "select count(*) from pg_db_role_setting "
+                    "where setrole = 'maim_plugin'::regrole").fetchone() == (0,), node
+        _key_block_works(db, secret, a1)
+        _key_block_works(db, test_unforgeable._key(db, world, "B1"), world.agent_id("B1"))
+        for node in nodes:
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(make_conninfo(node, user="maim_plugin",
+                                              password="chosen-by-the-plugin"),
+                                connect_timeout=5).close()
+    finally:
+        _restore_maim_plugin(nodes, password)

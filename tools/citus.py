@@ -10,10 +10,12 @@ each with ``citus`` preloaded and created, the workers added; ``stop`` stops the
 prints the coordinator's superuser DSN; ``packages`` the Debian packages the build needs.
 
 Citus opens its node connections as the current role, so on a cluster the maim group roles
-need ``LOGIN``. ``start`` creates them with a random password that only Citus is given
-(``pg_dist_authinfo`` on every node, superuser-only), and each node's ``pg_hba.conf`` asks
-those roles for it (everyone else: trust, a test cluster): an application login that names
-``maim_app`` cannot log in as it.
+need ``LOGIN``. ``start`` creates them without a password and gives Citus a client
+certificate for them (``pg_dist_authinfo`` on every node, superuser-only); each node's
+``pg_hba.conf`` admits those roles with that certificate alone, so neither an application
+login that names ``maim_app`` nor a block that changes ``maim_plugin``'s password can log in
+as one. A worker admits no one else but the superuser; the coordinator trusts the
+application's logins (a test cluster).
 
 This is for tests and local trials: a real cluster installs Citus from its platform's packages
 (docs/scaling.md). Build dependencies are Debian's (``.ci/run`` installs them).
@@ -24,7 +26,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,7 @@ def start(directory: Path) -> str:
     superuser DSN."""
     directory.mkdir(parents=True, exist_ok=True)
     shutil.chown(directory, "postgres", "postgres")
+    tls = _tls(directory)
     fresh = []
     for name, port in PORTS.items():
         node = directory / name
@@ -128,11 +130,18 @@ def start(directory: Path) -> str:
             with open(node / "data" / "postgresql.conf", "a", encoding="utf-8") as conf:
                 conf.write(f"\nshared_preload_libraries = 'citus'\nport = {port}\n"
                            "listen_addresses = 'localhost'\nunix_socket_directories = ''\n"
-                           "max_connections = 200\nfsync = off\n")
-            (node / "data" / "pg_hba.conf").write_text(HBA)
+                           "max_connections = 200\nfsync = off\n"
+                           f"ssl = on\nssl_cert_file = '{tls / 'server.crt'}'\n"
+                           f"ssl_key_file = '{tls / 'server.key'}'\n"
+                           f"ssl_ca_file = '{tls / 'ca.crt'}'\n"
+                           "citus.node_conninfo = 'sslmode=require'\n")
             fresh.append(name)
+        (node / "data" / "pg_hba.conf").write_text(_hba(name))
+        (node / "data" / "pg_ident.conf").write_text(IDENT)
         if not _running(node):
             _ctl(node, "start")
+        else:
+            _ctl(node, "reload")
     for name in fresh:
         port = PORTS[name]
         _psql(port, f"create database {DATABASE}", database="postgres")
@@ -142,29 +151,72 @@ def start(directory: Path) -> str:
         _psql(coordinator, f"select citus_set_coordinator_host('localhost', {coordinator})")
         for name in ("worker1", "worker2"):
             _psql(coordinator, f"select citus_add_node('localhost', {PORTS[name]})")
-        _node_roles()
+        _node_roles(tls)
     return dsn()
 
 
-# The maim group roles log in only with a password (Citus opens its node connections as the
-# current role, so they need LOGIN on a cluster); everyone else, trust: a test cluster.
+# Who a node admits. The maim group roles log in only with Citus's client certificate (pg_hba
+# `cert`, mapped by pg_ident): nothing a role can change about itself (ALTER ROLE … PASSWORD)
+# is asked for, so a block that runs as maim_plugin cannot give itself a way in (issue 32.2).
+# A worker admits nobody else but the operator's superuser: an application login has no
+# business there, and one that had a session could replay what Citus sends its connections
+# (issue 32.1). The coordinator admits the application's logins (trust: a test cluster).
 GROUP_ROLES = ("maim_owner", "maim_app", "maim_tenant", "maim_admin", "maim_plugin")
-HBA = "".join(f"host all {','.join(GROUP_ROLES)} {net} scram-sha-256\n"
-              f"host all all {net} trust\n" for net in ("127.0.0.1/32", "::1/128"))
+CLIENT_CN = "maim-citus-node"
+NETS = ("127.0.0.1/32", "::1/128")
 
 
-def _node_roles() -> None:
-    """The group roles with a password no application is given: Citus reads it from
-    ``pg_dist_authinfo`` (superuser-only) on every node, so its own connections log in and a
-    login that only knows the role's name does not. `maimdb migrate` then finds the roles."""
-    password = secrets.token_urlsafe(24)
+def _hba(name: str) -> str:
+    roles = ",".join(GROUP_ROLES)
+    lines = [f"hostssl all {roles} {net} cert map=citus" for net in NETS]
+    lines += [f"host all {roles} {net} reject" for net in NETS]  # not without the certificate
+    lines += [f"host all postgres {net} trust" for net in NETS]  # the operator (tests)
+    others = "trust" if name == "coordinator" else "reject"
+    lines += [f"host all all {net} {others}" for net in NETS]
+    return "\n".join(lines) + "\n"
+
+
+IDENT = "".join(f"citus {CLIENT_CN} {role}\n" for role in GROUP_ROLES)
+
+
+def _openssl(*args: str | Path) -> None:
+    _run("openssl", *args)
+
+
+def _tls(directory: Path) -> Path:
+    """A CA, a server certificate for every node and the client certificate Citus presents,
+    made once under ``directory/tls`` (readable by postgres alone)."""
+    tls = directory / "tls"
+    if (tls / "client.key").exists():
+        return tls
+    tls.mkdir(exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "3650", "-subj",
+             "/CN=maim-citus-ca", "-keyout", tls / "ca.key", "-out", tls / "ca.crt")
+    for name, cn in (("server", "localhost"), ("client", CLIENT_CN)):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+                 "-keyout", tls / f"{name}.key", "-out", tls / f"{name}.csr")
+        _openssl("x509", "-req", "-in", tls / f"{name}.csr", "-CA", tls / "ca.crt",
+                 "-CAkey", tls / "ca.key", "-CAcreateserial", "-days", "3650",
+                 "-out", tls / f"{name}.crt")
+    for path in tls.iterdir():
+        shutil.chown(path, "postgres", "postgres")
+        path.chmod(0o600)
+    shutil.chown(tls, "postgres", "postgres")
+    tls.chmod(0o700)
+    return tls
+
+
+def _node_roles(tls: Path) -> None:
+    """The group roles, without a password: Citus logs in as them with its client certificate
+    (``pg_dist_authinfo`` on every node, superuser-only). `maimdb migrate` then finds them."""
     coordinator = PORTS["coordinator"]
     for role in GROUP_ROLES:  # top level: propagated to the workers
-        _psql(coordinator, f"create role {role} login nobypassrls password '{password}'")
+        _psql(coordinator, f"create role {role} login nobypassrls")
+    authinfo = f"sslcert={tls / 'client.crt'} sslkey={tls / 'client.key'}"
     for port in PORTS.values():
         for role in GROUP_ROLES:
             _psql(port, "insert into pg_dist_authinfo (nodeid, rolename, authinfo) "
-                        f"values (0, '{role}', 'password={password}')")
+                        f"values (0, '{role}', '{authinfo}')")
 
 
 def stop(directory: Path) -> None:

@@ -58,6 +58,7 @@ def prepare_roles(conn: psycopg.Connection[Any]) -> None:
     make maim_app a member of maim_plugin the same way, and have the database's sessions send
     their ``SET LOCAL`` commands to the workers. Run outside a
     transaction block, on the coordinator, by a role that may create roles."""
+    mark_roles_distributed(conn)  # sealed by the last migrate: DDL on them needs them marked
     existing = dict(conn.execute(
         "select rolname, rolcanlogin from pg_catalog.pg_roles where rolname = any(%s)",
         [list(ROLES)]).fetchall())
@@ -77,6 +78,80 @@ def prepare_roles(conn: psycopg.Connection[Any]) -> None:
     # those only with this setting (for every session of the database, psql's included).
     conn.execute(sql.SQL("alter database {} set citus.propagate_set_commands = 'local'")
                  .format(sql.Identifier(conn.info.dbname)))
+
+
+# Group roles a block cannot change (issue 32.2) -------------------------------------------
+# Inside a block current_user is the group role, and PostgreSQL lets a role change its own
+# password and defaults (ALTER ROLE … PASSWORD / SET). Citus propagates both to every node
+# for a role it has marked distributed (pg_dist_object), and logs into the workers as that
+# role: `ALTER ROLE maim_plugin SET default_transaction_read_only = on` from one plugin's
+# block stopped every plugin of every tenant. Citus decides on the coordinator, from that
+# mark alone (commands/role.c; its enable_alter_role_*propagation settings are USERSET, so a
+# block sets them back on). So migrate ends by clearing every group role's defaults on every
+# node and then the mark: a block's ALTER ROLE then changes the coordinator's row only, where
+# the roles are entered by SET ROLE (role defaults apply at login) and log in only with
+# Citus's certificate (pg_hba `cert`, so no password is asked). migrate marks them again
+# first, because Citus creates a role it does not know of on the workers when DDL names it.
+_ROLE_OIDS = "select r.oid from pg_catalog.pg_roles r where r.rolname = any(%(roles)s)"
+
+
+def mark_roles_distributed(conn: psycopg.Connection[Any]) -> None:
+    """Let Citus propagate DDL on the group roles again (migrate, as a superuser)."""
+    conn.execute("insert into pg_catalog.pg_dist_object (classid, objid, objsubid) "
+                 "select 'pg_catalog.pg_authid'::regclass, o.oid, 0 "
+                 f"from ({_ROLE_OIDS}) o where not exists ("
+                 "select from pg_catalog.pg_dist_object d "
+                 "where d.classid = 'pg_catalog.pg_authid'::regclass and d.objid = o.oid)",
+                 {"roles": list(ROLES)})
+
+
+def seal_roles(conn: psycopg.Connection[Any]) -> None:
+    """No group role keeps a default on any node, and none is marked for Citus to propagate
+    an ALTER ROLE on it (end of migrate, as a superuser, on the coordinator)."""
+    database = sql.Identifier(conn.info.dbname)
+    for name in ROLES:  # still marked: propagated to every node
+        role = sql.Identifier(name)
+        conn.execute(sql.SQL("alter role {} reset all").format(role))
+        conn.execute(sql.SQL("alter role {} in database {} reset all").format(role, database))
+    conn.execute("delete from pg_catalog.pg_dist_object "
+                 "where classid = 'pg_catalog.pg_authid'::regclass "
+                 f"and objid in ({_ROLE_OIDS})", {"roles": list(ROLES)})
+
+
+_ROLE_DEFAULTS = """
+select r.rolname::text as role, coalesce(d.datname::text, '(every database)') as db,
+       s.setconfig::text as config
+from pg_catalog.pg_db_role_setting s
+join pg_catalog.pg_roles r on r.oid = s.setrole
+left join pg_catalog.pg_database d on d.oid = s.setdatabase
+where r.rolname = any(%(roles)s)
+order by 1, 2
+"""
+
+
+def role_findings(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """(role, problem) for a group role that is marked for Citus to propagate ALTER ROLE on
+    it, or that has a default on any node (the workers asked by a superuser only)."""
+    found = [(role, "is marked distributed, so Citus propagates an ALTER ROLE a block runs "
+                    "on it to every node (`maimdb migrate` clears the mark)")
+             for (role,) in conn.execute(
+                 "select r.rolname::text from pg_catalog.pg_dist_object d "
+                 "join pg_catalog.pg_roles r on r.oid = d.objid "
+                 "where d.classid = 'pg_catalog.pg_authid'::regclass "
+                 "and r.rolname = any(%(roles)s) order by 1", {"roles": list(ROLES)})]
+    rows = [("", *row) for row in conn.execute(_ROLE_DEFAULTS, {"roles": list(ROLES)})]
+    if _may_ask_workers(conn):
+        query = sql.SQL(_ROLE_DEFAULTS.replace("%(roles)s", "{}")).format(
+            sql.Literal(list(ROLES))).as_string(conn)
+        for node, port, ok, result in _on_workers(
+                conn, "select coalesce(json_agg(json_build_array(e.role, e.db, e.config)), "
+                      f"'[]') from ({query}) e"):
+            if ok:
+                rows += [(f" on {node}:{port}", *row) for row in json.loads(result)]
+    found += [(role, f"has defaults{where} in {database}: {config} (a role's defaults apply "
+                     "to Citus's connections as it; `maimdb migrate` clears them)")
+              for where, role, database, config in rows]
+    return found
 
 
 #: Citus's functions that run a caller's SQL text on other nodes over Citus's own node

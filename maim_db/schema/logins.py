@@ -110,6 +110,13 @@ def _privilege_error(conn: psycopg.Connection[Any], err: pgerrors.InsufficientPr
         f'GRANT {role} TO "{user}" WITH ADMIN OPTION, INHERIT FALSE, SET FALSE; {_DOCS}')
 
 
+def _coordinator_only(conn: psycopg.Connection[Any]) -> None:
+    """On Citus, the login and its grant stay on the coordinator: a worker admits no
+    application login, and a propagated grant would mark the group role distributed again,
+    so that Citus propagated a block's ALTER ROLE on it (issue 32.2). A placeholder elsewhere."""
+    conn.execute("set local citus.enable_create_role_propagation = off")
+
+
 def create(dsn: str | None, name: str, kind: str, *, password: str | None,
            connection_limit: int | None = None) -> Login:
     """A new login in the role for ``kind``, in one transaction: all of it, or nothing.
@@ -130,6 +137,7 @@ def create(dsn: str | None, name: str, kind: str, *, password: str | None,
                 if _attributes(conn, name) is not None:
                     raise ConflictError(f'a role "{name}" already exists: `maimdb login grant` '
                                         "adds a maim role to an existing login")
+                _coordinator_only(conn)
                 statement = sql.SQL("create role {} login nosuperuser nobypassrls nocreaterole "
                                     "nocreatedb noreplication").format(sql.Identifier(name))
                 if password is not None:
@@ -201,6 +209,7 @@ def grant(dsn: str | None, name: str, kind: str) -> Login:
                 if members and members[0]:
                     raise InputError(f'"{name}" has members, which would gain {role} too; '
                                      "grant it to each login instead")
+                _coordinator_only(conn)
                 conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(role),
                                                              sql.Identifier(name)))
                 return Login(login=name, roles=_holds(conn, name), problems=[])

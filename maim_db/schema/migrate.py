@@ -317,6 +317,7 @@ def migrate(dsn: str | None = None, *, dry_run: bool = False,
         _record_missing(conn, state)
         if citus.installed(conn):
             _distribute(conn)
+            citus.seal_roles(conn)
         findings = audit(conn)
         if findings:
             raise MigrationError("schema audit failed after migrate (applied in this run: "
