@@ -37,7 +37,7 @@ VERSION = "13.2.2"
 PG = Path("/usr/lib/postgresql/15/bin")
 PORTS = {"coordinator": 57630, "worker1": 57631, "worker2": 57632}
 DATABASE = "maim"
-BUILD_PACKAGES = ("postgresql-15", "postgresql-server-dev-15", "libcurl4-openssl-dev",
+BUILD_PACKAGES = ("postgresql-15", "postgresql-server-dev-15", "openssl", "libcurl4-openssl-dev",
                   "liblz4-dev", "libzstd-dev", "libkrb5-dev", "libssl-dev", "libselinux1-dev",
                   "libxslt1-dev", "libpam0g-dev", "autoconf", "flex", "bison", "make", "gcc")
 
