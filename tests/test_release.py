@@ -69,10 +69,12 @@ def test_the_newest_changelog_entry_is_this_version_and_names_its_schema() -> No
 
 def test_every_runtime_floor_is_the_version_ci_pins() -> None:
     """The floors CI installs (.ci/floors.txt) are the declared ones, for every dependency
-    and the Peewee bridge's extra: a floor raised or lowered in one place only fails here."""
+    and the extras of the Peewee bridge and the SQLAlchemy engines: a floor raised or lowered
+    in one place only fails here."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = {}
-    for text in [*project["dependencies"], *project["optional-dependencies"]["peewee"]]:
+    extras = project["optional-dependencies"]
+    for text in [*project["dependencies"], *extras["peewee"], *extras["sqlalchemy"]]:
         req = Requirement(text)
         (floor,) = [s.version for s in req.specifier if s.operator == ">="]
         declared[req.name] = Version(floor)
