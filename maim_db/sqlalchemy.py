@@ -26,7 +26,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.adapt import Transformer
@@ -183,30 +183,20 @@ class _AsyncBlock(AsyncDatabase):
         return [first, *(await self._send(calls) if calls else [])]
 
 
-def _block(state: _State, conn: psycopg.Connection[Any]) -> _Block:
+_B = TypeVar("_B", "_Block", "_AsyncBlock")
+
+
+def _block(state: _State, conn: Any, kind: type[_B]) -> _B:
     """The block of the transaction open on ``conn``, opened (lazily) if there is none."""
     block = state.block
     if block is None or conn.pgconn.transaction_status == IDLE:
         scope = state.scope()
-        block = _Block(conn, scope)
+        block = kind(conn, scope)
         block.began = scope
         state.block = block
     else:
         state.check(block.began)
-    assert isinstance(block, _Block)
-    return block
-
-
-def _ablock(state: _State, conn: psycopg.AsyncConnection[Any]) -> _AsyncBlock:
-    block = state.block
-    if block is None or conn.pgconn.transaction_status == IDLE:
-        scope = state.scope()
-        block = _AsyncBlock(conn, scope)
-        block.began = scope
-        state.block = block
-    else:
-        state.check(block.began)
-    assert isinstance(block, _AsyncBlock)
+    assert isinstance(block, kind)
     return block
 
 
@@ -234,7 +224,7 @@ class Cursor(psycopg.Cursor[Any]):
         if state.raw:
             super().execute(query, params, prepare=prepare, binary=binary)
             return self
-        block = _block(state, self._conn)
+        block = _block(state, self._conn, _Block)
         with state.unscoped():  # the block's own probes and resets use plain cursors
             res = block.run(query, params)
         _load(self, [res])
@@ -246,7 +236,7 @@ class Cursor(psycopg.Cursor[Any]):
         if state.raw:
             super().executemany(query, params_seq, returning=returning)
             return
-        block = _block(state, self._conn)
+        block = _block(state, self._conn, _Block)
         with state.unscoped():
             results = block.run_many(query, list(params_seq))
         _load(self, results, many=True, returning=returning)
@@ -261,7 +251,7 @@ class AsyncCursor(psycopg.AsyncCursor[Any]):
         if state.raw:
             await super().execute(query, params, prepare=prepare, binary=binary)
             return self
-        block = _ablock(state, self._conn)
+        block = _block(state, self._conn, _AsyncBlock)
         with state.unscoped():
             res = await block.run(query, params)
         _load(self, [res])
@@ -273,7 +263,7 @@ class AsyncCursor(psycopg.AsyncCursor[Any]):
         if state.raw:
             await super().executemany(query, params_seq, returning=returning)
             return
-        block = _ablock(state, self._conn)
+        block = _block(state, self._conn, _AsyncBlock)
         with state.unscoped():
             results = await block.run_many(query, list(params_seq))
         _load(self, results, many=True, returning=returning)
@@ -287,11 +277,11 @@ class ServerCursor(psycopg.ServerCursor[Any]):
                 **kwargs: Any) -> ServerCursor:
         state = _state(self._conn)
         if not state.raw and self._conn.pgconn.transaction_status == IDLE:
-            block = _block(state, self._conn)
+            block = _block(state, self._conn, _Block)
             with state.unscoped():
                 block.run("select", None)
         elif not state.raw:
-            state.check(_block(state, self._conn).began)
+            state.check(_block(state, self._conn, _Block).began)
         super().execute(query, params, binary=binary, **kwargs)
         return self
 
@@ -303,11 +293,11 @@ class AsyncServerCursor(psycopg.AsyncServerCursor[Any]):
                       **kwargs: Any) -> AsyncServerCursor:
         state = _state(self._conn)
         if not state.raw and self._conn.pgconn.transaction_status == IDLE:
-            block = _ablock(state, self._conn)
+            block = _block(state, self._conn, _AsyncBlock)
             with state.unscoped():
                 await block.run("select", None)
         elif not state.raw:
-            state.check(_ablock(state, self._conn).began)
+            state.check(_block(state, self._conn, _AsyncBlock).began)
         await super().execute(query, params, binary=binary, **kwargs)
         return self
 
