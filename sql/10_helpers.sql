@@ -54,25 +54,33 @@ end
 $$;
 
 -- An API key's block runs as maim_plugin, but the login decides what the block can become
--- again: RESET ROLE or SET ROLE returns to any role the login holds. A login that is, or can
--- become, a trusted role (maim_app, maim_tenant, maim_admin, a superuser or a BYPASSRLS
--- role) would let the block leave its key's agent, so a key scope refuses such a login
--- (SQLSTATE MA002). A key's block runs on a plugin login: one that holds maim_plugin alone.
+-- again: RESET ROLE or SET ROLE returns to any role the login holds, and a login that may
+-- create roles can grant itself more. A key's block therefore runs on a plugin login only:
+-- one that holds maim_plugin and nothing else (directly; maim_plugin itself is a member of
+-- nothing), and is not a superuser and has neither BYPASSRLS nor CREATEROLE. Anything else
+-- (maim_app, maim_owner, a superuser group, ...) is refused with SQLSTATE MA002. An allow-
+-- list, not a deny-list: a role nobody thought of is refused too.
 create or replace function maim.assert_plugin_login() returns boolean
     language plpgsql stable
 as $$
+declare
+    plugin pg_catalog.oid := 'maim_plugin'::pg_catalog.regrole;
+    login pg_catalog.oid := (select oid from pg_catalog.pg_roles
+                             where rolname operator(pg_catalog.=) session_user);
 begin
-    if pg_catalog.pg_has_role(session_user, 'maim_app', 'MEMBER')
-            or pg_catalog.pg_has_role(session_user, 'maim_tenant', 'MEMBER')
-            or pg_catalog.pg_has_role(session_user, 'maim_admin', 'MEMBER')
+    if exists (select from pg_catalog.pg_auth_members m
+               where m.member operator(pg_catalog.=) login
+                 and m.roleid operator(pg_catalog.<>) plugin)
+            or exists (select from pg_catalog.pg_auth_members m
+                       where m.member operator(pg_catalog.=) plugin)
             or exists (select from pg_catalog.pg_roles
-                       where rolname operator(pg_catalog.=) session_user
-                         and (rolsuper or rolbypassrls)) then
+                       where oid operator(pg_catalog.=) login
+                         and (rolsuper or rolbypassrls or rolcreaterole)) then
         raise exception 'login % can become a trusted role, so a block opened from an API '
                         'key on it could leave the key''s agent', session_user
             using errcode = 'MA002',
                   hint = 'Open key scopes on a plugin login: one that holds maim_plugin and '
-                      || 'nothing else (docs/operations.md).';
+                      || 'nothing else, without CREATEROLE (docs/operations.md).';
     end if;
     return true;
 end

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -280,6 +281,34 @@ def test_a_key_scope_on_a_trusted_login_is_refused(db: TestDB, world: World,
     with connect(db.dsn("admin"), admin=True) as adm:
         assert adm.get(Agent, world.agent_id("B1")).name != "taken"
         assert adm.scalar("select count(*) from api_key_usage") == used  # nothing ran
+
+
+@pytest.mark.parametrize("extra", ["grant maim_owner to {login}", "grant {group} to {login}",
+                                   "alter role {login} createrole"])
+def test_a_plugin_login_that_holds_anything_more_is_refused(db: TestDB, world: World,
+                                                             extra: str) -> None:
+    """Found in review: the check named only maim_app, maim_tenant and maim_admin. A plugin
+    login that was also in maim_owner (SET ROLE maim_owner reads the proof secret), in a
+    superuser group, or had CREATEROLE (grant itself maim_app) got its key scope."""
+    secret = _key(db, world, "A1")
+    tag = secrets.token_hex(4)
+    login, group = f"maim_t_wide_{tag}", f"maim_t_group_{tag}"
+    with psycopg.connect(db.server.superuser, autocommit=True) as su:
+        su.execute(sql.SQL("create role {} superuser nologin").format(sql.Identifier(group)))
+        su.execute(sql.SQL("create role {} login password {} in role maim_plugin").format(
+            sql.Identifier(login), sql.Literal(PASSWORD)))
+        su.execute(sql.SQL(extra).format(login=sql.Identifier(login),  # type: ignore[arg-type]
+                                         group=sql.Identifier(group)))
+    try:
+        dsn = with_db(db.server.superuser, db.name, user=login, password=PASSWORD)
+        with pytest.raises(ConfigurationError, match=f"login {login} can become a trusted "
+                                                     "role"), \
+                connect(dsn, api_key=secret) as p:
+            p.execute("select 1")
+    finally:
+        with psycopg.connect(db.server.superuser, autocommit=True) as su:
+            su.execute(sql.SQL("drop role {}, {}").format(sql.Identifier(login),
+                                                         sql.Identifier(group)))
 
 
 def test_a_proof_from_one_transaction_proves_nothing_in_the_next(db: TestDB,
