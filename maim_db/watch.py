@@ -95,6 +95,9 @@ with activity as materialized (
     from activity w
     cross join lateral pg_catalog.unnest(pg_catalog.pg_blocking_pids(w.pid)) as b(blocker)
     where w.wait_event_type operator(pg_catalog.=) 'Lock'
+      -- a plugin waiting on another plugin ends nobody: it could have any transaction of
+      -- another agent's plugin ended by queueing a lock behind it (the 30 s rule bounds it)
+      and not exists (select from plugin p where p.pid operator(pg_catalog.=) w.pid)
 ), reasons as (
     select p.pid, p.usename, 1 as rank,
            pg_catalog.format('blocked pid %%s for %%s s', k.waiter,

@@ -280,3 +280,54 @@ def test_login_create_makes_the_watchers_login_and_watch_once_uses_it(
     finally:
         with db.server.admin_conn() as su:
             su.execute(f"drop role if exists {name}")
+
+
+def test_the_watcher_ends_a_plugin_that_squats_the_migration_lock(
+        db: TestDB, watcher_dsn: str) -> None:
+    """Found in review: migrate polled for the lock, so no session ever waited on it and the
+    watcher never saw the plugin holding it. Now migrate waits on the lock itself."""
+    from maim_db.schema import migrate
+
+    squatter = _raw(db, "plugin")
+    squatter.execute("select pg_advisory_lock(%s)", [migrate.LOCK_KEY])
+    ended: list[watch.Ended] = []
+    stop = threading.Event()
+    watcher = _in_thread(lambda: watch.run(
+        watcher_dsn, watch.Limits(block=1, idle=None, transaction=None, interval=0.2),
+        stop=stop, report=ended.append))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MAIMDB_MIGRATE_LOCK_WAIT", str(JOIN))
+            migrated = _in_thread(lambda: migrate.migrate(db.superuser))
+            assert migrated() == []  # got the lock once the squatter was ended; at head
+    finally:
+        stop.set()
+        watcher()
+        squatter.close()
+    assert [e.login for e in ended] == [LOGINS["plugin"][0]]
+
+
+def test_a_plugin_queued_behind_another_plugin_ends_nobody(
+        db: TestDB, world: World, watcher_dsn: str) -> None:
+    """Found in review: plugin X queued an ACCESS EXCLUSIVE lock behind plugin Y's ordinary
+    transaction, and the watcher ended Y ("blocked pid X"). Plugin waits are bounded by the
+    transaction rule instead."""
+    holder, queued = _raw(db, "plugin"), _raw(db, "plugin")
+    for conn, agent in ((holder, "A1"), (queued, "B1")):
+        conn.execute("begin")
+        conn.execute("select pg_catalog.set_config('role', 'maim_plugin', true), "
+                     "maim.open_key_scope(%s)", [_key(db, world, agent)])
+    holder.execute("select count(*) from messages")
+    lock = _in_thread(lambda: queued.execute("lock table messages in access exclusive mode"))
+    try:
+        with watch.connect(watcher_dsn) as conn:
+            limits = watch.Limits(block=0.2, idle=None, transaction=None, interval=0.2)
+            for _ in range(5):
+                time.sleep(0.3)
+                assert watch.tick(conn, limits) == []
+        assert _alive(holder)
+    finally:
+        holder.execute("rollback")
+        lock()
+        queued.close()
+        holder.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import psycopg
+from psycopg import errors as pgerrors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -141,20 +141,27 @@ _HOLDER: Final = """
 
 
 def _take_lock(conn: psycopg.Connection[Any], wait: float) -> None:
-    """Take the migration lock, waiting at most ``wait`` seconds; then name who holds it."""
-    deadline = time.monotonic() + wait
-    while conn.execute("select pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone() != (True,):
-        if time.monotonic() >= deadline:
-            held = conn.execute(_HOLDER, [LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF]).fetchone()
-            who = ("a session that has ended since" if held is None else
-                   f"session pid {held[0]} (login {held[1]}"
-                   + (f", application {held[2]!r}" if held[2] else "")
-                   + f", connected {held[3]:%Y-%m-%d %H:%M:%S %Z})")
-            raise MigrationError(
-                f"another session holds the migration lock after {wait:g} s: {who}. If it is "
-                "another migrate, wait for it; if not, end it (select pg_terminate_backend(pid))"
-                " and run again; MAIMDB_MIGRATE_LOCK_WAIT sets the wait. Nothing was changed")
-        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+    """Take the migration lock, waiting at most ``wait`` seconds; then name who holds it.
+    A real lock wait (not a polling loop), so the watcher sees a session blocked by a
+    plugin that squats the lock, and ends the plugin's session (maim_db.watch)."""
+    try:
+        conn.execute("select pg_catalog.set_config('lock_timeout', %s, false)",
+                     [f"{max(1, round(wait * 1000))}ms"])
+        conn.execute("select pg_advisory_lock(%s)", [LOCK_KEY])
+    except pgerrors.LockNotAvailable:
+        held = conn.execute(_HOLDER, [LOCK_KEY >> 32, LOCK_KEY & 0xFFFFFFFF]).fetchone()
+        who = ("a session that has ended since, or a prepared transaction" if held is None else
+               f"session pid {held[0]} (login {held[1]}"
+               + (f", application {held[2]!r}" if held[2] else "")
+               + f", connected {held[3]:%Y-%m-%d %H:%M:%S %Z})")
+        raise MigrationError(
+            f"another session holds the migration lock after {wait:g} s: {who}. If it is "
+            "another migrate, wait for it; if not, end it (select pg_terminate_backend(pid))"
+            " and run again; MAIMDB_MIGRATE_LOCK_WAIT sets the wait. Nothing was changed"
+        ) from None
+    finally:
+        if not conn.closed:
+            conn.execute("reset lock_timeout")
 
 
 @contextmanager
