@@ -282,13 +282,14 @@ class Session:
         copying = False
         try:
             closing, self.closing = self.closing, []
-            for name in closing:
-                if CLOSE_IN_PROTOCOL:
-                    pgconn.send_close_prepared(name)
-                else:  # libpq before 17 (Debian 12's, psycopg-binary 3.2's) has no Close
-                    pgconn.send_query_params(b'deallocate "' + name + b'"', None)
+            # Closes go in the block's own segment, after a reset's Sync: a close that fails
+            # (DEALLOCATE of a statement already gone) then aborts the block, not the reset
+            # that had to come before it.
+            split = next((i + 1 for i, call in enumerate(calls) if call is SYNC), 0)
             parses: list[Statement | None] = []  # per call: the statement it also prepares
-            for call in calls:
+            for at, call in enumerate(calls):
+                if at == split:
+                    self._close(closing)
                 if call is SYNC:
                     pgconn.pipeline_sync()
                     parses.append(None)
@@ -335,13 +336,14 @@ class Session:
         if copying:
             raise psycopg.NotSupportedError(COPY_REFUSED)
         answers = iter(results)
-        for _ in closing:  # closing a statement that is gone is no error in the protocol
-            if (res := next(answers)).status == FATAL_ERROR:
-                raise self.error(res)
         # A Parse answers with a result of its own; count a statement as prepared only once
         # the server said so, and when it failed, its error is the call's result.
         out: list[PGresult] = []
-        for call, parsed in zip(calls, parses, strict=True):
+        for at, (call, parsed) in enumerate(zip(calls, parses, strict=True)):
+            if at == split:
+                for _ in closing:  # closing a statement that is gone is no error in the
+                    if (res := next(answers)).status == FATAL_ERROR:  # protocol
+                        raise self.error(res)
             if parsed is not None:
                 answer = next(answers)
                 parsed.prepared = answer.status == COMMAND_OK
@@ -354,6 +356,13 @@ class Session:
                 self.suspect = True
             out.append(res)
         return out
+
+    def _close(self, names: list[bytes]) -> None:
+        for name in names:
+            if CLOSE_IN_PROTOCOL:
+                self.pgconn.send_close_prepared(name)
+            else:  # libpq before 17 (Debian 12's, psycopg-binary 3.2's) has no Close
+                self.pgconn.send_query_params(b'deallocate "' + name + b'"', None)
 
     def _failed(self, call: Call, res: PGresult) -> None:
         if res.error_field(pq.DiagnosticField.SQLSTATE) == MISSING.encode():

@@ -208,3 +208,43 @@ def test_copy_in_a_block_is_a_typed_error_and_the_connection_is_discarded(
                 break
             time.sleep(0.1)
         assert gone == (True,)
+
+
+def test_a_failed_close_never_lets_a_block_run_on_an_unreset_session(
+        db: TestDB, world: World, plugins: Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found in review: before libpq 17 a statement is closed by DEALLOCATE, which fails for
+    a statement the plugin had dropped; sent in the reset's own segment, that failure undid
+    the reset while the next agent's block still ran, and committed, with the plugin's
+    TimeZone. Every row B commits is written with the session's own zone."""
+    from maim_db import pipeline
+
+    monkeypatch.setattr(pipeline, "CLOSE_IN_PROTOCOL", False)
+    monkeypatch.setattr(pipeline, "MAX_PREPARED", 2)
+    a_key, b_key = _key(db, world, "A1"), _key(db, world, "B1")
+    with plugins.connection(api_key=b_key) as b:
+        zone = b.scalar("select current_setting('TimeZone')")
+    failed = 0
+    for n in range(6):
+        insert = sql.SQL("insert into runtime_state (state_key, state_value) values ({}, "
+                         "current_setting('TimeZone'))").format(sql.Literal(f"tz-{n}"))
+        try:  # a failure is allowed anywhere (the connection heals); a wrong row is not
+            with plugins.connection(api_key=b_key) as b:  # B's statement once: unprepared
+                b.execute(insert)
+                b.execute("delete from runtime_state where state_key = %s", [f"tz-{n}"])
+            with plugins.connection(api_key=a_key) as a:
+                # the plugin drops exactly the statement the client will close next, so
+                # the guard's count still matches once the client has closed it
+                oldest = next(iter(pipeline.session(a.connection).statements.values()))
+                a.execute("select set_config('TimeZone', 'Pacific/Kiritimati', false)")
+                a.execute(sql.SQL("deallocate {}").format(sql.Identifier(oldest.name.decode())))
+            # its second run prepares it and evicts (closes) the oldest: gone already
+            plugins.execute(insert, api_key=b_key)
+        except DatabaseError:
+            failed += 1
+    with connect(db.dsn("admin"), admin=True) as adm:
+        zones = {z for (z,) in adm.rows("select state_value from runtime_state "
+                                        "where agent_id = %s", [world.agent_id("B1")])}
+    assert zones <= {zone}  # never the plugin's zone (it was, before)
+    assert failed  # the dropped statement was found: a failure, not a wrong answer
+    with plugins.connection(api_key=b_key) as b:  # and the connection serves on
+        assert b.scalar("select current_setting('TimeZone')") == zone
