@@ -202,6 +202,31 @@ def _roles(conn: psycopg.Connection[Any]) -> None:
         conn.execute("drop schema maim")
 
 
+# pg_restore 17 and later write `SET transaction_timeout = 0;` into every restore, and a
+# server before 17 refuses that setting: the script goes through psql without that line.
+_NEWER_ONLY: Final = "SET transaction_timeout = 0;"
+
+
+def _through_psql(tool: str, path: Path, conninfo: str,
+                  env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Restore ``path`` as pg_restore's SQL script, run by psql in one transaction."""
+    script = subprocess.run([tool, "--file=-", str(path)], capture_output=True, text=True,
+                            env=env)
+    if script.returncode != 0:
+        return script
+    beside = Path(tool).with_name("psql")
+    psql = str(beside) if beside.is_file() else shutil.which("psql", path=env.get("PATH"))
+    if psql is None:
+        raise ConfigurationError(f"restoring with pg_restore from PostgreSQL 17 or later into "
+                                 f"an older server needs psql, which is not beside {tool} "
+                                 "nor on PATH")
+    body = "".join(line for line in script.stdout.splitlines(keepends=True)
+                   if line.strip() != _NEWER_ONLY)
+    return subprocess.run([psql, "--no-psqlrc", "--quiet", "--single-transaction",
+                           "--set=ON_ERROR_STOP=1", "--no-password", f"--dbname={conninfo}"],
+                          input=body, capture_output=True, text=True, env=env)
+
+
 def restore(path: Path, dsn: str | None = None) -> Restored:
     """Restore a dump into an empty database: all of it in one transaction, or nothing."""
     path = Path(path)
@@ -231,9 +256,12 @@ def restore(path: Path, dsn: str | None = None) -> Restored:
             raise BackupError(f"cannot create the maim roles before the restore: "
                               f"{str(err).strip()}") from err
     env, conninfo = _env_and_dsn(where.dsn)
-    ran = subprocess.run([tool, "--single-transaction", "--exit-on-error", "--no-password",
-                          f"--dbname={conninfo}", str(path)], capture_output=True, text=True,
-                         env=env)
+    if major >= 17 > server:
+        ran = _through_psql(tool, path, conninfo, env)
+    else:
+        ran = subprocess.run([tool, "--single-transaction", "--exit-on-error", "--no-password",
+                              f"--dbname={conninfo}", str(path)], capture_output=True,
+                             text=True, env=env)
     if ran.returncode != 0:
         raise BackupError(f"pg_restore failed, nothing was restored: {_reason(ran.stderr)}")
     with open_connection(where.dsn) as conn:
