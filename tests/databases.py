@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from maim_db import connect, ids
+from maim_db.control import keys
 from maim_db.tables import Agent, AgentActiveState, ApiKey, PluginSetting, Tenant, User
 
 PASSWORD = "maim-test-only"
@@ -141,3 +142,11 @@ def build_world(db: TestDB, tag: str = "") -> World:
         with connect(db.dsn("app"), agent_id=agent.id) as app:
             states[a] = app.insert(AgentActiveState())
     return World(users, tenants, agents, keys, states, plugins)
+
+
+def issue_key(db: TestDB, world: World, agent: str) -> str:
+    """A fresh API key of ``agent`` (a world's name, "A1"), named ``plugin A1``, as the control
+    plane issues it; its secret."""
+    with connect(db.dsn("admin"), admin=True) as adm:
+        return keys.issue(adm, agent_id=world.agent_id(agent), name=f"plugin {agent}",
+                          permissions=["chat"]).secret

@@ -16,18 +16,10 @@ import pytest
 from psycopg import sql
 
 from maim_db import DatabaseError, Pool
-from maim_db.control import keys
 from maim_db.pipeline import MAX_PREPARED
 from maim_db.tables import Agent
 from tests.databases import TestDB, World
-
-
-def _key(db: TestDB, world: World, agent: str) -> str:
-    from maim_db import connect
-
-    with connect(db.dsn("admin"), admin=True) as adm:
-        return keys.issue(adm, agent_id=world.agent_id(agent), name=f"k {agent}",
-                          permissions=["chat"]).secret
+from tests.databases import issue_key as _key
 
 
 @contextmanager

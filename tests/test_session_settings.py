@@ -18,16 +18,10 @@ import pytest
 from psycopg import sql
 
 from maim_db import DatabaseError, Pool, connect
-from maim_db.control import keys
 from maim_db.tables import Agent, Message
 from tests.databases import PASSWORD, TestDB, World, with_db
+from tests.databases import issue_key as _key
 from tests.samples import message
-
-
-def _key(db: TestDB, world: World, agent: str) -> str:
-    with connect(db.dsn("admin"), admin=True) as adm:
-        return keys.issue(adm, agent_id=world.agent_id(agent), name=f"settings {agent}",
-                          permissions=["chat"]).secret
 
 
 @pytest.fixture

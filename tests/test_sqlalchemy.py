@@ -24,10 +24,11 @@ from maim_db import (
     key_scope,
     tenant_scope,
 )
-from maim_db.control import keys, tenancy
+from maim_db.control import tenancy
 from maim_db.errors import MaimDBError
 from maim_db.sqlalchemy import create_async_engine, create_engine, engine_url
 from tests.databases import TestDB, World
+from tests.databases import issue_key as _key
 from tests.samples import message
 
 pytestmark = pytest.mark.filterwarnings("error::sqlalchemy.exc.SAWarning")
@@ -49,12 +50,6 @@ def _ainsert_sql(agent_id: str | None = None, n: int = 1) -> tuple[Any, dict[str
         row["agent_id"] = agent_id
     return (text(f"insert into messages ({', '.join(row)}) values "
                  f"({', '.join(':' + c for c in row)})"), row)
-
-
-def _key(db: TestDB, world: World, agent: str) -> str:
-    with connect(db.dsn("admin"), admin=True) as adm:
-        return keys.issue(adm, agent_id=world.agent_id(agent), name=f"plugin {agent}",
-                          permissions=["chat"]).secret
 
 
 @pytest.fixture

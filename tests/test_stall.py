@@ -14,25 +14,20 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 import pytest
 
 from maim_db import BlockedError, MaimDBError, connect, scoped, watch
-from maim_db.control import keys
 from maim_db.tables import Message
 from tests.cli import maimdb
 from tests.databases import LOGINS, PASSWORD, TestDB, World, with_db
+from tests.databases import issue_key as _key
 from tests.samples import message
 
 JOIN = 30.0  # seconds a thread may take before the test fails: far beyond any limit used
-
-
-def _key(db: TestDB, world: World, agent: str) -> str:
-    with connect(db.dsn("admin"), admin=True) as adm:
-        return keys.issue(adm, agent_id=world.agent_id(agent), name=f"plugin {agent}",
-                          permissions=["chat"]).secret
 
 
 def _raw(db: TestDB, kind: str) -> psycopg.Connection[Any]:
@@ -136,6 +131,22 @@ def _until_ended(dsn: str, limits: watch.Limits, pid: int) -> list[watch.Ended]:
     pytest.fail(f"the watcher did not end backend {pid} within {JOIN} s")
 
 
+@contextmanager
+def _watching(dsn: str) -> Iterator[list[watch.Ended]]:
+    """``maimdb watch`` in a thread, ending only blockers (after 1 s) while the block runs;
+    yields what it ended."""
+    ended: list[watch.Ended] = []
+    stop = threading.Event()
+    watcher = _in_thread(lambda: watch.run(
+        dsn, watch.Limits(block=1, idle=None, transaction=None, interval=0.2),
+        stop=stop, report=ended.append))
+    try:
+        yield ended
+    finally:
+        stop.set()
+        watcher()
+
+
 def _alive(conn: psycopg.Connection[Any]) -> bool:
     try:
         conn.execute("select 1")
@@ -149,17 +160,9 @@ def test_the_watcher_ends_a_plugin_that_blocks_and_the_read_succeeds(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAIMDB_LOCK_TIMEOUT", str(JOIN))  # the watcher, not the timeout, ends it
     blocker = plugin_lock.info.backend_pid
-    ended: list[watch.Ended] = []
-    stop = threading.Event()
-    watcher = _in_thread(lambda: watch.run(
-        watcher_dsn, watch.Limits(block=1, idle=None, transaction=None, interval=0.2),
-        stop=stop, report=ended.append))
-    try:
+    with _watching(watcher_dsn) as ended:
         read = _in_thread(lambda: _read_messages(db, world.agent_id("B1")))
         assert read() == []
-    finally:
-        stop.set()
-        watcher()
     assert [(e.pid, e.login) for e in ended] == [(blocker, LOGINS["plugin"][0])]
     assert ended[0].reason.startswith("blocked pid ")
     assert not _alive(plugin_lock)
@@ -290,19 +293,12 @@ def test_the_watcher_ends_a_plugin_that_squats_the_migration_lock(
 
     squatter = _raw(db, "plugin")
     squatter.execute("select pg_advisory_lock(%s)", [migrate.LOCK_KEY])
-    ended: list[watch.Ended] = []
-    stop = threading.Event()
-    watcher = _in_thread(lambda: watch.run(
-        watcher_dsn, watch.Limits(block=1, idle=None, transaction=None, interval=0.2),
-        stop=stop, report=ended.append))
     try:
-        with pytest.MonkeyPatch.context() as mp:
+        with _watching(watcher_dsn) as ended, pytest.MonkeyPatch.context() as mp:
             mp.setenv("MAIMDB_MIGRATE_LOCK_WAIT", str(JOIN))
             migrated = _in_thread(lambda: migrate.migrate(db.superuser))
             assert migrated() == []  # got the lock once the squatter was ended; at head
     finally:
-        stop.set()
-        watcher()
         squatter.close()
     assert [e.login for e in ended] == [LOGINS["plugin"][0]]
 

@@ -47,15 +47,10 @@ from maim_db.tables import (
     UserProfile,
 )
 from tests.databases import LOGINS, PASSWORD, TestDB, World, with_db
+from tests.databases import issue_key as _key
 from tests.samples import message
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _key(db: TestDB, world: World, agent: str) -> str:
-    with connect(db.dsn("admin"), admin=True) as adm:
-        return keys.issue(adm, agent_id=world.agent_id(agent), name=f"plugin {agent}",
-                          permissions=["chat"]).secret
 
 
 def _raw(db: TestDB, kind: str, **options: Any) -> psycopg.Connection[Any]:
