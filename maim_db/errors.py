@@ -1,7 +1,8 @@
 """Every error maim_db raises derives from :class:`MaimDBError`.
 
-Server errors are translated at the one place SQL is run (:func:`translate`), so callers catch
-meaning (``IsolationError``), not SQLSTATEs.
+Server errors are translated by one function, :func:`translate`, which every module that runs
+SQL calls on psycopg's error, so callers catch meaning (``IsolationError``), not SQLSTATEs; the
+server's SQLSTATE and hint stay on the error (``.sqlstate``, ``.hint``) for code that needs them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from psycopg_pool import PoolClosed, PoolTimeout
 
 
 class MaimDBError(Exception):
-    """Root of all maim_db errors."""
+    """Root of all maim_db errors. ``sqlstate`` and ``hint`` are the server's, when the error
+    was translated from one (:func:`translate`); None when maim_db raised it itself."""
+
+    sqlstate: str | None = None
+    hint: str | None = None
 
 
 class ConfigurationError(MaimDBError):
@@ -305,7 +310,15 @@ def _missing_role(err: psycopg.Error) -> MissingRoleError | None:
 
 def translate(err: psycopg.Error) -> MaimDBError:
     """Map a psycopg error to the maim_db error a caller can act on; constraint violations
-    in words, never a constraint's name (it stays on ``ConflictError.constraint``)."""
+    in words, never a constraint's name (it stays on ``ConflictError.constraint``), the
+    server's SQLSTATE and hint on ``.sqlstate`` and ``.hint``."""
+    translated = _translate(err)
+    translated.sqlstate = err.sqlstate
+    translated.hint = err.diag.message_hint
+    return translated
+
+
+def _translate(err: psycopg.Error) -> MaimDBError:
     message = _describe(err)
     if isinstance(err, pgerrors.CheckViolation):
         message = _check_message(err) or message

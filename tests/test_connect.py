@@ -11,6 +11,7 @@ from maim_db import (
     DatabaseError,
     InputError,
     NotFoundError,
+    ScopeError,
     connect,
     ids,
 )
@@ -205,3 +206,20 @@ def test_maimdb_timezone_says_what_naive_datetimes_mean(db: TestDB, world: World
     with pytest.raises(ConfigurationError, match="MAIMDB_TIMEZONE: unknown time zone"), \
             connect(db.dsn("app"), agent_id=a1) as s:
         s.scalar("select 1")
+
+
+def test_errors_carry_the_server_sqlstate_and_hint(db: TestDB, world: World, twin: Twin) -> None:
+    """Code that must tell server errors apart beyond the class reads ``.sqlstate`` and
+    ``.hint`` (the server's, set by the translation); an error maim_db raised itself has
+    neither."""
+    with pytest.raises(ScopeError) as unset, twin.connect(db.dsn("admin"), admin=True) as adm:
+        adm.scalar("select maim.agent_id()")
+    assert unset.value.sqlstate == "42501"
+    assert unset.value.hint is not None and "maim.agent_id" in unset.value.hint
+    with pytest.raises(ConflictError) as taken, twin.connect(db.dsn("admin"), admin=True) as adm:
+        adm.insert(Agent(id=ids.new_agent_id(), tenant_id=world.tenant_id("T1"), name="bot A2"))
+    assert taken.value.sqlstate == "23505" and taken.value.hint is None
+    with pytest.raises(NotFoundError) as missing, twin.connect(db.dsn("admin"),
+                                                               admin=True) as adm:
+        adm.get(Agent, "agent_nope")
+    assert missing.value.sqlstate is None and missing.value.hint is None
