@@ -14,8 +14,8 @@ control plane in :mod:`maim_db.control`, data in and out in :mod:`maim_db.transf
 ``maimdb`` command in :mod:`maim_db.cli` (docs/conventions.md: where everything is).
 """
 
-from .connection import Database, connect, scoped
-from .connection_async import AsyncDatabase, aconnect, ascoped
+from .connection import Block, Database, connect, scoped
+from .connection_async import AsyncBlock, AsyncDatabase, aconnect, ascoped
 from .context import agent_scope, job_scope, key_scope, no_scope, tenant_scope
 from .errors import (
     AuthenticationError,
@@ -42,9 +42,11 @@ from .row import Row, server_default
 from .scope import Scope
 
 __all__ = [
+    "AsyncBlock",
     "AsyncDatabase",
     "AsyncPool",
     "AuthenticationError",
+    "Block",
     "BlockedError",
     "ConfigurationError",
     "ConflictError",

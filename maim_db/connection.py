@@ -21,27 +21,16 @@ from psycopg.pq import TransactionStatus
 from psycopg.pq.abc import PGresult
 
 from . import release, statements
-from .errors import DatabaseError, MaimDBError, ScopeError, connect_error, translate
-from .handle import (
-    ABORTED,
-    Handle,
-    Params,
-    Query,
-    R,
-    Result,
-    check_idle,
-    dirty_message,
-    log,
-    not_found,
-    translated,
-)
-from .pipeline import CITUS, PROBE, Call, first_error, rowcount
+from .errors import DatabaseError, MaimDBError, ScopeError, connect_error, not_found, translate
+from .handle import ABORTED, Handle, Result, check_idle, dirty_message, log, translated
+from .pipeline import CITUS, PROBE, Call, Params, Query, R, first_error, rowcount
 from .scope import DIRTY, RESET_SESSION, Scope, resolve
 from .settings import connection_options, resolve_dsn
 
 
-class Database(Handle[psycopg.Connection[Any]]):
-    """A scoped transaction. Get one from :func:`connect`, :func:`scoped` or a pool."""
+class Block(Handle[psycopg.Connection[Any]]):
+    """A block: one transaction in one scope. Get one from :func:`connect`, :func:`scoped`
+    or a pool."""
 
     # -- running SQL (the round trips: maim_db.pipeline) ---------------------------------------
 
@@ -50,16 +39,16 @@ class Database(Handle[psycopg.Connection[Any]]):
         """Run one statement; its call (what was sent) and its result."""
         self._check_usable()
         if not self._opened:
-            call, res = self._open(query, params)
+            call = self._open(query, params)
         elif self._single:
             raise self._second_statement()
         else:
             with translated():
                 call = self._session.call(query, params)
-            res = (self._send([call]))[0]
+            self._send([call])
         if rows:
-            self._check_rows(res)
-        return call, res
+            self._check_rows(call.result)
+        return call, call.result
 
     def _round_trip(self, calls: list[Call]) -> list[PGresult]:
         try:
@@ -77,7 +66,7 @@ class Database(Handle[psycopg.Connection[Any]]):
             raise translate(err) from err
         return results
 
-    def _open(self, query: Query, params: Params) -> tuple[Call, PGresult]:
+    def _open(self, query: Query, params: Params) -> Call:
         """The block's first statement, behind BEGIN (unless it is the only one), the guard
         (after untrusted code) and the scope statement: one round trip."""
         self._opened = True
@@ -111,19 +100,18 @@ class Database(Handle[psycopg.Connection[Any]]):
             limit = session.limit()
             if limit is not None:
                 calls.append(limit)
-            at = len(calls)
             calls += [opening, call]
             if bracketed and self._single:
                 calls.append(session.call("commit", None, prepare=False))
             results = self._round_trip(calls)
             failed = first_error(results)
             if not key:  # a key's own block unsettles the session again
-                session.settled(results, len(resets))
+                session.settled(resets)
             if failed is None:
                 if key:  # the agent the key opened
-                    scope_rows = session.rows(results[at], tuple)
+                    scope_rows = session.rows(opening.result, tuple)
                     self._scope = self._scope.opened(scope_rows[0] if scope_rows else None)
-                return call, results[at + 1]
+                return call
             err = session.error(failed)
             if err.sqlstate != DIRTY:
                 session.suspect |= guarded  # whether the guard itself ran is not known
@@ -186,8 +174,8 @@ class Database(Handle[psycopg.Connection[Any]]):
 
     def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
         """Run a query and return every row as ``model``."""
-        call, res = self._statement(query, params, rows=True)
-        return self._session.models(res, call, model)
+        call, _ = self._statement(query, params, rows=True)
+        return self._session.models(call, model)
 
     def fetch_one(self, model: type[R], query: Query, params: Params = None) -> R:
         """The first row as ``model``; :class:`NotFoundError` if there is none."""
@@ -270,15 +258,19 @@ class Database(Handle[psycopg.Connection[Any]]):
             raise translate(err) from err
 
 
+#: The old name of a block, kept so existing code keeps working.
+Database = Block
+
+
 @contextmanager
 def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *,
                       single: bool = False,
-                      snapshot: bool = False) -> Iterator[Database]:
+                      snapshot: bool = False) -> Iterator[Block]:
     """One block in ``scope`` on ``conn``, which must be idle and in autocommit mode.
     ``single``: the block runs one statement, as one round trip; ``snapshot``: every
     statement sees the same committed state (read only, repeatable read: an export)."""
     check_idle(conn.autocommit, conn.pgconn.transaction_status)
-    db = Database(conn, scope, single=single, snapshot=snapshot)
+    db = Block(conn, scope, single=single, snapshot=snapshot)
     try:
         yield db
     except BaseException:
@@ -293,7 +285,7 @@ def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *,
 @contextmanager
 def scoped(conn: psycopg.Connection[Any], *, agent_id: str | None = None,
                   tenant_id: str | None = None, admin: bool = False,
-                  api_key: str | None = None) -> Iterator[Database]:
+                  api_key: str | None = None) -> Iterator[Block]:
     """Run one scoped transaction on an existing idle autocommit connection."""
     scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
     with run_scoped(conn, scope) as db:
@@ -311,7 +303,7 @@ def open_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
 @contextmanager
 def connect(dsn: str | None = None, *, agent_id: str | None = None,
                    tenant_id: str | None = None, admin: bool = False,
-                   api_key: str | None = None) -> Iterator[Database]:
+                   api_key: str | None = None) -> Iterator[Block]:
     """Open a connection, run the block as one transaction in exactly one scope, close.
 
     ``api_key=`` opens the agent scope the key belongs to (see ``maim_db.control.keys``).

@@ -20,27 +20,16 @@ from psycopg.pq import TransactionStatus
 from psycopg.pq.abc import PGresult
 
 from . import release, statements
-from .errors import DatabaseError, MaimDBError, ScopeError, connect_error, translate
-from .handle import (
-    ABORTED,
-    Handle,
-    Params,
-    Query,
-    R,
-    Result,
-    check_idle,
-    dirty_message,
-    log,
-    not_found,
-    translated,
-)
-from .pipeline import CITUS, PROBE, Call, first_error, rowcount
+from .errors import DatabaseError, MaimDBError, ScopeError, connect_error, not_found, translate
+from .handle import ABORTED, Handle, Result, check_idle, dirty_message, log, translated
+from .pipeline import CITUS, PROBE, Call, Params, Query, R, first_error, rowcount
 from .scope import DIRTY, RESET_SESSION, Scope, resolve
 from .settings import connection_options, resolve_dsn
 
 
-class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
-    """A scoped transaction. Get one from :func:`aconnect`, :func:`ascoped` or a pool."""
+class AsyncBlock(Handle[psycopg.AsyncConnection[Any]]):
+    """A block: one transaction in one scope. Get one from :func:`aconnect`, :func:`ascoped`
+    or a pool."""
 
     # -- running SQL (the round trips: maim_db.pipeline) ---------------------------------------
 
@@ -49,16 +38,16 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
         """Run one statement; its call (what was sent) and its result."""
         self._check_usable()
         if not self._opened:
-            call, res = await self._open(query, params)
+            call = await self._open(query, params)
         elif self._single:
             raise self._second_statement()
         else:
             with translated():
                 call = self._session.call(query, params)
-            res = (await self._send([call]))[0]
+            await self._send([call])
         if rows:
-            self._check_rows(res)
-        return call, res
+            self._check_rows(call.result)
+        return call, call.result
 
     async def _round_trip(self, calls: list[Call]) -> list[PGresult]:
         try:
@@ -76,7 +65,7 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             raise translate(err) from err
         return results
 
-    async def _open(self, query: Query, params: Params) -> tuple[Call, PGresult]:
+    async def _open(self, query: Query, params: Params) -> Call:
         """The block's first statement, behind BEGIN (unless it is the only one), the guard
         (after untrusted code) and the scope statement: one round trip."""
         self._opened = True
@@ -110,19 +99,18 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             limit = session.limit()
             if limit is not None:
                 calls.append(limit)
-            at = len(calls)
             calls += [opening, call]
             if bracketed and self._single:
                 calls.append(session.call("commit", None, prepare=False))
             results = await self._round_trip(calls)
             failed = first_error(results)
             if not key:  # a key's own block unsettles the session again
-                session.settled(results, len(resets))
+                session.settled(resets)
             if failed is None:
                 if key:  # the agent the key opened
-                    scope_rows = session.rows(results[at], tuple)
+                    scope_rows = session.rows(opening.result, tuple)
                     self._scope = self._scope.opened(scope_rows[0] if scope_rows else None)
-                return call, results[at + 1]
+                return call
             err = session.error(failed)
             if err.sqlstate != DIRTY:
                 session.suspect |= guarded  # whether the guard itself ran is not known
@@ -185,8 +173,8 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
 
     async def fetch(self, model: type[R], query: Query, params: Params = None) -> list[R]:
         """Run a query and return every row as ``model``."""
-        call, res = await self._statement(query, params, rows=True)
-        return self._session.models(res, call, model)
+        call, _ = await self._statement(query, params, rows=True)
+        return self._session.models(call, model)
 
     async def fetch_one(self, model: type[R], query: Query, params: Params = None) -> R:
         """The first row as ``model``; :class:`NotFoundError` if there is none."""
@@ -269,15 +257,19 @@ class AsyncDatabase(Handle[psycopg.AsyncConnection[Any]]):
             raise translate(err) from err
 
 
+#: The old name of a block, kept so existing code keeps working.
+AsyncDatabase = AsyncBlock
+
+
 @asynccontextmanager
 async def arun_scoped(conn: psycopg.AsyncConnection[Any], scope: Scope, *,
                       single: bool = False,
-                      snapshot: bool = False) -> AsyncIterator[AsyncDatabase]:
+                      snapshot: bool = False) -> AsyncIterator[AsyncBlock]:
     """One block in ``scope`` on ``conn``, which must be idle and in autocommit mode.
     ``single``: the block runs one statement, as one round trip; ``snapshot``: every
     statement sees the same committed state (read only, repeatable read: an export)."""
     check_idle(conn.autocommit, conn.pgconn.transaction_status)
-    db = AsyncDatabase(conn, scope, single=single, snapshot=snapshot)
+    db = AsyncBlock(conn, scope, single=single, snapshot=snapshot)
     try:
         yield db
     except BaseException:
@@ -292,7 +284,7 @@ async def arun_scoped(conn: psycopg.AsyncConnection[Any], scope: Scope, *,
 @asynccontextmanager
 async def ascoped(conn: psycopg.AsyncConnection[Any], *, agent_id: str | None = None,
                   tenant_id: str | None = None, admin: bool = False,
-                  api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
+                  api_key: str | None = None) -> AsyncIterator[AsyncBlock]:
     """Run one scoped transaction on an existing idle autocommit connection."""
     scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
     async with arun_scoped(conn, scope) as db:
@@ -310,7 +302,7 @@ async def aopen_connection(dsn: str | None = None) -> psycopg.AsyncConnection[An
 @asynccontextmanager
 async def aconnect(dsn: str | None = None, *, agent_id: str | None = None,
                    tenant_id: str | None = None, admin: bool = False,
-                   api_key: str | None = None) -> AsyncIterator[AsyncDatabase]:
+                   api_key: str | None = None) -> AsyncIterator[AsyncBlock]:
     """Open a connection, run the block as one transaction in exactly one scope, close.
 
     ``api_key=`` opens the agent scope the key belongs to (see ``maim_db.control.keys``).

@@ -4,7 +4,9 @@ generated for sync code (:mod:`maim_db.connection`)."""
 
 from __future__ import annotations
 
+import importlib
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,12 +16,26 @@ import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.pq.abc import PGresult
 
-from .errors import InputError, ScopeError, not_found, translate
-from .pipeline import Params, Query, R, rowcount, session
+from .errors import InputError, ScopeError, translate
+from .pipeline import rowcount, session
 from .scope import Scope
 
-__all__ = ["ABORTED", "Handle", "Params", "Query", "R", "Result", "check_idle", "dirty_message",
-           "log", "not_found", "translated"]
+__all__ = ["ABORTED", "Handle", "Result", "check_idle", "dirty_message", "log", "translated"]
+
+# Names this module used to re-export, and where they are defined: still importable from here,
+# with a warning, so code written against the old place keeps working.
+_MOVED = {"Params": "maim_db.pipeline", "Query": "maim_db.pipeline", "R": "maim_db.pipeline",
+          "not_found": "maim_db.errors"}
+
+
+def __getattr__(name: str) -> Any:
+    """An old re-export (:data:`_MOVED`), from the module that defines it."""
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(f"import {name} from {home}, not maim_db.handle", DeprecationWarning,
+                  stacklevel=2)
+    return getattr(importlib.import_module(home), name)
 
 log = logging.getLogger("maim_db")
 
@@ -35,8 +51,6 @@ ABORTED = ("the block ended normally but a statement inside it had failed (its e
 def dirty_message(scope: Scope) -> str:
     return (f"the connection still carries a role or scope from before (opening {scope}); "
             "a DSN must not set `role`, and nothing may SET maim.* at session level")
-
-
 
 
 @dataclass(frozen=True, slots=True)

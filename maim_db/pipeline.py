@@ -18,10 +18,8 @@ check's MA001 otherwise: the session is reset and the block retried.
 
 from __future__ import annotations
 
-import secrets
 import threading
 import weakref
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime, tzinfo
@@ -36,6 +34,7 @@ from psycopg.pq.abc import PGresult
 from psycopg.rows import RowMaker
 
 from ._psycopg import PostgresQuery, generators
+from .preparing import MAX_PREPARED, PREFIX, Prepared, StatementCache
 from .row import Row, row_maker
 from .scope import Scope
 from .settings import configured_zone, settings
@@ -60,9 +59,6 @@ TEXT: Final = pq.Format.TEXT
 #: libpq sends the protocol's Close for a statement from 17 on; before, SQL's DEALLOCATE does
 #: it (which, unlike Close, fails for a statement already gone: the block then fails once).
 CLOSE_IN_PROTOCOL: Final = pq.version() >= 170000
-#: Statements kept prepared per connection; the least recently used one is closed beyond.
-MAX_PREPARED: Final = 200
-PREFIX: Final = "maim_"
 #: Longer query texts are parsed again on every call rather than kept.
 MAX_PARSED_LENGTH: Final = 1 << 20
 #: SQLSTATE of a prepared statement that does not exist (dropped behind the client's back).
@@ -108,35 +104,43 @@ REPORTED: Final = (b"client_encoding", b"DateStyle", b"IntervalStyle", b"TimeZon
                    b"standard_conforming_strings", b"default_transaction_read_only")
 
 
-class Statement:
-    """One query text with its parameter types, prepared (or to be) under ``name``."""
-
-    __slots__ = ("makers", "name", "prepared")
-
-    def __init__(self, name: bytes) -> None:
-        self.name = name
-        self.prepared = False
-        # The result's shape is fixed for a prepared statement: one row builder per model.
-        self.makers: dict[type[Any], RowMaker[Any]] = {}
+# What a queued call is (Call.kind).
+RUN: Final = "run"
+SYNC: Final = "sync"
+CLOSE: Final = "close"
 
 
 class Call:
-    """A statement ready to send: its text and dumped parameters, and how it goes out."""
+    """One queued call of a pipeline: what goes out (a statement with its dumped parameters,
+    a Sync, or the Close of a statement of ours), how (unnamed, or by its prepared name, with
+    its Parse first when the server does not have it yet), and, after the round trip, the
+    server's answer to it (``result``)."""
 
-    __slots__ = ("formats", "params", "query", "statement", "types")
+    __slots__ = ("formats", "kind", "params", "parse", "prepared", "query", "result", "types")
+
+    #: What the server answered; set by :meth:`Session.pipeline` for every call it sent.
+    result: PGresult
 
     def __init__(self, query: bytes, params: Any, types: Any, formats: Any,
-                 statement: Statement | None) -> None:
+                 prepared: Prepared | None, kind: str = RUN) -> None:
         self.query = query
         self.params = params
         self.types = types
         self.formats = formats
-        self.statement = statement
+        self.prepared = prepared
+        self.kind = kind
+        self.parse = False  # this call sends its statement's Parse too
 
+    @classmethod
+    def sync(cls) -> Call:
+        """Ends a pipeline's segment: what comes before it commits (or fails) on its own, in
+        the same round trip."""
+        return cls(b"", None, None, None, None, SYNC)
 
-#: Ends a pipeline's segment: what comes before it commits (or fails) on its own, in the same
-#: round trip.
-SYNC: Final = Call(b"", None, None, None, None)
+    @classmethod
+    def close(cls, name: bytes) -> Call:
+        """Closes the prepared statement ``name``."""
+        return cls(name, None, None, None, None, CLOSE)
 
 
 class Session:
@@ -154,14 +158,8 @@ class Session:
         # switched off: a statement psycopg prepared (its ROLLBACK after five uses) would be
         # dropped by the reset's DISCARD ALL behind psycopg's back, and fail from then on.
         conn.prepare_threshold = None
-        self.statements: OrderedDict[tuple[bytes, Any], Statement] = OrderedDict()
+        self.cache = StatementCache()
         self.parsed: dict[Any, PostgresQuery] = {}
-        self.seen: dict[tuple[bytes, Any], None] = {}
-        self.closing: list[bytes] = []
-        # Names are never reused, and differ between connections (a pooler in front that
-        # mixes clients makes a clear "does not exist", not another client's statement).
-        self.prefix = f"{PREFIX}{secrets.token_hex(4)}_"
-        self.counter = 0
         self.suspect = False
         # A key's block ran since the last committed reset of settings and temporary objects.
         self.unsettled = False
@@ -185,23 +183,9 @@ class Session:
             params = in_zone(params, self.zone)
         pgq = self._parsed(query, params)
         pgq.dump(params)
-        key = (pgq.query, pgq.types)
-        statement = None
-        if prepare and self.preparing:
-            statement = self.statements.get(key)
-            if statement is not None:
-                self.statements.move_to_end(key)
-            elif key in self.seen:
-                del self.seen[key]
-                statement = self.statements[key] = Statement(
-                    f"{self.prefix}{self.counter}".encode())
-                self.counter += 1
-                self._evict()
-            else:
-                if len(self.seen) >= 4 * MAX_PREPARED:
-                    self.seen.clear()
-                self.seen[key] = None
-        return Call(pgq.query, pgq.params, pgq.types, pgq.formats, statement)
+        prepared = (self.cache.get((pgq.query, pgq.types)) if prepare and self.preparing
+                    else None)
+        return Call(pgq.query, pgq.params, pgq.types, pgq.formats, prepared)
 
     def _parsed(self, query: Query, params: Params) -> PostgresQuery:
         """The query split into text and placeholders once per text (psycopg re-splits texts
@@ -220,17 +204,10 @@ class Session:
                 self.parsed[key] = pgq
         return pgq
 
-    def _evict(self) -> None:
-        while len(self.statements) > MAX_PREPARED:
-            _, old = self.statements.popitem(last=False)
-            if old.prepared:
-                self.closing.append(old.name)
-
     def guard(self) -> Call:
         """The guard, for the start of the next pipeline (after its closes, so those do not
         count)."""
-        prepared = sum(s.prepared for s in self.statements.values())
-        return Call(GUARD, [str(prepared).encode()], None, None, None)
+        return Call(GUARD, [str(self.cache.count()).encode()], None, None, None)
 
     def limit(self) -> Call | None:
         """The statement that sets this block's timeouts; None when none is configured."""
@@ -241,10 +218,7 @@ class Session:
 
     def forget(self) -> None:
         """After ``DISCARD ALL``: the connection holds no statement of ours any more."""
-        for st in self.statements.values():
-            st.prepared = False
-        self.statements.clear()
-        self.closing.clear()
+        self.cache.clear()
         self.suspect = False
 
     def opening(self, scope: Scope) -> bool:
@@ -264,52 +238,48 @@ class Session:
         if not self.unsettled and all(pgconn.parameter_status(name) == value
                                       for name, value in self.reported):
             return []
-        return [*(Call(query, None, None, None, None) for query in RESET_SETTINGS), SYNC]
+        return [*(Call(query, None, None, None, None) for query in RESET_SETTINGS), Call.sync()]
 
-    def settled(self, results: list[PGresult], resets: int) -> None:
-        """The first ``resets`` results were a reset's: once they succeeded, the session is
-        as it began (until the next key's block)."""
-        if resets and all(res.status in (COMMAND_OK, PIPELINE_SYNC)
-                          for res in results[:resets]):
+    def settled(self, resets: list[Call]) -> None:
+        """``resets`` (from :meth:`resets`) have run: once they succeeded, the session is as
+        it began (until the next key's block)."""
+        if resets and all(call.result.status in (COMMAND_OK, PIPELINE_SYNC)
+                          for call in resets):
             self.unsettled = False
 
     # -- one round trip -----------------------------------------------------------------------
 
     def pipeline(self, calls: list[Call]) -> PQGen[list[PGresult]]:
-        """Send ``calls`` and one Sync; the result of each call, in order."""
+        """Send ``calls`` and one Sync; the result of each call, in order (also left on each
+        call as ``result``)."""
         pgconn = self.pgconn
         pgconn.enter_pipeline_mode()
         copying = False
         try:
-            closing, self.closing = self.closing, []
-            # Closes go in the block's own segment, after a reset's Sync: a close that fails
-            # (DEALLOCATE of a statement already gone) then aborts the block, not the reset
-            # that had to come before it.
-            split = next((i + 1 for i, call in enumerate(calls) if call is SYNC), 0)
-            parses: list[Statement | None] = []  # per call: the statement it also prepares
-            for at, call in enumerate(calls):
-                if at == split:
-                    self._close(closing)
-                if call is SYNC:
+            queue = self._queue(calls)
+            parsing: list[Prepared] = []  # parsed in this pipeline: parse each once
+            for call in queue:
+                kind = call.kind
+                if kind is SYNC:
                     pgconn.pipeline_sync()
-                    parses.append(None)
-                    continue
-                st = call.statement
-                if st is None:
+                elif kind is CLOSE:
+                    if CLOSE_IN_PROTOCOL:
+                        pgconn.send_close_prepared(call.query)
+                    else:  # libpq before 17 (Debian 12's, psycopg-binary 3.2's) has no Close
+                        pgconn.send_query_params(b'deallocate "' + call.query + b'"', None)
+                elif (prepared := call.prepared) is None:
                     pgconn.send_query_params(call.query, call.params, call.types,
                                              call.formats, TEXT)
-                    parses.append(None)
-                    continue
-                if st.prepared or st in parses:
-                    parses.append(None)
                 else:
-                    pgconn.send_prepare(st.name, call.query, call.types)
-                    parses.append(st)
-                pgconn.send_query_prepared(st.name, call.params, call.formats, TEXT)
+                    if not prepared.ready and prepared not in parsing:
+                        pgconn.send_prepare(prepared.name, call.query, call.types)
+                        call.parse = True
+                        parsing.append(prepared)
+                    pgconn.send_query_prepared(prepared.name, call.params, call.formats, TEXT)
             pgconn.pipeline_sync()
             yield from generators.send(pgconn)
             results: list[PGresult] = []
-            syncs = 1 + sum(call is SYNC for call in calls)
+            syncs = 1 + sum(call.kind is SYNC for call in calls)
             while True:
                 res = yield from generators.fetch(pgconn)
                 if res is None:
@@ -336,33 +306,33 @@ class Session:
         if copying:
             raise psycopg.NotSupportedError(COPY_REFUSED)
         answers = iter(results)
-        # A Parse answers with a result of its own; count a statement as prepared only once
-        # the server said so, and when it failed, its error is the call's result.
-        out: list[PGresult] = []
-        for at, (call, parsed) in enumerate(zip(calls, parses, strict=True)):
-            if at == split:
-                for _ in closing:  # closing a statement that is gone is no error in the
-                    if (res := next(answers)).status == FATAL_ERROR:  # protocol
-                        raise self.error(res)
-            if parsed is not None:
-                answer = next(answers)
-                parsed.prepared = answer.status == COMMAND_OK
+        for call in queue:
+            # A Parse answers with a result of its own; a statement counts as prepared only
+            # once the server said so, and when it failed, its error is the call's result.
             res = next(answers)
-            if parsed is not None and answer.status == FATAL_ERROR:
-                res = answer
+            if call.parse:
+                parsed, res = res, next(answers)
+                call.prepared.ready = parsed.status == COMMAND_OK  # type: ignore[union-attr]
+                if parsed.status == FATAL_ERROR:
+                    res = parsed
+            call.result = res
             if res.status == FATAL_ERROR:
+                if call.kind is CLOSE:  # closing a statement that is gone is no error in
+                    raise self.error(res)  # the protocol: this is DEALLOCATE's
                 self._failed(call, res)
             elif (tag := res.command_status) is not None and tag.startswith(_TAMPERING):
                 self.suspect = True
-            out.append(res)
-        return out
+        return [call.result for call in calls]
 
-    def _close(self, names: list[bytes]) -> None:
-        for name in names:
-            if CLOSE_IN_PROTOCOL:
-                self.pgconn.send_close_prepared(name)
-            else:  # libpq before 17 (Debian 12's, psycopg-binary 3.2's) has no Close
-                self.pgconn.send_query_params(b'deallocate "' + name + b'"', None)
+    def _queue(self, calls: list[Call]) -> list[Call]:
+        """``calls`` with the closes due: in the block's own segment, after a reset's Sync, so
+        a close that fails (DEALLOCATE of a statement already gone) aborts the block, not the
+        reset that had to come before it."""
+        closing = self.cache.closes()
+        if not closing:
+            return calls
+        split = next((at + 1 for at, call in enumerate(calls) if call.kind is SYNC), 0)
+        return [*calls[:split], *map(Call.close, closing), *calls[split:]]
 
     def _failed(self, call: Call, res: PGresult) -> None:
         if res.error_field(pq.DiagnosticField.SQLSTATE) == MISSING.encode():
@@ -370,11 +340,10 @@ class Session:
             # checks (and resets) the connection.
             self.forget()
             self.suspect = True
-        elif call.statement is not None and call.statement.prepared and res.error_field(
+        elif call.prepared is not None and call.prepared.ready and res.error_field(
                 pq.DiagnosticField.SQLSTATE) == b"0A000":
             # "cached plan must not change result type": a table changed; prepare it anew.
-            self.statements.pop((call.query, call.types), None)
-            self.closing.append(call.statement.name)
+            self.cache.invalidate((call.query, call.types), call.prepared)
 
     # -- results ------------------------------------------------------------------------------
 
@@ -394,13 +363,16 @@ class Session:
         tx.set_pgresult(res)
         return tx.load_rows(0, res.ntuples, make)
 
-    def models(self, res: PGresult, call: Call, model: type[R]) -> list[R]:
-        st = call.statement
-        if st is None:
+    def models(self, call: Call, model: type[R]) -> list[R]:
+        """``call``'s rows as ``model``; the row builder is kept with a prepared statement,
+        whose result's shape cannot change."""
+        res = call.result
+        prepared = call.prepared
+        if prepared is None:
             return self.rows(res, row_maker(model, res, self.encoding))
-        make = st.makers.get(model)
+        make = prepared.makers.get(model)
         if make is None:
-            make = st.makers[model] = row_maker(model, res, self.encoding)
+            make = prepared.makers[model] = row_maker(model, res, self.encoding)
         return self.rows(res, make)
 
 

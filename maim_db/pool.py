@@ -19,9 +19,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from .connection import Database, run_scoped
+from .connection import Block, run_scoped
 from .errors import pool_error
-from .handle import Params, Query, R, Result
+from .handle import Result
+from .pipeline import Params, Query, R
 from .scope import Scope, resolve
 from .settings import connection_options, resolve_dsn
 
@@ -51,7 +52,7 @@ class Pool:
             raise pool_error(err, opening=True) from err
 
     @contextmanager
-    def _borrow(self, scope: Scope, single: bool = False) -> Iterator[Database]:
+    def _borrow(self, scope: Scope, single: bool = False) -> Iterator[Block]:
         # getconn/putconn rather than psycopg_pool's connection(): its `with conn:` would add
         # a COMMIT check of its own (a wait) to every block, which ends its transaction itself.
         try:
@@ -66,7 +67,7 @@ class Pool:
 
     def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
                    admin: bool = False,
-                   api_key: str | None = None) -> AbstractContextManager[Database]:
+                   api_key: str | None = None) -> AbstractContextManager[Block]:
         """Borrow a connection for one scoped transaction (the ambient scope if none is
         named)."""
         return self._borrow(resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin,
@@ -103,7 +104,7 @@ class Pool:
                      agent_id: str | None = None, tenant_id: str | None = None,
                      admin: bool = False, api_key: str | None = None) -> Result:
         """Run one statement as its own transaction (one round trip); its columns, rows and
-        rows affected (see :meth:`Database.result`)."""
+        rows affected (see :meth:`Block.result`)."""
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         with self._borrow(scope, single=True) as db:
             return db.result(query, params)

@@ -18,9 +18,10 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from .connection_async import AsyncDatabase, arun_scoped
+from .connection_async import AsyncBlock, arun_scoped
 from .errors import pool_error
-from .handle import Params, Query, R, Result
+from .handle import Result
+from .pipeline import Params, Query, R
 from .scope import Scope, resolve
 from .settings import connection_options, resolve_dsn
 
@@ -50,7 +51,7 @@ class AsyncPool:
             raise pool_error(err, opening=True) from err
 
     @asynccontextmanager
-    async def _borrow(self, scope: Scope, single: bool = False) -> AsyncIterator[AsyncDatabase]:
+    async def _borrow(self, scope: Scope, single: bool = False) -> AsyncIterator[AsyncBlock]:
         # getconn/putconn rather than psycopg_pool's connection(): its `with conn:` would add
         # a COMMIT check of its own (a wait) to every block, which ends its transaction itself.
         try:
@@ -65,7 +66,7 @@ class AsyncPool:
 
     def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
                    admin: bool = False,
-                   api_key: str | None = None) -> AbstractAsyncContextManager[AsyncDatabase]:
+                   api_key: str | None = None) -> AbstractAsyncContextManager[AsyncBlock]:
         """Borrow a connection for one scoped transaction (the ambient scope if none is
         named)."""
         return self._borrow(resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin,
@@ -102,7 +103,7 @@ class AsyncPool:
                      agent_id: str | None = None, tenant_id: str | None = None,
                      admin: bool = False, api_key: str | None = None) -> Result:
         """Run one statement as its own transaction (one round trip); its columns, rows and
-        rows affected (see :meth:`AsyncDatabase.result`)."""
+        rows affected (see :meth:`AsyncBlock.result`)."""
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         async with self._borrow(scope, single=True) as db:
             return await db.result(query, params)

@@ -16,7 +16,7 @@ import pytest
 from psycopg import sql
 
 from maim_db import DatabaseError, Pool
-from maim_db.pipeline import MAX_PREPARED
+from maim_db.preparing import MAX_PREPARED
 from maim_db.tables import Agent
 from tests.databases import TestDB, World
 from tests.databases import issue_key as _key

@@ -123,3 +123,18 @@ if __name__ == "__main__":
         NAMES.write_text("".join(f"{n}\n" for n in public_names()), encoding="utf-8")
     else:
         sys.exit("usage: python -m tests.test_release --write")
+
+
+def test_names_the_handle_module_used_to_re_export_still_import_with_a_warning() -> None:
+    """maim_db.handle lists only what it defines; code that imported a type alias or
+    ``not_found`` from it keeps working, told where the name lives."""
+    from maim_db import errors, pipeline
+
+    with pytest.warns(DeprecationWarning, match="from maim_db.pipeline"):
+        from maim_db.handle import Params
+    assert Params is pipeline.Params
+    with pytest.warns(DeprecationWarning, match="from maim_db.errors"):
+        from maim_db.handle import not_found
+    assert not_found is errors.not_found
+    with pytest.raises(ImportError):
+        from maim_db.handle import nothing_here  # noqa: F401

@@ -210,10 +210,10 @@ def test_a_failed_close_never_lets_a_block_run_on_an_unreset_session(
     a statement the plugin had dropped; sent in the reset's own segment, that failure undid
     the reset while the next agent's block still ran, and committed, with the plugin's
     TimeZone. Every row B commits is written with the session's own zone."""
-    from maim_db import pipeline
+    from maim_db import pipeline, preparing
 
     monkeypatch.setattr(pipeline, "CLOSE_IN_PROTOCOL", False)
-    monkeypatch.setattr(pipeline, "MAX_PREPARED", 2)
+    monkeypatch.setattr(preparing, "MAX_PREPARED", 2)
     a_key, b_key = _key(db, world, "A1"), _key(db, world, "B1")
     with plugins.connection(api_key=b_key) as b:
         zone = b.scalar("select current_setting('TimeZone')")
@@ -228,9 +228,9 @@ def test_a_failed_close_never_lets_a_block_run_on_an_unreset_session(
             with plugins.connection(api_key=a_key) as a:
                 # the plugin drops exactly the statement the client will close next, so
                 # the guard's count still matches once the client has closed it
-                oldest = next(iter(pipeline.session(a.connection).statements.values()))
+                oldest = pipeline.session(a.connection).cache.names()[0]
                 a.execute("select set_config('TimeZone', 'Pacific/Kiritimati', false)")
-                a.execute(sql.SQL("deallocate {}").format(sql.Identifier(oldest.name.decode())))
+                a.execute(sql.SQL("deallocate {}").format(sql.Identifier(oldest.decode())))
             # its second run prepares it and evicts (closes) the oldest: gone already
             plugins.execute(insert, api_key=b_key)
         except DatabaseError:

@@ -17,7 +17,7 @@ import pytest
 import maim_db
 from maim_db import connection, connection_async
 
-_ASYNC_TYPES = (psycopg.AsyncConnection, psycopg.AsyncCursor, maim_db.AsyncDatabase,
+_ASYNC_TYPES = (psycopg.AsyncConnection, psycopg.AsyncCursor, maim_db.AsyncBlock,
                 maim_db.AsyncPool)
 
 

@@ -32,6 +32,7 @@ NAMES: dict[str, str] = {
     "AsyncConnectionPool": "ConnectionPool",
     "AsyncConnection": "Connection",
     "AsyncCursor": "Cursor",
+    "AsyncBlock": "Block",
     "AsyncDatabase": "Database",
     "AsyncIterator": "Iterator",
     "AsyncPool": "Pool",

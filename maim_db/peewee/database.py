@@ -33,7 +33,7 @@ from typing import Any
 import peewee
 import psycopg
 
-from ..connection import Database as Block
+from ..connection import Block
 from ..errors import (
     ConfigurationError,
     ConflictError,
