@@ -12,12 +12,15 @@ from typing import Any, TypeAlias
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
+from psycopg.types.numeric import Int8
 
 from .errors import InputError
 from .row import SERVER_DEFAULT, Row
 
 Statement: TypeAlias = tuple[sql.Composed, list[Any]]
 
+#: The largest LIMIT PostgreSQL takes (a bigint).
+MAX_LIMIT = 2**63 - 1
 #: Rows per multi-row INSERT (and never more than PostgreSQL's 65535 bind parameters).
 BATCH_ROWS = 1000
 
@@ -195,9 +198,14 @@ def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequ
             sql.SQL("{} desc" if o.startswith("-") else "{}").format(
                 sql.Identifier(_field(model, o.removeprefix("-")))) for o in orders))
     if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
-            raise InputError(f"limit must be a non-negative integer, got {limit!r}")
-        query = sql.SQL("{} limit {}").format(query, sql.Literal(limit))
+        if (isinstance(limit, bool) or not isinstance(limit, int)
+                or not 0 <= limit <= MAX_LIMIT):
+            raise InputError(f"limit must be an integer from 0 to {MAX_LIMIT} (bigint), got "
+                             f"{limit!r}")
+        # a parameter, always int8 (psycopg sends a small int as int2): one prepared statement
+        # for every page size
+        query = sql.SQL("{} limit %s").format(query)
+        params.append(Int8(limit))
     return query, params
 
 

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from maim_db import DatabaseError, Pool
+from maim_db import DatabaseError, InputError, Pool
 from maim_db.preparing import MAX_PREPARED
 from maim_db.tables import Agent
 from tests.databases import TestDB, World
@@ -215,3 +215,20 @@ def test_an_interrupt_with_results_pending_closes_the_connection_quietly(
         assert first.closed and c.connection.closed
         assert _agents(pool, a1) == [a1]  # a new connection
     assert "error ignored" not in caplog.text and "rollback" not in caplog.text, caplog.text
+
+
+def test_find_with_any_limit_is_one_prepared_statement(db: TestDB, world: World) -> None:
+    """LIMIT is a parameter, not a literal: a page of 1, 2 or 3 rows runs one prepared
+    statement, not one per page size (each held on every pooled connection)."""
+    with _one(db, world) as (pool, _):
+        for _ in range(2):  # prepared from the second use on
+            for n in (1, 2, 3):
+                with pool.connection(agent_id=world.agent_id("A2")) as s:
+                    assert len(s.find(Agent, limit=n)) == 1  # one agent in scope
+                    assert s.find(Agent, limit=0) == []
+        with pool.connection(agent_id=world.agent_id("A2")) as s:
+            held = s.rows("select statement from pg_prepared_statements"
+                          " where statement ~ 'agents.* limit'")
+        with pytest.raises(InputError), pool.connection(agent_id=world.agent_id("A2")) as s:
+            s.find(Agent, limit=2**63)  # beyond bigint, as LIMIT is
+    assert len(held) == 1, held
