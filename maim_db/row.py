@@ -15,6 +15,7 @@ from operator import itemgetter
 from typing import Annotated, Any, ClassVar, Final, Literal, Self, TypeVar, get_args, get_origin
 from uuid import UUID
 
+from psycopg import postgres
 from psycopg.pq.abc import PGresult
 from psycopg.rows import BaseRowFactory, RowMaker, no_result
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -98,19 +99,24 @@ def _jsonb_fields(model: type[Row]) -> frozenset[str]:
 R = TypeVar("R", bound=Row)
 
 
+def _oids(*names: str) -> frozenset[int]:
+    """The OIDs of built-in types, by name (psycopg's registry of PostgreSQL's types)."""
+    return frozenset(postgres.types[name].oid for name in names)
+
+
 #: The PostgreSQL types whose psycopg value is already exactly the field's Python type.
 _OIDS: Final[dict[Any, frozenset[int]]] = {
-    str: frozenset({25, 1043}),  # text, varchar
-    int: frozenset({20, 21, 23}),  # int8, int2, int4
-    float: frozenset({700, 701}),  # float4, float8
-    bool: frozenset({16}),
-    datetime: frozenset({1184}),  # timestamptz
-    UUID: frozenset({2950}),
-    bytes: frozenset({17}),  # bytea
+    str: _oids("text", "varchar"),
+    int: _oids("int8", "int2", "int4"),
+    float: _oids("float4", "float8"),
+    bool: _oids("bool"),
+    datetime: _oids("timestamptz"),
+    UUID: _oids("uuid"),
+    bytes: _oids("bytea"),
 }
 _TEXT: Final = _OIDS[str]
-_TEXT_ARRAY: Final = frozenset({1009})
-_JSONB: Final = frozenset({3802})
+_TEXT_ARRAY: Final = frozenset({postgres.types["text"].array_oid})
+_JSONB: Final = _oids("jsonb")
 
 #: A cheap test that a loaded value is what the field holds; None: the column type says so.
 Check = Callable[[Any], bool] | None
