@@ -72,7 +72,7 @@ GUARD: Final = (
     b" and count(*) filter (where pg_catalog.starts_with(name, '" + PREFIX.encode() + b"'))"
     b" = $1::pg_catalog.int8) from pg_catalog.pg_prepared_statements"
 )
-# Asked once per connection, before its first block (AsyncDatabase._probe): whether the
+# Asked once per connection, before its first block (AsyncBlock._probe): whether the
 # database is a Citus node, and the oldest release it serves (maim_db.release).
 CITUS: Final = (b"select exists (select from pg_catalog.pg_extension"
                 b" where extname operator(pg_catalog.=) 'citus')")

@@ -12,7 +12,7 @@ from typer import _click
 from typer.core import TyperCommand, TyperGroup, TyperOption
 from typer.models import CommandFunctionType
 
-from .. import Database, MaimDBError, connect
+from .. import Block, MaimDBError, connect
 from ..control import tenancy
 from .output import emit
 
@@ -64,7 +64,7 @@ class App(typer.Typer):
         return super().command(name, cls=Command, **kwargs)
 
 
-def admin(dsn: str | None) -> AbstractContextManager[Database]:
+def admin(dsn: str | None) -> AbstractContextManager[Block]:
     """One admin-scope transaction: the control-plane commands are the operator's."""
     return connect(dsn, admin=True)
 
@@ -79,7 +79,7 @@ def confirm(question: str, yes: bool) -> None:
         raise MaimDBError("aborted: nothing was changed")
 
 
-def status_command(change: Callable[[Database, str, Any], BaseModel], status: str,
+def status_command(change: Callable[[Block, str, Any], BaseModel], status: str,
                    columns: Sequence[str], metavar: str) -> Callable[..., None]:
     """A command that sets one status (``suspend``, ``activate``, …) and shows the row."""
     def command(target: str = typer.Argument(..., metavar=metavar), dsn: Dsn = None,

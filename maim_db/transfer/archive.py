@@ -28,7 +28,7 @@ import psycopg
 from psycopg import sql
 
 from .. import crypto
-from ..connection import Database, connect, open_connection, run_scoped
+from ..connection import Block, connect, open_connection, run_scoped
 from ..control import sealed
 from ..errors import ConfigurationError, ConflictError, InputError, MaimDBError, translate
 from ..row import Row
@@ -65,7 +65,7 @@ def names(cols: Iterable[str]) -> sql.Composed:
     return sql.SQL(", ").join(map(sql.Identifier, cols))
 
 
-def agent_counts(db: Database, models: Iterable[type[Row]]) -> dict[str, int]:
+def agent_counts(db: Block, models: Iterable[type[Row]]) -> dict[str, int]:
     """Rows the scope's agent holds per table, in one statement."""
     parts = [sql.SQL("select {}, count(*) from {}").format(sql.Literal(m.table),
                                                           sql.Identifier(m.table))
@@ -74,7 +74,7 @@ def agent_counts(db: Database, models: Iterable[type[Row]]) -> dict[str, int]:
 
 
 @contextmanager
-def copy_via_temp(db: Database, name: str, create: sql.Composed, cols: Iterable[str], *,
+def copy_via_temp(db: Block, name: str, create: sql.Composed, cols: Iterable[str], *,
                   types: Sequence[int] = ()) -> Iterator[psycopg.Copy]:
     """COPY rows into ``name``, a transaction-local table that ``create`` makes.
 
@@ -95,7 +95,7 @@ def copy_via_temp(db: Database, name: str, create: sql.Composed, cols: Iterable[
         raise translate(err) from err
 
 
-def insert_counted(db: Database, insert: sql.Composed) -> int:
+def insert_counted(db: Block, insert: sql.Composed) -> int:
     """Run ``insert`` (an INSERT … SELECT from the temporary table) and return its row count.
 
     Through a Citus coordinator, an INSERT … SELECT without RETURNING reaches the shards as
@@ -185,7 +185,7 @@ def export_agent(agent_id: str, out: Path, *, dsn: str | None = None,
     return counts
 
 
-def _export_table(db: Database, model: type[Row], path: Path,
+def _export_table(db: Block, model: type[Row], path: Path,
                   progress: Progress | None) -> tuple[int, str]:
     order = [k for k in model.key if k != "agent_id"] or ["agent_id"]
     query = sql.SQL("select row_to_json(t)::text from (select * from {} order by {}) as t"
@@ -329,7 +329,7 @@ def import_export(directory: Path, agent_id: str, *, drop_secrets: bool = False,
     return written
 
 
-def _restore_table(db: Database, model: type[Row], directory: Path, sha256: str) -> int:
+def _restore_table(db: Block, model: type[Row], directory: Path, sha256: str) -> int:
     try:
         return _restore_lines(db, model, directory, sha256)
     except UnicodeDecodeError as err:
@@ -338,7 +338,7 @@ def _restore_table(db: Database, model: type[Row], directory: Path, sha256: str)
         raise InputError(f"cannot read {model.table}.jsonl: {err.strerror or err}") from None
 
 
-def _restore_lines(db: Database, model: type[Row], directory: Path, sha256: str) -> int:
+def _restore_lines(db: Block, model: type[Row], directory: Path, sha256: str) -> int:
     temp = f"maim_restore_{model.table}"
     known = set(model.model_fields)
     lines = 0
