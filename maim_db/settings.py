@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import calendar
-import os
 import time
-from contextlib import suppress
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import psycopg
+import tzlocal
 from psycopg.conninfo import conninfo_to_dict
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,17 +87,14 @@ def configured_zone(name: str | None = None, *, local: bool = False) -> tzinfo |
 
 
 def _local_zone() -> tuple[tzinfo, str]:
-    """The machine's zone by name where it has one (``TZ``, the ``/etc/localtime`` link),
-    else the C library's local time."""
-    key = os.environ.get("TZ")  # when set, it is what the C library uses
-    if key is None:
-        with suppress(OSError):
-            key = os.readlink("/etc/localtime").partition("zoneinfo/")[2]
-    key = (key or "").removeprefix(":")
-    if key and not key.startswith("/"):
-        with suppress(ZoneInfoNotFoundError, ValueError):
-            return ZoneInfo(key), key
-    return _LocalTime(), "local time (" + "/".join(time.tzname) + ")"
+    """The machine's zone by name (``TZ``, else the system's configuration, as tzlocal finds
+    it), else the C library's local time (a POSIX ``TZ`` rule such as ``CET-1CEST,M3.5.0,
+    M10.5.0/3``, which names no zone and tzlocal refuses)."""
+    try:
+        found = tzlocal.get_localzone()
+    except (LookupError, ValueError, OSError):  # ZoneInfoNotFoundError is a LookupError
+        return _LocalTime(), "local time (" + "/".join(time.tzname) + ")"
+    return found, str(getattr(found, "key", None) or found)
 
 
 class _LocalTime(tzinfo):
