@@ -7,16 +7,14 @@ import ast
 import importlib.util
 import shutil
 import sys
-from collections.abc import Iterator
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from importlinter.cli import lint_imports
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = ROOT / "maim_db"
-LAYERS = ("maim_db.schema", "maim_db.control", "maim_db.transfer", "maim_db.peewee",
-          "maim_db.sqlalchemy", "maim_db.cli")
 
 
 def _generator() -> ModuleType:
@@ -79,133 +77,33 @@ def test_what_the_translation_cannot_handle_stops_it() -> None:
 
 # -- imports between layers ------------------------------------------------------------------
 
-def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+def _core() -> set[str]:
+    """The core's modules, as the layers contract (pyproject.toml) names them."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    layers = next(c for c in config["contracts"] if c["type"] == "layers")["layers"]
+    return {f"maim_db.{name.strip()}" for name in layers[-1].split(":")}
 
 
-def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
-
-
-def _imports(name: str, path: Path, known: set[str]) -> Iterator[str]:
-    """Every maim_db module ``name`` imports, wherever the import stands (a lazy import in a
-    function is still a dependency)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            yield from (a.name for a in node.names if a.name.split(".")[0] == "maim_db")
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if target.split(".")[0] != "maim_db":
-                continue
-            subs = [f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in known]
-            if len(subs) < len(node.names):
-                yield target
-            yield from subs
-
-
-def _ancestors(module: str) -> set[str]:
-    parts = module.split(".")
-    return {".".join(parts[:i]) for i in range(1, len(parts))}
-
-
-def _graph() -> dict[str, set[str]]:
-    """module -> what importing it runs first: each module it imports, and each package
-    around one that is not already around the importer (importing ``pkg.sub`` runs
-    ``pkg/__init__.py`` too)."""
-    modules = _modules()
-    known = set(modules)
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        named = set(_imports(name, path, known)) - {name}
-        # the packages around the importer are initialised before it runs
-        implied = {a for t in named for a in _ancestors(t) if a not in _ancestors(name)}
-        graph[name] = named | (implied & known)
-    return graph
-
-
-def _reachable(graph: dict[str, set[str]], start: str) -> set[str]:
-    seen: set[str] = set()
-    todo = [start]
-    while todo:
-        for nxt in graph.get(todo.pop(), ()):
-            if nxt not in seen:
-                seen.add(nxt)
-                todo.append(nxt)
-    return seen
-
-
-def _layer(module: str) -> str:
-    return next((layer for layer in LAYERS if module == layer or module.startswith(layer + ".")),
-                "core")
-
-
-def test_the_layers_import_only_downwards() -> None:
-    # core <- schema <- control, transfer <- cli; control <- peewee; core <- sqlalchemy;
-    # migrations: the core
-    allowed = {
-        "core": {"core"},
-        "maim_db.schema": {"core", "maim_db.schema"},
-        "maim_db.control": {"core", "maim_db.control"},
-        "maim_db.transfer": {"core", "maim_db.schema", "maim_db.control", "maim_db.transfer"},
-        "maim_db.peewee": {"core", "maim_db.control", "maim_db.peewee"},
-        "maim_db.sqlalchemy": {"core", "maim_db.sqlalchemy"},
-        "maim_db.cli": {"core", *LAYERS},
-    }
-    wrong = sorted(f"{module} imports {target}"
-                   for module, targets in _graph().items() for target in targets
-                   if _layer(target) not in allowed[_layer(module)])
-    assert wrong == []
-
-
-def test_the_scope_needs_no_row_models() -> None:
-    graph = _graph()
-    for core in ("maim_db.scope", "maim_db.context"):
-        loaded = _reachable(graph, core)
-        assert not [t for t in loaded if t.startswith("maim_db.tables")], (core, loaded)
-
-
-def test_no_module_imports_itself_through_others() -> None:
-    graph = _graph()
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    cycles: list[list[str]] = []
-
-    def visit(node: str) -> None:  # Tarjan's strongly connected components
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        for nxt in graph.get(node, ()):
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            component = []
-            while True:
-                member = stack.pop()
-                component.append(member)
-                if member == node:
-                    break
-            if len(component) > 1:
-                cycles.append(sorted(component))
-
-    for node in sorted(graph):
-        if node not in index:
-            visit(node)
-    assert cycles == []
+def test_the_import_contracts_hold() -> None:
+    """The layers import only downwards, the scope needs no row models, no module imports
+    itself through others: import-linter's contracts in pyproject.toml."""
+    assert lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True,
+                        no_logo=True) == 0, "run lint-imports to see the broken contract"
 
 
 def test_migrations_import_only_the_core() -> None:
-    known = set(_modules())
+    core = _core()
     for path in sorted((ROOT / "migrations").glob("*.py")):
-        outside = [t for t in _imports("migrations.x", path, known) if _layer(t) != "core"]
+        imported: list[str] = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module == "maim_db":
+                imported += [f"maim_db.{a.name}" for a in node.names]  # from maim_db import x
+            elif isinstance(node, ast.ImportFrom):
+                imported.append(node.module or "")
+        outside = [name for name in imported if name.split(".")[0] == "maim_db"
+                   and ".".join(name.split(".")[:2]) not in core]
         # a migration is append-only: what it imports must keep its name for good
         assert outside == [], path.name
 
