@@ -34,8 +34,9 @@ class Block(Handle[psycopg.Connection[Any]]):
 
     # -- running SQL (the round trips: maim_db.pipeline) ---------------------------------------
 
-    def _statement(self, query: Query, params: Params, *,
-                         rows: bool = False) -> tuple[Call, PGresult]:
+    def _statement(
+        self, query: Query, params: Params, *, rows: bool = False
+    ) -> tuple[Call, PGresult]:
         """Run one statement; its call (what was sent) and its result."""
         self._check_usable()
         if not self._opened:
@@ -87,8 +88,10 @@ class Block(Handle[psycopg.Connection[Any]]):
             bracketed = not self._single or key or self._on_citus()
             resets = session.resets()
             if resets and not session.unsettled:
-                log.warning("maim_db: a block changed a setting at session level; the next "
-                            "block resets the session's settings")
+                log.warning(
+                    "maim_db: a block changed a setting at session level; the next "
+                    "block resets the session's settings"
+                )
             calls = [*resets]
             if bracketed:
                 calls.append(session.call(self._begin, None, prepare=False))
@@ -219,15 +222,21 @@ class Block(Handle[psycopg.Connection[Any]]):
             raise not_found(model, where, self._scope)
         return rows[0]
 
-    def find(self, model: type[R], where: Mapping[str, Any] | None = None, *,
-                   order_by: str | Sequence[str] = (), limit: int | None = None) -> list[R]:
+    def find(
+        self,
+        model: type[R],
+        where: Mapping[str, Any] | None = None,
+        *,
+        order_by: str | Sequence[str] = (),
+        limit: int | None = None,
+    ) -> list[R]:
         """Rows matching ``where`` (``column: value``; a list means "any of", ``None`` means
         IS NULL), ordered by columns (``"-time"`` for descending)."""
-        return self.fetch(model, *statements.find(
-            model, where, order_by, limit, self._scope.agent_id))
+        return self.fetch(
+            model, *statements.find(model, where, order_by, limit, self._scope.agent_id)
+        )
 
-    def update(self, model: type[R], *, where: Mapping[str, Any],
-                     set: Mapping[str, Any]) -> int:
+    def update(self, model: type[R], *, where: Mapping[str, Any], set: Mapping[str, Any]) -> int:
         """Update rows; return how many changed. ``where={}`` means every row in scope."""
         return self.execute(*statements.update(model, where, set, self._scope.agent_id))
 
@@ -252,8 +261,7 @@ class Block(Handle[psycopg.Connection[Any]]):
                 # quietly roll back. Say so instead of pretending the block succeeded.
                 self._send([self._session.call("rollback", None, prepare=False)])
                 raise DatabaseError(ABORTED)
-            self._send([self._session.call("commit" if ok else "rollback", None,
-                                                 prepare=False)])
+            self._send([self._session.call("commit" if ok else "rollback", None, prepare=False)])
         except psycopg.Error as err:
             raise translate(err) from err
 
@@ -263,9 +271,9 @@ Database = Block
 
 
 @contextmanager
-def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *,
-                      single: bool = False,
-                      snapshot: bool = False) -> Iterator[Block]:
+def run_scoped(
+    conn: psycopg.Connection[Any], scope: Scope, *, single: bool = False, snapshot: bool = False
+) -> Iterator[Block]:
     """One block in ``scope`` on ``conn``, which must be idle and in autocommit mode.
     ``single``: the block runs one statement, as one round trip; ``snapshot``: every
     statement sees the same committed state (read only, repeatable read: an export)."""
@@ -283,9 +291,14 @@ def run_scoped(conn: psycopg.Connection[Any], scope: Scope, *,
 
 
 @contextmanager
-def scoped(conn: psycopg.Connection[Any], *, agent_id: str | None = None,
-                  tenant_id: str | None = None, admin: bool = False,
-                  api_key: str | None = None) -> Iterator[Block]:
+def scoped(
+    conn: psycopg.Connection[Any],
+    *,
+    agent_id: str | None = None,
+    tenant_id: str | None = None,
+    admin: bool = False,
+    api_key: str | None = None,
+) -> Iterator[Block]:
     """Run one scoped transaction on an existing idle autocommit connection."""
     scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
     with run_scoped(conn, scope) as db:
@@ -301,9 +314,14 @@ def open_connection(dsn: str | None = None) -> psycopg.Connection[Any]:
 
 
 @contextmanager
-def connect(dsn: str | None = None, *, agent_id: str | None = None,
-                   tenant_id: str | None = None, admin: bool = False,
-                   api_key: str | None = None) -> Iterator[Block]:
+def connect(
+    dsn: str | None = None,
+    *,
+    agent_id: str | None = None,
+    tenant_id: str | None = None,
+    admin: bool = False,
+    api_key: str | None = None,
+) -> Iterator[Block]:
     """Open a connection, run the block as one transaction in exactly one scope, close.
 
     ``api_key=`` opens the agent scope the key belongs to (see ``maim_db.control.keys``).

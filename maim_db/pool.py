@@ -32,15 +32,27 @@ class Pool:
     transaction. ``with Pool(...) as pool:`` opens it and waits for ``min_size``
     connections, and closes it at the end."""
 
-    def __init__(self, dsn: str | None = None, *, min_size: int = 1, max_size: int = 10,
-                 pgbouncer: bool | None = None, timeout: float = 30.0,
-                 name: str = "maim_db") -> None:
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        pgbouncer: bool | None = None,
+        timeout: float = 30.0,
+        name: str = "maim_db",
+    ) -> None:
         self._timeout = timeout
         self._waited = False
         self._pool: ConnectionPool[psycopg.Connection[Any]] = ConnectionPool(
-            resolve_dsn(dsn), kwargs=connection_options(pgbouncer), min_size=min_size,
-            max_size=max_size, timeout=timeout, name=name,
-            open=True)
+            resolve_dsn(dsn),
+            kwargs=connection_options(pgbouncer),
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            name=name,
+            open=True,
+        )
 
     def open(self) -> None:
         """Open the pool and, the first time, wait until ``min_size`` connections are up;
@@ -65,44 +77,78 @@ class Pool:
         finally:
             self._pool.putconn(conn)
 
-    def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
-                   admin: bool = False,
-                   api_key: str | None = None) -> AbstractContextManager[Block]:
+    def connection(
+        self,
+        *,
+        agent_id: str | None = None,
+        tenant_id: str | None = None,
+        admin: bool = False,
+        api_key: str | None = None,
+    ) -> AbstractContextManager[Block]:
         """Borrow a connection for one scoped transaction (the ambient scope if none is
         named)."""
-        return self._borrow(resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin,
-                                    api_key=api_key))
+        return self._borrow(
+            resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
+        )
 
     # One statement as its own transaction: BEGIN, the scope, the statement and COMMIT leave
     # in one pipeline — one round trip, where a block needs a second one for its COMMIT.
 
-    def fetch(self, model: type[R], query: Query, params: Params = None, *,
-                    agent_id: str | None = None, tenant_id: str | None = None,
-                    admin: bool = False, api_key: str | None = None) -> list[R]:
+    def fetch(
+        self,
+        model: type[R],
+        query: Query,
+        params: Params = None,
+        *,
+        agent_id: str | None = None,
+        tenant_id: str | None = None,
+        admin: bool = False,
+        api_key: str | None = None,
+    ) -> list[R]:
         """Run one query as its own transaction (one round trip); every row as ``model``."""
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         with self._borrow(scope, single=True) as db:
             return db.fetch(model, query, params)
 
-    def execute(self, query: Query, params: Params = None, *,
-                      agent_id: str | None = None, tenant_id: str | None = None,
-                      admin: bool = False, api_key: str | None = None) -> int:
+    def execute(
+        self,
+        query: Query,
+        params: Params = None,
+        *,
+        agent_id: str | None = None,
+        tenant_id: str | None = None,
+        admin: bool = False,
+        api_key: str | None = None,
+    ) -> int:
         """Run one statement as its own transaction (one round trip); rows affected."""
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         with self._borrow(scope, single=True) as db:
             return db.execute(query, params)
 
-    def insert(self, row: R, *, agent_id: str | None = None,
-                     tenant_id: str | None = None, admin: bool = False,
-                     api_key: str | None = None) -> R:
+    def insert(
+        self,
+        row: R,
+        *,
+        agent_id: str | None = None,
+        tenant_id: str | None = None,
+        admin: bool = False,
+        api_key: str | None = None,
+    ) -> R:
         """Insert one row as its own transaction (one round trip); return it as stored."""
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)
         with self._borrow(scope, single=True) as db:
             return db.insert(row)
 
-    def result(self, query: Query, params: Params = None, *,
-                     agent_id: str | None = None, tenant_id: str | None = None,
-                     admin: bool = False, api_key: str | None = None) -> Result:
+    def result(
+        self,
+        query: Query,
+        params: Params = None,
+        *,
+        agent_id: str | None = None,
+        tenant_id: str | None = None,
+        admin: bool = False,
+        api_key: str | None = None,
+    ) -> Result:
         """Run one statement as its own transaction (one round trip); its columns, rows and
         rows affected (see :meth:`Block.result`)."""
         scope = resolve(agent_id=agent_id, tenant_id=tenant_id, admin=admin, api_key=api_key)

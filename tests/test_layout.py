@@ -56,7 +56,7 @@ def test_the_translation_of_async_code() -> None:
     )
     sync = _generator().to_sync(source, "x_async.py").split("\n", 3)[3]
     assert sync == (
-        "from collections.abc import Iterable, Iterator\n"
+        "from collections.abc import Iterator, Iterable\n"  # sorted by ruff, below
         "class Pool:\n"
         "    def fetch(self) -> Iterator[int]:\n"
         "        with connect() as db:\n"
@@ -71,8 +71,19 @@ def test_what_the_translation_cannot_handle_stops_it() -> None:
         gen.to_sync("async def f() -> None:\n    await asyncio.sleep(1)\n", "x_async.py")
     with pytest.raises(ValueError, match="'aclose'"):
         gen.to_sync("await conn.aclose()\n", "x_async.py")
-    sync = gen.to_sync("from x import AsyncIterator, item10, _Private, item2, MAX\n", "x.py")
-    assert sync.endswith("from x import MAX, Iterator, _Private, item2, item10\n")  # as ruff
+
+
+
+def test_the_generated_module_is_sorted_and_formatted_by_ruff() -> None:
+    """Renaming moves names out of order and misaligns continuation lines; ruff puts both
+    right with the project's settings."""
+    gen = _generator()
+    sync = gen.formatted(gen.to_sync(
+        "from x import AsyncIterator, item10, _Private, item2, MAX\n"
+        "async def f(a: int,\n"
+        "            b: int) -> AsyncIterator[int]: ...\n", "x_async.py"), "maim_db/x.py")
+    assert "from x import MAX, Iterator, _Private, item2, item10\n" in sync
+    assert "def f(a: int, b: int) -> Iterator[int]: ...\n" in sync
 
 
 # -- imports between layers ------------------------------------------------------------------

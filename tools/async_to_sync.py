@@ -9,12 +9,16 @@ predict it. Two markers cover what differs beyond that:
 
 - ``# sync: <code>`` at the end of a line: in the sync module the line's code is ``<code>``;
 - ``# async only`` at the end of a line: the line is left out of the sync module.
+
+Renaming leaves imports out of order and continuation lines misaligned, so the output goes
+through ruff (its import sorting, then ``ruff format``) with the project's settings.
 """
 
 from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -57,26 +61,6 @@ _ASYNC_ONLY = re.compile(r"#\s*async only\s*$")
 # What would survive the translation still async: a name missing from NAMES (say
 # asyncio.sleep, which without its await would never run) must stop the script, not slip by.
 _LEFT_ASYNC = re.compile(r"\b(?:async|await|asyncio|Async\w+|a(?:close|iter|next)|__a\w+__)\b")
-_IMPORT = re.compile(r"^(?P<head>\s*from \S+ import )(?P<names>[\w, ]+)$")
-
-
-def _sorted_import(line: str) -> str:
-    """A one-line ``from … import …`` with its names in ruff's order again (renaming
-    ``AsyncIterator`` to ``Iterator`` can move it past ``Iterable``)."""
-    found = _IMPORT.match(line)
-    if not found:
-        return line
-    names = [n.strip() for n in found["names"].split(",")]
-    names.sort(key=_import_order)
-    return found["head"] + ", ".join(names)
-
-
-def _import_order(name: str) -> tuple[int, list[int | str]]:
-    """ruff's default: constants, then classes, then the rest; case-insensitive, numbers in
-    a name compared as numbers."""
-    bare = name.lstrip("_")
-    kind = 0 if bare.isupper() and len(bare) > 1 else 1 if bare[:1].isupper() else 2
-    return kind, [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", bare.lower())]
 
 
 def header(source: str) -> str:
@@ -108,13 +92,28 @@ def to_sync(text: str, source: str) -> str:
             raise ValueError(f"{source}: no sync translation for {leftover[0]!r} in "
                              f"{line.strip()!r}; add it to NAMES, or mark the line "
                              "(# sync: …, # async only)")
-        lines.append(_sorted_import(line))
+        lines.append(line)
     return header(source) + "\n".join(lines) + "\n"
+
+
+def _ruff(args: list[str], text: str, target: str) -> str:
+    ran = subprocess.run([sys.executable, "-m", "ruff", *args, "--stdin-filename", target, "-"],
+                         input=text, capture_output=True, text=True, cwd=ROOT, check=False)
+    if ran.returncode != 0:
+        raise RuntimeError(f"ruff {args[0]} failed on the generated {target}: {ran.stderr}")
+    return ran.stdout
+
+
+def formatted(text: str, target: str) -> str:
+    """``text`` as the module ``target``: imports sorted and code formatted by ruff, with the
+    project's settings (pyproject.toml)."""
+    text = _ruff(["check", "--select", "I", "--fix", "--quiet"], text, target)
+    return _ruff(["format", "--quiet"], text, target)
 
 
 def generated(root: Path = ROOT) -> dict[str, str]:
     """Each generated module's path and the text its source generates now."""
-    return {target: to_sync((root / source).read_text(), source)
+    return {target: formatted(to_sync((root / source).read_text(), source), target)
             for source, target in MODULES.items()}
 
 
