@@ -6,14 +6,9 @@ psycopg stays the driver: its ``pq`` layer sends, its generators and ``wait`` wa
 What is left out is psycopg's generic cursor and pipeline bookkeeping, which cost about as
 much as the scope statement itself (docs/performance.md).
 
-A prepared statement is session state, and the next borrower of a connection runs it by
-name. Code in a block can DEALLOCATE one and PREPARE its own SQL under the same name; the
-next block would then run that SQL in *its* scope (tests/test_unforgeable.py steals a key and
-another agent's messages that way). So before the first block after untrusted code — a block
-opened from an API key, or one whose statements prepared or deallocated anything — the guard
-(:data:`GUARD`, sent unnamed so it cannot itself be replaced) checks that the connection
-holds exactly the statements this client prepared and none made in SQL, and raises the reset
-check's MA001 otherwise: the session is reset and the block retried.
+The statements are prepared per connection (:mod:`maim_db.preparing`), so the first block
+after untrusted code starts with the guard (:data:`GUARD`, sent unnamed so it cannot itself
+be replaced): docs/concepts.md, "The guard", says what it checks and why.
 """
 
 from __future__ import annotations

@@ -28,25 +28,10 @@ ROLES: Final[dict[Kind, str]] = {
     "admin": "maim_admin",
 }
 
-# Every scope statement starts with the reset check, evaluated before anything changes: did
-# the connection arrive clean? It asks, for what an earlier user (raw SQL, a plugin) can
-# leave on a session and what would reach the next one:
-#   a role or a maim.* scope set at session level          (its scope, or a way around it)
-#   LISTEN registrations                                    (its notifications)
-#   cursors WITH HOLD                                       (rows it read, FETCHable by name)
-#   temporary tables, views, types and domains              (a `pg_temp.messages` or a domain
-#                                                            named `uuid` would shadow the real
-#                                                            one for everyone after)
-# and maim.assert_clean_session (migrations/0009) raises SQLSTATE MA001 when any answer is
-# wrong, which aborts the pipeline: the block's first statement, sent right behind, never runs
-# on a dirty connection; the client resets the session and retries. The temporary-object
-# probe only runs on a session that has ever had a temporary schema.
-#
-# Two more things are reset rather than probed, since no probe is cheaper than the reset:
-# session-level advisory locks are released (pg_locks would copy the server's whole lock
-# table), and the block's search_path is set to `public, pg_temp`, so a search_path left at
-# session level changes nothing and pg_temp, named last, can shadow nothing.
-# (Open large objects need nothing: their descriptors end with the transaction.)
+# Every scope statement starts with the reset check (docs/concepts.md, "The reset check":
+# what it asks, and why the advisory locks and search_path are reset rather than probed);
+# maim.assert_clean_session raises MA001, which aborts the pipeline before the block's first
+# statement runs.
 _CLEAN: Final = (
     "select maim.assert_clean_session(current_user = session_user"
     " and coalesce(pg_catalog.current_setting('maim.agent_id', true), '') = ''"

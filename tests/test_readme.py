@@ -53,3 +53,18 @@ def test_the_psql_example_runs_under_rls(db: TestDB) -> None:
     assert AGENT in session.stdout and "agent_000000000000" not in session.stdout
     assert session.stderr.count("ERROR:") == 1
     assert "maim.agent_id is not set" in session.stderr
+
+
+def test_the_command_table_names_every_command() -> None:
+    """Every top-level `maimdb` command and noun has a row in the README's table (it once
+    left out `maimdb user` and `maimdb watch`)."""
+    import typer.main
+
+    from maim_db.cli.main import app
+
+    table = README.split("## Commands", 1)[1].split("\n## ", 1)[0]
+    first_cells = [line.split(" | ", 1)[0] for line in table.splitlines() if line.startswith("| `")]
+    named = {n for cell in first_cells
+             for n in re.findall(r"`maimdb ([\w-]+(?:\\\|[\w-]+)*)", cell)}
+    listed = {word for row in named for word in row.split("\\|")}
+    assert sorted(set(typer.main.get_command(app).commands) - listed) == []

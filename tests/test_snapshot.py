@@ -46,3 +46,17 @@ def test_a_changed_definer_body_or_policy_shows_in_the_snapshot(db: TestDB) -> N
     assert any(line.startswith("+   policy app_select select to maim_app, maim_plugin using (true)")
                for line in added), added
     assert len(added) == 2, added
+
+
+def test_the_help_says_what_the_snapshot_holds() -> None:
+    """`maimdb snapshot --help` names what review relies on it for: function bodies and
+    triggers, not only tables and policies (in process: the text, not the entry point)."""
+    from typer.testing import CliRunner
+
+    from maim_db.cli.main import app
+
+    shown = CliRunner().invoke(app, ["snapshot", "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    for part in ("triggers", "policy's full text", "grants", "function in maim with its body"):
+        assert part in text, (part, text)

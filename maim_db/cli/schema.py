@@ -179,7 +179,8 @@ def _print_audit(findings: list[Finding], doors: list[Definer]) -> None:
 def snapshot(dsn: Dsn = None,
              write: Annotated[Path | None, typer.Option(
                  "--write", help="Write to this file instead of stdout.")] = None) -> None:
-    """Print the live schema as text (tables, columns, keys, indexes, policies, grants).
+    """Print the live schema as text: tables, columns, constraints, indexes, triggers, grants,
+    every policy's full text and every function in maim with its body.
 
     Example: maimdb snapshot --write sql/schema.snapshot
     """
