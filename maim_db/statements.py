@@ -200,8 +200,8 @@ def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequ
     if limit is not None:
         if (isinstance(limit, bool) or not isinstance(limit, int)
                 or not 0 <= limit <= MAX_LIMIT):
-            raise InputError(f"limit must be an integer from 0 to {MAX_LIMIT} (bigint), got "
-                             f"{limit!r}")
+            raise InputError(f"limit must be a non-negative integer up to {MAX_LIMIT} (a "
+                             f"bigint), got {limit!r}")
         # a parameter, always int8 (psycopg sends a small int as int2): one prepared statement
         # for every page size
         query = sql.SQL("{} limit %s").format(query)
