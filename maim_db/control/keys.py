@@ -1,3 +1,6 @@
+# WARNING: generated from maim_db/control/keys_async.py by tools/async_to_sync.py;
+# do not edit: change the async source and run `python tools/async_to_sync.py`.
+
 """API keys: issued once, stored as a hash, resolved inside PostgreSQL.
 
 A secret is ``mmc_`` + 43 URL-safe characters (32 random bytes). Only its SHA-256 and a
@@ -13,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
@@ -21,11 +23,12 @@ import psycopg
 
 from .. import ids
 from ..connection import Database, open_connection
-from ..connection_async import AsyncDatabase
 from ..errors import AuthenticationError, ConflictError, InputError, not_found, translate
 from ..ids import check_name, new_key_id
-from ..scope import PERMISSIONS, Permission, check_key_secret, check_permission
+from ..scope import PERMISSIONS, Permission, check_key_secret
 from ..tables import Agent, ApiKey
+from .records import IssuedKey as IssuedKey
+from .records import ResolvedKey as ResolvedKey
 
 PREFIX: Final = "mmc_"
 DISPLAY_CHARS: Final = 12
@@ -33,27 +36,6 @@ DISPLAY_CHARS: Final = 12
 _RESOLVE: Final = (
     "select agent_id, tenant_id, key_id, permissions from maim.resolve_api_key(%s)"
 )
-
-
-@dataclass(frozen=True)
-class IssuedKey:
-    """A key record plus its secret, which exists only here: show it once."""
-
-    record: ApiKey
-    secret: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class ResolvedKey:
-    agent_id: str
-    tenant_id: str
-    key_id: str
-    permissions: tuple[str, ...]
-
-    def require(self, permission: str) -> None:
-        """Raise :class:`AuthenticationError` unless the key grants ``permission``
-        (``config_write`` includes ``config_read``)."""
-        check_permission(self.permissions, permission, f"key {self.key_id}")
 
 
 def new_secret() -> str:
@@ -76,8 +58,9 @@ def _permissions(permissions: Iterable[str]) -> list[Permission]:
     return cast("list[Permission]", chosen)
 
 
-def issue(db: Database, *, agent_id: str, name: str, permissions: Iterable[str] = (),
-          description: str | None = None, expires_at: datetime | None = None) -> IssuedKey:
+def issue(db: Database, *, agent_id: str, name: str,
+                 permissions: Iterable[str] = (), description: str | None = None,
+                 expires_at: datetime | None = None) -> IssuedKey:
     """Issue a key for ``agent_id`` (admin scope). The secret is in the result, once."""
     check_name("key name", name)
     if expires_at is not None:
@@ -123,7 +106,8 @@ def expire(db: Database, key_id: str, at: datetime) -> ApiKey:
     return _change(db, key_id, expires_at=_moment("expire() at", at, future=False))
 
 
-def set_permissions(db: Database, key_id: str, permissions: Iterable[str]) -> ApiKey:
+def set_permissions(db: Database, key_id: str,
+                           permissions: Iterable[str]) -> ApiKey:
     return _change(db, key_id, permissions=_permissions(permissions))
 
 
@@ -168,7 +152,7 @@ def resolve(secret: str, dsn: str | None = None) -> ResolvedKey:
     try:
         with open_connection(dsn) as conn, conn.transaction():
             conn.execute("select set_config('role', 'maim_app', true)")
-            return _resolved(conn.execute(_RESOLVE, [secret]).fetchone())
+            return _resolved((conn.execute(_RESOLVE, [secret])).fetchone())
     except psycopg.Error as err:
         raise translate(err) from err
 
@@ -179,7 +163,11 @@ def resolve_in(db: Database, secret: str) -> ResolvedKey:
     return _resolved(rows[0] if rows else None)
 
 
-async def aresolve_in(db: AsyncDatabase, secret: str) -> ResolvedKey:
-    """:func:`resolve_in` on an async block (e.g. a pooled control-plane connection)."""
-    rows = await db.rows(_RESOLVE, [check_key_secret(secret)])
-    return _resolved(rows[0] if rows else None)
+# The generated module hands these out as well: one import for both flavours.
+from .keys_async import aexpire as aexpire
+from .keys_async import aissue as aissue
+from .keys_async import aresolve as aresolve
+from .keys_async import aresolve_in as aresolve_in
+from .keys_async import arevoke as arevoke
+from .keys_async import arotate as arotate
+from .keys_async import aset_permissions as aset_permissions

@@ -1,3 +1,6 @@
+# WARNING: generated from maim_db/control/config/document_async.py by tools/async_to_sync.py;
+# do not edit: change the async source and run `python tools/async_to_sync.py`.
+
 """An agent's whole configuration as one document, the shape the original served::
 
     {"persona": {...}, "bot_overrides": {...},
@@ -99,7 +102,7 @@ def _defaults(db: Database) -> dict[str, dict[str, Any]]:
     found = db.rows(_defaults_statement(), [tables, list(SYSTEM)])
     if found:
         exprs = sql.SQL(", ").join(sql.SQL(expr) for _, _, expr in found)  # catalog text
-        values = db.rows(sql.SQL("select {}").format(exprs))[0]
+        values = (db.rows(sql.SQL("select {}").format(exprs)))[0]
         for (table, column, _), value in zip(found, values, strict=True):
             _DEFAULTS.setdefault(table, {})[column] = value
     for t in tables:
@@ -117,7 +120,8 @@ def _mask(value: Any) -> Any:
     return MASK if value else value
 
 
-def read(db: Database, agent_id: str | None = None, *, reveal: bool = False) -> dict[str, Any]:
+def read(db: Database, agent_id: str | None = None, *,
+                reveal: bool = False) -> dict[str, Any]:
     """The agent's configuration document. Secrets are masked unless ``reveal`` (which needs
     ``MAIMDB_SECRET_KEY`` to decrypt them) — the runtime reveals, dashboards never do.
     In a scope opened from an API key, the key needs ``config_read`` (or ``config_write``)."""
@@ -163,7 +167,8 @@ def _write(db: Database, model: type[Row], values: dict[str, Any], agent: str,
         raise type(err)(f"{path}: {err}") from err
 
 
-def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> dict[str, Any]:
+def update(db: Database, patch: dict[str, Any],
+                  agent_id: str | None = None) -> dict[str, Any]:
     """Apply a partial document; return the new (masked) document. Unknown keys and bad
     values are all reported at once, with their paths, before anything is written. In a
     scope opened from an API key, the key needs ``config_write``."""
@@ -208,6 +213,26 @@ def _changed(given: Any, current: dict[str, Any]) -> Any:
     if not isinstance(given, dict):
         return given  # check_fields reports the shape
     return {k: v for k, v in given.items() if k not in current or v != current[k]}
+
+
+@cache
+def _reset_statement() -> sql.Composed:
+    """One statement, one round trip: delete the agent's row of every configuration table."""
+    parts = [sql.SQL("d{} as (delete from {} where agent_id = %(agent)s)").format(
+        sql.SQL(str(i)), sql.Identifier(model.table)) for i, model in enumerate(ac.ROWS)]
+    return sql.SQL("with {} select 1").format(sql.SQL(", ").join(parts))
+
+
+def reset(db: Database, agent_id: str | None = None) -> dict[str, Any]:
+    """Put the agent's configuration back to its defaults, as a new agent has it: every
+    section's row, every provider and model deleted (a section without a row reads as its
+    columns' defaults); return the new (masked) document. All of it or nothing, in the
+    block's transaction. In a scope opened from an API key, the key needs
+    ``config_write``."""
+    db.require("config_write")
+    agent = _agent(db, agent_id)
+    db.execute(_reset_statement(), {"agent": agent})
+    return read(db, agent)
 
 
 def _seal_tokens(db: Database, agent: str, tokens: list[Any], path: str,
@@ -307,3 +332,9 @@ def _seal_provider(agent: str, values: dict[str, Any], stored: dict[str, str | N
         values["api_key"], values["base_url"] = sealed.seal_provider(agent, name, key, url)
     except MaimDBError as err:
         errors.add(path, str(err))
+
+
+# The generated module hands these out as well: one import for both flavours.
+from .document_async import aread as aread
+from .document_async import areset as areset
+from .document_async import aupdate as aupdate
