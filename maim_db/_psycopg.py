@@ -9,7 +9,7 @@ passes on it, since any of these may move between minors.
   connection's ``wait()`` drives, so a scope statement and its query share one round trip.
 - ``BaseCursor``: the type a row factory receives (maim_db/row.py).
 - ``Cursor._reset`` / ``_tx`` / ``_set_results`` / ``_execmany_returning`` / ``_rowcount``
-  (used in maim_db/sqlalchemy.py, not imported here): hand a block's results to a psycopg
+  (used in maim_db/sqlalchemy/__init__.py, not imported here): hand a block's results to a psycopg
   cursor as its own ``execute()``/``executemany()`` would, for SQLAlchemy to read.
 - ``Connection.wait`` / ``AsyncConnection.wait`` (methods, not imported here): run a
   generator above on the connection's socket, with psycopg's own interrupt handling.

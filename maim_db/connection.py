@@ -1,5 +1,5 @@
-# WARNING: generated from maim_db/connection_async.py by tools/async_to_sync.py; do not edit.
-# Change the async source and run `python tools/async_to_sync.py`.
+# WARNING: generated from maim_db/connection_async.py by tools/async_to_sync.py;
+# do not edit: change the async source and run `python tools/async_to_sync.py`.
 
 """``connect()`` and the handle it yields: one scoped transaction, typed rows.
 
@@ -229,11 +229,19 @@ class Block(Handle[psycopg.Connection[Any]]):
         *,
         order_by: str | Sequence[str] = (),
         limit: int | None = None,
+        offset: int = 0,
+        after: R | Mapping[str, Any] | None = None,
     ) -> list[R]:
         """Rows matching ``where`` (``column: value``; a list means "any of", ``None`` means
-        IS NULL), ordered by columns (``"-time"`` for descending)."""
+        IS NULL), ordered by columns (``"-time"`` for descending). A page: ``limit`` with
+        ``offset`` (rows skipped), or, for deep pages, with ``after=`` the previous page's
+        last row (a keyset: the server seeks to it instead of reading and dropping every
+        row before it; the order is made total with the model's key)."""
         return self.fetch(
-            model, *statements.find(model, where, order_by, limit, self._scope.agent_id)
+            model,
+            *statements.find(
+                model, where, order_by, limit, self._scope.agent_id, offset=offset, after=after
+            ),
         )
 
     def update(self, model: type[R], *, where: Mapping[str, Any], set: Mapping[str, Any]) -> int:

@@ -219,11 +219,15 @@ class AsyncBlock(Handle[psycopg.AsyncConnection[Any]]):
         return rows[0]
 
     async def find(self, model: type[R], where: Mapping[str, Any] | None = None, *,
-                   order_by: str | Sequence[str] = (), limit: int | None = None) -> list[R]:
+                   order_by: str | Sequence[str] = (), limit: int | None = None,
+                   offset: int = 0, after: R | Mapping[str, Any] | None = None) -> list[R]:
         """Rows matching ``where`` (``column: value``; a list means "any of", ``None`` means
-        IS NULL), ordered by columns (``"-time"`` for descending)."""
+        IS NULL), ordered by columns (``"-time"`` for descending). A page: ``limit`` with
+        ``offset`` (rows skipped), or, for deep pages, with ``after=`` the previous page's
+        last row (a keyset: the server seeks to it instead of reading and dropping every
+        row before it; the order is made total with the model's key)."""
         return await self.fetch(model, *statements.find(
-            model, where, order_by, limit, self._scope.agent_id))
+            model, where, order_by, limit, self._scope.agent_id, offset=offset, after=after))
 
     async def update(self, model: type[R], *, where: Mapping[str, Any],
                      set: Mapping[str, Any]) -> int:

@@ -1,5 +1,5 @@
-# WARNING: generated from maim_db/pool_async.py by tools/async_to_sync.py; do not edit.
-# Change the async source and run `python tools/async_to_sync.py`.
+# WARNING: generated from maim_db/pool_async.py by tools/async_to_sync.py;
+# do not edit: change the async source and run `python tools/async_to_sync.py`.
 
 """``Pool``: psycopg-pool underneath, the same scopes as ``connect()``.
 

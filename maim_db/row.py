@@ -43,11 +43,24 @@ class _Jsonb:
 
 JSONB: Final = _Jsonb()
 
+
+class _Int8:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "bigint"
+
+
+INT8: Final = _Int8()
+
 #: A ``jsonb`` column holding an object / an array / any JSON value. Plain ``list[str]`` is
 #: a ``text[]`` column; the marker is what tells the two apart when a row is written.
 JsonObject = Annotated[dict[str, Any], JSONB]
 JsonArray = Annotated[list[Any], JSONB]
 JsonValue = Annotated[Any, JSONB]
+#: A ``bigint`` column; plain ``int`` is an ``integer`` one. Python does not care, but the
+#: SQLAlchemy tables built from the models (maim_db.sqlalchemy.tables) state the exact type.
+BigInt = Annotated[int, INT8]
 
 
 def server_default() -> Any:
@@ -179,7 +192,7 @@ def _trusted_fields(model: type[Row]) -> dict[str, _Field] | None:
         args = get_args(field.annotation)
         nullable = type(None) in args
         base = ([a for a in args if a is not type(None)] if nullable else [field.annotation])
-        if len(base) != 1 or any(m is not JSONB for m in field.metadata):
+        if len(base) != 1 or any(m is not JSONB and m is not INT8 for m in field.metadata):
             return None
         trusted = _trust(base[0], name in jsonb)
         if trusted is None:

@@ -189,10 +189,22 @@ def _select(model: type[Row]) -> sql.SQL:
 
 
 def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequence[str],
-         limit: int | None, agent_id: str | None = None) -> Statement:
+         limit: int | None, agent_id: str | None = None, *, offset: int = 0,
+         after: Row | Mapping[str, Any] | None = None) -> Statement:
+    """``select`` of ``model``'s rows. ``offset`` skips rows; ``after`` (keyset pagination,
+    for deep pages) starts after the row whose ordered columns have these values — the
+    order is made total by the model's key, appended where ``order_by`` leaves it out."""
     clause, params = _where(model, {} if where is None else where, agent_id)
-    query = sql.SQL("{}{}").format(_select(model), clause)
     orders = _names_given("order_by=", order_by)
+    if after is not None:
+        if isinstance(offset, int) and not isinstance(offset, bool) and offset:
+            raise InputError("give offset= or after=, not both")
+        orders = _total(model, orders, agent_id)
+        seek, seek_params = _after(model, orders, after)
+        clause = (sql.SQL(" where {}").format(seek) if clause == sql.SQL("")
+                  else sql.SQL("{} and {}").format(clause, seek))
+        params = [*params, *seek_params]
+    query = sql.SQL("{}{}").format(_select(model), clause)
     if orders:
         query = sql.SQL("{} order by {}").format(query, sql.SQL(", ").join(
             sql.SQL("{} desc" if o.startswith("-") else "{}").format(
@@ -206,7 +218,57 @@ def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequ
         # for every page size
         query = sql.SQL("{} limit %s").format(query)
         params.append(Int8(limit))
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_LIMIT:
+        raise InputError(f"offset must be a non-negative integer up to {MAX_LIMIT} (a "
+                         f"bigint), got {offset!r}")
+    if offset:
+        query = sql.SQL("{} offset %s").format(query)
+        params.append(Int8(offset))
     return query, params
+
+
+def _total(model: type[Row], orders: list[str], agent_id: str | None) -> list[str]:
+    """``orders`` with the model's key columns not in it appended, in the direction of the
+    last one: a keyset needs an order in which no two rows tie (``agent_id`` is one value in
+    an agent's scope, so it is left out there)."""
+    named = {o.removeprefix("-") for o in orders}
+    if agent_id:
+        named.add("agent_id")
+    sign = "-" if orders and orders[-1].startswith("-") else ""
+    return [*orders, *(sign + k for k in model.key if k not in named)]
+
+
+def _after(model: type[Row], orders: list[str],
+           after: Row | Mapping[str, Any]) -> tuple[sql.Composable, list[Any]]:
+    """The keyset condition: rows after ``after`` in the order ``orders``."""
+    columns = [(_field(model, o.removeprefix("-")), o.startswith("-")) for o in orders]
+    if isinstance(after, Row):
+        values = {c: getattr(after, c, None) for c, _ in columns}
+    else:
+        values = dict(_mapping("after=", after))
+    missing = [c for c, _ in columns if c not in values]
+    if missing:
+        raise InputError(f"after= needs a value for each ordered column; missing {missing}")
+    nulls = [c for c, _ in columns if values[c] is None]
+    if nulls:
+        raise InputError(f"after= has NULL for {nulls}: a keyset cannot seek past NULL; "
+                         "order by columns that are never NULL, or use offset=")
+    jsonb = model.jsonb_fields()
+    names = [sql.Identifier(c) for c, _ in columns]
+    params = [adapt(values[c], c in jsonb) for c, _ in columns]
+    if len({desc for _, desc in columns}) == 1:  # one direction: a row comparison, indexable
+        op = sql.SQL("<" if columns[0][1] else ">")
+        return sql.SQL("({}) {} ({})").format(
+            sql.SQL(", ").join(names), op,
+            sql.SQL(", ").join(sql.Placeholder() for _ in names)), params
+    # mixed directions: (a > x) or (a = x and b < y) or ...
+    ors, all_params = [], []
+    for i, (_, desc) in enumerate(columns):
+        ands = [sql.SQL("{} = %s").format(names[j]) for j in range(i)]
+        ands.append(sql.SQL("{} {} %s").format(names[i], sql.SQL("<" if desc else ">")))
+        ors.append(sql.SQL("({})").format(sql.SQL(" and ").join(ands)))
+        all_params.extend(params[: i + 1])
+    return sql.SQL("({})").format(sql.SQL(" or ").join(ors)), all_params
 
 
 def update(model: type[Row], where: Mapping[str, Any], values: Mapping[str, Any],

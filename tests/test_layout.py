@@ -67,6 +67,27 @@ def test_the_translation_of_async_code() -> None:
     )
 
 
+def test_an_async_function_named_a_something_is_something_in_sync() -> None:
+    """The control plane is written once, async (``acreate_agent``), and generated."""
+    gen = _generator()
+    other = "async def _apage(db: AsyncDatabase) -> int:\n    return 1\n"
+    source = ("from .x_async import _apage\n"
+              "async def acreate_agent(db: AsyncDatabase) -> int:\n"
+              "    n = await _apage(db)\n"
+              "    return await db.scalar('select %s', [n])\n"
+              "# sync: from .x_async import acreate_agent as acreate_agent\n")
+    defined = gen.defined_names(source, other)
+    assert defined == {"acreate_agent": "create_agent", "_apage": "_page"}
+    sync = gen.to_sync(source, "y_async.py", defined).split("\n", 3)[3]
+    assert sync == ("from .x_async import _page\n"
+                    "def create_agent(db: Database) -> int:\n"
+                    "    n = _page(db)\n"
+                    "    return db.scalar('select %s', [n])\n"
+                    "from .x_async import acreate_agent as acreate_agent\n")
+    # a method or a nested function keeps its name
+    assert gen.defined_names("class A:\n    async def aclose_all(self) -> None: ...\n") == {}
+
+
 def test_what_the_translation_cannot_handle_stops_it() -> None:
     gen = _generator()
     with pytest.raises(ValueError, match="'asyncio'"):

@@ -11,7 +11,7 @@ from uuid import UUID
 import psycopg
 import pytest
 
-from maim_db.row import SERVER_DEFAULT, Row
+from maim_db.row import INT8, SERVER_DEFAULT, Row
 from maim_db.schema.audit import BOOKKEEPING
 from maim_db.tables import ALL_ROWS, PARTIAL_ROWS
 from tests.databases import TestDB
@@ -20,17 +20,20 @@ from tests.databases import TestDB
 TRIGGER_FILLED = {("agent_active_states", "expires_at")}
 
 
-def _pg_type(annotation: Any, jsonb: bool) -> set[str]:
-    """The PostgreSQL types (information_schema spelling) a field annotation may map to."""
+def _pg_type(annotation: Any, jsonb: bool, bigint: bool = False) -> set[str]:
+    """The PostgreSQL types (information_schema spelling) a field annotation may map to:
+    one each, so the SQLAlchemy tables built from the models state the catalog's type."""
     if jsonb:
         return {"jsonb"}
+    if bigint:
+        return {"bigint"}
     if get_origin(annotation) is Literal:
         return {"text"}
     if get_origin(annotation) is list:
         (inner,) = get_args(annotation)
         return {f"{t}[]" for t in _pg_type(inner, False)}
     simple: dict[Any, set[str]] = {
-        str: {"text"}, int: {"integer", "bigint", "smallint"}, float: {"double precision"},
+        str: {"text"}, int: {"integer"}, float: {"double precision"},
         bool: {"boolean"}, datetime: {"timestamp with time zone"}, UUID: {"uuid"},
         bytes: {"bytea"},
     }
@@ -95,7 +98,8 @@ def test_model_equals_catalog(model: type[Row], catalog: dict[str, Any]) -> None
     for (_column, pg_type, nullable, has_default), (name, field) in zip(
             columns, model.model_fields.items(), strict=True):
         inner, optional = _split_optional(field.annotation)
-        assert pg_type in _pg_type(inner, name in jsonb), f"{name}: {pg_type} vs {inner}"
+        bigint = any(m is INT8 for m in field.metadata)
+        assert pg_type in _pg_type(inner, name in jsonb, bigint), f"{name}: {pg_type} vs {inner}"
         if model.table in VIEW_OF:
             base = {c[0]: c[2] for c in catalog[VIEW_OF[model.table]]}
             assert optional == base.get(name, optional), f"{name}: nullable differs from table"

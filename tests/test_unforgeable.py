@@ -164,6 +164,8 @@ def test_definers_are_pinned_and_executable_only_by_the_roles_that_need_them(
         "maim.open_key_scope(text)": (pinned, ("maim_app", "maim_plugin"), True),
         "maim.resolve_api_key(text)": (pinned, ("maim_admin", "maim_app"), True),
         "maim.agent_proven(text)": (pinned, ("maim_admin", "maim_plugin", "maim_tenant"), True),
+        "maim.login_setting(text)": (pinned, ("maim_tenant",), True),
+        "maim.check_login(text,text)": (pinned, ("maim_tenant",), True),
     }
 
 

@@ -12,6 +12,11 @@ predict it. Two markers cover what differs beyond that:
 
 Renaming leaves imports out of order and continuation lines misaligned, so the output goes
 through ruff (its import sorting, then ``ruff format``) with the project's settings.
+
+A module-level ``async def aNAME`` (or ``_aNAME``) is ``NAME`` (``_NAME``) in the sync
+module, wherever it is named in any source: the control plane's ``acreate_agent`` is
+``create_agent``, as ``aconnect`` is ``connect``. So an async function at module level whose
+name starts with ``a`` for another reason must be named otherwise.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 MODULES: dict[str, str] = {
     "maim_db/connection_async.py": "maim_db/connection.py",
     "maim_db/pool_async.py": "maim_db/pool.py",
+    "maim_db/control/tenancy_async.py": "maim_db/control/tenancy.py",
+    "maim_db/control/keys_async.py": "maim_db/control/keys.py",
+    "maim_db/control/activity_async.py": "maim_db/control/activity.py",
+    "maim_db/control/plugins_async.py": "maim_db/control/plugins.py",
+    "maim_db/control/config/document_async.py": "maim_db/control/config/document.py",
 }
 
 #: async name -> sync name, whole words only
@@ -51,7 +61,7 @@ NAMES: dict[str, str] = {
     "__aexit__": "__exit__",
 }
 
-_NAME = re.compile(r"\b(" + "|".join(sorted(NAMES, key=len, reverse=True)) + r")\b")
+_DEFINED = re.compile(r"^async def (?P<private>_?)a(?P<name>\w+)", re.MULTILINE)
 _KEYWORDS = [
     (re.compile(r"\basync (def|with|for)\b"), r"\1"),
     (re.compile(r"\bawait "), ""),
@@ -64,12 +74,25 @@ _LEFT_ASYNC = re.compile(r"\b(?:async|await|asyncio|Async\w+|a(?:close|iter|next
 
 
 def header(source: str) -> str:
-    return (f"# WARNING: generated from {source} by tools/async_to_sync.py; do not edit.\n"
-            "# Change the async source and run `python tools/async_to_sync.py`.\n\n")
+    return (f"# WARNING: generated from {source} by tools/async_to_sync.py;\n"
+            "# do not edit: change the async source and run `python tools/async_to_sync.py`.\n\n")
 
 
-def to_sync(text: str, source: str) -> str:
-    """The sync module for the async ``text``."""
+def defined_names(*texts: str) -> dict[str, str]:
+    """async name -> sync name for the module-level ``async def a…`` of ``texts``."""
+    return {f"{m['private']}a{m['name']}": f"{m['private']}{m['name']}"
+            for text in texts for m in _DEFINED.finditer(text)}
+
+
+def _pattern(names: dict[str, str]) -> re.Pattern[str]:
+    return re.compile(r"\b(" + "|".join(sorted(names, key=len, reverse=True)) + r")\b")
+
+
+def to_sync(text: str, source: str, defined: dict[str, str] | None = None) -> str:
+    """The sync module for the async ``text``; ``defined``: the ``async def a…`` names of
+    every source (by default, of ``text`` alone)."""
+    names = {**(defined if defined is not None else defined_names(text)), **NAMES}
+    renames = _pattern(names)
     lines: list[str] = []
     dropped = False
     for line in text.splitlines():
@@ -84,9 +107,9 @@ def to_sync(text: str, source: str) -> str:
             # the replacement is taken as written: names in it are already the sync ones
             lines.append(marked["indent"] + marked["sync"])
             continue
-        line = _NAME.sub(lambda m: NAMES[m[1]], line)
-        for pattern, replacement in _KEYWORDS:
-            line = pattern.sub(replacement, line)
+        line = renames.sub(lambda m: names[m[1]], line)
+        for keyword, replacement in _KEYWORDS:
+            line = keyword.sub(replacement, line)
         leftover = _LEFT_ASYNC.search(line)
         if leftover:
             raise ValueError(f"{source}: no sync translation for {leftover[0]!r} in "
@@ -113,7 +136,9 @@ def formatted(text: str, target: str) -> str:
 
 def generated(root: Path = ROOT) -> dict[str, str]:
     """Each generated module's path and the text its source generates now."""
-    return {target: formatted(to_sync((root / source).read_text(), source), target)
+    texts = {source: (root / source).read_text() for source in MODULES}
+    defined = defined_names(*texts.values())
+    return {target: formatted(to_sync(texts[source], source, defined), target)
             for source, target in MODULES.items()}
 
 

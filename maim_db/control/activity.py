@@ -1,12 +1,15 @@
+# WARNING: generated from maim_db/control/activity_async.py by tools/async_to_sync.py;
+# do not edit: change the async source and run `python tools/async_to_sync.py`.
+
 """Agent liveness: the runtime touches it on every inbound message, so a touch is one
-statement (an upsert; ``expires_at`` is computed by a trigger)."""
+statement (an upsert; ``expires_at`` is computed by a trigger).
+"""
 
 from __future__ import annotations
 
 from typing import Final
 
 from ..connection import Database
-from ..connection_async import AsyncDatabase
 from ..errors import InputError
 from ..tables import AgentActiveState
 
@@ -21,8 +24,9 @@ on conflict (agent_id) do update
 returning *
 """
 
-_ACTIVE: Final = ("select * from agent_active_states where expires_at > now() "
-                  "order by expires_at desc")
+_ACTIVE: Final = (
+    "select * from agent_active_states where expires_at > now() order by expires_at desc"
+)
 
 
 def _ttl(ttl_seconds: int) -> list[int]:
@@ -36,15 +40,12 @@ def touch(db: Database, ttl_seconds: int = DEFAULT_TTL) -> AgentActiveState:
     return db.fetch_one(AgentActiveState, _TOUCH, _ttl(ttl_seconds))
 
 
-async def atouch(db: AsyncDatabase, ttl_seconds: int = DEFAULT_TTL) -> AgentActiveState:
-    return await db.fetch_one(AgentActiveState, _TOUCH, _ttl(ttl_seconds))
-
-
 def list_active(db: Database) -> list[AgentActiveState]:
     """Agents whose TTL has not run out, as far as the scope can see (admin: all; tenant:
     its agents; agent: itself)."""
     return db.fetch(AgentActiveState, _ACTIVE)
 
 
-async def alist_active(db: AsyncDatabase) -> list[AgentActiveState]:
-    return await db.fetch(AgentActiveState, _ACTIVE)
+# The generated module hands these out as well: one import for both flavours.
+from .activity_async import alist_active as alist_active
+from .activity_async import atouch as atouch

@@ -1,3 +1,6 @@
+# WARNING: generated from maim_db/control/tenancy_async.py by tools/async_to_sync.py;
+# do not edit: change the async source and run `python tools/async_to_sync.py`.
+
 """Tenant and agent lifecycle for the control plane (admin scope): create, rename, suspend,
 reactivate, archive, delete, and the paginated listings the web UI shows.
 
@@ -8,30 +11,23 @@ Suspending is enforced by the database, not here: ``maim.open_agent_scope`` and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, get_args
+from collections.abc import Callable
+from typing import Any, TypeVar, get_args
 
+import psycopg
 from psycopg import sql
 
-from ..connection import Database
-from ..errors import ConflictError, InputError, not_found
+from ..connection import Database, open_connection
+from ..errors import AuthenticationError, ConflictError, InputError, not_found, translate
 from ..ids import check, check_input, check_name, new_agent_id, new_tenant_id, new_user_id
 from ..row import Row
-from ..tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant, User
+from ..statements import Statement
+from ..tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant, User, UserProfile
 from ..tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
+from .records import Page as Page
 
 T = TypeVar("T", bound=Row)
 MAX_PAGE = 500
-
-
-@dataclass(frozen=True)
-class Page(Generic[T]):
-    """One page of a listing, newest first, and how many rows there are in all."""
-
-    items: list[T]
-    total: int
-    limit: int
-    offset: int
 
 
 ID_FILTERS = {"owner_id": "user", "tenant_id": "tenant", "agent_id": "agent"}
@@ -51,8 +47,7 @@ def _filters(model: type[Row], where: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
-def _page(db: Database, model: type[T], where: dict[str, Any], limit: int,
-          offset: int) -> Page[T]:
+def _page(db: Database, model: type[T], where: dict[str, Any], limit: int, offset: int) -> Page[T]:
     for name, value, low in (("limit", limit, 1), ("offset", offset, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise InputError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -71,12 +66,10 @@ def _count(model: type[Row], where: dict[str, Any]) -> tuple[sql.Composed, list[
     return sql.SQL("select count(*) from ({}) as rows").format(inner), params
 
 
-def _listing(model: type[Row], where: dict[str, Any], limit: int,
-             offset: int) -> tuple[sql.Composed, list[Any]]:
+def _listing(model: type[Row], where: dict[str, Any], limit: int, offset: int) -> Statement:
     from ..statements import find
 
-    query, params = find(model, where, ["-created_at", "id"], limit)
-    return sql.SQL("{} offset {}").format(query, sql.Literal(offset)), params
+    return find(model, where, ["-created_at", "id"], limit, offset=offset)
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -94,29 +87,116 @@ def create_user(db: Database, username: str, *, email: str | None = None) -> Use
         raise InputError(f"email must look like name@host, got {email!r}")
     for column, value in (("username", username), ("email", email)):
         if value is not None and db.rows(
-                sql.SQL("select 1 from users where {} = %s").format(sql.Identifier(column)),
-                [value]):
+            sql.SQL("select 1 from users where {} = %s").format(sql.Identifier(column)), [value]
+        ):
             raise ConflictError(f"a user with {column} {value!r} already exists")
-    return db.insert(User.from_input(id=new_user_id(), username=username, email=email,
-                                     hashed_password=NO_PASSWORD))
+    return db.insert(
+        User.from_input(
+            id=new_user_id(), username=username, email=email, hashed_password=NO_PASSWORD
+        )
+    )
 
 
 def list_users(db: Database, *, limit: int = 50, offset: int = 0) -> Page[User]:
     return _page(db, User, {}, limit, offset)
 
 
+# -- logins (docs/decisions.md, "The web back end's login check") ----------------------------
+
+#: A bcrypt hash, as MaimWebBackend stores them (``bcrypt.hashpw``): ``$2b$``, the cost, 22
+#: characters of salt and 31 of hash. Its first 29 characters are the setting (scheme, cost,
+#: salt) that hashing a password again needs.
+BCRYPT = re.compile(r"\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
+#: What an unknown user's password is hashed with, so a wrong name costs the caller the same
+#: time as a wrong password (no user's setting: the salt is all zero bits).
+DECOY_SETTING = "$2b$12$" + "." * 22
+BAD_LOGIN = "incorrect username or password"
+
+_SETTING = "select maim.login_setting(%s)"
+_CHECK = (
+    "select id, username, email, is_active, created_at, updated_at from maim.check_login(%s, %s)"
+)
+
+
+def set_password_hash(db: Database, user_id: str, password_hash: str) -> UserProfile:
+    """Store a user's password hash (admin scope), made by the web back end
+    (``bcrypt.hashpw(password, bcrypt.gensalt())``); only a bcrypt hash is taken, the scheme
+    :func:`check_login` speaks."""
+    if not isinstance(password_hash, str) or not BCRYPT.fullmatch(password_hash):
+        raise InputError(
+            "password_hash must be a bcrypt hash ($2b$12$ and 53 characters), "
+            "as bcrypt.hashpw makes it"
+        )
+    _set(db, User, check_input("user", user_id), hashed_password=password_hash)
+    return db.get(UserProfile, user_id)
+
+
+def check_login(
+    username: str, hash_password: Callable[[str], str], dsn: str | None = None
+) -> UserProfile:
+    """The user whose password is the one ``hash_password`` hashes, for the web back end's
+    login, as ``maim_tenant``: no scope, no admin rights, and no stored hash leaves the
+    database. ``maim.login_setting`` gives the user's bcrypt setting (salt and cost, not
+    secret); ``hash_password(setting)`` — the caller's, e.g. ``lambda s:
+    bcrypt.hashpw(password.encode(), s.encode()).decode()`` — hashes the password with it;
+    ``maim.check_login`` compares in the database. A wrong name or password, or a user with
+    no password, is one :class:`AuthenticationError`; an inactive user's right password is
+    another (``user … is inactive``)."""
+    if not isinstance(username, str) or not username or len(username) > 100:
+        raise AuthenticationError(BAD_LOGIN)
+    try:
+        with open_connection(dsn) as conn:
+            with conn.transaction():
+                conn.execute("select set_config('role', 'maim_tenant', true)")
+                found = (conn.execute(_SETTING, [username])).fetchone()
+            setting = found[0] if found else None
+            # the hashing (bcrypt: a quarter second of CPU) runs outside any transaction
+            use = setting or DECOY_SETTING
+            made = hash_password(use)
+            if setting is None or not isinstance(made, str):
+                raise AuthenticationError(BAD_LOGIN)
+            with conn.transaction():
+                conn.execute("select set_config('role', 'maim_tenant', true)")
+                cursor = conn.execute(_CHECK, [username, made])
+                row = cursor.fetchone()
+                names = [c.name for c in cursor.description or ()]
+    except psycopg.Error as err:
+        raise translate(err) from err
+    if row is None:
+        raise AuthenticationError(BAD_LOGIN)
+    user = UserProfile.model_validate(dict(zip(names, row, strict=True)))
+    if not user.is_active:
+        raise AuthenticationError(f"user {username!r} is inactive")
+    return user
+
+
 # -- tenants ---------------------------------------------------------------------------------
 
-def create_tenant(db: Database, name: str, *, owner_id: str | None = None,
-                  tenant_type: TenantType = "personal", description: str | None = None,
-                  contact_email: str | None = None) -> Tenant:
+
+def create_tenant(
+    db: Database,
+    name: str,
+    *,
+    owner_id: str | None = None,
+    tenant_type: TenantType = "personal",
+    description: str | None = None,
+    contact_email: str | None = None,
+) -> Tenant:
     check_name("tenant name", name)
-    if owner_id is not None and not db.rows("select 1 from users where id = %s",
-                                            [check_input("user", owner_id)]):
+    if owner_id is not None and not db.rows(
+        "select 1 from users where id = %s", [check_input("user", owner_id)]
+    ):
         raise not_found("user", owner_id, db.scope)
-    return db.insert(Tenant.from_input(id=new_tenant_id(), tenant_name=name, owner_id=owner_id,
-                                    tenant_type=tenant_type, description=description,
-                                    contact_email=contact_email))
+    return db.insert(
+        Tenant.from_input(
+            id=new_tenant_id(),
+            tenant_name=name,
+            owner_id=owner_id,
+            tenant_type=tenant_type,
+            description=description,
+            contact_email=contact_email,
+        )
+    )
 
 
 def _set(db: Database, model: type[T], id: str, **values: Any) -> T:
@@ -135,24 +215,46 @@ def set_tenant_status(db: Database, tenant_id: str, status: TenantStatus) -> Ten
     return _set(db, Tenant, tenant_id, status=status)
 
 
-def list_tenants(db: Database, *, owner_id: str | None = None, status: TenantStatus | None = None,
-                 limit: int = 50, offset: int = 0) -> Page[Tenant]:
+def list_tenants(
+    db: Database,
+    *,
+    owner_id: str | None = None,
+    status: TenantStatus | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page[Tenant]:
     return _page(db, Tenant, {"owner_id": owner_id, "status": status}, limit, offset)
 
 
 # -- agents ----------------------------------------------------------------------------------
 
-def create_agent(db: Database, name: str, *, tenant_id: str, description: str | None = None,
-                 template_id: str | None = None) -> Agent:
+
+def create_agent(
+    db: Database,
+    name: str,
+    *,
+    tenant_id: str,
+    description: str | None = None,
+    template_id: str | None = None,
+) -> Agent:
     check("tenant", tenant_id)
     check_name("agent name", name)
     if not db.rows("select 1 from tenants where id = %s", [tenant_id]):
         raise not_found("tenant", tenant_id, db.scope)
     if db.rows("select 1 from agents where tenant_id = %s and name = %s", [tenant_id, name]):
-        raise ConflictError(f"tenant {tenant_id} already has an agent named {name!r}",
-                            constraint="agents_tenant_id_name_key")
-    return db.insert(Agent.from_input(id=new_agent_id(), tenant_id=tenant_id, name=name,
-                                   description=description, template_id=template_id))
+        raise ConflictError(
+            f"tenant {tenant_id} already has an agent named {name!r}",
+            constraint="agents_tenant_id_name_key",
+        )
+    return db.insert(
+        Agent.from_input(
+            id=new_agent_id(),
+            tenant_id=tenant_id,
+            name=name,
+            description=description,
+            template_id=template_id,
+        )
+    )
 
 
 def rename_agent(db: Database, agent_id: str, name: str) -> Agent:
@@ -166,21 +268,38 @@ def set_agent_status(db: Database, agent_id: str, status: AgentStatus) -> Agent:
     return _set(db, Agent, agent_id, status=status)
 
 
-def list_agents(db: Database, *, tenant_id: str | None = None,
-                status: AgentStatus | None = None, limit: int = 50,
-                offset: int = 0) -> Page[Agent]:
+def list_agents(
+    db: Database,
+    *,
+    tenant_id: str | None = None,
+    status: AgentStatus | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page[Agent]:
     return _page(db, Agent, {"tenant_id": tenant_id, "status": status}, limit, offset)
 
 
-def list_keys(db: Database, *, tenant_id: str | None = None, agent_id: str | None = None,
-              status: ApiKeyStatus | None = None, limit: int = 50,
-              offset: int = 0) -> Page[ApiKeyInfo]:
+def list_keys(
+    db: Database,
+    *,
+    tenant_id: str | None = None,
+    agent_id: str | None = None,
+    status: ApiKeyStatus | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> Page[ApiKeyInfo]:
     """Keys as a dashboard lists them (no hash; uses added up), in admin or tenant scope."""
-    return _page(db, ApiKeyInfo, {"tenant_id": tenant_id, "agent_id": agent_id, "status": status},
-                 limit, offset)
+    return _page(
+        db,
+        ApiKeyInfo,
+        {"tenant_id": tenant_id, "agent_id": agent_id, "status": status},
+        limit,
+        offset,
+    )
 
 
 # -- deletion --------------------------------------------------------------------------------
+
 
 def _agent_tables() -> list[type[Row]]:
     return [m for m in ALL_ROWS if "agent_id" in m.model_fields]
@@ -188,6 +307,7 @@ def _agent_tables() -> list[type[Row]]:
 
 def _counts(db: Database, column: str, value: str) -> dict[str, int]:
     """Rows per agent-scoped table belonging to the agent(s), in one statement."""
+
     def owned(model: type[Row]) -> sql.Composable:
         if column == "id":
             return sql.SQL("agent_id = %s")
@@ -195,8 +315,12 @@ def _counts(db: Database, column: str, value: str) -> dict[str, int]:
             return sql.SQL("tenant_id = %s")
         return sql.SQL("agent_id in (select id from agents where tenant_id = %s)")
 
-    parts = [sql.SQL("select {} as t, count(*) as n from {} where {}").format(
-        sql.Literal(m.table), sql.Identifier(m.table), owned(m)) for m in _agent_tables()]
+    parts = [
+        sql.SQL("select {} as t, count(*) as n from {} where {}").format(
+            sql.Literal(m.table), sql.Identifier(m.table), owned(m)
+        )
+        for m in _agent_tables()
+    ]
     query = sql.SQL(" union all ").join(parts)
     return {t: int(n) for t, n in db.rows(query, [value] * len(parts))}
 
@@ -220,3 +344,21 @@ def delete_tenant(db: Database, tenant_id: str) -> dict[str, int]:
     if db.delete(Tenant, where={"id": tenant_id}) == 0:
         raise not_found("tenant", tenant_id, db.scope)
     return {"tenants": 1, "agents": agents, **{t: n for t, n in counts.items() if n}}
+
+
+# The generated module hands these out as well: one import for both flavours.
+from .tenancy_async import acheck_login as acheck_login
+from .tenancy_async import acreate_agent as acreate_agent
+from .tenancy_async import acreate_tenant as acreate_tenant
+from .tenancy_async import acreate_user as acreate_user
+from .tenancy_async import adelete_agent as adelete_agent
+from .tenancy_async import adelete_tenant as adelete_tenant
+from .tenancy_async import alist_agents as alist_agents
+from .tenancy_async import alist_keys as alist_keys
+from .tenancy_async import alist_tenants as alist_tenants
+from .tenancy_async import alist_users as alist_users
+from .tenancy_async import arename_agent as arename_agent
+from .tenancy_async import arename_tenant as arename_tenant
+from .tenancy_async import aset_agent_status as aset_agent_status
+from .tenancy_async import aset_password_hash as aset_password_hash
+from .tenancy_async import aset_tenant_status as aset_tenant_status

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import ClassVar, Literal
 from uuid import UUID
 
-from ..row import JsonObject, Row, server_default
+from ..row import BigInt, JsonObject, Row, server_default
 from ..scope import Permission
 
 TenantType = Literal["personal", "enterprise"]
@@ -114,7 +114,7 @@ class ApiKeyInfo(Row):
     created_at: datetime
     updated_at: datetime
     replaced_by: str | None = None
-    usage_count: int
+    usage_count: BigInt
     last_used_at: datetime | None = None
 
 
@@ -128,7 +128,7 @@ class ApiKeyUsage(Row):
     key_id: str
     backend: int
     tenant_id: str
-    uses: int
+    uses: BigInt
     last_used_at: datetime
 
 

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import ClassVar
 from uuid import UUID
 
-from ..row import Row, server_default
+from ..row import BigInt, Row, server_default
 
 
 class ImportProgress(Row):
@@ -20,8 +20,8 @@ class ImportProgress(Row):
     id: UUID = server_default()
     source_key: str
     source_table: str
-    last_source_id: int
-    rows_written: int = server_default()
+    last_source_id: BigInt
+    rows_written: BigInt = server_default()
     updated_at: datetime = server_default()
 
 
@@ -35,7 +35,7 @@ class ImportClaim(Row):
     agent_id: str = server_default()
     source_key: str
     holder_pid: int
-    lock_key: int
+    lock_key: BigInt
     claimed_at: datetime = server_default()
 
 

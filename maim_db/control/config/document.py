@@ -1,3 +1,6 @@
+# WARNING: generated from maim_db/control/config/document_async.py by tools/async_to_sync.py;
+# do not edit: change the async source and run `python tools/async_to_sync.py`.
+
 """An agent's whole configuration as one document, the shape the original served::
 
     {"persona": {...}, "bot_overrides": {...},
@@ -31,6 +34,7 @@ from .validation import Errors, as_object, check_fields, check_items
 
 # -- which agent --------------------------------------------------------------------------------
 
+
 def _agent(db: Database, agent_id: str | None) -> str:
     if db.scope.kind == "agent":
         if agent_id is not None and agent_id != db.scope.agent_id:
@@ -54,9 +58,14 @@ def _agent(db: Database, agent_id: str | None) -> str:
 
 # -- reading ----------------------------------------------------------------------------------
 
+
 def _strip(table_alias: str) -> sql.Composable:
-    return sql.SQL(" - ").join([sql.SQL("to_jsonb({})").format(sql.Identifier(table_alias)),
-                                *(sql.Literal(c) for c in sorted(SYSTEM))])
+    return sql.SQL(" - ").join(
+        [
+            sql.SQL("to_jsonb({})").format(sql.Identifier(table_alias)),
+            *(sql.Literal(c) for c in sorted(SYSTEM)),
+        ]
+    )
 
 
 @cache
@@ -65,13 +74,18 @@ def _read_statement() -> sql.Composed:
     parts = []
     one_row: dict[str, type[Row]] = {**TOP, **SECTIONS, "_task": ac.ModelConfigOverrides}
     for name, model in one_row.items():
-        parts.append(sql.SQL("(select {} from {} t where t.agent_id = %(agent)s) as {}").format(
-            _strip("t"), sql.Identifier(model.table), sql.Identifier(name)))
+        parts.append(
+            sql.SQL("(select {} from {} t where t.agent_id = %(agent)s) as {}").format(
+                _strip("t"), sql.Identifier(model.table), sql.Identifier(name)
+            )
+        )
     for name, model in (("_providers", ac.ApiProviderConfig), ("_models", ac.ModelInfoConfig)):
-        parts.append(sql.SQL(
-            "(select coalesce(jsonb_agg({} order by t.name), '[]') from {} t "
-            "where t.agent_id = %(agent)s) as {}").format(
-            _strip("t"), sql.Identifier(model.table), sql.Identifier(name)))
+        parts.append(
+            sql.SQL(
+                "(select coalesce(jsonb_agg({} order by t.name), '[]') from {} t "
+                "where t.agent_id = %(agent)s) as {}"
+            ).format(_strip("t"), sql.Identifier(model.table), sql.Identifier(name))
+        )
     return sql.SQL("select {}").format(sql.SQL(", ").join(parts))
 
 
@@ -99,7 +113,7 @@ def _defaults(db: Database) -> dict[str, dict[str, Any]]:
     found = db.rows(_defaults_statement(), [tables, list(SYSTEM)])
     if found:
         exprs = sql.SQL(", ").join(sql.SQL(expr) for _, _, expr in found)  # catalog text
-        values = db.rows(sql.SQL("select {}").format(exprs))[0]
+        values = (db.rows(sql.SQL("select {}").format(exprs)))[0]
         for (table, column, _), value in zip(found, values, strict=True):
             _DEFAULTS.setdefault(table, {})[column] = value
     for t in tables:
@@ -107,8 +121,9 @@ def _defaults(db: Database) -> dict[str, dict[str, Any]]:
     return _DEFAULTS
 
 
-def _section(model: type[Row], stored: dict[str, Any] | None,
-             defaults: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _section(
+    model: type[Row], stored: dict[str, Any] | None, defaults: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
     base = stored if stored is not None else defaults[model.table]
     return {f: base.get(f) for f in fields(model)}
 
@@ -131,30 +146,44 @@ def read(db: Database, agent_id: str | None = None, *, reveal: bool = False) -> 
         item = {f: p.get(f) for f in fields(ac.ApiProviderConfig)}
         if reveal:
             item["api_key"], item["base_url"] = sealed.open_provider(
-                agent, item["name"], item["api_key"], item["base_url"])
+                agent, item["name"], item["api_key"], item["base_url"]
+            )
         else:
             item.update({s: _mask(item[s]) for s in PROVIDER_SECRETS})
         providers.append(item)
-    models = [{("api_provider" if f == "provider_name" else f): m.get(f)
-               for f in fields(ac.ModelInfoConfig)} for m in got["_models"]]
-    overrides: dict[str, Any] = {name: _section(model, got[name], defaults)
-                                 for name, model in SECTIONS.items()}
+    models = [
+        {
+            ("api_provider" if f == "provider_name" else f): m.get(f)
+            for f in fields(ac.ModelInfoConfig)
+        }
+        for m in got["_models"]
+    ]
+    overrides: dict[str, Any] = {
+        name: _section(model, got[name], defaults) for name, model in SECTIONS.items()
+    }
     tokens = overrides["maim_message"]["auth_token"] or []
-    overrides["maim_message"]["auth_token"] = (sealed.open_tokens(agent, tokens) if reveal
-                                               else [MASK for _ in tokens])
-    overrides["model"] = {"api_providers": providers, "models": models,
-                          "model_task_config": (got["_task"] or {}).get("model_task_config")
-                          or {}}
+    overrides["maim_message"]["auth_token"] = (
+        sealed.open_tokens(agent, tokens) if reveal else [MASK for _ in tokens]
+    )
+    overrides["model"] = {
+        "api_providers": providers,
+        "models": models,
+        "model_task_config": (got["_task"] or {}).get("model_task_config") or {},
+    }
     persona = _section(ac.PersonalityConfig, got["persona"], defaults)
-    return {"persona": persona,
-            "bot_overrides": _section(ac.BotConfigOverrides, got["bot_overrides"], defaults),
-            "config_overrides": overrides}
+    return {
+        "persona": persona,
+        "bot_overrides": _section(ac.BotConfigOverrides, got["bot_overrides"], defaults),
+        "config_overrides": overrides,
+    }
 
 
 # -- updating ---------------------------------------------------------------------------------
 
-def _write(db: Database, model: type[Row], values: dict[str, Any], agent: str,
-           on: list[str], path: str) -> None:
+
+def _write(
+    db: Database, model: type[Row], values: dict[str, Any], agent: str, on: list[str], path: str
+) -> None:
     if db.scope.kind != "agent":
         values = {"agent_id": agent, **values}
     try:
@@ -187,8 +216,7 @@ def update(db: Database, patch: dict[str, Any], agent_id: str | None = None) -> 
             section = _changed(section, current["config_overrides"][name])
             values = check_fields(SECTIONS[name], section, path, errors)
             if name == "maim_message" and "auth_token" in values:
-                values["auth_token"] = _seal_tokens(db, agent, values["auth_token"], path,
-                                                    errors)
+                values["auth_token"] = _seal_tokens(db, agent, values["auth_token"], path, errors)
             writes.append((SECTIONS[name], values, ["agent_id"], path))
         elif name == "model":
             writes.extend(_model_writes(db, agent, section, path, errors))
@@ -210,13 +238,37 @@ def _changed(given: Any, current: dict[str, Any]) -> Any:
     return {k: v for k, v in given.items() if k not in current or v != current[k]}
 
 
-def _seal_tokens(db: Database, agent: str, tokens: list[Any], path: str,
-                 errors: Errors) -> list[Any]:
+@cache
+def _reset_statement() -> sql.Composed:
+    """One statement, one round trip: delete the agent's row of every configuration table."""
+    parts = [
+        sql.SQL("d{} as (delete from {} where agent_id = %(agent)s)").format(
+            sql.SQL(str(i)), sql.Identifier(model.table)
+        )
+        for i, model in enumerate(ac.ROWS)
+    ]
+    return sql.SQL("with {} select 1").format(sql.SQL(", ").join(parts))
+
+
+def reset(db: Database, agent_id: str | None = None) -> dict[str, Any]:
+    """Put the agent's configuration back to its defaults, as a new agent has it: every
+    section's row, every provider and model deleted (a section without a row reads as its
+    columns' defaults); return the new (masked) document. All of it or nothing, in the
+    block's transaction. In a scope opened from an API key, the key needs
+    ``config_write``."""
+    db.require("config_write")
+    agent = _agent(db, agent_id)
+    db.execute(_reset_statement(), {"agent": agent})
+    return read(db, agent)
+
+
+def _seal_tokens(
+    db: Database, agent: str, tokens: list[Any], path: str, errors: Errors
+) -> list[Any]:
     """The tokens to store, each sealed under the current key. A document read masked and
     saved back sends ``********`` for each stored token: the stored token at that position
     is kept (re-sealed, so the row never holds tokens under two keys)."""
-    rows = db.rows("select auth_token from maim_message_configs where agent_id = %s",
-                   [agent])
+    rows = db.rows("select auth_token from maim_message_configs where agent_id = %s", [agent])
     stored = (rows[0][0] if rows else None) or []
     kept: list[Any] = []
     for i, token in enumerate(tokens):
@@ -227,8 +279,11 @@ def _seal_tokens(db: Database, agent: str, tokens: list[Any], path: str,
             elif token == MASK:
                 errors.add(where, "masked, but no token is stored there")
             elif isinstance(token, str) and crypto.is_encrypted(token):
-                errors.add(where, f"looks like a stored ciphertext ({crypto.PREFIX}…); send "
-                           "the plaintext, or the mask to keep the stored token")
+                errors.add(
+                    where,
+                    f"looks like a stored ciphertext ({crypto.PREFIX}…); send "
+                    "the plaintext, or the mask to keep the stored token",
+                )
             else:
                 kept.extend(sealed.seal_tokens(agent, [token]))
         except MaimDBError as err:
@@ -236,36 +291,51 @@ def _seal_tokens(db: Database, agent: str, tokens: list[Any], path: str,
     return kept
 
 
-def _model_writes(db: Database, agent: str, given: Any, path: str,
-                  errors: Errors) -> list[tuple[type[Row], dict[str, Any], list[str], str]]:
+def _model_writes(
+    db: Database, agent: str, given: Any, path: str, errors: Errors
+) -> list[tuple[type[Row], dict[str, Any], list[str], str]]:
     writes: list[tuple[type[Row], dict[str, Any], list[str], str]] = []
     model = as_object(given, path, errors)
     for key in model:
         if key not in ("api_providers", "models", "model_task_config"):
-            errors.add(f"{path}.{key}",
-                       "unknown key; known: api_providers, models, model_task_config")
-    providers = check_items(ac.ApiProviderConfig, model.get("api_providers", []),
-                             f"{path}.api_providers", errors)
-    stored = {name: dict(zip(PROVIDER_SECRETS, values, strict=True)) for name, *values in
-              db.rows("select name, api_key, base_url from api_provider_configs "
-                      "where agent_id = %s", [agent])}
+            errors.add(
+                f"{path}.{key}", "unknown key; known: api_providers, models, model_task_config"
+            )
+    providers = check_items(
+        ac.ApiProviderConfig, model.get("api_providers", []), f"{path}.api_providers", errors
+    )
+    stored = {
+        name: dict(zip(PROVIDER_SECRETS, values, strict=True))
+        for name, *values in db.rows(
+            "select name, api_key, base_url from api_provider_configs where agent_id = %s", [agent]
+        )
+    }
     for i, values in enumerate(providers):
-        _seal_provider(agent, values, stored.get(values.get("name", "")),
-                       f"{path}.api_providers[{i}]", errors)
+        _seal_provider(
+            agent, values, stored.get(values.get("name", "")), f"{path}.api_providers[{i}]", errors
+        )
         writes.append((ac.ApiProviderConfig, values, ["name"], f"{path}.api_providers[{i}]"))
-    for i, values in enumerate(check_items(ac.ModelInfoConfig, model.get("models", []),
-                                            f"{path}.models", errors, MODEL_RENAMES)):
+    for i, values in enumerate(
+        check_items(
+            ac.ModelInfoConfig, model.get("models", []), f"{path}.models", errors, MODEL_RENAMES
+        )
+    ):
         writes.append((ac.ModelInfoConfig, values, ["name"], f"{path}.models[{i}]"))
     if "model_task_config" in model:
-        values = check_fields(ac.ModelConfigOverrides,
-                         {"model_task_config": model["model_task_config"]}, path, errors)
-        writes.append((ac.ModelConfigOverrides, values, ["agent_id"],
-                       f"{path}.model_task_config"))
+        values = check_fields(
+            ac.ModelConfigOverrides, {"model_task_config": model["model_task_config"]}, path, errors
+        )
+        writes.append((ac.ModelConfigOverrides, values, ["agent_id"], f"{path}.model_task_config"))
     return writes
 
 
-def _seal_provider(agent: str, values: dict[str, Any], stored: dict[str, str | None] | None,
-                   path: str, errors: Errors) -> None:
+def _seal_provider(
+    agent: str,
+    values: dict[str, Any],
+    stored: dict[str, str | None] | None,
+    path: str,
+    errors: Errors,
+) -> None:
     """Seal the secrets a provider item sends, in place. Three rules keep a stored key where
     it belongs: a masked value keeps the stored one; a new ``base_url`` needs the
     ``api_key`` sent with it (else whoever may write the configuration, without ever seeing
@@ -280,9 +350,12 @@ def _seal_provider(agent: str, values: dict[str, Any], stored: dict[str, str | N
     for secret, value in given.items():
         if value and crypto.is_encrypted(value):
             # it would be stored as is and fail to decrypt on every later read
-            errors.add(f"{path}.{secret}", f"looks like a stored ciphertext "
-                       f"({crypto.PREFIX}…); send the plaintext, or the mask to keep the "
-                       "stored value")
+            errors.add(
+                f"{path}.{secret}",
+                f"looks like a stored ciphertext "
+                f"({crypto.PREFIX}…); send the plaintext, or the mask to keep the "
+                "stored value",
+            )
             return
     if not given:
         return
@@ -294,16 +367,28 @@ def _seal_provider(agent: str, values: dict[str, Any], stored: dict[str, str | N
         # open only what is kept: a full pair sent overwrites even a row no key opens
         if "api_key" in given:
             key = given["api_key"]
-            url = given["base_url"] if "base_url" in given else sealed.open_provider(
-                agent, name, None, held["base_url"])[1]
+            url = (
+                given["base_url"]
+                if "base_url" in given
+                else sealed.open_provider(agent, name, None, held["base_url"])[1]
+            )
         else:
             key, url = sealed.open_provider(agent, name, held["api_key"], held["base_url"])
             if key and "base_url" in given and given["base_url"] != url:
-                errors.add(f"{path}.base_url", "a new base_url needs the api_key sent with "
-                           "it (the stored key would go to the new host): send api_key "
-                           "again, or api_key: null to drop the stored one")
+                errors.add(
+                    f"{path}.base_url",
+                    "a new base_url needs the api_key sent with "
+                    "it (the stored key would go to the new host): send api_key "
+                    "again, or api_key: null to drop the stored one",
+                )
                 return
             url = given.get("base_url", url)
         values["api_key"], values["base_url"] = sealed.seal_provider(agent, name, key, url)
     except MaimDBError as err:
         errors.add(path, str(err))
+
+
+# The generated module hands these out as well: one import for both flavours.
+from .document_async import aread as aread
+from .document_async import areset as areset
+from .document_async import aupdate as aupdate

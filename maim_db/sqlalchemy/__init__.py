@@ -41,12 +41,12 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 
-from .connection import Database
-from .connection_async import AsyncDatabase
-from .errors import ConfigurationError, MaimDBError, ScopeError
-from .pipeline import FATAL_ERROR, first_error
-from .scope import AMBIENT, Scope, resolve
-from .settings import as_url, connection_options, resolve_dsn
+from ..connection import Database
+from ..connection_async import AsyncDatabase
+from ..errors import ConfigurationError, MaimDBError, ScopeError
+from ..pipeline import FATAL_ERROR, first_error
+from ..scope import AMBIENT, Scope, resolve
+from ..settings import as_url, connection_options, resolve_dsn
 
 __all__ = ["create_async_engine", "create_engine"]
 
