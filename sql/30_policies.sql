@@ -126,12 +126,13 @@ declare
     p record;
     clauses text;
 begin
-    for target in
-        select distinct d.tbl from maim.policies(form) d where one_table is null or d.tbl = one_table
-    loop
+    -- the declarations once (each row spells its terms), not once per table
+    create temporary table maim_policy_declared on commit drop as
+    select * from maim.policies(form) d where one_table is null or d.tbl = one_table;
+    for target in select distinct d.tbl from pg_temp.maim_policy_declared d loop
         execute format('create temporary table maim_policy_probe (like %s)', target);
         probe := to_regclass('pg_temp.maim_policy_probe');
-        for p in select * from maim.policies(form) d where d.tbl = target loop
+        for p in select * from pg_temp.maim_policy_declared d where d.tbl = target loop
             execute format('create policy %I on %s for %s to %s', p.policy, probe, p.command,
                            p.roles)
                 || coalesce(' using (' || p.using_expr || ')', '')
@@ -147,7 +148,7 @@ begin
                        is distinct from pg_get_expr(w.polqual, w.polrelid)
                    or pg_get_expr(l.polwithcheck, l.polrelid)
                        is distinct from pg_get_expr(w.polwithcheck, w.polrelid) as differs
-            from maim.policies(form) d
+            from pg_temp.maim_policy_declared d
             join pg_policy w on w.polrelid = probe and w.polname = d.policy
             left join pg_policy l on l.polrelid = target and l.polname = d.policy
             where d.tbl = target
@@ -167,6 +168,7 @@ begin
         end loop;
         execute format('drop table %s', probe);
     end loop;
+    drop table pg_temp.maim_policy_declared;
 end
 $$;
 revoke all on procedure maim.apply_policies(regclass, boolean) from public, maim_app,

@@ -225,6 +225,32 @@ def test_every_shard_carries_its_tables_policies(cluster: Server) -> None:
     assert seen == shards[0]
 
 
+def _policies_by_table(text: str) -> dict[str, list[str]]:
+    """A snapshot's policy lines, by table."""
+    found: dict[str, list[str]] = {}
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("table "):
+            table = line.split()[1]
+        elif line.startswith("  policy "):
+            found.setdefault(table, []).append(line)
+    return found
+
+
+def test_the_live_policies_are_the_committed_citus_form(cluster: Server) -> None:
+    """Issue 33.3: the policies the coordinator holds are, table by table and to the letter,
+    sql/schema.citus.snapshot's — the file review reads, made on one server from the same
+    definition (sql/30_policies.sql) as the one-server form."""
+    assert DSN
+    from maim_db.schema.snapshot import snapshot
+
+    committed = _policies_by_table(
+        (Path(migrate.SQL_DIR) / "schema.citus.snapshot").read_text(encoding="utf-8"))
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        live = _policies_by_table(snapshot(conn))
+    assert committed and {t: live.get(t) for t in committed} == committed
+
+
 def test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster(db: TestDB, world: World) -> None:
     """The limit test_rls_pitfalls pins on one server, as it is on Citus: raw SQL in a
     maim_app block can re-set the scope with SET LOCAL (sent to the workers too), while

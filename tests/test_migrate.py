@@ -408,7 +408,7 @@ def test_migrate_brings_every_policy_back_to_its_definition(db: TestDB) -> None:
         assert snapshot(conn) == before
 
 
-def test_each_scope_function_is_defined_in_one_place(empty_db: TestDB) -> None:
+def test_each_scope_function_is_defined_in_one_place() -> None:
     """Every function and procedure of sql/20_scope.sql and sql/30_policies.sql is created
     there once, with its grants in the same file, and no migration from the hand-over on
     creates it again."""
