@@ -489,6 +489,33 @@ def test_a_later_migration_s_agent_table_is_distributed_with_its_policies(
         migrate.rollback(DSN, steps=1, migrations_dir=migrations)
 
 
+def test_a_policy_changed_by_hand_is_back_on_every_shard_after_migrate(
+        cluster: Server) -> None:
+    """sql/30_policies.sql on a cluster: migrate alters a policy that differs from its
+    definition on the distributed table, and Citus carries that to every shard (the audit
+    compares each shard's policies with its table's)."""
+    assert DSN
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        before = _snapshot(conn)
+        policies = _policies_by_table(before)["messages"]
+        citus.mark_roles_distributed(conn)  # DDL naming the group roles, as migrate does
+        try:
+            conn.execute("alter policy tenant_select on messages using (true)")
+        finally:
+            citus.seal_roles(conn)
+        assert _policies_by_table(_snapshot(conn))["messages"] != policies
+    assert migrate.migrate(DSN) == []
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        assert _snapshot(conn) == before
+        assert audit.audit(conn) == []
+
+
+def _snapshot(conn: psycopg.Connection[Any]) -> str:
+    from maim_db.schema.snapshot import snapshot
+
+    return snapshot(conn)
+
+
 def test_the_audit_finds_what_distribution_needs(cluster: Server) -> None:
     """A shard without its table's forced row-level security, and an agent table left on
     the coordinator alone, are findings."""
