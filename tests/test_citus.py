@@ -225,6 +225,32 @@ def test_every_shard_carries_its_tables_policies(cluster: Server) -> None:
     assert seen == shards[0]
 
 
+def _policies_by_table(text: str) -> dict[str, list[str]]:
+    """A snapshot's policy lines, by table."""
+    found: dict[str, list[str]] = {}
+    table = ""
+    for line in text.splitlines():
+        if line.startswith("table "):
+            table = line.split()[1]
+        elif line.startswith("  policy "):
+            found.setdefault(table, []).append(line)
+    return found
+
+
+def test_the_live_policies_are_the_committed_citus_form(cluster: Server) -> None:
+    """Issue 33.3: the policies the coordinator holds are, table by table and to the letter,
+    sql/schema.citus.snapshot's — the file review reads, made on one server from the same
+    definition (sql/30_policies.sql) as the one-server form."""
+    assert DSN
+    from maim_db.schema.snapshot import snapshot
+
+    committed = _policies_by_table(
+        (Path(migrate.SQL_DIR) / "schema.citus.snapshot").read_text(encoding="utf-8"))
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        live = _policies_by_table(snapshot(conn))
+    assert committed and {t: live.get(t) for t in committed} == committed
+
+
 def test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster(db: TestDB, world: World) -> None:
     """The limit test_rls_pitfalls pins on one server, as it is on Citus: raw SQL in a
     maim_app block can re-set the scope with SET LOCAL (sent to the workers too), while
@@ -461,6 +487,33 @@ def test_a_later_migration_s_agent_table_is_distributed_with_its_policies(
             assert policies == (0,)  # written for the shards
     finally:
         migrate.rollback(DSN, steps=1, migrations_dir=migrations)
+
+
+def test_a_policy_changed_by_hand_is_back_on_every_shard_after_migrate(
+        cluster: Server) -> None:
+    """sql/30_policies.sql on a cluster: migrate alters a policy that differs from its
+    definition on the distributed table, and Citus carries that to every shard (the audit
+    compares each shard's policies with its table's)."""
+    assert DSN
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        before = _snapshot(conn)
+        policies = _policies_by_table(before)["messages"]
+        citus.mark_roles_distributed(conn)  # DDL naming the group roles, as migrate does
+        try:
+            conn.execute("alter policy tenant_select on messages using (true)")
+        finally:
+            citus.seal_roles(conn)
+        assert _policies_by_table(_snapshot(conn))["messages"] != policies
+    assert migrate.migrate(DSN) == []
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        assert _snapshot(conn) == before
+        assert audit.audit(conn) == []
+
+
+def _snapshot(conn: psycopg.Connection[Any]) -> str:
+    from maim_db.schema.snapshot import snapshot
+
+    return snapshot(conn)
 
 
 def test_the_audit_finds_what_distribution_needs(cluster: Server) -> None:

@@ -330,3 +330,104 @@ def test_a_migration_lock_another_login_holds_is_named_and_migrate_stops(db: Tes
                    "(login maim_test_plugin" in line and "Nothing was changed" in line
     assert maimdb("migrate", dsn=db.superuser).returncode == 0  # the lock is free again
     assert migrate.status(db.superuser).pending == []
+
+
+# -- one place for each scope function and policy (issue 33) ---------------------------------
+
+HANDOVER = "0019_one_source"
+
+
+def _source(dsn: str, signature: str) -> str | None:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("select prosrc from pg_proc where oid = to_regprocedure(%s)",
+                           [signature]).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _body_in(migration: str, name: str) -> str:
+    """The body (between the dollar quotes) of the last definition of ``name`` in a
+    migration file."""
+    text = next(path for path in MIGRATIONS_DIR.glob(f"{migration}_*.sql")
+                if not path.name.endswith(".rollback.sql")).read_text()
+    start = text.rindex(f" maim.{name}(")
+    opened = text.index("$$", start) + 2
+    return text[opened:text.index("$$", opened)]
+
+
+def test_scope_definitions_are_re_applied_and_the_handover_rolls_back(
+        empty_db: TestDB, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit of open_key_scope in sql/20_scope.sql reaches the database by the next
+    migrate, with nothing pending; rolling back 0019 gives the functions back to the
+    migrations exactly as 0017 left them, and migrate hands them over again."""
+    dsn = empty_db.superuser
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(migrate.SQL_DIR, sql_dir)
+    scope = sql_dir / "20_scope.sql"
+    original = scope.read_text()
+    hint = "hint = 'The key is unknown"
+    assert original.count(hint) == 1
+    scope.write_text(original.replace(hint, "hint = 'Edited: the key is unknown"))
+    monkeypatch.setattr(migrate, "SQL_DIR", sql_dir)
+
+    applied = migrate.migrate(dsn)
+    assert applied[-1].id == HANDOVER
+    assert "Edited: the key" in (_source(dsn, "maim.open_key_scope(text)") or "")
+
+    scope.write_text(original.replace(hint, "hint = 'Edited again: the key is unknown"))
+    assert migrate.migrate(dsn) == []
+    assert "Edited again: the key" in (_source(dsn, "maim.open_key_scope(text)") or "")
+
+    assert [m.id for m in migrate.rollback(dsn, steps=1)] == [HANDOVER]
+    assert _source(dsn, "maim.open_key_scope(text)") == _body_in("0017", "open_key_scope")
+    assert _source(dsn, "maim.isolate_agent_table(regclass)") \
+        == _body_in("0017", "isolate_agent_table")
+    assert _source(dsn, "maim.open_agent_scope(text)") == _body_in("0016", "open_agent_scope")
+    assert _source(dsn, "maim.apply_policies(regclass,boolean)") is None
+    with psycopg.connect(dsn) as conn:
+        assert audit(conn) == []
+
+    assert [m.id for m in migrate.migrate(dsn)] == [HANDOVER]
+    assert "Edited again: the key" in (_source(dsn, "maim.open_key_scope(text)") or "")
+
+
+def test_migrate_brings_every_policy_back_to_its_definition(db: TestDB) -> None:
+    """sql/30_policies.sql is the one source of every policy: a policy changed or dropped
+    by hand is written back by the next migrate (and only where it differs)."""
+    from maim_db.schema.snapshot import snapshot
+
+    with psycopg.connect(db.superuser, autocommit=True) as conn:
+        before = snapshot(conn)
+        conn.execute("alter policy app_select on messages using (true)")
+        conn.execute("alter policy tenant_select on users to maim_tenant, maim_app")
+        conn.execute("drop policy tenant_select on agents")
+        conn.execute("drop policy app_update on agent_active_states")
+        conn.execute("create policy app_update on agent_active_states for all to maim_app "
+                     "using (true)")
+    assert migrate.migrate(db.superuser) == []
+    with psycopg.connect(db.superuser, autocommit=True) as conn:
+        assert snapshot(conn) == before
+
+
+def test_each_scope_function_is_defined_in_one_place() -> None:
+    """Every function and procedure of sql/20_scope.sql and sql/30_policies.sql is created
+    there once, with its grants in the same file, and no migration from the hand-over on
+    creates it again."""
+    import re
+
+    definition = re.compile(r"create\s+(?:or\s+replace\s+)?(?:function|procedure)\s+"
+                            r"maim\.(\w+)\s*\(", re.I)
+    defined: dict[str, str] = {}
+    for path in sorted(migrate.SQL_DIR.glob("[2-9]*.sql")):
+        text = path.read_text()
+        for name in definition.findall(text):
+            assert name not in defined, f"maim.{name} in {defined[name]} and {path.name}"
+            defined[name] = path.name
+            assert re.search(rf"(grant|revoke)\s+\w+(\s*,\s*\w+)*\s+on\s+"
+                             rf"(function|procedure)\s+maim\.{name}\(", text, re.I), \
+                f"maim.{name}: no grant beside its body in {path.name}"
+    assert {"open_key_scope", "open_agent_scope", "resolve_api_key", "isolate_agent_table",
+            "scope_proof", "agent_proven", "open_tenant_scope", "apply_policies"} <= set(defined)
+    for path in MIGRATIONS_DIR.glob("*.sql"):
+        if path.name >= HANDOVER and not path.name.startswith(HANDOVER):
+            again = set(definition.findall(path.read_text())) & set(defined)
+            assert not again, f"{path.name} defines {again} again: edit sql/ instead"

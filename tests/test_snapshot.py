@@ -60,3 +60,29 @@ def test_the_help_says_what_the_snapshot_holds() -> None:
     text = " ".join(shown.output.split())
     for part in ("triggers", "policy's full text", "grants", "function in maim with its body"):
         assert part in text, (part, text)
+
+
+CITUS = COMMITTED.with_name("schema.citus.snapshot")
+
+
+def test_the_citus_form_matches_the_committed_citus_snapshot(db: TestDB) -> None:
+    """The policies as a Citus coordinator carries them (issue 33.3), rendered on one server
+    from the same definition (sql/30_policies.sql): the committed copy is what
+    tests/test_citus.py compares the cluster's live policies with. It differs from the
+    one-server snapshot in policy lines only, and no policy in it reads a table (a shard
+    cannot evaluate a subquery)."""
+    with psycopg.connect(db.superuser) as conn:
+        live = snapshot(conn, citus=True)
+        assert snapshot(conn) == COMMITTED.read_text(encoding="utf-8")  # nothing kept
+    committed = CITUS.read_text(encoding="utf-8")
+    diff = "".join(difflib.unified_diff(committed.splitlines(True), live.splitlines(True),
+                                        "sql/schema.citus.snapshot", "fresh migrate"))
+    assert live == committed, ("the Citus form differs from sql/schema.citus.snapshot; if "
+                               "intended, run `maimdb snapshot --citus --write "
+                               "sql/schema.citus.snapshot`\n" + diff)
+    changed = [line for line in difflib.ndiff(COMMITTED.read_text(encoding="utf-8")
+                                              .splitlines(), live.splitlines())
+               if line[:2] in ("+ ", "- ")]
+    assert changed and all(line[2:].startswith("  policy ") for line in changed), changed
+    policies = [line for line in live.splitlines() if line.startswith("  policy ")]
+    assert policies and not any(" SELECT " in line for line in policies)  # the deparser's

@@ -178,14 +178,18 @@ def _print_audit(findings: list[Finding], doors: list[Definer]) -> None:
 
 def snapshot(dsn: Dsn = None,
              write: Annotated[Path | None, typer.Option(
-                 "--write", help="Write to this file instead of stdout.")] = None) -> None:
+                 "--write", help="Write to this file instead of stdout.")] = None,
+             citus: Annotated[bool, typer.Option(
+                 "--citus", help="The policies as a Citus coordinator carries them, rendered "
+                 "on this server and rolled back (sql/schema.citus.snapshot).")] = False,
+             ) -> None:
     """Print the live schema as text: tables, columns, constraints, indexes, triggers, grants,
     every policy's full text and every function in maim with its body.
 
     Example: maimdb snapshot --write sql/schema.snapshot
     """
     with open_connection(dsn) as conn:
-        text = take(require_migrated(conn))
+        text = take(require_migrated(conn), citus=citus)
     if write is None:
         print(text, end="")
     else:

@@ -13,7 +13,6 @@ bootstrap; who may log in as them over the network is the nodes' ``pg_hba.conf``
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -242,33 +241,9 @@ def remote_sql_executors(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]
 
 # Distribution ------------------------------------------------------------------------------
 # A shard's policies may not hold a subquery (Citus refuses them on distributed and reference
-# tables) and cannot read a table of the control plane (from a shard that would be a
-# distributed query inside a shard query). One server writes the scope as `(select
-# maim.agent_id())` — an InitPlan, once per statement — and the tenant's agents as a
-# subquery over agents; here each becomes the call or the setting migrations/0016 writes
-# when the scope opens. Every form a policy here uses is listed; anything else is refused.
-_POLICY_FORMS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\(\s*SELECT (maim\.(?:agent_id|tenant_id|agent_tenant_id)\(\)) AS \w+\)"),
-     r"\1"),
-    (re.compile(r"agent_id IN \(\s*SELECT a\.id\s+FROM agents a\s+"
-                r"WHERE \(a\.tenant_id = maim\.tenant_id\(\)\)\)"),
-     "agent_id = ANY (maim.tenant_agent_ids())"),
-    (re.compile(r"id = \(\s*SELECT t\.owner_id\s+FROM tenants t\s+"
-                r"WHERE \(t\.id = maim\.tenant_id\(\)\)\)"),
-     "id = maim.tenant_owner_id()"),
-)
-
-
-def shard_policy(expression: str) -> str:
-    """A policy expression as a shard can evaluate it (see :data:`_POLICY_FORMS`)."""
-    for pattern, replacement in _POLICY_FORMS:
-        expression = pattern.sub(replacement, expression)
-    if re.search(r"\bSELECT\b", expression, re.IGNORECASE):
-        raise MigrationError(f"policy expression {expression!r} reads a table; a Citus shard "
-                             "cannot evaluate it (write it with maim.agent_id(), "
-                             "maim.tenant_agent_ids() or maim.tenant_owner_id())")
-    return expression
-
+# tables) and cannot read a table of the control plane. They need no rewriting here: migrate
+# re-applies sql/30_policies.sql before it distributes, and on a coordinator that writes
+# every policy in the form a shard evaluates (maim.policy_text's Citus terms).
 
 # Tables of public outside yoyo's bookkeeping, not yet distributed or reference tables (a
 # Citus local table is what an interrupted run leaves), with whether each is an
@@ -289,12 +264,6 @@ where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
 order by 2
 """
 
-_TABLE_POLICIES = """
-select p.polname::text, pg_catalog.pg_get_expr(p.polqual, p.polrelid),
-       pg_catalog.pg_get_expr(p.polwithcheck, p.polrelid)
-from pg_catalog.pg_policy p where p.polrelid = %s::regclass order by 1
-"""
-
 _VIEW_GRANTS = """
 select c.oid::regclass::text, a.grantee::regrole::text, a.privilege_type
 from pg_catalog.pg_class c
@@ -310,21 +279,13 @@ ANCHOR = "agent_active_states"
 def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
                bookkeeping: tuple[str, ...]) -> list[str]:
     """Make every table of ``public`` Citus's: the control plane reference tables, every
-    agent table distributed by ``agent_id`` and co-located with :data:`ANCHOR`, each with its
-    policies rewritten for the shards first. Tables already distributed are left alone, so a
-    second run does nothing; each table is one transaction. Returns what it distributed."""
+    agent table distributed by ``agent_id`` and co-located with :data:`ANCHOR`, their
+    policies already in the shards' form (sql/30_policies.sql). Tables already distributed
+    are left alone, so a second run does nothing; each table is one transaction. Returns
+    what it distributed."""
     rows = conn.execute(_LOCAL_TABLES, {"control_plane": list(control_plane),
                                         "bookkeeping": list(bookkeeping)}).fetchall()
     pending = {name: (is_agent, set(refs)) for name, _, is_agent, refs in rows}
-    # Policies first, all of them: making a table a reference table turns the local tables
-    # that refer to it into Citus tables too, and those may not keep a subquery either.
-    with conn.transaction():
-        for name in pending:
-            for policy, using, check in conn.execute(_TABLE_POLICIES, [name]).fetchall():
-                clauses = [sql.SQL(f"{kind} ({shard_policy(expr)})")  # the catalog's own text
-                           for kind, expr in (("using", using), ("with check", check)) if expr]
-                conn.execute(sql.SQL("alter policy {} on {} ").format(
-                    sql.Identifier(policy), sql.SQL(name)) + sql.SQL(" ").join(clauses))
     grants = conn.execute(_VIEW_GRANTS).fetchall()
     done: list[str] = []
     while pending:  # referenced tables first: Citus wants a foreign key's target its own
@@ -347,12 +308,10 @@ def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
                              "colocate_with => %s)", [name, ANCHOR])
         done.append(name)
     # The key-scope secret, for the workers to check a proof with (migrations/0017); read
-    # there from inside a shard's policy, which Citus allows only when asked to.
+    # there from inside a shard's policy (sql/20_scope.sql asks Citus to allow that).
     if not _distributed(conn, "maim.scope_secret"):
         with conn.transaction():
             conn.execute("select pg_catalog.create_reference_table('maim.scope_secret')")
-    conn.execute("alter function maim.scope_proof(text) "
-                 "set citus.allow_nested_distributed_execution = on")
     # Citus re-creates the views over a table it converts, without their grants
     for view, grantee, privilege in grants:
         conn.execute(sql.SQL("grant {} on {} to {}").format(

@@ -2,7 +2,9 @@
 
 - an advisory lock, so two deploys at once serialize instead of racing;
 - a SHA-256 of every applied migration (and its rollback), so an edited file is refused;
-- ``sql/`` re-applied on every run (roles, scope helpers);
+- ``sql/`` re-applied on every run: the roles and helpers before the migrations, the scope
+  functions and policies (``sql/20_*`` on, the definitions) after them, once 0019 handed
+  those over (docs/conventions.md, "Scope functions and policies");
 - the audit (:mod:`maim_db.schema.audit`) after every change.
 
 Migrations run as ``maim_owner`` (through the connection option ``role``), so they own what
@@ -42,6 +44,12 @@ def _schema_dir(name: str) -> Path:
 
 MIGRATIONS_DIR: Final = _schema_dir("migrations")
 SQL_DIR: Final = _schema_dir("sql")
+
+#: ``sql/`` files numbered from this on are the definitions: the scope functions and the
+#: policies, re-applied after the pending migrations once :data:`HANDOVER` is applied.
+DEFINITIONS_FROM: Final = 20
+#: The migration that hands the scope functions and policies over to the definitions.
+HANDOVER: Final = "0019_one_source"
 
 # pg_advisory_lock key: the bytes "maimdb" as an integer, the same in every deployment.
 LOCK_KEY: Final = int.from_bytes(b"maimdb", "big")
@@ -177,12 +185,19 @@ def _locked(dsn: str | None) -> Iterator[tuple[str, psycopg.Connection[Any]]]:
                 conn.execute("select pg_advisory_unlock(%s)", [LOCK_KEY])
 
 
+def _sql_files(*, definitions: bool) -> list[Path]:
+    """``sql/``'s files in order: those applied before the migrations, or the definitions."""
+    return [path for path in sorted(SQL_DIR.glob("*.sql"))
+            if (int(path.name.split("_", 1)[0]) >= DEFINITIONS_FROM) == definitions]
+
+
 def _apply_sql_dir(conn: psycopg.Connection[Any]) -> None:
-    """Re-apply sql/: the bootstrap as the connecting role, the rest as maim_owner.
+    """Re-apply sql/ before the migrations: the bootstrap as the connecting role, the
+    helpers as maim_owner.
 
     Two transactions: on a Citus coordinator the second opens worker connections as
     maim_owner, which see only what the first committed (the schema ``maim`` above all)."""
-    files = sorted(SQL_DIR.glob("*.sql"))
+    files = _sql_files(definitions=False)
     try:
         if citus.installed(conn):
             citus.prepare_roles(conn)
@@ -199,6 +214,28 @@ def _apply_sql_dir(conn: psycopg.Connection[Any]) -> None:
             conn.execute(_CHECKSUMS)
     except psycopg.Error as err:
         raise MigrationError(f"applying {SQL_DIR.name}/ failed: {str(err).strip()}") from err
+
+
+def _apply_definitions(conn: psycopg.Connection[Any]) -> None:
+    """Re-apply the definitions (sql/20_scope.sql, sql/30_policies.sql) as maim_owner, in
+    one transaction, after the migrations: from :data:`HANDOVER` on they, not the
+    migrations, define the scope functions and the policies. Before it (a database an older
+    release migrated, or one rolled back past it) the migrations' own versions stand."""
+    if conn.execute("select to_regclass('public._yoyo_migration')").fetchone() == (None,):
+        return
+    handed_over = conn.execute("select exists (select from _yoyo_migration "
+                               "where migration_id = %s)", [HANDOVER]).fetchone()
+    if handed_over != (True,):
+        return
+    name = SQL_DIR.name
+    try:
+        with conn.transaction():
+            conn.execute("set local role maim_owner")
+            for path in _sql_files(definitions=True):
+                name = f"{SQL_DIR.name}/{path.name}"
+                conn.execute(path.read_text())
+    except psycopg.Error as err:
+        raise MigrationError(f"applying {name} failed: {str(err).strip()}") from err
 
 
 def _state(conn: psycopg.Connection[Any], migrations: list[Migration]) -> State:
@@ -322,6 +359,7 @@ def migrate(dsn: str | None = None, *, dry_run: bool = False,
                     _record(conn, m)
                     done.append(m.id)
         _record_missing(conn, state)
+        _apply_definitions(conn)
         if citus.installed(conn):
             _distribute(conn)
             citus.seal_roles(conn)

@@ -4,6 +4,8 @@ indexes, triggers, RLS flags, grants and policies (their full text), and every f
 
 ``sql/schema.snapshot`` is the committed copy; a test migrates a fresh database and compares,
 so every schema change shows up in review as a diff of one readable file.
+``sql/schema.citus.snapshot`` is the same with the policies in their Citus form, which
+tests/test_citus.py compares with a cluster's live policies.
 """
 
 from __future__ import annotations
@@ -76,10 +78,18 @@ _VOLATILITY: Final = {"i": "immutable", "s": "stable", "v": "volatile"}
 _COMMANDS: Final = {"r": "select", "a": "insert", "w": "update", "d": "delete", "*": "all"}
 
 
-def snapshot(conn: psycopg.Connection[Any]) -> str:
-    """The schema as stable, line-oriented text."""
+def snapshot(conn: psycopg.Connection[Any], *, citus: bool = False) -> str:
+    """The schema as stable, line-oriented text. ``citus``: with every policy in the form a
+    Citus coordinator carries (sql/30_policies.sql), written as maim_owner in a transaction
+    that is rolled back, so one server shows what a cluster must hold."""
     try:
-        return _snapshot(conn)
+        if not citus:
+            return _snapshot(conn)
+        with conn.transaction(force_rollback=True):
+            conn.execute("set local role maim_owner")
+            conn.execute("call maim.apply_policies(null, true)")
+            conn.execute("reset role")
+            return _snapshot(conn)
     except psycopg.Error as err:
         raise translate(err) from err
 

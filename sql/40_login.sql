@@ -1,5 +1,6 @@
--- Issue 34.4: the web back end checks a login without admin scope and without the stored
--- hash in its hands.
+-- The web back end's login check (issue 34.4): without admin scope and without the stored
+-- hash in its hands. Definitions like sql/20_scope.sql: re-applied by every maimdb migrate
+-- (docs/conventions.md, "Scope functions and policies").
 --
 -- MaimWebBackend logged users in by selecting the whole `users` row, hash included, and
 -- running bcrypt over it in Python. Since 0012 only maim_admin may select
@@ -16,11 +17,10 @@
 --    comparison takes tells nothing of how much of a guess was right.
 --
 -- Both are SECURITY DEFINER, for maim_tenant (the web back end) only; the definer reads
--- `users` through a select policy of its own, as maim.resolve_api_key reads api_keys (0006).
+-- `users` through the definer_read policy (sql/30_policies.sql), as maim.resolve_api_key
+-- reads api_keys.
 
-create policy definer_select on users for select to maim_owner using (true);
-
-create function maim.login_setting(login text) returns text
+create or replace function maim.login_setting(login text) returns text
     language sql stable security definer
     set search_path = pg_catalog, pg_temp
 as $$
@@ -29,10 +29,11 @@ as $$
     where u.username operator(pg_catalog.=) login
       and u.hashed_password operator(pg_catalog.~) '^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$'
 $$;
-revoke all on function maim.login_setting(text) from public;
+revoke all on function maim.login_setting(text) from public, maim_app, maim_tenant, maim_admin,
+    maim_plugin;
 grant execute on function maim.login_setting(text) to maim_tenant;
 
-create function maim.check_login(login text, password_hash text)
+create or replace function maim.check_login(login text, password_hash text)
     returns table (id text, username text, email text, is_active boolean,
                    created_at timestamptz, updated_at timestamptz)
     language sql stable security definer
@@ -45,5 +46,6 @@ as $$
       and pg_catalog.sha256(pg_catalog.convert_to(u.hashed_password, 'UTF8'))
           operator(pg_catalog.=) pg_catalog.sha256(pg_catalog.convert_to(password_hash, 'UTF8'))
 $$;
-revoke all on function maim.check_login(text, text) from public;
+revoke all on function maim.check_login(text, text) from public, maim_app, maim_tenant,
+    maim_admin, maim_plugin;
 grant execute on function maim.check_login(text, text) to maim_tenant;

@@ -1,0 +1,259 @@
+-- The scope functions: how a transaction gets its agent or tenant, and what the policies read
+-- of it. Each is defined here once, with its grants beside it; `maimdb migrate` re-applies
+-- this file after the pending migrations of every run, once the database has migration 0019
+-- (docs/conventions.md, "Scope functions and policies"). Change a function by editing it
+-- here: review sees the diff of that function, and sql/schema.snapshot the result. A change
+-- of a signature or return type is the one thing that still needs a migration (drop the old
+-- one there). Each grant list is the whole list: revoke from every maim role, then grant.
+--
+-- A SECURITY DEFINER function runs as maim_owner: `set search_path = pg_catalog, pg_temp`
+-- (pg_temp last, so a caller's temporary objects never shadow a name; migrations/0012); every
+-- table and maim function is qualified, builtins resolve in pg_catalog, first on the path.
+
+-- Is this database a Citus node? The scope functions and the policies take the form a shard
+-- can evaluate there (sql/30_policies.sql).
+create or replace function maim.on_citus() returns boolean
+    language sql stable parallel safe
+    set search_path = pg_catalog, pg_temp
+as $$
+    select exists (select from pg_catalog.pg_extension where extname = 'citus')
+$$;
+grant execute on function maim.on_citus() to public;
+
+-- The proof that this transaction holds `agent` (docs/concepts.md, "How an agent scope is
+-- proven"): an NMAC-style hash over two independent secret keys of (agent, what binds it to
+-- one transaction). On one server that is the backend pid and the transaction's start; on
+-- Citus the distributed transaction id, which every worker the transaction touches knows
+-- (migrations/0017). No distributed transaction: nothing is proven. Parallel restricted: a
+-- parallel worker has another pid. Callable only by its owner: maim.agent_proven and
+-- maim.open_key_scope call it.
+create or replace function maim.scope_proof(agent text) returns text
+    language plpgsql stable parallel restricted
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    bound text;
+begin
+    if maim.on_citus() then
+        select t.initiator_node_identifier::text || '/' || t.transaction_number::text || '/'
+               || extract(epoch from t.transaction_stamp)::text
+        into bound
+        from pg_catalog.get_current_transaction_id() t
+        where t.transaction_number <> 0;
+        if bound is null then
+            return null;  -- no distributed transaction: nothing is proven
+        end if;
+    else
+        bound := pg_backend_pid()::text || '/'
+                 || extract(epoch from transaction_timestamp())::text;
+    end if;
+    return (select encode(sha256(s.outer_key || sha256(s.inner_key
+                || convert_to(agent || '/' || bound, 'UTF8'))), 'hex')
+            from maim.scope_secret s);
+end
+$$;
+revoke all on function maim.scope_proof(text) from public, maim_app, maim_tenant, maim_admin,
+    maim_plugin;
+-- On Citus its read of maim.scope_secret (a reference table) runs inside a shard's policy,
+-- which Citus allows only when asked to.
+do $$
+begin
+    if maim.on_citus() then
+        alter function maim.scope_proof(text) set citus.allow_nested_distributed_execution = on;
+    end if;
+end
+$$;
+
+-- Does this transaction's maim.agent_proof prove `agent`? Hashing both sides before
+-- comparing keeps the comparison's timing independent of how much of a guess was right.
+-- maim.agent_id() calls it for every role without maim_app's privileges.
+create or replace function maim.agent_proven(agent text) returns boolean
+    language sql stable parallel restricted security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+    select coalesce(sha256(convert_to(current_setting('maim.agent_proof', true), 'UTF8'))
+                    = sha256(convert_to(maim.scope_proof(agent), 'UTF8')), false)
+$$;
+revoke all on function maim.agent_proven(text) from public, maim_app, maim_tenant, maim_admin,
+    maim_plugin;
+grant execute on function maim.agent_proven(text) to maim_plugin, maim_tenant, maim_admin;
+
+-- The agent's tenant: from the scope when open_agent_scope wrote it and the caller holds
+-- maim_app's privileges (trusted with any agent, so with its tenant too); otherwise looked
+-- up — a key scope's tenant is never taken from a setting. Invoker rights.
+create or replace function maim.agent_tenant_id() returns pg_catalog.text
+    language plpgsql stable parallel restricted
+as $$
+declare
+    v pg_catalog.text := pg_catalog.current_setting('maim.agent_tenant', true);
+begin
+    if v operator(pg_catalog.<>) '' and pg_catalog.pg_has_role('maim_app', 'USAGE') then
+        return v;
+    end if;
+    select a.tenant_id into v from public.agents a
+    where a.id operator(pg_catalog.=) maim.agent_id();
+    return v;
+end
+$$;
+grant execute on function maim.agent_tenant_id() to public;
+
+-- A tenant scope's agents and owner, as open_tenant_scope wrote them. Unset is an error,
+-- never a silent zero rows: on Citus the tenant policies read these.
+create or replace function maim.tenant_agent_ids() returns pg_catalog.text[]
+    language plpgsql stable parallel safe
+as $$
+declare
+    v pg_catalog.text := pg_catalog.current_setting('maim.tenant_agents', true);
+begin
+    if v is null or v operator(pg_catalog.=) '' then
+        raise exception 'maim.tenant_agents is not set'
+            using errcode = '42501',
+                  hint = 'Open tenant scope with SELECT maim.open_tenant_scope(''tenant_...'') '
+                      || 'inside the transaction (on Citus the policies read the agents it lists).';
+    end if;
+    return v::pg_catalog.text[];
+end
+$$;
+grant execute on function maim.tenant_agent_ids() to public;
+
+create or replace function maim.tenant_owner_id() returns pg_catalog.text
+    language plpgsql stable parallel safe
+as $$
+begin
+    perform maim.tenant_agent_ids();  -- the same contract: opened by open_tenant_scope
+    return nullif(pg_catalog.current_setting('maim.tenant_owner', true), '');
+end
+$$;
+grant execute on function maim.tenant_owner_id() to public;
+
+-- Tenant scope: invoker rights on purpose. It sets the tenant first and then reads, under
+-- the caller's own policies, only what that tenant may see: its row and its agents. An
+-- unknown tenant is an error, not a scope that sees nothing. Settings are written with SET
+-- LOCAL, the only kind Citus sends to the workers (migrations/0016).
+create or replace function maim.open_tenant_scope(tenant pg_catalog.text) returns pg_catalog.text
+    language plpgsql volatile
+as $$
+declare
+    owner  pg_catalog.text;
+    agents pg_catalog.text[];
+begin
+    execute pg_catalog.format('set local maim.tenant_id = %L', tenant);
+    select t.owner_id into owner from public.tenants t where t.id operator(pg_catalog.=) tenant;
+    if not found then
+        raise exception 'tenant % does not exist', tenant
+            using errcode = '42501', hint = 'Create it first: maimdb tenant create NAME';
+    end if;
+    select coalesce(pg_catalog.array_agg(a.id order by a.id), '{}') into agents
+    from public.agents a where a.tenant_id operator(pg_catalog.=) tenant;
+    execute pg_catalog.format('set local maim.tenant_agents = %L', agents);
+    execute pg_catalog.format('set local maim.tenant_owner = %L', coalesce(owner, ''));
+    return tenant;
+end
+$$;
+grant execute on function maim.open_tenant_scope(pg_catalog.text) to public;
+
+-- Open agent scope for `agent`, refusing an unknown, suspended or archived agent, or one
+-- whose tenant is not active. `connect(agent_id=...)` calls this in its scope statement. It
+-- also writes the agent's tenant, which the policies read on Citus.
+create or replace function maim.open_agent_scope(agent text) returns text
+    language plpgsql volatile security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    agent_status  text;
+    tenant_status text;
+    tenant        text;
+begin
+    select a.status, t.status, t.id into agent_status, tenant_status, tenant
+    from public.agents a join public.tenants t on t.id = a.tenant_id
+    where a.id = agent;
+    if agent_status is null then
+        raise exception 'agent % does not exist', agent
+            using errcode = '42501', hint = 'Create it first: maimdb agent create NAME --tenant TENANT_ID';
+    elsif agent_status <> 'active' then
+        raise exception 'agent % is %', agent, agent_status
+            using errcode = '42501', hint = 'Reactivate it: maimdb agent activate ' || agent;
+    elsif tenant_status <> 'active' then
+        raise exception 'the tenant of agent % is %', agent, tenant_status
+            using errcode = '42501', hint = 'Reactivate the tenant: maimdb tenant activate TENANT_ID';
+    end if;
+    execute format('set local maim.agent_tenant = %L', tenant);
+    execute format('set local maim.agent_id = %L', agent);
+    return agent;
+end
+$$;
+revoke all on function maim.open_agent_scope(text) from public, maim_app, maim_tenant,
+    maim_admin, maim_plugin;
+grant execute on function maim.open_agent_scope(text) to maim_app;
+
+-- Resolve an API key to its agent, and count the use in this backend's own row of
+-- api_key_usage (so no two transactions wait for each other to record one). Unknown,
+-- malformed, revoked, expired and suspended all come back as no row. PL/pgSQL: Citus cannot
+-- plan a SQL-language function's statements that take its parameters and touch a Citus
+-- table.
+create or replace function maim.resolve_api_key(key text)
+    returns table (agent_id text, tenant_id text, key_id text, permissions text[])
+    language plpgsql volatile security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+#variable_conflict use_column
+declare
+    k record;
+begin
+    select a.agent_id, a.tenant_id, a.id, a.permissions into k
+    from public.api_keys a
+    join public.agents g on g.id = a.agent_id
+    join public.tenants t on t.id = a.tenant_id
+    where a.key_hash = sha256(convert_to(key, 'UTF8'))
+      and a.status = 'active'
+      and (a.expires_at is null or a.expires_at > now())
+      and g.status = 'active' and t.status = 'active';
+    if not found then
+        return;
+    end if;
+    insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
+    values (k.id, pg_backend_pid(), k.tenant_id, 1, now())
+    on conflict on constraint api_key_usage_pkey
+        do update set uses = u.uses + 1, last_used_at = excluded.last_used_at;
+    return query select k.agent_id, k.tenant_id, k.id, k.permissions;
+end
+$$;
+revoke all on function maim.resolve_api_key(text) from public, maim_app, maim_tenant,
+    maim_admin, maim_plugin;
+grant execute on function maim.resolve_api_key(text) to maim_app, maim_admin;
+
+-- Open agent scope from an API key: the only way an untrusted caller (maim_plugin) gets an
+-- agent. Writes the key's permissions (read back by the scope statement, maim_db/scope.py),
+-- the proof maim.agent_id() checks, and the agent.
+create or replace function maim.open_key_scope(key text) returns text
+    language plpgsql volatile security definer
+    set search_path = pg_catalog, pg_temp
+as $$
+declare
+    agent   text;
+    granted text[];
+begin
+    select r.agent_id, r.permissions into agent, granted from maim.resolve_api_key(key) r;
+    if agent is null then
+        raise exception 'invalid API key'
+            using errcode = '28000',
+                  hint = 'The key is unknown, revoked, expired, or its agent or tenant is suspended.';
+    end if;
+    -- Citus gives a transaction its distributed id at the first remote work; an empty
+    -- intermediate result (a file of the transaction, removed at its end) asks for it now.
+    -- (Two statements: one server has no get_current_transaction_id to parse.)
+    if maim.on_citus() then
+        if (select t.transaction_number from pg_catalog.get_current_transaction_id() t) = 0 then
+            perform pg_catalog.create_intermediate_result('maim_key_scope',
+                                                          'select 1 where false');
+        end if;
+    end if;
+    execute format('set local maim.key_permissions = %L', array_to_string(granted, ','));
+    execute format('set local maim.agent_proof = %L', maim.scope_proof(agent));
+    execute format('set local maim.agent_id = %L', agent);
+    return agent;
+end
+$$;
+revoke all on function maim.open_key_scope(text) from public, maim_app, maim_tenant,
+    maim_admin, maim_plugin;
+grant execute on function maim.open_key_scope(text) to maim_app, maim_plugin;
