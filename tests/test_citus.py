@@ -74,10 +74,6 @@ NOT_ON_THE_CLUSTER = {
         "makes a user with a fixed name and counts every user of the database",
     "test_old_names_without_text_do_not_stop_the_migration":
         "migrates a database of its own (empty_db) from an old version",
-    "test_a_plugin_tenant_setting_and_reset_role_widen_nothing":
-        "after RESET ROLE the block runs as the plugin's login, which a worker now refuses "
-        "(issue 32.1): the write fails as a DatabaseError naming pg_hba, not an IsolationError; "
-        "still refused, nothing written",
     "test_the_scope_setting_is_trusted_inside_a_transaction":
         "pins that set_config() re-sets the scope; on Citus set_config reaches no worker and "
         "SET LOCAL does: test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster",
@@ -641,3 +637,18 @@ def test_a_key_block_cannot_change_its_group_role(db: TestDB, world: World,
                                 connect_timeout=5).close()
     finally:
         _restore_maim_plugin(nodes, password)
+
+
+def test_a_block_that_leaves_its_role_gets_one_typed_line_from_the_workers(
+        db: TestDB, world: World) -> None:
+    """After RESET ROLE a key block runs as the plugin's login, which no worker admits (issue
+    32.1); Citus's refusal to connect is an IsolationError in one line naming the node, not a
+    DatabaseError quoting pg_hba."""
+    secret = test_unforgeable._key(db, world, "A1")
+    with pytest.raises(IsolationError) as refused, \
+            connect(db.dsn("plugin"), api_key=secret) as p:
+        p.execute("reset role")
+        p.rows("select state_key from runtime_state")
+    assert "\n" not in str(refused.value)
+    assert re.match(rf"isolation violation: Citus node localhost:\d+ refused the block's role "
+                    rf"{LOGINS['plugin'][0]} ", str(refused.value)), str(refused.value)
