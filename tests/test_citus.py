@@ -652,3 +652,40 @@ def test_a_block_that_leaves_its_role_gets_one_typed_line_from_the_workers(
     assert "\n" not in str(refused.value)
     assert re.match(rf"isolation violation: Citus node localhost:\d+ refused the block's role "
                     rf"{LOGINS['plugin'][0]} ", str(refused.value)), str(refused.value)
+
+
+def test_the_audit_finds_a_node_whose_pg_hba_admits_more_than_citus(cluster: Server) -> None:
+    """Issue 32.1's defence is who a worker admits: the maim group roles by Citus's client
+    certificate, and the operator. The audit reads every node's pg_hba.conf (as the server
+    would load it): a worker line that admits an application login, or any node's line that
+    admits a group role by something a block can change (its password), is a finding."""
+    assert DSN
+    login, _ = LOGINS["plugin"]
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        assert audit.audit(conn) == []
+        worker = _workers(conn)[0]
+        with psycopg.connect(worker, autocommit=True) as w:
+            shown = w.execute("show hba_file").fetchone()
+            node = f"{w.info.host}:{w.info.port}"
+        assert shown is not None
+        hba = Path(shown[0])
+        original = hba.read_text()
+        hba.write_text(f"host all {login} 127.0.0.1/32 scram-sha-256\n"
+                       "host all maim_plugin 127.0.0.1/32 scram-sha-256\n"
+                       "host all all 10.0.0.0/8 reject\n"  # not in front of the next line
+                       "hostssl all all 0.0.0.0/0 trust\n" + original)
+        try:
+            found = [str(f) for f in audit.audit(conn)]
+        finally:
+            hba.write_text(original)
+        assert found == [
+            f"pg_hba.conf line 1 on {node}: admits {login} (scram-sha-256); a worker admits "
+            "only the maim group roles, by Citus's certificate",
+            f"pg_hba.conf line 2 on {node}: admits group role maim_plugin by scram-sha-256, "
+            "not by certificate (a block can set its group role's password)",
+            f"pg_hba.conf line 4 on {node}: admits group roles maim_owner, maim_app, "
+            "maim_tenant, maim_admin, maim_plugin by trust, not by certificate (a block can "
+            "set its group role's password)",
+            f"pg_hba.conf line 4 on {node}: admits every login (trust); a worker admits only "
+            "the maim group roles, by Citus's certificate"], found
+        assert audit.audit(conn) == []
