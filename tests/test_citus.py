@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -689,3 +690,46 @@ def test_the_audit_finds_a_node_whose_pg_hba_admits_more_than_citus(cluster: Ser
             f"pg_hba.conf line 4 on {node}: admits every login (trust); a worker admits only "
             "the maim group roles, by Citus's certificate"], found
         assert audit.audit(conn) == []
+
+
+@pytest.mark.parametrize("owner", ["login", "group role"])
+def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
+        db: TestDB, world: World, owner: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Citus needs max_prepared_transactions > 0, and a prepared transaction keeps its locks
+    with no session left for the watcher to end: a plugin took ACCESS EXCLUSIVE on the
+    coordinator's messages (DDL propagation off, so no worker is involved and Citus lets it
+    prepare), prepared, and left. The watcher rolls back a plugin's prepared transaction
+    past its limit, so another agent's read waiting behind it succeeds (issue 32.3)."""
+    from maim_db import watch
+    from tests import test_stall
+
+    assert DSN
+    gid = f"plugin-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MAIMDB_LOCK_TIMEOUT", "10")  # the watcher, not the timeout, ends it
+    with test_unforgeable._raw(db, "plugin") as plugin:
+        plugin.execute("begin")
+        if owner == "group role":
+            plugin.execute("set local role maim_plugin")
+        plugin.execute("set local citus.enable_ddl_propagation = off")
+        plugin.execute("lock table messages in access exclusive mode")
+        plugin.execute(sql.SQL("prepare transaction {}").format(sql.Literal(gid)))
+    try:
+        ended: list[watch.Ended] = []
+        stop = threading.Event()
+        watcher = test_stall._in_thread(lambda: watch.run(
+            DSN, watch.Limits(block=1, idle=None, transaction=None, prepared=1, interval=0.2),
+            stop=stop, report=ended.append))
+        try:
+            read = test_stall._in_thread(
+                lambda: test_stall._read_messages(db, world.agent_id("B1")))
+            assert read() == []
+        finally:
+            stop.set()
+            watcher()
+        want = LOGINS["plugin"][0] if owner == "login" else "maim_plugin"
+        assert [(e.login, e.gid) for e in ended] == [(want, gid)]
+        assert ended[0].reason.startswith("prepared transaction held for ")
+    finally:
+        with psycopg.connect(DSN, autocommit=True) as su:
+            if su.execute("select 1 from pg_prepared_xacts where gid = %s", [gid]).fetchone():
+                su.execute(sql.SQL("rollback prepared {}").format(sql.Literal(gid)))
