@@ -147,8 +147,10 @@ select pid, usename, why from chosen where pg_catalog.pg_terminate_backend(pid)
 # only there). Owned by a plugin login, or by maim_plugin itself (the owner is the role current
 # at PREPARE, so a plugin that ran SET ROLE maim_plugin first). On Citus, a gid of Citus's own
 # form (citus_<group>_<pid>_<transaction>_<connection>) is left to Citus's recovery when it may
-# be a real two-phase commit: recorded in pg_dist_transaction (Citus commits it), or its
-# initiating backend still in a transaction that began before the prepare (in flight).
+# be a real two-phase commit: another node's (a worker's prepared transactions are the
+# coordinator's, as maim_plugin, and only the coordinator knows whether to commit them),
+# recorded in pg_dist_transaction (Citus commits it), or its initiating backend still in a
+# transaction that began before the prepare (in flight).
 PREPARED: Final = """
 select x.gid, x.owner::text,
        pg_catalog.round(pg_catalog.date_part('epoch', pg_catalog.now() operator(pg_catalog.-)
@@ -166,7 +168,9 @@ where x.database operator(pg_catalog.=) pg_catalog.current_database()
 """
 _CITUS_OWN: Final = """
   and not (x.gid operator(pg_catalog.~) '^citus_[0-9]+_[0-9]+_[0-9]+_[0-9]+$' and (
-      exists (select from pg_catalog.pg_dist_transaction t
+      pg_catalog.split_part(x.gid, '_', 2)::pg_catalog.int4 operator(pg_catalog.<>)
+          (select g.groupid from pg_catalog.pg_dist_local_group g)
+      or exists (select from pg_catalog.pg_dist_transaction t
               where t.gid operator(pg_catalog.=) x.gid)
       or exists (select from pg_catalog.pg_stat_activity a
                  where a.pid operator(pg_catalog.=)
