@@ -692,6 +692,26 @@ def test_the_audit_finds_a_node_whose_pg_hba_admits_more_than_citus(cluster: Ser
         assert audit.audit(conn) == []
 
 
+def _prepare_holding_messages(db: TestDB, *, as_group_role: bool = False) -> str:
+    """A plugin's transaction holding ACCESS EXCLUSIVE on the coordinator's messages,
+    prepared, its session gone; its gid."""
+    gid = f"plugin-{uuid.uuid4().hex[:8]}"
+    with test_unforgeable._raw(db, "plugin") as plugin:
+        plugin.execute("begin")
+        if as_group_role:
+            plugin.execute("set local role maim_plugin")
+        plugin.execute("set local citus.enable_ddl_propagation = off")
+        plugin.execute("lock table messages in access exclusive mode")
+        plugin.execute(sql.SQL("prepare transaction {}").format(sql.Literal(gid)))
+    return gid
+
+
+def _forget_prepared(gid: str) -> None:
+    with psycopg.connect(DSN or "", autocommit=True) as su:
+        if su.execute("select 1 from pg_prepared_xacts where gid = %s", [gid]).fetchone():
+            su.execute(sql.SQL("rollback prepared {}").format(sql.Literal(gid)))
+
+
 @pytest.mark.parametrize("owner", ["login", "group role"])
 def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
         db: TestDB, world: World, owner: str, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -704,15 +724,8 @@ def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
     from tests import test_stall
 
     assert DSN
-    gid = f"plugin-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("MAIMDB_LOCK_TIMEOUT", "10")  # the watcher, not the timeout, ends it
-    with test_unforgeable._raw(db, "plugin") as plugin:
-        plugin.execute("begin")
-        if owner == "group role":
-            plugin.execute("set local role maim_plugin")
-        plugin.execute("set local citus.enable_ddl_propagation = off")
-        plugin.execute("lock table messages in access exclusive mode")
-        plugin.execute(sql.SQL("prepare transaction {}").format(sql.Literal(gid)))
+    gid = _prepare_holding_messages(db, as_group_role=owner == "group role")
     try:
         ended: list[watch.Ended] = []
         stop = threading.Event()
@@ -730,6 +743,26 @@ def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
         assert [(e.login, e.gid) for e in ended] == [(want, gid)]
         assert ended[0].reason.startswith("prepared transaction held for ")
     finally:
-        with psycopg.connect(DSN, autocommit=True) as su:
-            if su.execute("select 1 from pg_prepared_xacts where gid = %s", [gid]).fetchone():
-                su.execute(sql.SQL("rollback prepared {}").format(sql.Literal(gid)))
+        _forget_prepared(gid)
+
+
+def test_a_watcher_that_may_not_roll_back_a_prepared_transaction_says_so_once(
+        db: TestDB, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """Only a superuser (or the owner) may ROLLBACK PREPARED: the operator's watcher login
+    (pg_signal_backend, pg_read_all_stats) cannot, logs it once, and goes on ticking."""
+    import time
+
+    from maim_db import watch
+    from tests import test_stall
+
+    watcher_dsn = test_stall.watcher_dsn.__wrapped__(db)  # the fixture, on the cluster
+    gid = _prepare_holding_messages(db)
+    try:
+        time.sleep(0.3)  # past the limit below: the state, not a timed assertion
+        with watch.connect(watcher_dsn) as conn, caplog.at_level("ERROR", "maim_db.watch"):
+            limits = watch.Limits(block=None, idle=None, transaction=None, prepared=0.1)
+            assert watch.tick(conn, limits) == [] and watch.tick(conn, limits) == []
+        said = [r.getMessage() for r in caplog.records if gid in r.getMessage()]
+        assert len(said) == 1 and "run the watcher as a superuser" in said[0], said
+    finally:
+        _forget_prepared(gid)
