@@ -260,7 +260,7 @@ select pg_catalog.json_build_object(
     'database', pg_catalog.current_database())
 """
 
-# pg_hba's keywords: every user or database, and a connection type's covering ones
+# the connection types a `host` line covers
 _HOST_TYPES = ("host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc")
 
 
@@ -349,14 +349,15 @@ def _covers(before: dict[str, Any], rule: dict[str, Any]) -> bool:
 
 
 def _cert_admits(rule: dict[str, Any], maps: list[dict[str, Any]], login: str) -> bool:
-    """Whether a ``cert`` line lets ``login`` in: by its name in the certificate, or through
-    its ident map when the map can yield that login."""
+    """Whether a ``cert`` line lets ``login`` (``all``: any application login) in: by its
+    name in the certificate, or through its ident map when the map can yield that login."""
     option = next((o for o in rule["options"] or [] if o.startswith("map=")), None)
     if option is None:
         return True  # a certificate whose CN is the login's name: anyone the CA signed
     return any(m["map_name"] == option.removeprefix("map=") and (
         m["pg_username"] in (login, "all") or "\\1" in m["pg_username"]
-        or m["pg_username"].startswith(("+", "/"))) for m in maps)
+        or m["pg_username"].startswith(("+", "/"))
+        or (login == "all" and m["pg_username"] not in ROLES)) for m in maps)
 
 
 # Distribution ------------------------------------------------------------------------------
