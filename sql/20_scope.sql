@@ -22,8 +22,12 @@ grant execute on function maim.on_citus() to public;
 
 -- The proof that this transaction holds `agent` (docs/concepts.md, "How an agent scope is
 -- proven"): an NMAC-style hash over two independent secret keys of (agent, what binds it to
--- one transaction). On one server that is the backend pid and the transaction's start; on
--- Citus the distributed transaction id, which every worker the transaction touches knows
+-- one transaction). On one server that is the backend pid, the transaction's start and its
+-- transaction id: transactions sent in one simple-query message share their start (taken
+-- from the message), so the start alone let a proof carried over prove the next one (issue
+-- 32.7). A key scope has its id already (resolve_api_key writes its usage row); in any other
+-- transaction asking assigns a fresh one, which no earlier proof can name. On Citus the
+-- distributed transaction id, which every worker the transaction touches knows
 -- (migrations/0017). No distributed transaction: nothing is proven. Parallel restricted: a
 -- parallel worker has another pid. Callable only by its owner: maim.agent_proven and
 -- maim.open_key_scope call it.
@@ -45,7 +49,8 @@ begin
         end if;
     else
         bound := pg_backend_pid()::text || '/'
-                 || extract(epoch from transaction_timestamp())::text;
+                 || extract(epoch from transaction_timestamp())::text || '/'
+                 || pg_catalog.pg_current_xact_id()::text;
     end if;
     return (select encode(sha256(s.outer_key || sha256(s.inner_key
                 || convert_to(agent || '/' || bound, 'UTF8'))), 'hex')
