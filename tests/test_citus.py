@@ -43,6 +43,7 @@ from tests import (  # noqa: E402
     test_import_sqlite,
     test_isolation,
     test_isolation_matrix,
+    test_keys,
     test_operator_mistakes,
     test_peewee_bridge,
     test_pgbouncer,
@@ -96,6 +97,12 @@ for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_u
             for _mark in ([] if is_fixture else marks if isinstance(marks, list) else [marks]):
                 _value = _mark(_value)
             globals()[_name] = _value
+
+
+# Issue 32.7: a key's first use on a backend folds ended backends' rows of api_key_usage,
+# a reference table here, with FOR UPDATE SKIP LOCKED; the same test, on the cluster.
+test_key_usage_of_dead_backends_is_folded_and_no_use_is_lost = (
+    test_keys.test_key_usage_of_dead_backends_is_folded_and_no_use_is_lost)
 
 
 @pytest.fixture(scope="session")
