@@ -701,3 +701,78 @@ def test_a_key_block_cannot_change_its_group_role(db: TestDB, world: World,
                                 connect_timeout=5).close()
     finally:
         _restore_maim_plugin(nodes, password)
+
+
+def test_a_shard_query_reads_no_proof_on_a_worker_and_replays_none(db: TestDB,
+                                                                   world: World) -> None:
+    """Issue 32.1, what remains once a worker admits only Citus: a function in a shard query
+    runs on the worker as the block's role, which may read the query text of every
+    connection of a role it has the privileges of (maim_plugin's own, and maim_app is a
+    member of maim_plugin), and Citus sends a key block's `set local maim.agent_proof = '…'`
+    and its distributed id to the worker as query text. The workers keep no query text
+    (track_activities off for the database, `maimdb migrate`). A marker in the victim's last
+    shard query stands in for the proof, which shows only between Citus's BEGIN and the
+    first query; the reader is a runtime block, since a second key block waits for the first
+    on the cluster (api_key_usage, a reference table: docs/decisions.md). And a proof that
+    was seen anyway proves nothing in another key block's shard query: its worker
+    transaction already holds Citus's id, so a function there cannot take the victim's."""
+    a1, b1 = world.agent_id("A1"), world.agent_id("B1")
+    with connect(db.dsn("app"), agent_id=a1) as app:
+        app.execute("insert into runtime_state (state_key) values ('a1-secret')")
+    with connect(db.dsn("app"), agent_id=b1) as app:
+        app.execute("insert into runtime_state (state_key) values ('b1-own')")
+    a1_key, b1_key = test_unforgeable._key(db, world, "A1"), test_unforgeable._key(db, world, "B1")
+    marker = f"marker-{uuid.uuid4().hex}"
+    read = ("select string_agg(coalesce(pg_catalog.pg_stat_get_backend_activity(b), ''), ' ') "
+            "from runtime_state r, pg_catalog.pg_stat_get_backend_idset() b "
+            "where r.agent_id = %s")
+    with test_unforgeable._raw(db, "plugin") as victim:
+        with victim.transaction():
+            victim.execute("select set_config('role', 'maim_plugin', true)")  # as the wrapper
+            victim.execute("select maim.open_key_scope(%s)", [a1_key])
+            assert victim.execute(sql.SQL(
+                "select state_key, {} from runtime_state where agent_id = {}").format(
+                sql.Literal(marker), sql.Literal(a1))).fetchall() == [("a1-secret", marker)]
+            proof = victim.execute("select current_setting('maim.agent_proof')").fetchone()
+            tid = victim.execute("select initiator_node_identifier, transaction_number, "
+                                 "transaction_stamp from get_current_transaction_id()"
+                                 ).fetchone()
+            assert proof and tid
+            # the victim's worker connection idles on its last text; read it from A1's worker
+            with connect(db.dsn("app"), agent_id=a1) as reader:
+                seen = reader.scalar(read, [a1])
+            assert seen is not None  # it ran, on A1's worker
+            assert marker not in seen
+        with test_unforgeable._raw(db, "plugin") as thief, \
+                pytest.raises(psycopg.Error, match="already been assigned a transaction id"), \
+                thief.transaction():
+            thief.execute("select set_config('role', 'maim_plugin', true)")
+            thief.execute("select maim.open_key_scope(%s)", [b1_key])
+            thief.execute(
+                "select r.state_key from pg_catalog.assign_distributed_transaction_id("
+                "%s::int, %s::bigint, %s::timestamptz) a, "
+                "set_config('maim.agent_proof', %s, true) p, "
+                "set_config('maim.agent_id', %s, true) g, runtime_state r "
+                "where r.agent_id = %s", [*tid, proof[0], a1, b1])
+
+
+def test_the_audit_names_a_worker_that_keeps_query_text(cluster: Server) -> None:
+    """A worker whose database records its sessions' query text (track_activities) is an
+    audit finding, on every worker; the next migrate turns it off again."""
+    assert DSN
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        assert audit.audit(conn) == []
+        workers = [f"{n.name}:{n.port}" for n in citus.nodes(conn) if n.role == "worker"]
+        conn.execute("select run_command_on_workers(%s)", [
+            "do $$ begin perform set_config('citus.enable_ddl_propagation', 'off', true); "
+            "execute format('alter database %I reset track_activities', current_database()); "
+            "end $$"])
+        try:
+            found = [str(f) for f in audit.audit(conn)]
+        finally:
+            migrate.migrate(DSN)  # which turns it off again
+        assert [f for f in found if "query text" in f] == [
+            f"worker {w}: records its sessions' query text, where a shard query's function can "
+            "read a key's proof that Citus sent another connection (`maimdb migrate` sets "
+            "track_activities off for the database there)" for w in workers], found
+        assert audit.audit(conn) == []
