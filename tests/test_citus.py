@@ -776,3 +776,40 @@ def test_the_audit_names_a_worker_that_keeps_query_text(cluster: Server) -> None
             "read a key's proof that Citus sent another connection (`maimdb migrate` sets "
             "track_activities off for the database there)" for w in workers], found
         assert audit.audit(conn) == []
+
+
+@pytest.mark.xfail(strict=True, reason="open (issue 32.1): a plugin's autocommit single-shard "
+                   "query reaches a worker without a distributed id, and a LATERAL function "
+                   "scan there takes the victim's id before the policy runs; no SQL-visible "
+                   "mark tells Citus's own assignment from it (docs/decisions.md)")
+def test_a_seen_proof_proves_nothing_in_an_autocommit_shard_query(db: TestDB,
+                                                                  world: World) -> None:
+    """The replay that still works once the proof is seen (the workers no longer show it):
+    outside any block, where Citus sends a single-shard read without BEGIN and without a
+    distributed id, function scans LATERAL to the victim's shard assign the victim's id and
+    set its proof and agent before the shard's policy runs."""
+    a1 = world.agent_id("A1")
+    with connect(db.dsn("app"), agent_id=a1) as app:
+        app.execute("insert into runtime_state (state_key) values ('a1-secret')")
+    secret = test_unforgeable._key(db, world, "A1")
+    stolen: list[Any] = []
+    with test_unforgeable._raw(db, "plugin") as victim, victim.transaction(), \
+            test_unforgeable._raw(db, "plugin") as thief:
+        victim.execute("select set_config('role', 'maim_plugin', true)")  # as the wrapper
+        victim.execute("select maim.open_key_scope(%s)", [secret])
+        victim.execute("select count(*) from runtime_state where agent_id = %s", [a1])
+        proof = victim.execute("select current_setting('maim.agent_proof')").fetchone()
+        tid = victim.execute("select initiator_node_identifier, transaction_number, "
+                             "transaction_stamp from get_current_transaction_id()").fetchone()
+        assert proof and tid
+        thief.execute("set role maim_plugin")  # a worker admits the group role, not the login
+        with contextlib.suppress(psycopg.Error):
+            stolen = thief.execute(
+                "select x.state_key from pg_catalog.assign_distributed_transaction_id("
+                "%s::int, %s::bigint, %s::timestamptz) a, "
+                "set_config('maim.agent_proof', %s, true) p, "
+                "set_config('maim.agent_id', %s, true) g, "
+                "lateral (select r.state_key from runtime_state r where r.agent_id = %s "
+                "and g is not null and p is not null and a is not null offset 0) x",
+                [*tid, proof[0], a1, a1]).fetchall()
+    assert stolen == []
