@@ -22,8 +22,12 @@ grant execute on function maim.on_citus() to public;
 
 -- The proof that this transaction holds `agent` (docs/concepts.md, "How an agent scope is
 -- proven"): an NMAC-style hash over two independent secret keys of (agent, what binds it to
--- one transaction). On one server that is the backend pid and the transaction's start; on
--- Citus the distributed transaction id, which every worker the transaction touches knows
+-- one transaction). On one server that is the backend pid, the transaction's start and its
+-- transaction id: transactions sent in one simple-query message share their start (taken
+-- from the message), so the start alone let a proof carried over prove the next one (issue
+-- 32.7). A key scope has its id already (resolve_api_key writes its usage row); in any other
+-- transaction asking assigns a fresh one, which no earlier proof can name. On Citus the
+-- distributed transaction id, which every worker the transaction touches knows
 -- (migrations/0017). No distributed transaction: nothing is proven. Parallel restricted: a
 -- parallel worker has another pid. Callable only by its owner: maim.agent_proven and
 -- maim.open_key_scope call it.
@@ -45,7 +49,8 @@ begin
         end if;
     else
         bound := pg_backend_pid()::text || '/'
-                 || extract(epoch from transaction_timestamp())::text;
+                 || extract(epoch from transaction_timestamp())::text || '/'
+                 || pg_catalog.pg_current_xact_id()::text;
     end if;
     return (select encode(sha256(s.outer_key || sha256(s.inner_key
                 || convert_to(agent || '/' || bound, 'UTF8'))), 'hex')
@@ -191,6 +196,13 @@ grant execute on function maim.open_agent_scope(text) to maim_app;
 -- malformed, revoked, expired and suspended all come back as no row. PL/pgSQL: Citus cannot
 -- plan a SQL-language function's statements that take its parameters and touch a Citus
 -- table.
+--
+-- A backend's first use of a key folds the rows of backends that have ended (their pid is
+-- no longer a backend's) into its own row, so a key has at most one row per live backend
+-- that used it, plus the one being folded into, and no use is lost (issue 32.7; before, one
+-- row per key and pid, never pruned). SKIP LOCKED: a row another first use is folding is
+-- left to it, so first uses never wait for each other either. Later uses update their own
+-- row alone. A dead backend's pid taken by a new backend keeps its row and counts on.
 create or replace function maim.resolve_api_key(key text)
     returns table (agent_id text, tenant_id text, key_id text, permissions text[])
     language plpgsql volatile security definer
@@ -198,7 +210,12 @@ create or replace function maim.resolve_api_key(key text)
 as $$
 #variable_conflict use_column
 declare
-    k record;
+    k      record;
+    me     integer := pg_catalog.pg_backend_pid();
+    live   integer[];
+    gone   integer[] := '{}';
+    folded bigint := 0;
+    r      record;
 begin
     select a.agent_id, a.tenant_id, a.id, a.permissions into k
     from public.api_keys a
@@ -211,10 +228,31 @@ begin
     if not found then
         return;
     end if;
-    insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
-    values (k.id, pg_backend_pid(), k.tenant_id, 1, now())
-    on conflict on constraint api_key_usage_pkey
-        do update set uses = u.uses + 1, last_used_at = excluded.last_used_at;
+    update public.api_key_usage u set uses = u.uses operator(pg_catalog.+) 1,
+                                      last_used_at = pg_catalog.now()
+    where u.key_id operator(pg_catalog.=) k.id and u.backend operator(pg_catalog.=) me;
+    if not found then
+        live := array(select a.pid from pg_catalog.pg_stat_get_activity(null) a
+                      where a.pid is not null);
+        for r in select u.backend, u.uses from public.api_key_usage u
+                 where u.key_id operator(pg_catalog.=) k.id
+                   and u.backend operator(pg_catalog.<>) all (live)
+                 for update skip locked
+        loop
+            gone := gone operator(pg_catalog.||) r.backend;
+            folded := folded operator(pg_catalog.+) r.uses;
+        end loop;
+        if pg_catalog.cardinality(gone) operator(pg_catalog.>) 0 then
+            delete from public.api_key_usage u
+            where u.key_id operator(pg_catalog.=) k.id
+              and u.backend operator(pg_catalog.=) any (gone);
+        end if;
+        insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
+        values (k.id, me, k.tenant_id, folded operator(pg_catalog.+) 1, pg_catalog.now())
+        on conflict on constraint api_key_usage_pkey
+            do update set uses = u.uses operator(pg_catalog.+) excluded.uses,
+                          last_used_at = excluded.last_used_at;
+    end if;
     return query select k.agent_id, k.tenant_id, k.id, k.permissions;
 end
 $$;

@@ -79,7 +79,9 @@ as $$
          'tenant_id = {agent_tenant} and (agent_id is null or agent_id = {agent})', null),
         ('api_key_usage', 'admin_select', 'select', 'maim_admin', 'true', null),
         ('api_key_usage', 'definer_insert', 'insert', 'maim_owner', null, 'true'),
-        ('api_key_usage', 'definer_update', 'update', 'maim_owner', 'true', 'true')
+        ('api_key_usage', 'definer_update', 'update', 'maim_owner', 'true', 'true'),
+        -- resolve_api_key folds the rows of backends that have ended (issue 32.7)
+        ('api_key_usage', 'definer_delete', 'delete', 'maim_owner', 'true', null)
     ), control_plane (name, rules) as (values
         ('users', '{admin,users,definer_read}'),
         ('tenants', '{admin,tenants,definer_read}'),

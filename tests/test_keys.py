@@ -270,3 +270,35 @@ def test_maim_app_cannot_read_keys_or_call_resolver_tricks(db: TestDB, world: Wo
         assert scope.rows("select agent_id from maim.resolve_api_key(%s)",
                           [issued.secret]) == [(world.agent_id("A1"),)]
         assert [a.id for a in scope.find(Agent)] == [world.agent_id("B1")]
+
+
+def test_key_usage_of_dead_backends_is_folded_and_no_use_is_lost(db: TestDB,
+                                                                 world: World) -> None:
+    """Issue 32.7: api_key_usage had one row per key and backend pid, never pruned, so a key
+    used by short-lived connections grew without bound. A backend's first use of a key folds
+    the rows of backends that have ended into its own: rows stay at most one per live
+    backend that used the key, plus one, and the total count of uses is exact."""
+    issued = _issue(db, world)
+    ended = 6
+    for _ in range(ended):  # each its own backend, ended after two uses
+        with psycopg.connect(db.dsn("plugin"), autocommit=True) as conn:
+            for _ in range(2):
+                with conn.transaction():
+                    conn.execute("select maim.open_key_scope(%s)", [issued.secret])
+            pid = conn.info.backend_pid
+        with psycopg.connect(db.superuser, autocommit=True) as su:  # wait for it to end
+            su.execute("select pg_terminate_backend(%s::int, 10000)", [pid])
+    with psycopg.connect(db.dsn("plugin"), autocommit=True) as live:  # still open below
+        with live.transaction():
+            live.execute("select maim.open_key_scope(%s)", [issued.secret])
+        with connect(db.dsn("plugin"), api_key=issued.secret) as scope:  # one more backend
+            scope.execute("select 1")
+        with psycopg.connect(db.superuser, autocommit=True) as su:
+            rows = su.execute("select count(*), sum(uses) from api_key_usage where key_id = %s",
+                              [issued.record.id]).fetchone()
+        assert rows is not None
+        alive = 2  # `live`, and the block's connection if it has not ended yet
+        assert rows[0] <= alive + 1, rows
+        assert rows[1] == 2 * ended + 2
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.get(ApiKeyInfo, issued.record.id).usage_count == 2 * ended + 2

@@ -332,6 +332,28 @@ def test_a_proof_from_one_transaction_proves_nothing_in_the_next(db: TestDB,
             conn.execute("select id from agents")
 
 
+def test_a_proof_proves_nothing_in_the_next_transaction_of_the_same_message(
+        db: TestDB, world: World) -> None:
+    """Issue 32.7: transactions sent in one simple-query message share their start time
+    (PostgreSQL takes it from the message), so a proof bound to pid and start alone was
+    valid again in the next transaction of the same message. Carried over in a session
+    setting of the plugin's own, it must prove nothing there."""
+    a1 = world.agent_id("A1")
+    secret = _key(db, world, "A1")
+    with _raw(db, "plugin") as conn:
+        # no parameters: psycopg sends the whole string as one simple-query message
+        script = sql.SQL(
+            "begin; select maim.open_key_scope({key}); "
+            "select set_config('plugin.carried', current_setting('maim.agent_proof'), false); "
+            "commit; "
+            "begin; select set_config('maim.agent_id', {agent}, true), "
+            "set_config('maim.agent_proof', current_setting('plugin.carried'), true); "
+            "select id from agents; commit").format(key=sql.Literal(secret),
+                                                    agent=sql.Literal(a1))
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not proven"):
+            conn.execute(script)
+
+
 @pytest.mark.parametrize("scope", ["agent_id", "tenant_id", "admin"])
 def test_a_plugin_login_opens_no_scope_but_a_keys(db: TestDB, world: World,
                                                   scope: str) -> None:

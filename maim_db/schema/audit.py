@@ -256,6 +256,8 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
         findings.extend(Finding(f"role {role}", problem)
                         for role, problem in citus.role_findings(conn))
         findings.extend(Finding(where, problem) for where, problem in citus.hba_findings(conn))
+        findings.extend(Finding(f"worker {node}", problem)
+                        for node, problem in citus.activity_findings(conn))
         findings.extend(Finding(f"table {p.table}", p.problem) for p in citus.placement_findings(
             conn, agent_tables={t for _, t in agent_tables}, bookkeeping=BOOKKEEPING))
     return findings

@@ -359,6 +359,60 @@ def _cert_admits(rule: dict[str, Any], maps: list[dict[str, Any]], login: str) -
         or (login == "all" and m["pg_username"] not in ROLES)) for m in maps)
 
 
+
+
+# What a worker shows of its sessions -----------------------------------------------------------
+# Citus sends a key block's `set local maim.agent_proof = '…'` and its distributed id to the
+# workers as query text. A function in a shard query runs on the worker as the block's role,
+# and pg_stat_activity shows a session's text to every role with the privileges of the
+# session's role: a plugin's shard query could read the proof of another plugin's connection
+# there (issue 32.1). With track_activities off a session records no text (nor state) at
+# all; superuser-only, so no block turns it back on. Set per database on the workers, not on
+# the coordinator, where `maimdb watch` reads the sessions' states.
+
+#: The worker database setting that keeps Citus's query text (key proofs) unseen there.
+HIDDEN_ACTIVITY = "track_activities=off"
+
+# Citus refuses ALTER DATABASE on a worker unless told the statement is that node's alone.
+_HIDE_ACTIVITY = ("do $$ begin "
+                  "perform pg_catalog.set_config('citus.enable_ddl_propagation', 'off', true); "
+                  "execute pg_catalog.format('alter database %I set track_activities = off', "
+                  "pg_catalog.current_database()); end $$")
+
+_ACTIVITY_HIDDEN = f"""
+select coalesce(bool_or(c = '{HIDDEN_ACTIVITY}'), false)
+from pg_catalog.pg_db_role_setting s, unnest(s.setconfig) c
+where s.setrole = 0
+  and s.setdatabase = (select oid from pg_catalog.pg_database
+                       where datname = pg_catalog.current_database())
+"""
+
+
+def hide_worker_activity(conn: psycopg.Connection[Any]) -> None:
+    """``track_activities = off`` for this database on every worker (the migrating superuser,
+    on the coordinator). It applies to connections made after it: Citus renews its cached
+    ones within ``citus.max_cached_connection_lifetime``."""
+    for node, port, ok, result in _on_workers(conn, _HIDE_ACTIVITY):
+        if not ok:
+            raise MigrationError(f"turning track_activities off on {node}:{port} failed: "
+                                 f"{result}")
+
+
+def activity_findings(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
+    """(node, problem) for a worker whose sessions of this database record their query text
+    (asked as a superuser only; placement_findings says when the workers were not asked)."""
+    if not _may_ask_workers(conn):
+        return []
+    found = []
+    for node, port, ok, result in _on_workers(conn, _ACTIVITY_HIDDEN):
+        if ok and result != "t":
+            found.append((f"{node}:{port}", "records its sessions' query text, where a shard "
+                          "query's function can read a key's proof that Citus sent another "
+                          "connection (`maimdb migrate` sets track_activities off for the "
+                          "database there)"))
+    return found
+
+
 # Distribution ------------------------------------------------------------------------------
 # A shard's policies may not hold a subquery (Citus refuses them on distributed and reference
 # tables) and cannot read a table of the control plane. They need no rewriting here: migrate

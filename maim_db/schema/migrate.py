@@ -202,6 +202,7 @@ def _apply_sql_dir(conn: psycopg.Connection[Any]) -> None:
         if citus.installed(conn):
             citus.prepare_roles(conn)
             citus.revoke_remote_sql(conn)
+            citus.hide_worker_activity(conn)
         with conn.transaction():
             for path in files:
                 if path.name.startswith("00_"):
