@@ -170,15 +170,18 @@ begin
     select a.status, t.status, t.id into agent_status, tenant_status, tenant
     from public.agents a join public.tenants t on t.id = a.tenant_id
     where a.id = agent;
-    if agent_status is null then
-        raise exception 'agent % does not exist', agent
-            using errcode = '42501', hint = 'Create it first: maimdb agent create NAME --tenant TENANT_ID';
-    elsif agent_status <> 'active' then
-        raise exception 'agent % is %', agent, agent_status
-            using errcode = '42501', hint = 'Reactivate it: maimdb agent activate ' || agent;
-    elsif tenant_status <> 'active' then
-        raise exception 'the tenant of agent % is %', agent, tenant_status
-            using errcode = '42501', hint = 'Reactivate the tenant: maimdb tenant activate TENANT_ID';
+    -- one test on the path every block takes; which refusal, only when refused
+    if agent_status is distinct from 'active' or tenant_status is distinct from 'active' then
+        if agent_status is null then
+            raise exception 'agent % does not exist', agent
+                using errcode = '42501', hint = 'Create it first: maimdb agent create NAME --tenant TENANT_ID';
+        elsif agent_status <> 'active' then
+            raise exception 'agent % is %', agent, agent_status
+                using errcode = '42501', hint = 'Reactivate it: maimdb agent activate ' || agent;
+        else
+            raise exception 'the tenant of agent % is %', agent, tenant_status
+                using errcode = '42501', hint = 'Reactivate the tenant: maimdb tenant activate TENANT_ID';
+        end if;
     end if;
     if pg_catalog.current_setting('citus.propagate_set_commands', true) is null then
         perform pg_catalog.set_config('maim.agent_tenant', tenant, true),
