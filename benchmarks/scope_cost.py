@@ -58,7 +58,7 @@ def pgbench() -> str | None:
 def _prepare(b: Bench) -> None:
     with psycopg.connect(b.dsn, autocommit=True) as conn:
         for role, login in LOGINS.items():
-            exists = conn.execute("select from pg_roles where rolname = %s", [login]).fetchone()
+            exists = conn.execute("select 1 from pg_roles where rolname = %s", [login]).fetchone()
             conn.execute(sql.SQL("{} role {} login password {}").format(
                 sql.SQL("alter" if exists else "create"), sql.Identifier(login),
                 sql.Literal(PASSWORD)))
@@ -95,9 +95,12 @@ def _rate(tool: str, b: Bench, name: str, seconds: int) -> float:
 
 def _cpu_seconds(pid: int) -> float | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:  # another machine, or another user's process
         return None
+    if "(postgres)" not in stat:  # a server elsewhere, and this pid a process of ours
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
