@@ -21,7 +21,7 @@ from psycopg.conninfo import conninfo_to_dict
 
 from maim_db import AsyncPool, Pool
 
-from . import data, import_sqlite, layers, policy_cost, scale
+from . import data, import_sqlite, layers, policy_cost, scale, scope_cost
 from .peewee_baseline import Peewee, database
 from .peewee_bridge import Bridge
 from .workloads import WORKLOADS, Maim, MaimAsync, Raw, RawAsync
@@ -284,6 +284,7 @@ def main() -> None:
             if not args.no_pgbench:
                 report["policy_cost"] = policy_cost.run(b, 5 if args.quick else 15, log)
                 report["reset_check"] = policy_cost.reset_check(b, 5 if args.quick else 15, log)
+                report["scope_cost"] = scope_cost.run(b, 3 if args.quick else 10, log)
         if args.scale or args.scale_only:
             report["scale"] = scale.run(server_dsn, args.scale_rows, log)
     short = shortfalls(report["records"])

@@ -29,25 +29,28 @@ ROLES: Final[dict[Kind, str]] = {
 }
 
 # Every scope statement starts with the reset check (docs/concepts.md, "The reset check":
-# what it asks, and why the advisory locks and search_path are reset rather than probed);
-# maim.assert_clean_session raises MA001, which aborts the pipeline before the block's first
-# statement runs.
+# what it asks, and why the advisory locks and search_path are reset rather than probed). On a
+# clean connection it is one expression the server evaluates without a function call (the
+# seven settings read in one concat: '' only when each is unset or ''); only a dirty one
+# reaches maim.assert_clean_session, which raises MA001 and so aborts the pipeline before the
+# block's first statement runs.
 _CLEAN: Final = (
-    "select maim.assert_clean_session(current_user = session_user"
-    " and coalesce(pg_catalog.current_setting('maim.agent_id', true), '') = ''"
-    " and coalesce(pg_catalog.current_setting('maim.tenant_id', true), '') = ''"
-    " and coalesce(pg_catalog.current_setting('maim.agent_proof', true), '') = ''"
-    " and coalesce(pg_catalog.current_setting('maim.agent_tenant', true), '') = ''"
-    " and coalesce(pg_catalog.current_setting('maim.tenant_agents', true), '') = ''"
-    " and coalesce(pg_catalog.current_setting('maim.tenant_owner', true), '') = ''"
-    " and coalesce(pg_catalog.current_setting('maim.key_permissions', true), '') = ''"
+    "select case when current_user = session_user"
+    " and pg_catalog.concat(pg_catalog.current_setting('maim.agent_id', true),"
+    " pg_catalog.current_setting('maim.tenant_id', true),"
+    " pg_catalog.current_setting('maim.agent_proof', true),"
+    " pg_catalog.current_setting('maim.agent_tenant', true),"
+    " pg_catalog.current_setting('maim.tenant_agents', true),"
+    " pg_catalog.current_setting('maim.tenant_owner', true),"
+    " pg_catalog.current_setting('maim.key_permissions', true)) = ''"
     " and not exists (select from pg_catalog.pg_listening_channels())"
     " and not exists (select from pg_catalog.pg_cursors where is_holdable)"
     " and (pg_catalog.pg_my_temp_schema() = 0"
     " or not exists (select from pg_catalog.pg_class"
     " where relnamespace = pg_catalog.pg_my_temp_schema())"
     " and not exists (select from pg_catalog.pg_type"
-    " where typnamespace = pg_catalog.pg_my_temp_schema()))), "
+    " where typnamespace = pg_catalog.pg_my_temp_schema()))"
+    " then true else maim.assert_clean_session(false) end, "
     "pg_catalog.pg_advisory_unlock_all(), "
     "pg_catalog.set_config('search_path', 'public, pg_temp', true), "
 )

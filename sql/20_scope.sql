@@ -159,7 +159,10 @@ grant execute on function maim.open_tenant_scope(pg_catalog.text) to public;
 
 -- Open agent scope for `agent`, refusing an unknown, suspended or archived agent, or one
 -- whose tenant is not active. `connect(agent_id=...)` calls this in its scope statement. It
--- also writes the agent's tenant, which the policies read on Citus.
+-- also writes the agent's tenant, which the policies read on Citus. The settings are written
+-- with SET LOCAL only where Citus is loaded (its setting exists), the one form Citus sends to
+-- the workers; elsewhere with set_config(..., true), the same transaction-local setting
+-- without parsing a statement per call (a fifth of the scope statement's cost, issue 36).
 create or replace function maim.open_agent_scope(agent text) returns text
     language plpgsql volatile security definer
     set search_path = pg_catalog, pg_temp
@@ -172,18 +175,26 @@ begin
     select a.status, t.status, t.id into agent_status, tenant_status, tenant
     from public.agents a join public.tenants t on t.id = a.tenant_id
     where a.id = agent;
-    if agent_status is null then
-        raise exception 'agent % does not exist', agent
-            using errcode = '42501', hint = 'Create it first: maimdb agent create NAME --tenant TENANT_ID';
-    elsif agent_status <> 'active' then
-        raise exception 'agent % is %', agent, agent_status
-            using errcode = '42501', hint = 'Reactivate it: maimdb agent activate ' || agent;
-    elsif tenant_status <> 'active' then
-        raise exception 'the tenant of agent % is %', agent, tenant_status
-            using errcode = '42501', hint = 'Reactivate the tenant: maimdb tenant activate TENANT_ID';
+    -- one test on the path every block takes; which refusal, only when refused
+    if agent_status is distinct from 'active' or tenant_status is distinct from 'active' then
+        if agent_status is null then
+            raise exception 'agent % does not exist', agent
+                using errcode = '42501', hint = 'Create it first: maimdb agent create NAME --tenant TENANT_ID';
+        elsif agent_status <> 'active' then
+            raise exception 'agent % is %', agent, agent_status
+                using errcode = '42501', hint = 'Reactivate it: maimdb agent activate ' || agent;
+        else
+            raise exception 'the tenant of agent % is %', agent, tenant_status
+                using errcode = '42501', hint = 'Reactivate the tenant: maimdb tenant activate TENANT_ID';
+        end if;
     end if;
-    execute format('set local maim.agent_tenant = %L', tenant);
-    execute format('set local maim.agent_id = %L', agent);
+    if pg_catalog.current_setting('citus.propagate_set_commands', true) is null then
+        perform pg_catalog.set_config('maim.agent_tenant', tenant, true),
+                pg_catalog.set_config('maim.agent_id', agent, true);
+    else
+        execute format('set local maim.agent_tenant = %L', tenant);
+        execute format('set local maim.agent_id = %L', agent);
+    end if;
     return agent;
 end
 $$;
