@@ -1,10 +1,13 @@
-"""Fixtures: one server per run, the schema migrated once into a template database, and a
-fresh clone of it per test. Code under test connects through login roles that are members
+"""Fixtures: one server per run, the schema migrated once into a template database, one
+clone of it per test module that its tests share — each with a world of its own, kept apart
+by the product's own row-level security — and a fresh clone for a test marked ``fresh_db``
+(docs/conventions.md, "Tests"). Code under test connects through login roles that are members
 of maim_app, maim_tenant, maim_admin and maim_plugin — never as a superuser, which would
 bypass RLS."""
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -52,8 +55,21 @@ def bouncer(server: Server, template: str) -> Iterator[tuple[str, int]]:
         yield address
 
 
+@pytest.fixture(scope="module")
+def shared_db(server: Server, template: str) -> Iterator[TestDB]:
+    """The module's database: cloning one per test was most of the suite's time."""
+    name = server.create_database(template=template)
+    yield TestDB(server, name)
+    server.drop_database(name)
+
+
 @pytest.fixture
-def db(server: Server, template: str) -> Iterator[TestDB]:
+def db(request: pytest.FixtureRequest, server: Server, template: str) -> Iterator[TestDB]:
+    """The module's shared database; a fresh clone when the test is marked ``fresh_db`` (it
+    migrates, rolls back, changes the schema or server-wide state, or counts across agents)."""
+    if request.node.get_closest_marker("fresh_db") is None:
+        yield request.getfixturevalue("shared_db")
+        return
     name = server.create_database(template=template)
     yield TestDB(server, name)
     server.drop_database(name)
@@ -69,7 +85,11 @@ def empty_db(server: Server) -> Iterator[TestDB]:
 
 @pytest.fixture
 def world(db: TestDB) -> World:
-    return build_world(db)
+    """Two tenants and three agents of this test alone, in a database other tests may share."""
+    return build_world(db, tag=f"-w{next(_worlds)}")
+
+
+_worlds = itertools.count()
 
 
 @pytest.fixture

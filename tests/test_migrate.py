@@ -22,6 +22,8 @@ from maim_db.tables import ALL_ROWS
 from tests.cli import maimdb
 from tests.databases import TestDB
 
+pytestmark = pytest.mark.fresh_db  # each test migrates or rolls back
+
 TABLES = {row.table for row in ALL_ROWS}
 
 

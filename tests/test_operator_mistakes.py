@@ -212,6 +212,7 @@ def test_help_shows_flags_without_a_type() -> None:
     assert "<int range>" in helps[("rollback",)].stdout  # a value still shows its type
 
 
+@pytest.mark.fresh_db  # a fixed username; counts users
 def test_users_made_here_own_tenants_and_have_no_password(db: TestDB, world: World) -> None:
     """`tenant create --owner` needs a user to name: `maimdb user create` makes one."""
     made = maimdb("user", "create", "carol", "--email", "carol@example.com", "--json",
