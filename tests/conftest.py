@@ -111,3 +111,12 @@ def open_dir() -> Iterator[Path]:
     made.chmod(0o755)
     yield made
     shutil.rmtree(made, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that never asks for the ``server`` fixture (style, layout, packaging, the
+    embedded server's own tests, CLI parsing, README statics) gives the same result on any
+    PostgreSQL: it is marked ``server_independent``, and .ci/run's second server skips it."""
+    for item in items:
+        if "server" not in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.server_independent)
