@@ -8,6 +8,7 @@ bypass RLS."""
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -32,6 +33,12 @@ pytest_plugins = ["tests.twins"]
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
+    """One server per run; under ``pytest -n`` one embedded server per worker."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("MAIMDB_TEST_DSN"):
+        # roles and role settings are cluster-wide, and some tests change them
+        pytest.fail("pytest -n runs each worker on an embedded server of its own; with "
+                    "MAIMDB_TEST_DSN the workers would share one server's roles: run it "
+                    "without -n")
     with superuser_dsn() as (dsn, label):
         yield Server(dsn, label)
 
@@ -116,7 +123,8 @@ def open_dir() -> Iterator[Path]:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that never asks for the ``server`` fixture (style, layout, packaging, the
     embedded server's own tests, CLI parsing, README statics) gives the same result on any
-    PostgreSQL: it is marked ``server_independent``, and .ci/run's second server skips it."""
+    PostgreSQL: it is marked ``server_independent``, and .ci/run's second server skips it.
+    (test_citus's ``cluster`` is a server too.)"""
     for item in items:
-        if "server" not in getattr(item, "fixturenames", ()):
+        if not {"server", "cluster"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.server_independent)
