@@ -33,12 +33,15 @@ pytest_plugins = ["tests.twins"]
 
 @pytest.fixture(scope="session")
 def server() -> Iterator[Server]:
-    """One server per run; under ``pytest -n`` one embedded server per worker."""
-    if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("MAIMDB_TEST_DSN"):
+    """One server per run; under ``pytest -n`` one per worker (embedded, or
+    ``MAIMDB_TEST_DSN_GW0``, ``_GW1``, ...)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if (worker and os.environ.get("MAIMDB_TEST_DSN")
+            and not os.environ.get(f"MAIMDB_TEST_DSN_{worker.upper()}")):
         # roles and role settings are cluster-wide, and some tests change them
-        pytest.fail("pytest -n runs each worker on an embedded server of its own; with "
-                    "MAIMDB_TEST_DSN the workers would share one server's roles: run it "
-                    "without -n")
+        pytest.fail(f"pytest -n with MAIMDB_TEST_DSN: the workers would share one server's "
+                    f"roles; give each its own (MAIMDB_TEST_DSN_{worker.upper()}, ...) or "
+                    f"run without -n")
     with superuser_dsn() as (dsn, label):
         yield Server(dsn, label)
 

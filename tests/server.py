@@ -45,7 +45,13 @@ NON_DURABLE = ("fsync=off", "synchronous_commit=off", "full_page_writes=off")
 
 @contextmanager
 def superuser_dsn() -> Iterator[tuple[str, str]]:
-    """Yield (DSN of a superuser on database ``postgres``, a label for reports)."""
+    """Yield (DSN of a superuser on database ``postgres``, a label for reports). Under
+    ``pytest -n``, worker ``gwN`` takes ``MAIMDB_TEST_DSN_GWN`` first (.ci/run: one server
+    per worker, as roles are cluster-wide)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker and (dsn := os.environ.get(f"MAIMDB_TEST_DSN_{worker.upper()}")):
+        yield dsn, f"MAIMDB_TEST_DSN_{worker.upper()}"  # pytest -n: a server per worker
+        return
     if dsn := os.environ.get("MAIMDB_TEST_DSN"):
         yield dsn, "MAIMDB_TEST_DSN"
         return
