@@ -209,6 +209,7 @@ def _fill(db: TestDB, world: World, agent: str) -> None:
             app.insert(sample(model))
 
 
+@pytest.mark.fresh_db  # counts rows across agents
 def test_deleting_an_agent_deletes_its_rows(db: TestDB, world: World) -> None:
     _fill(db, world, "A1")
     _fill(db, world, "A2")

@@ -15,6 +15,9 @@ from maim_db.schema.audit import audit
 from tests.cli import maimdb
 from tests.databases import TestDB
 
+# each test changes the schema (a table without RLS, an unsafe view) for the audit to find
+pytestmark = pytest.mark.fresh_db
+
 
 def _as_owner(db: TestDB, *statements: str) -> set[str]:
     with psycopg.connect(db.superuser, autocommit=True) as conn:

@@ -23,6 +23,8 @@ from tests.cli import maimdb, one_line_error
 from tests.databases import Server, TestDB, World, build_world, make_logins, with_db
 from tests.samples import message
 
+pytestmark = pytest.mark.fresh_db  # a dump holds every tenant; a restore replaces the database
+
 PG15 = Path("/usr/lib/postgresql/15/bin")
 
 

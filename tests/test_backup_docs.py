@@ -45,6 +45,7 @@ def _messages(db: TestDB, agent: str) -> int:
         return len(s.fetch(Message, "select * from messages"))
 
 
+@pytest.mark.fresh_db  # dumps and restores the whole database
 @pytest.mark.parametrize("doc", ["import-export.md", "quickstart.zh.md"])
 def test_the_backup_block_keeps_the_key_and_never_erases_before_a_restore(
         db: TestDB, tmp_path: Path, secret_key: str, doc: str) -> None:

@@ -28,6 +28,7 @@ def _agent_names(db: TestDB) -> set[str]:
         return {a.name for a in adm.fetch(Agent, "select * from agents")}
 
 
+@pytest.mark.fresh_db  # a fixed tenant name
 def test_insert_returns_the_stored_row_with_server_defaults(db: TestDB, world: World,
                                                             twin: Twin) -> None:
     with twin.connect(db.dsn("admin"), admin=True) as adm:
@@ -54,6 +55,7 @@ def test_updated_at_follows_updates(db: TestDB, world: World, twin: Twin) -> Non
     assert agent.updated_at > agent.created_at
 
 
+@pytest.mark.fresh_db  # lists every agent
 def test_block_commits_on_success_and_rolls_back_on_error(db: TestDB, world: World,
                                                           twin: Twin) -> None:
     with twin.connect(db.dsn("admin"), admin=True) as adm:
@@ -75,6 +77,7 @@ def test_get_and_fetch_one_raise_not_found(db: TestDB, world: World, twin: Twin)
             adm.get(Agent, "a", "b")
 
 
+@pytest.mark.fresh_db  # compares whole tables
 @pytest.mark.parametrize("tenant_id", ["tenant bad", "agent_x", "tenant_" + "x" * 60])
 def test_bad_ids_are_input_errors_and_change_nothing(db: TestDB, world: World,
                                                      tenant_id: str, twin: Twin) -> None:

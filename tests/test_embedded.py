@@ -14,6 +14,7 @@ import pytest
 
 from maim_db import MigrationError, connect, ids
 from maim_db.tables import Agent, Tenant
+from tests import cli
 from tests.databases import TestDB
 
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -25,9 +26,7 @@ def maimdb(open_dir: Path) -> Iterator[Run]:
     env["MAIMDB_DATA_DIR"] = str(open_dir / "data" / "postgres")
 
     def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
-                              input=stdin, capture_output=True, text=True, timeout=180,
-                              cwd=open_dir)
+        return cli.maimdb(*args, env=env, stdin=stdin, cwd=open_dir)
 
     yield run
     run("db", "stop")
@@ -140,8 +139,7 @@ def test_an_unmigrated_database_is_one_line_naming_it(empty_db: TestDB) -> None:
           connect(empty_db.superuser, agent_id=ids.new_agent_id()) as db):
         db.find(Agent)  # a block opens its scope with its first statement
     env = dict(os.environ, MAIMDB_DSN=empty_db.superuser)
-    listed = subprocess.run([sys.executable, "-m", "maim_db.cli", "agent", "list"], env=env,
-                            capture_output=True, text=True, timeout=60)
+    listed = cli.maimdb("agent", "list", env=env)
     assert listed.returncode == 1 and listed.stderr.count("\n") == 1
     assert "has no maim_db schema: run `maimdb migrate`" in listed.stderr
 
@@ -153,8 +151,7 @@ def test_a_server_that_will_not_start_is_one_line_and_a_log(open_dir: Path) -> N
     (data / "PG_VERSION").write_text("99\n")  # a data directory no server can start from
     env = {k: v for k, v in os.environ.items() if k != "MAIMDB_DSN"}
     env["MAIMDB_DATA_DIR"] = str(data)
-    result = subprocess.run([sys.executable, "-m", "maim_db.cli", "db", "start"], env=env,
-                            capture_output=True, text=True, timeout=120)
+    result = cli.maimdb("db", "start", env=env)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"the embedded PostgreSQL in {data} did not start: could not open file" \

@@ -6,9 +6,6 @@ and see its rows gone."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import uuid
 from typing import Any
 
@@ -18,25 +15,19 @@ from maim_db import AuthenticationError, connect
 from maim_db.control import activity, keys, plugins, tenancy
 from maim_db.control import config as cd
 from maim_db.tables import PluginSetting
+from tests.cli import maimdb, one_line_error
 from tests.databases import TestDB
 from tests.samples import message
 
 
 def _cli(db: TestDB, *args: str, stdin: str | None = None) -> Any:
-    env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"))
-    result = subprocess.run([sys.executable, "-m", "maim_db.cli", *args, "--json"], env=env,
-                            input=stdin, capture_output=True, text=True, timeout=120)
+    result = maimdb(*args, "--json", dsn=db.dsn("admin"), stdin=stdin)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
 
 def _cli_fails(db: TestDB, *args: str) -> str:
-    env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"))
-    result = subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    return result.stderr
+    return one_line_error(maimdb(*args, dsn=db.dsn("admin")))
 
 
 def _unique(name: str) -> str:
@@ -55,10 +46,8 @@ def test_the_flow_from_the_cli(db: TestDB) -> None:
     with connect(db.dsn("plugin"), api_key=key["secret"]) as scope:
         assert scope.insert_many([message(i) for i in range(5)]) == 5
 
-    patched = subprocess.run(
-        [sys.executable, "-m", "maim_db.cli", "config", "set", agent["id"], "-"],
-        env=dict(os.environ, MAIMDB_DSN=db.dsn("admin")), capture_output=True, text=True,
-        input='{"config_overrides": {"chat": {"talk_value": 0.25}}}', timeout=120)
+    patched = maimdb("config", "set", agent["id"], "-", dsn=db.dsn("admin"),
+                     stdin='{"config_overrides": {"chat": {"talk_value": 0.25}}}')
     assert patched.returncode == 0, patched.stderr
     doc = json.loads(patched.stdout)
     assert doc["config_overrides"]["chat"]["talk_value"] == 0.25
@@ -137,9 +126,7 @@ def test_cli_refusals_are_one_line_and_write_nothing(db: TestDB, tmp_path: Any) 
                           ("--expires-in-days", "100000000")):
         command = ["rotate", key["id"]] if option == "--grace-hours" else [
             "create", "k2", "--agent", agent["id"]]
-        usage = subprocess.run([sys.executable, "-m", "maim_db.cli", "key", *command, option,
-                                value], env=dict(os.environ, MAIMDB_DSN=db.dsn("admin")),
-                               capture_output=True, text=True, timeout=120)
+        usage = maimdb("key", *command, option, value, dsn=db.dsn("admin"))
         assert usage.returncode == 2 and "Traceback" not in usage.stderr, usage.stderr
         assert option in usage.stderr
     assert len(_cli(db, "key", "list", "--agent", agent["id"])["items"]) == 1
@@ -149,10 +136,8 @@ def test_cli_refusals_are_one_line_and_write_nothing(db: TestDB, tmp_path: Any) 
 def test_cli_shows_names_literally(db: TestDB) -> None:
     """A name is data: rich markup in it must be printed as is, not parsed (a stray ``[/x]``
     once made every later listing fail)."""
-    env = dict(os.environ, MAIMDB_DSN=db.dsn("admin"), COLUMNS="200")
     created = _cli(db, "tenant", "create", _unique("[/x] [bold]麦麦[/bold]"))
-    listed = subprocess.run([sys.executable, "-m", "maim_db.cli", "tenant", "list"], env=env,
-                            capture_output=True, text=True, timeout=120)
+    listed = maimdb("tenant", "list", dsn=db.dsn("admin"), columns=200)
     assert listed.returncode == 0, listed.stderr
     assert "[/x] [bold]麦麦[/bold]" in listed.stdout and created["id"] in listed.stdout
     assert "[bold]agent_x[/]" in _cli_fails(db, "agent", "show", "[bold]agent_x[/]")

@@ -62,6 +62,7 @@ def test_agent_get_of_another_agent_is_not_found(db: TestDB, world: World) -> No
             app.get(Tenant, world.tenant_id("T2"))
 
 
+@pytest.mark.fresh_db  # compares whole tables
 @pytest.mark.parametrize("statement", [
     "update agents set name = 'x'",
     "delete from agents",
@@ -92,6 +93,7 @@ def test_agent_writes_its_own_activity_only(db: TestDB, world: World) -> None:
     assert states[b1].ttl_seconds == 300
 
 
+@pytest.mark.fresh_db  # compares whole tables
 def test_agent_cannot_insert_into_another_agent(db: TestDB, world: World) -> None:
     with connect(db.dsn("admin"), admin=True) as adm:
         adm.execute("delete from agent_active_states where agent_id = %s",
@@ -104,6 +106,7 @@ def test_agent_cannot_insert_into_another_agent(db: TestDB, world: World) -> Non
         world.agent_id("A1"), world.agent_id("A2")}
 
 
+@pytest.mark.fresh_db  # compares whole tables
 def test_agent_cannot_move_a_row_to_another_agent(db: TestDB, world: World) -> None:
     with pytest.raises(IsolationError, match="row-level security"), connect(
             db.dsn("app"), agent_id=world.agent_id("A1")) as app:
@@ -143,6 +146,7 @@ def test_tenant_is_read_only(db: TestDB, world: World, statement: str) -> None:
 
 # -- admin scope ---------------------------------------------------------------------------
 
+@pytest.mark.fresh_db  # the admin sees every test's rows
 @pytest.mark.parametrize("model", ALL)
 def test_admin_sees_everything(db: TestDB, world: World, model: type[Row]) -> None:
     expected = {
@@ -156,6 +160,7 @@ def test_admin_sees_everything(db: TestDB, world: World, model: type[Row]) -> No
     assert _all(db.dsn("admin"), model, admin=True) == expected
 
 
+@pytest.mark.fresh_db  # counts rows across agents
 def test_deleting_an_agent_cascades(db: TestDB, world: World) -> None:
     a1 = world.agent_id("A1")
     with connect(db.dsn("admin"), admin=True) as adm:
@@ -169,6 +174,7 @@ def test_deleting_an_agent_cascades(db: TestDB, world: World) -> None:
     assert len(_all(db.dsn("admin"), ApiKey, admin=True)) == 2
 
 
+@pytest.mark.fresh_db  # counts rows across agents
 def test_deleting_a_tenant_cascades_to_its_agents(db: TestDB, world: World) -> None:
     with connect(db.dsn("admin"), admin=True) as adm:
         adm.execute("delete from tenants where id = %s", [world.tenant_id("T1")])

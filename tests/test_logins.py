@@ -22,6 +22,8 @@ from maim_db.tables import Agent, AgentActiveState
 from tests.cli import maimdb, one_line_error
 from tests.databases import LOGINS, Server, TestDB, World, with_db
 
+pytestmark = pytest.mark.fresh_db  # logins and grants are cluster-wide state
+
 PASSWORD = "correct horse battery staple"
 
 

@@ -22,6 +22,8 @@ from maim_db.tables import ALL_ROWS
 from tests.cli import maimdb
 from tests.databases import TestDB
 
+pytestmark = pytest.mark.fresh_db  # each test migrates or rolls back
+
 TABLES = {row.table for row in ALL_ROWS}
 
 
@@ -258,9 +260,7 @@ def test_cli_reports_errors_in_one_line(empty_db: TestDB, tmp_path: Path,
     # the environment is read as a command starts: still one line, exit 1
     env = dict(os.environ, MAIMDB_PGBOUNCER="maybe")
     for args in (["db", "status"], ["db", "url"], ["tenant", "list"]):
-        weird = subprocess.run([sys.executable, "-m", "maim_db.cli", *args], env=env,
-                               capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
+        weird = maimdb(*args, env=env)
         assert weird.returncode == 1 and "Traceback" not in weird.stderr, weird.stderr
         assert weird.stderr.count("\n") == 1 and "MAIMDB_PGBOUNCER" in weird.stderr
     usage = maimdb("db", "psql", "--as", "postgres", dsn=empty_db.superuser)

@@ -52,6 +52,7 @@ def test_find_filters_orders_and_limits(db: TestDB, world: World) -> None:
     (lambda db: db.upsert(Tenant(id="tenant_a", tenant_name="a"), on=[]), "unique key"),
     (lambda db: db.upsert(Tenant(id="tenant_a", tenant_name="a"), on="idd"), "no column"),
 ])
+@pytest.mark.fresh_db  # compares whole tables
 def test_bad_input_is_refused_before_sql(db: TestDB, world: World, call: object,
                                          message: str) -> None:
     with connect(db.dsn("admin"), admin=True) as adm:
@@ -63,6 +64,7 @@ def test_bad_input_is_refused_before_sql(db: TestDB, world: World, call: object,
         assert len(adm.find(Agent)) == 3
 
 
+@pytest.mark.fresh_db  # counts rows across agents
 def test_update_and_delete_report_counts(db: TestDB, world: World) -> None:
     with connect(db.dsn("admin"), admin=True) as adm:
         assert adm.update(Agent, where={"tenant_id": world.tenant_id("T1")},
@@ -74,6 +76,7 @@ def test_update_and_delete_report_counts(db: TestDB, world: World) -> None:
         ("bot A1", "suspended", {"a": [1, "二"]}), ("bot A2", "suspended", {"a": [1, "二"]})]
 
 
+@pytest.mark.fresh_db  # compares whole tables
 def test_update_in_agent_scope_only_reaches_the_agent(db: TestDB, world: World) -> None:
     with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as app:
         assert app.update(AgentActiveState, where={}, set={"ttl_seconds": 5}) == 1

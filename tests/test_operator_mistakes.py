@@ -18,7 +18,7 @@ from maim_db import (
 )
 from maim_db.control import tenancy
 from maim_db.tables import Agent, Tenant
-from tests.cli import maimdb, one_line_error
+from tests.cli import in_process, maimdb, one_line_error
 from tests.databases import TestDB, World
 
 
@@ -196,14 +196,10 @@ def _command_paths() -> list[tuple[str, ...]]:
 
 def test_help_shows_flags_without_a_type() -> None:
     """`--yes` takes no value, so its help says none (typer printed `<bool>`); options that
-    take one still show it."""
-    from concurrent.futures import ThreadPoolExecutor
-
+    take one still show it. Every command in process; the installed script once below."""
     paths = _command_paths()
     assert ("rollback",) in paths and ("db", "psql") in paths and len(paths) > 30
-    with ThreadPoolExecutor(4) as pool:
-        helps = dict(zip(paths, pool.map(lambda p: maimdb(*p, "--help", columns=120), paths),
-                         strict=True))
+    helps = {path: in_process(*path, "--help", columns=120) for path in paths}
     for path, shown in helps.items():
         assert shown.returncode == 0, (path, shown.stderr)
         assert "<bool>" not in shown.stdout, path
@@ -212,6 +208,16 @@ def test_help_shows_flags_without_a_type() -> None:
     assert "<int range>" in helps[("rollback",)].stdout  # a value still shows its type
 
 
+def test_the_installed_script_prints_the_same_help() -> None:
+    """The console script renders help as the in-process runner above does."""
+    shown = maimdb("rollback", "--help", columns=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "<bool>" not in shown.stdout and "--help" in shown.stdout
+    assert "--steps" in shown.stdout and "<int range>" in shown.stdout
+    assert shown.stdout == in_process("rollback", "--help", columns=120).stdout
+
+
+@pytest.mark.fresh_db  # a fixed username; counts users
 def test_users_made_here_own_tenants_and_have_no_password(db: TestDB, world: World) -> None:
     """`tenant create --owner` needs a user to name: `maimdb user create` makes one."""
     made = maimdb("user", "create", "carol", "--email", "carol@example.com", "--json",

@@ -169,6 +169,7 @@ def test_at_most_max_prepared_statements_stay_prepared(
         assert "resetting" not in caplog.text
 
 
+@pytest.mark.fresh_db  # creates and alters a table
 def test_a_table_changed_under_a_prepared_statement(db: TestDB, world: World) -> None:
     a1 = world.agent_id("A1")
     with psycopg.connect(_superuser(db), autocommit=True) as su:

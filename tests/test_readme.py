@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from maim_db import connect
 from maim_db.tables import Agent, AgentActiveState, Tenant
 from tests.databases import TestDB
@@ -32,6 +34,7 @@ def _readme_agent(db: TestDB) -> str:
     return tenant
 
 
+@pytest.mark.fresh_db  # the README's fixed ids
 def test_the_python_example_runs_and_runs_again(db: TestDB) -> None:
     _readme_agent(db)
     env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))
@@ -44,6 +47,7 @@ def test_the_python_example_runs_and_runs_again(db: TestDB) -> None:
         assert [s.agent_id for s in app.find(AgentActiveState)] == [AGENT]
 
 
+@pytest.mark.fresh_db  # the README's fixed ids
 def test_the_psql_example_runs_under_rls(db: TestDB) -> None:
     _readme_agent(db)
     env = dict(os.environ, MAIMDB_DSN=db.dsn("app"))

@@ -16,6 +16,8 @@ from maim_db.version import __version__
 from tests.databases import LOGINS, TestDB, World
 from tests.twins import Twin
 
+pytestmark = pytest.mark.fresh_db  # tests replace maim.release_floor()
+
 
 def _set_floor(db: TestDB, floor: str) -> None:
     """What a later migration that raises the floor does."""

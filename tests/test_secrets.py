@@ -250,6 +250,7 @@ def test_auth_tokens_are_sealed_at_rest(db: TestDB, world: World, tmp_path: Path
         _tokens(db, a2)
 
 
+@pytest.mark.fresh_db  # rolls back
 def test_the_migration_seals_stored_tokens_and_refuses_without_the_key(
         db: TestDB, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     a1, b1 = world.agent_id("A1"), world.agent_id("B1")
@@ -296,6 +297,7 @@ def _statistics(db: TestDB) -> str:
 
 # -- 4. key ids, rotation, wrong keys, unsealed values, lengths --------------------------------
 
+@pytest.mark.fresh_db  # re-seals every value in the database
 def test_rotation_moves_every_value_to_the_new_key(
         db: TestDB, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     a1, a2, b1 = world.agent_id("A1"), world.agent_id("A2"), world.agent_id("B1")

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import psycopg
 import psycopg.sql
+import pytest
 
 from maim_db.schema.snapshot import snapshot
 from tests.databases import TestDB
+
+pytestmark = pytest.mark.fresh_db  # a test edits a function and a policy
 
 COMMITTED = Path(__file__).resolve().parent.parent / "sql" / "schema.snapshot"
 

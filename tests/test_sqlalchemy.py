@@ -228,6 +228,7 @@ def test_a_suspended_agent_is_refused_at_begin(engine: Any, db: TestDB, world: W
         s.execute(text("select 1")).all()
 
 
+@pytest.mark.fresh_db  # the admin sees every test's rows
 def test_tenant_and_admin_scopes(db: TestDB, world: World) -> None:
     t1 = world.tenant_id("T1")
     agents = {world.agent_id("A1"), world.agent_id("A2")}

@@ -27,6 +27,8 @@ from tests.databases import LOGINS, PASSWORD, TestDB, World, with_db
 from tests.databases import issue_key as _key
 from tests.samples import message
 
+pytestmark = pytest.mark.fresh_db  # tests alter roles and migrate
+
 JOIN = 30.0  # seconds a thread may take before the test fails: far beyond any limit used
 
 

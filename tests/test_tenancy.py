@@ -29,6 +29,7 @@ from tests.databases import TestDB, World
     (lambda db, w: tenancy.list_tenants(db, limit=0), "limit must be an integer"),
     (lambda db, w: tenancy.list_tenants(db, limit=10_000), "between 1 and"),
 ])
+@pytest.mark.fresh_db  # compares whole tables
 def test_bad_input_is_an_input_error_and_writes_nothing(db: TestDB, world: World, call: Any,
                                                         message: str) -> None:
     with pytest.raises(InputError, match=message), connect(db.dsn("admin"), admin=True) as adm:

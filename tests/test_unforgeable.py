@@ -169,6 +169,7 @@ def test_definers_are_pinned_and_executable_only_by_the_roles_that_need_them(
     }
 
 
+@pytest.mark.fresh_db  # adds a definer to maim
 def test_the_payload_is_caught_when_a_definer_is_not_pinned(db: TestDB, world: World) -> None:
     """The check above can fail: the same attack on a definer pinned the old way (an empty
     search_path, as open_agent_scope was) runs the payload as maim_owner."""
@@ -558,6 +559,7 @@ def test_a_replaced_prepared_statement_never_runs_for_the_next_borrower(
 
 # -- 5. key usage does not serialise a key's users ------------------------------------------
 
+@pytest.mark.fresh_db  # finds a key by name across tenants
 def test_two_blocks_on_one_key_and_a_nested_one_all_proceed(db: TestDB, world: World) -> None:
     a1 = world.agent_id("A1")
     secret = _key(db, world, "A1")

@@ -28,6 +28,8 @@ from maim_db.schema.migrate import MIGRATIONS_DIR
 from tests.cli import maimdb, one_line_error
 from tests.databases import TestDB
 
+pytestmark = pytest.mark.fresh_db  # each test migrates or rolls back
+
 OLD_RELEASE_MIGRATIONS = 11  # 0001..0011 at 737bdb2
 UPGRADING = Path(__file__).resolve().parent.parent / "docs" / "upgrading.md"
 
