@@ -20,7 +20,7 @@ from maim_db.schema.audit import audit
 from maim_db.schema.migrate import MIGRATIONS_DIR
 from maim_db.tables import ALL_ROWS
 from tests.cli import maimdb
-from tests.databases import TestDB
+from tests.databases import PASSWORD, TestDB
 
 pytestmark = pytest.mark.fresh_db  # each test migrates or rolls back
 
@@ -151,10 +151,11 @@ def test_a_database_owner_with_createrole_can_migrate(empty_db: TestDB,
     CREATEROLE role grant only roles it holds ADMIN on, so it must be granted maim_owner."""
     name = f"{empty_db.name}_cr"
     with psycopg.connect(empty_db.superuser, autocommit=True) as su:
-        su.execute(f'create role "{name}" login createrole')
+        # a password: local connections need one (the embedded server is scram, issue 32.7)
+        su.execute(f'create role "{name}" login createrole password \'{PASSWORD}\'')
         su.execute(f'create database "{name}" owner "{name}"')
     try:
-        dsn = make_conninfo(empty_db.superuser, user=name, dbname=name)
+        dsn = make_conninfo(empty_db.superuser, user=name, dbname=name, password=PASSWORD)
         with psycopg.connect(dsn) as conn:
             version = conn.info.server_version
         if version >= 160000:  # PostgreSQL 15 lets any CREATEROLE role grant the membership
