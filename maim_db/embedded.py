@@ -260,14 +260,28 @@ def _launch(data_dir: Path) -> None:
 def _write_credential(data_dir: Path, password: str) -> None:
     """The superuser's password as a passfile line, 0600 and the data directory owner's
     (libpq ignores a passfile that group or others may read)."""
-    credential = credential_file(data_dir)
-    fd = os.open(credential, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(f"*:*:*:postgres:{password}\n")
     owner = data_dir.stat()
-    if os.geteuid() == 0:
-        os.chown(credential, owner.st_uid, owner.st_gid)
-    credential.chmod(0o600)
+    _replace_file(credential_file(data_dir), f"*:*:*:postgres:{password}\n", 0o600,
+                  owner.st_uid, owner.st_gid)
+
+
+def _replace_file(path: Path, text: str, mode: int, uid: int, gid: int) -> None:
+    """Write ``text`` to ``path`` as a new file renamed over it, never through it: the data
+    directory belongs to the server's OS user, and a link planted at ``path`` must not make
+    root create or change a file elsewhere (O_EXCL | O_NOFOLLOW, owner and mode set on the
+    open file, the rename replaces a link rather than following it)."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            if os.geteuid() == 0:
+                os.fchown(out.fileno(), uid, gid)
+            os.fchmod(out.fileno(), mode)
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 _TRUST = re.compile(r"^(?P<rule>\s*(?:local|host\w*)\s.*?)\btrust\s*$")
@@ -285,9 +299,14 @@ def _require_password(data_dir: Path, superuser: str) -> None:
                 sql.Literal(password)))
             _write_credential(data_dir, password)
             hba = data_dir / "pg_hba.conf"
-            hba.write_text("".join(
+            kept = hba.lstat()
+            if not stat.S_ISREG(kept.st_mode):  # never read through a planted link as root
+                raise ConfigurationError(f"{hba} is not a regular file; maim_db will not "
+                                         "rewrite it")
+            _replace_file(hba, "".join(
                 _TRUST.sub(r"\g<rule>scram-sha-256", line) + "\n"
-                for line in hba.read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+                for line in hba.read_text(encoding="utf-8").splitlines()),
+                kept.st_mode & 0o777, kept.st_uid, kept.st_gid)
             conn.execute("select pg_catalog.pg_reload_conf()")
     except psycopg.Error as err:
         raise ConfigurationError(

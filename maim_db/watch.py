@@ -167,9 +167,14 @@ where x.database operator(pg_catalog.=) pg_catalog.current_database()
       operator(pg_catalog.>) %(prepared)s::pg_catalog.float8
 """
 _CITUS_OWN: Final = """
-  and not (x.gid operator(pg_catalog.~) '^citus_[0-9]+_[0-9]+_[0-9]+_[0-9]+$' and (
-      pg_catalog.split_part(x.gid, '_', 2)::pg_catalog.int4 operator(pg_catalog.<>)
-          (select g.groupid from pg_catalog.pg_dist_local_group g)
+  and not (x.gid operator(pg_catalog.~) '^citus_[0-9]{1,9}_[0-9]{1,9}_[0-9]+_[0-9]+$' and (
+      (pg_catalog.split_part(x.gid, '_', 2)::pg_catalog.int4 operator(pg_catalog.<>)
+           (select g.groupid from pg_catalog.pg_dist_local_group g)
+       -- another node's, for that node to recover: only a node that exists (a plugin
+       -- chooses its gid, and nothing recovers a group no node has)
+       and exists (select from pg_catalog.pg_dist_node n
+                   where n.groupid operator(pg_catalog.=)
+                         pg_catalog.split_part(x.gid, '_', 2)::pg_catalog.int4))
       or exists (select from pg_catalog.pg_dist_transaction t
               where t.gid operator(pg_catalog.=) x.gid)
       or exists (select from pg_catalog.pg_stat_activity a

@@ -269,3 +269,4 @@ comment on schema maim is null;
 drop function if exists maim.check_login(text, text);
 drop function if exists maim.login_setting(text);
 drop policy if exists definer_select on users;
+drop policy if exists definer_delete on api_key_usage;  -- the fold of api_key_usage (sql/20_scope.sql)

@@ -243,6 +243,9 @@ begin
                                       last_used_at = pg_catalog.now()
     where u.key_id operator(pg_catalog.=) k.id and u.backend operator(pg_catalog.=) me;
     if not found then
+        -- who is alive now, not at this transaction's first look (PostgreSQL keeps that
+        -- view, and a live backend's row must never be folded and locked)
+        perform pg_catalog.pg_stat_clear_snapshot();
         live := array(select a.pid from pg_catalog.pg_stat_get_activity(null) a
                       where a.pid is not null);
         for r in select u.backend, u.uses from public.api_key_usage u

@@ -265,7 +265,13 @@ def test_local_connections_need_a_credential_only_the_data_dirs_owner_reads(
         hba = data / "pg_hba.conf"
         hba.write_text(hba.read_text().replace("scram-sha-256", "trust"))
         secret.unlink()
+        # a link planted where the file goes (by whoever runs as the server's OS user) is
+        # replaced, never followed: root would otherwise make a file of the planter's
+        # choosing, owned by the planter
+        elsewhere = open_dir / "elsewhere"
+        secret.symlink_to(elsewhere)
         url = embedded.start(data, "postgres")
+        assert not elsewhere.exists() and not secret.is_symlink()
         assert "trust" not in [line.split()[-1] for line in hba.read_text().splitlines()
                                if line.strip() and not line.startswith("#")]
         assert Path(str(conninfo_to_dict(url)["passfile"])).stat().st_mode & 0o777 == 0o600

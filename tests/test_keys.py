@@ -302,3 +302,21 @@ def test_key_usage_of_dead_backends_is_folded_and_no_use_is_lost(db: TestDB,
         assert rows[1] == 2 * ended + 2
     with connect(db.dsn("admin"), admin=True) as adm:
         assert adm.get(ApiKeyInfo, issued.record.id).usage_count == 2 * ended + 2
+
+
+def test_the_fold_takes_no_live_backends_row(db: TestDB, world: World) -> None:
+    """The fold asks who is alive at the moment it folds: PostgreSQL keeps a transaction's
+    first view of the activity list, so a plugin that looked at pg_stat_activity before a
+    second backend first used the key would otherwise fold that live backend's row into its
+    own, lock it and stall that backend's next key block (found by review)."""
+    issued = _issue(db, world)
+    with psycopg.connect(db.dsn("plugin")) as taker:
+        taker.execute("select count(*) from pg_stat_activity")  # the view, kept from here on
+        with psycopg.connect(db.dsn("plugin"), autocommit=True) as victim:  # not in the view
+            with victim.transaction():
+                victim.execute("select maim.open_key_scope(%s)", [issued.secret])
+            taker.execute("select maim.open_key_scope(%s)", [issued.secret])
+            with victim.transaction():  # its own row: neither folded nor locked by the taker
+                victim.execute("set local lock_timeout = '2s'")
+                victim.execute("select maim.open_key_scope(%s)", [issued.secret])
+        taker.rollback()
