@@ -49,6 +49,8 @@ from tests import (  # noqa: E402
     test_peewee_bridge,
     test_pgbouncer,
     test_rls_pitfalls,
+    test_sqlalchemy,
+    test_sqlalchemy_tables,
     test_transfer,
     test_unforgeable,
 )
@@ -76,6 +78,7 @@ NOT_ON_THE_CLUSTER = {
         "makes a user with a fixed name and counts every user of the database",
     "test_old_names_without_text_do_not_stop_the_migration":
         "migrates a database of its own (empty_db) from an old version",
+    "test_tenant_and_admin_scopes": "counts every agent of the database in admin scope",
     "test_the_scope_setting_is_trusted_inside_a_transaction":
         "pins that set_config() re-sets the scope; on Citus set_config reaches no worker and "
         "SET LOCAL does: test_a_scope_reset_inside_a_block_is_set_local_on_the_cluster",
@@ -85,7 +88,8 @@ NOT_ON_THE_CLUSTER = {
 # this module's `db` and `world` (below) replace the conftest's for them.
 for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_unforgeable,
                 test_flow, test_import_sqlite, test_transfer, test_pgbouncer,
-                test_operator_mistakes, test_peewee_bridge):
+                test_operator_mistakes, test_peewee_bridge, test_sqlalchemy,
+                test_sqlalchemy_tables):
     for _name, _value in vars(_module).items():
         is_fixture = hasattr(_value, "_fixture_function_marker")
         if ((_name.startswith("test_") or is_fixture) and _name not in NOT_ON_THE_CLUSTER
