@@ -196,8 +196,9 @@ def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequ
     order is made total by the model's key, appended where ``order_by`` leaves it out."""
     clause, params = _where(model, {} if where is None else where, agent_id)
     orders = _names_given("order_by=", order_by)
+    skip = _bigint("offset", offset)
     if after is not None:
-        if isinstance(offset, int) and not isinstance(offset, bool) and offset:
+        if skip:
             raise InputError("give offset= or after=, not both")
         orders = _total(model, orders, agent_id)
         seek, seek_params = _after(model, orders, after)
@@ -209,22 +210,23 @@ def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequ
         query = sql.SQL("{} order by {}").format(query, sql.SQL(", ").join(
             sql.SQL("{} desc" if o.startswith("-") else "{}").format(
                 sql.Identifier(_field(model, o.removeprefix("-")))) for o in orders))
+    # parameters, not literals: one prepared statement for every page size and offset
     if limit is not None:
-        if (isinstance(limit, bool) or not isinstance(limit, int)
-                or not 0 <= limit <= MAX_LIMIT):
-            raise InputError(f"limit must be a non-negative integer up to {MAX_LIMIT} (a "
-                             f"bigint), got {limit!r}")
-        # a parameter, always int8 (psycopg sends a small int as int2): one prepared statement
-        # for every page size
         query = sql.SQL("{} limit %s").format(query)
-        params.append(Int8(limit))
-    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_LIMIT:
-        raise InputError(f"offset must be a non-negative integer up to {MAX_LIMIT} (a "
-                         f"bigint), got {offset!r}")
-    if offset:
+        params.append(_bigint("limit", limit))
+    if skip:
         query = sql.SQL("{} offset %s").format(query)
-        params.append(Int8(offset))
+        params.append(skip)
     return query, params
+
+
+def _bigint(name: str, value: int) -> Int8:
+    """A LIMIT or OFFSET: a non-negative bigint, sent as int8 (psycopg would send a small int
+    as int2, and each type is another prepared statement)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LIMIT:
+        raise InputError(f"{name} must be a non-negative integer up to {MAX_LIMIT} (a "
+                         f"bigint), got {value!r}")
+    return Int8(value)
 
 
 def _total(model: type[Row], orders: list[str], agent_id: str | None) -> list[str]:

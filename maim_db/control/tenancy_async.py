@@ -20,7 +20,7 @@ from ..connection_async import AsyncDatabase, aopen_connection
 from ..errors import AuthenticationError, ConflictError, InputError, not_found, translate
 from ..ids import check, check_input, check_name, new_agent_id, new_tenant_id, new_user_id
 from ..row import Row
-from ..statements import Statement
+from ..statements import Statement, find
 from ..tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant, User, UserProfile
 from ..tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
 from .records import Page as Page
@@ -60,16 +60,12 @@ async def _apage(db: AsyncDatabase, model: type[T], where: dict[str, Any], limit
 
 
 def _count(model: type[Row], where: dict[str, Any]) -> tuple[sql.Composed, list[Any]]:
-    from ..statements import find
-
     inner, params = find(model, where, (), None)
     return sql.SQL("select count(*) from ({}) as rows").format(inner), params
 
 
 def _listing(model: type[Row], where: dict[str, Any], limit: int,
              offset: int) -> Statement:
-    from ..statements import find
-
     return find(model, where, ["-created_at", "id"], limit, offset=offset)
 
 

@@ -359,8 +359,6 @@ def _cert_admits(rule: dict[str, Any], maps: list[dict[str, Any]], login: str) -
         or (login == "all" and m["pg_username"] not in ROLES)) for m in maps)
 
 
-
-
 # What a worker shows of its sessions -----------------------------------------------------------
 # Citus sends a key block's `set local maim.agent_proof = '…'` and its distributed id to the
 # workers as query text. A function in a shard query runs on the worker as the block's role,
