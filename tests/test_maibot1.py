@@ -193,3 +193,17 @@ def test_1x_python_defaults_are_written(db: TestDB, world: World) -> None:
         False, 0, "{}", "AI")
     assert (message.is_emoji, message.is_picture, message.is_command) == (False, False, False)
     assert ToolRecord.model_fields["session_id"].is_required()
+
+
+def test_deleting_an_agent_reports_its_1x_rows(db: TestDB, world: World) -> None:
+    """The cascade from agents takes the maibot1 rows with it, and the report says so."""
+    from maim_db.control import tenancy
+
+    with connect(db.dsn("admin"), admin=True) as adm:
+        doomed = tenancy.create_agent(adm, "doomed", tenant_id=world.tenant_id("T1")).id
+    with connect(db.dsn("app"), agent_id=doomed) as app:
+        app.insert_many([_message("m-a"), _message("m-b")])
+        app.insert(ChatSession(session_id="s-doomed", platform="qq"))
+    with connect(db.dsn("admin"), admin=True) as adm:
+        report = tenancy.delete_agent(adm, doomed)
+    assert report == {"agents": 1, "maibot1.mai_messages": 2, "maibot1.chat_sessions": 1}
