@@ -104,7 +104,7 @@ def test_generated_ids_are_53_bit_rising_and_unique(db: TestDB, world: World) ->
     assert all(2**40 < i <= MAX_SAFE for i in ids)
 
 
-def test_the_id_is_time_then_randomness(db: TestDB, world: World) -> None:
+def test_the_id_is_time_first(db: TestDB, world: World) -> None:
     """The top 41 bits are the milliseconds since 2025-01-01 UTC at insert."""
     with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as app:
         before = datetime.now(UTC)
@@ -112,6 +112,24 @@ def test_the_id_is_time_then_randomness(db: TestDB, world: World) -> None:
         after = datetime.now(UTC)
     made = datetime(2025, 1, 1, tzinfo=UTC) + timedelta(milliseconds=row.id >> 12)
     assert before - timedelta(seconds=5) <= made <= after + timedelta(seconds=5)
+
+
+def test_sessions_on_backends_of_different_slots_never_draw_one_id(
+        db: TestDB, world: World) -> None:
+    """Bits 6-11 are the backend's pid modulo 64, so two sessions on backends whose slots
+    differ cannot clash however fast both insert (the bound of a shared agent's bursts)."""
+    a = world.agent_id("A1")
+    drawn, slots = [], []
+    for _ in range(2):
+        with connect(db.dsn("app"), agent_id=a) as app:
+            slot = app.scalar("select pg_catalog.pg_backend_pid() % 64")
+            ids = [i for (i,) in app.rows("select maim.maibot1_id() "
+                                          "from generate_series(1, 500)")]
+        assert {(i >> 6) & 63 for i in ids} == {slot}
+        drawn.append(set(ids))
+        slots.append(slot)
+    if slots[0] != slots[1]:
+        assert not drawn[0] & drawn[1]
 
 
 def test_an_explicit_id_is_kept_and_is_per_agent(db: TestDB, world: World) -> None:
