@@ -45,6 +45,7 @@ from tests import (  # noqa: E402
     test_isolation,
     test_isolation_matrix,
     test_keys,
+    test_maibot1,
     test_operator_mistakes,
     test_peewee_bridge,
     test_pgbouncer,
@@ -89,7 +90,7 @@ NOT_ON_THE_CLUSTER = {
 for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_unforgeable,
                 test_flow, test_import_sqlite, test_transfer, test_pgbouncer,
                 test_operator_mistakes, test_peewee_bridge, test_sqlalchemy,
-                test_sqlalchemy_tables):
+                test_sqlalchemy_tables, test_maibot1):
     for _name, _value in vars(_module).items():
         is_fixture = hasattr(_value, "_fixture_function_marker")
         if ((_name.startswith("test_") or is_fixture) and _name not in NOT_ON_THE_CLUSTER
@@ -201,7 +202,7 @@ def test_every_agent_table_is_distributed_by_agent_id_and_co_located(cluster: Se
         tables = {t: (kind, column, group) for t, kind, column, group in conn.execute(
             "select table_name::text, citus_table_type, distribution_column, colocation_id "
             "from citus_tables")}
-    agent_tables = {m.table for m in test_isolation_matrix.AGENT_TABLES}
+    agent_tables = {m.table_name() for m in test_isolation_matrix.AGENT_TABLES}
     assert agent_tables and all(tables[t][:2] == ("distributed", "agent_id")
                                 for t in agent_tables)
     assert len({tables[t][2] for t in agent_tables}) == 1
