@@ -16,7 +16,7 @@ from psycopg.types.json import Jsonb
 
 from maim_db import InputError, connect
 from maim_db.row import Row, _trusted_fields
-from maim_db.tables import ALL_ROWS, PARTIAL_ROWS, Agent
+from maim_db.tables import ALL_ROWS, MAIBOT1_ROWS, PARTIAL_ROWS, Agent
 from maim_db.tables.runtime import Message
 from tests.databases import TestDB, World
 from tests.samples import message
@@ -25,7 +25,8 @@ from tests.samples import message
 def test_every_model_is_built_from_its_own_table_without_validation() -> None:
     """A Literal, a jsonb object, a text[] of permissions: each has a check that needs no
     pydantic, so no model falls back to validating every row."""
-    assert [m.__name__ for m in ALL_ROWS + PARTIAL_ROWS if _trusted_fields(m) is None] == []
+    assert [m.__name__ for m in ALL_ROWS + PARTIAL_ROWS + MAIBOT1_ROWS
+            if _trusted_fields(m) is None] == []
 
 
 def test_a_fast_row_equals_a_validated_one(db: TestDB, world: World) -> None:
