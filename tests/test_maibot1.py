@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from maim_db import connect
+from maim_db import Pool, connect
 from maim_db.errors import ConflictError, InputError
 from maim_db.tables.maibot1 import (
     BotPlatformAccount,
@@ -91,16 +91,19 @@ def test_b_upsert_on_a_key_a_holds_neither_fails_nor_reveals_it(
 
 
 def test_generated_ids_are_53_bit_rising_and_unique(db: TestDB, world: World) -> None:
+    """One session's ids rise in insertion order, across its blocks (1.x's `id > :last_id`
+    cursors), and never repeat; 5,000 in one statement run past 64 a millisecond."""
     a = world.agent_id("A1")
     insert = ("insert into maibot1.tool_records (tool_id, session_id, tool_name) "
               "select 't' || i, 's', 'n' from generate_series(1, 5000) i returning id")
-    with connect(db.dsn("app"), agent_id=a) as app:
-        first = [i for (i,) in app.rows(insert)]
-    with connect(db.dsn("app"), agent_id=a) as app:
-        second = [i for (i,) in app.rows(insert)]
+    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:  # one session, two blocks
+        with pool.connection(agent_id=a) as app:
+            first = [i for (i,) in app.rows(insert)]
+        with pool.connection(agent_id=a) as app:
+            second = [i for (i,) in app.rows(insert)]
     ids = first + second
     assert len(set(ids)) == len(ids) == 10_000
-    assert ids == sorted(ids)  # rising in insertion order, across blocks: `id > :last_id`
+    assert ids == sorted(ids)
     assert all(2**40 < i <= MAX_SAFE for i in ids)
 
 
