@@ -66,7 +66,8 @@ def source(path: str) -> str:
 @contextmanager
 def port() -> Iterator[None]:
     """``src.common.database.database`` and ``…database_model`` as a port has them (two
-    re-export lines), importable for the duration; what was there before comes back."""
+    re-export lines), importable for the duration; what was there before comes back.
+    ``sys.modules`` is the process's: enter it once, around every thread that imports."""
     names = ["src", "src.common", "src.common.database", *PORTED]
     saved = {name: sys.modules.get(name) for name in names}
     try:

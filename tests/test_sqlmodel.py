@@ -58,9 +58,9 @@ def sm(db: TestDB, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """maim_db.sqlmodel.database on this test's database (the app login), in ``ZONE``."""
     monkeypatch.setenv("MAIMDB_TIMEZONE", ZONE)
     engine = database.make_engine(db.dsn("app"), pool_size=2, max_overflow=2)
-    monkeypatch.setattr(database, "engine", engine, raising=False)
-    monkeypatch.setattr(database, "SessionLocal", database.make_sessionmaker(engine),
-                        raising=False)
+    # into the module's dict: getattr() on the module would make the default engine
+    monkeypatch.setitem(vars(database), "engine", engine)
+    monkeypatch.setitem(vars(database), "SessionLocal", database.make_sessionmaker(engine))
     yield database
     engine.dispose()
 
@@ -211,7 +211,7 @@ def test_naive_times_are_local_both_ways_in_the_orm_and_in_raw_sql(
     assert read.timestamp == local and raw == local and since == 1
     assert hour == datetime(2026, 1, 2, 3)  # bucketed in local time
     with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as plain:  # what is stored
-        stored = plain.fetch_value("select timestamp from maibot1.tool_records")
+        stored = plain.scalar("select timestamp from maibot1.tool_records")
     assert stored == datetime(2026, 1, 1, 19, 4, 5, 678000, tzinfo=UTC)
 
 
@@ -235,7 +235,7 @@ def test_enums_are_stored_as_1x_stores_them(sm: Any, db: TestDB, world: World) -
             types = {i.image_hash: i.image_type for i in session.exec(select(Images)).all()}
     assert types == {"h": ImageType.IMAGE, "e": ImageType.EMOJI}
     with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as plain:
-        stored = plain.fetch_all("select image_type from maibot1.images order by image_hash")
+        stored = plain.rows("select image_type from maibot1.images order by image_hash")
     assert [r[0] for r in stored] == ["EMOJI", "IMAGE"]  # SQLAlchemy's Enum: the names
 
 
@@ -370,7 +370,7 @@ def _message(to_db: Callable[..., Any], agent: str, n: int, when: datetime) -> A
             additional_config={"n": n}),
         is_mentioned=False, is_at=n == 0, session_id="qq:g:10001", reply_to=None,
         is_emoji=False, is_picture=False, is_command=False, is_notify=False,
-        raw_message=[], processed_plain_text=f"hello {n}", reply_frequency=None,
+        raw_message=SimpleNamespace(components=[]), processed_plain_text=f"hello {n}", reply_frequency=None,
         raw_content=None)
     message.to_db_instance = partial(to_db, message)
     return message
@@ -381,14 +381,14 @@ def test_1_2_1s_message_store_runs_for_two_agents(sm: Any, world: World) -> None
     when = datetime(2026, 8, 20, 21, 15)
 
     def work(agent_id: str, name: str) -> list[tuple[str, datetime, str | None, bytes]]:
-        with maibot1_source.port():  # it imports get_db_session where it runs
-            for n in range({"A1": 4, "B1": 2}[name]):
-                store(_message(to_db, name, n, when))
+        for n in range({"A1": 4, "B1": 2}[name]):
+            store(_message(to_db, name, n, when))
         with sm.get_db_session() as session:
             rows = session.exec(select(Messages).order_by(Messages.message_id)).all()
         return [(m.message_id, m.timestamp, m.additional_config, m.raw_content) for m in rows]
 
-    seen = _two_agents(world, work)
+    with maibot1_source.port():  # store imports get_db_session where it runs
+        seen = _two_agents(world, work)
     assert [m[0] for m in seen["A1"]] == ["A1-0", "A1-1", "A1-2", "A1-3"]
     assert [m[0] for m in seen["B1"]] == ["B1-0", "B1-1"]
     assert seen["A1"][0][1:] == (when, '{"n": 0}', b"\x91\xa3msg")
@@ -427,9 +427,8 @@ def test_1_2_1s_hourly_statistics_ported_run_for_two_agents(sm: Any, world: Worl
 
     def work(agent_id: str, name: str) -> tuple[Any, ...]:
         n = {"A1": 3, "B1": 1}[name]
-        with maibot1_source.port():
-            for i in range(n):
-                store(_message(to_db, name, i, when))
+        for i in range(n):
+            store(_message(to_db, name, i, when))
         with sm.get_db_session() as session:
             for i in range(n):
                 session.add(_usage(100, timestamp=when))
@@ -449,7 +448,8 @@ def test_1_2_1s_hourly_statistics_ported_run_for_two_agents(sm: Any, world: Worl
                 [(m.bucket_time, m.module_name, m.request_count, m.prompt_tokens)
                  for m in model])
 
-    seen = _two_agents(world, work)
+    with maibot1_source.port():  # once, around both threads
+        seen = _two_agents(world, work)
     hour = datetime(2026, 8, 20, 21)
     assert seen["A1"] == ([(hour, "g10001", "group of A1", 3)], [(hour, "search", 4)],
                           [(hour, "chat", 3, 300)])

@@ -94,15 +94,22 @@ def _set_up_transaction(session: Session, transaction: SessionTransaction,
 
 def _get(name: str) -> Any:
     """``engine``, ``SessionLocal`` or ``DATABASE_URL``, made once, on first use (importing
-    this module connects to nothing and needs no ``MAIMDB_DSN`` yet)."""
+    this module connects to nothing and needs no ``MAIMDB_DSN`` yet). A value set on the
+    module (a test's, a service's own engine) wins, and what is made from it follows it."""
     found = globals().get(name)
-    if found is not None:  # set by the module itself, or replaced by a test (monkeypatch)
+    if found is not None:
         return found
-    with _lock:
-        if not _made:
-            made = make_engine()
-            _made.update(engine=made, SessionLocal=make_sessionmaker(made),
-                         DATABASE_URL=made.url.render_as_string(hide_password=True))
+    if name == "engine":
+        with _lock:
+            if "engine" not in _made:
+                _made["engine"] = make_engine()
+    elif name == "SessionLocal":
+        bind = _get("engine")
+        with _lock:
+            if _made.get("bound") is not bind:
+                _made.update(bound=bind, SessionLocal=make_sessionmaker(bind))
+    else:
+        return _get("engine").url.render_as_string(hide_password=True)
     return _made[name]
 
 
