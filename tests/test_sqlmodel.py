@@ -26,6 +26,7 @@ from sqlalchemy import exc, text
 from sqlmodel import Session, func, select
 
 from maim_db import ScopeError, agent_scope, connect
+from maim_db import sqlalchemy as maim_sqlalchemy
 from maim_db.sqlmodel import database
 from maim_db.sqlmodel.models import (
     ChatSession,
@@ -215,6 +216,32 @@ def test_naive_times_are_local_both_ways_in_the_orm_and_in_raw_sql(
     assert stored == datetime(2026, 1, 1, 19, 4, 5, 678000, tzinfo=UTC)
 
 
+def test_the_transaction_set_up_costs_no_round_trip(
+        sm: Any, db: TestDB, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """search_path and TimeZone ride in the round trip that opens the scope: a session of
+    this engine makes as many round trips as one of a plain maim_db engine."""
+    trips: list[int] = []
+    original = maim_sqlalchemy._Block._round_trip
+
+    def counted(self: Any, calls: list[Any]) -> Any:
+        trips.append(len(calls))
+        return original(self, calls)
+
+    monkeypatch.setattr(maim_sqlalchemy._Block, "_round_trip", counted)
+    plain = maim_sqlalchemy.create_engine(db.dsn("app"), pool_size=1, max_overflow=0)
+    counts = []
+    with agent_scope(world.agent_id("A1")):
+        for factory in (sm.SessionLocal, database.make_sessionmaker(plain)):
+            trips.clear()
+            with factory() as session:
+                session.add(_usage())
+                session.commit()
+                session.get(ModelUsage, 1)
+            counts.append(list(trips))
+    plain.dispose()
+    assert len(counts[0]) == len(counts[1]) and counts[0][0] == counts[1][0] + 1
+
+
 def test_raw_sql_means_the_1x_tables_not_the_0x_ones(sm: Any, world: World) -> None:
     """``llm_usage`` exists in both generations: in a session, unqualified SQL reads 1.x's."""
     with agent_scope(world.agent_id("A1")):
@@ -370,8 +397,8 @@ def _message(to_db: Callable[..., Any], agent: str, n: int, when: datetime) -> A
             additional_config={"n": n}),
         is_mentioned=False, is_at=n == 0, session_id="qq:g:10001", reply_to=None,
         is_emoji=False, is_picture=False, is_command=False, is_notify=False,
-        raw_message=SimpleNamespace(components=[]), processed_plain_text=f"hello {n}", reply_frequency=None,
-        raw_content=None)
+        raw_message=SimpleNamespace(components=[]), processed_plain_text=f"hello {n}",
+        reply_frequency=None, raw_content=None)
     message.to_db_instance = partial(to_db, message)
     return message
 

@@ -7,11 +7,12 @@ A port replaces that file with one line, ``from maim_db.sqlmodel.database import
 - ``engine`` is a :func:`maim_db.sqlalchemy.create_engine` engine (``MAIMDB_DSN``, else the
   embedded server), made on first use; every transaction runs in the scope around it
   (``agent_scope()``), else fails with :class:`~maim_db.ScopeError` before any SQL.
-- Each transaction of a session from here (``SessionLocal``, :func:`get_db_session`) first
-  sets, transaction-locally, ``search_path`` to ``maibot1, public`` — so 1.x's raw SQL
-  (``text("... FROM llm_usage")``) means 1.x's tables, never the 0.x ones of the same name —
-  and ``TimeZone`` to ``MAIMDB_TIMEZONE``, so naive datetimes in raw SQL, ``date_trunc`` and
-  casts mean 1.x's local times. Every ``timestamptz`` read comes back naive in that zone.
+- Each transaction of ``engine`` (a session's, ``engine.connect()``'s) first sets,
+  transaction-locally and in the round trip that opens its scope, ``search_path`` to
+  ``maibot1, public`` — so 1.x's raw SQL (``text("... FROM llm_usage")``) means 1.x's
+  tables, never the 0.x ones of the same name — and ``TimeZone`` to ``MAIMDB_TIMEZONE``, so
+  naive datetimes in raw SQL, ``date_trunc`` and casts mean 1.x's local times. Every
+  ``timestamptz`` read comes back naive in that zone.
 - ``initialize_database()`` and ``ensure_runtime_performance_indexes()`` do nothing: no
   PRAGMA, no migration manager, no ``create_all`` — ``maimdb migrate`` owns the schema.
 - ``ROOT_PATH`` is the directory MaiBot was started in (1.2.1 derives it from its own file's
@@ -24,11 +25,11 @@ import threading
 from collections.abc import Generator, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 from sqlalchemy import event
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.orm import SessionTransaction, sessionmaker
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
 from ..sqlalchemy import create_engine
@@ -57,19 +58,21 @@ DATABASE_URL: str
 #: The directory MaiBot runs in (1.2.1: its checkout's root).
 ROOT_PATH = Path.cwd().resolve()
 
-#: The statement each session transaction starts with (module docstring).
-SESSION_SETUP = ("select pg_catalog.set_config('search_path', 'maibot1, public, pg_temp', true),"
-                 " pg_catalog.set_config('TimeZone', coalesce(%(zone)s,"
-                 " pg_catalog.current_setting('TimeZone')), true)")
+#: The statement each transaction of the engine starts with (module docstring).
+SESSION_SETUP: LiteralString = (
+    "select pg_catalog.set_config('search_path', 'maibot1, public, pg_temp', true),"
+    " pg_catalog.set_config('TimeZone', coalesce(%(zone)s,"
+    " pg_catalog.current_setting('TimeZone')), true)")
 
 _lock = threading.Lock()
 _made: dict[str, Any] = {}
 
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
-    """A maim_db engine (ambient scope) whose connections read ``timestamptz`` as 1.x's naive
-    local times; ``kwargs`` are SQLAlchemy's."""
-    made = create_engine(url, pool_pre_ping=True, **kwargs)
+    """A maim_db engine (ambient scope) for 1.x code: each transaction starts with
+    :data:`SESSION_SETUP` (in the round trip that opens its scope, so at no cost), and its
+    connections read ``timestamptz`` as naive local times. ``kwargs`` are SQLAlchemy's."""
+    made = create_engine(url, pool_pre_ping=True, maim_setup=_setup, **kwargs)
 
     @event.listens_for(made, "connect")
     def _naive_times(dbapi_connection: Any, record: Any) -> None:
@@ -78,18 +81,14 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     return made
 
 
+def _setup() -> tuple[LiteralString, dict[str, Any]]:
+    return SESSION_SETUP, {"zone": zone_name()}
+
+
 def make_sessionmaker(bind: Engine) -> sessionmaker[Session]:
     """1.2.1's ``SessionLocal``: SQLModel sessions, no autoflush, ``expire_on_commit=False``
-    (rows stay readable after the ``with`` block commits), each transaction set up for 1.x."""
-    factory = sessionmaker(bind=bind, class_=Session, autoflush=False, expire_on_commit=False)
-    event.listen(factory, "after_begin", _set_up_transaction)
-    return factory
-
-
-def _set_up_transaction(session: Session, transaction: SessionTransaction,
-                        connection: Connection) -> None:
-    # the transaction's first statement: it rides in the round trip that opens the scope
-    connection.exec_driver_sql(SESSION_SETUP, {"zone": zone_name()})
+    (rows stay readable after the ``with`` block commits)."""
+    return sessionmaker(bind=bind, class_=Session, autoflush=False, expire_on_commit=False)
 
 
 def _get(name: str) -> Any:
