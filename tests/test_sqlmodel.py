@@ -15,7 +15,7 @@ import sys
 import textwrap
 import threading
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
@@ -209,7 +209,12 @@ def test_naive_times_are_local_both_ways_in_the_orm_and_in_raw_sql(
                                       ":t"), params={"t": local}).one()[0]
             hour = session.exec(text("select date_trunc('hour', timestamp) "
                                      "from tool_records")).one()[0]
+            after = session.exec(select(ToolRecord).where(
+                ToolRecord.timestamp >= local - timedelta(seconds=1))).all()
+            before = session.exec(select(ToolRecord).where(
+                ToolRecord.timestamp > local)).all()
     assert read.timestamp == local and raw == local and since == 1
+    assert len(after) == 1 and before == []  # the ORM compares in local time too
     assert hour == datetime(2026, 1, 2, 3)  # bucketed in local time
     with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as plain:  # what is stored
         stored = plain.scalar("select timestamp from maibot1.tool_records")
@@ -250,6 +255,8 @@ def test_raw_sql_means_the_1x_tables_not_the_0x_ones(sm: Any, world: World) -> N
         with sm.get_db_session() as session:
             found = session.exec(text("select prompt_tokens from llm_usage")).all()
     assert [r[0] for r in found] == [77]
+    with agent_scope(world.agent_id("A1")), sm.engine.connect() as connection:  # 1.x does too
+        assert connection.exec_driver_sql("select prompt_tokens from llm_usage").all() == [(77,)]
 
 
 def test_enums_are_stored_as_1x_stores_them(sm: Any, db: TestDB, world: World) -> None:

@@ -168,7 +168,11 @@ def _class(model: type[maibot1.MaiBot1Row]) -> str:
     doc = (model.__doc__ or "").strip().splitlines()[0]
     lines = [f"class {model.__name__}(SQLModel, table=True):", f'    """{doc}"""', "",
              f'    __tablename__ = "{model.table}"',
-             f'    __table_args__ = {{"schema": "{model.pg_schema}"}}', ""]
+             f'    __table_args__ = {{"schema": "{model.pg_schema}"}}']
+    if any(name.startswith("model_") for name in model.model_fields):
+        # 1.x's model_name…: pydantic before 2.10 warns of its namespace on import
+        lines.append('    model_config = {"protected_namespaces": ()}')
+    lines.append("")
     lines += [_field(model, name) for name in model.model_fields if name != "agent_id"]
     return "\n".join(lines)
 

@@ -72,6 +72,7 @@ class ModelUsage(SQLModel, table=True):
 
     __tablename__ = "llm_usage"
     __table_args__ = {"schema": "maibot1"}
+    model_config = {"protected_namespaces": ()}
 
     id: int | None = Field(
         default=None, sa_column=Column(BigInteger, primary_key=True, server_default=FetchedValue())
@@ -180,6 +181,7 @@ class MaisakaReplyEffect(SQLModel, table=True):
 
     __tablename__ = "maisaka_reply_effects"
     __table_args__ = {"schema": "maibot1"}
+    model_config = {"protected_namespaces": ()}
 
     effect_id: str = Field(sa_column=Column(Text, primary_key=True))
     session_id: str = Field(sa_column=Column(Text, nullable=False))
@@ -280,6 +282,7 @@ class StatisticsModelHourly(SQLModel, table=True):
 
     __tablename__ = "statistics_model_hourly"
     __table_args__ = {"schema": "maibot1"}
+    model_config = {"protected_namespaces": ()}
 
     id: int | None = Field(
         default=None, sa_column=Column(BigInteger, primary_key=True, server_default=FetchedValue())
