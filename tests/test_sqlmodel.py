@@ -244,7 +244,7 @@ def test_the_transaction_set_up_costs_no_round_trip(
                 session.get(ModelUsage, 1)
             counts.append(list(trips))
     plain.dispose()
-    assert len(counts[0]) == len(counts[1]) and counts[0][0] == counts[1][0] + 1
+    assert len(counts[0]) == len(counts[1]) and counts[0][0] == counts[1][0] + 2
 
 
 def test_raw_sql_means_the_1x_tables_not_the_0x_ones(sm: Any, world: World) -> None:

@@ -24,9 +24,9 @@ SQLAlchemy wraps as it does for any driver (``sqlalchemy.exc.IntegrityError``, .
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, LiteralString, TypeVar
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.adapt import Transformer
@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from ..connection import Database
 from ..connection_async import AsyncDatabase
 from ..errors import ConfigurationError, MaimDBError, ScopeError
-from ..pipeline import FATAL_ERROR, Call, Params, first_error
+from ..pipeline import FATAL_ERROR, Call, Params, Query, first_error
 from ..scope import AMBIENT, Scope, resolve
 from ..settings import as_url, connection_options, resolve_dsn
 
@@ -100,9 +100,9 @@ class _State:
 
 
 #: A per-transaction set-up (the engine's ``maim_setup``): called as each transaction opens,
-#: it gives the statement and parameters that run right after the scope statement, in the
-#: same round trip (maim_db.sqlmodel sets 1.x's search_path and TimeZone this way).
-Setup = Callable[[], tuple[LiteralString, Params]]
+#: it gives the statements (with their parameters) that run right after the scope statement,
+#: in the same round trip (maim_db.sqlmodel sets 1.x's search_path and TimeZone this way).
+Setup = Callable[[], Sequence[tuple[Query, Params]]]
 
 _states: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
 
@@ -129,7 +129,7 @@ class _Block(Database):
     last: list[PGresult] | None = None
 
     def _setup_calls(self) -> list[Call]:
-        return [] if self.setup is None else [self._session.call(*self.setup())]
+        return [] if self.setup is None else [self._session.call(*c) for c in self.setup()]
 
     def _round_trip(self, calls: list[Any]) -> list[PGresult]:
         self.last = None
@@ -167,7 +167,7 @@ class _AsyncBlock(AsyncDatabase):
     last: list[PGresult] | None = None
 
     def _setup_calls(self) -> list[Call]:
-        return [] if self.setup is None else [self._session.call(*self.setup())]
+        return [] if self.setup is None else [self._session.call(*c) for c in self.setup()]
 
     async def _round_trip(self, calls: list[Any]) -> list[PGresult]:
         self.last = None
@@ -415,8 +415,8 @@ def create_engine(url: str | URL | None = None, *, agent_id: str | None = None,
     """A SQLAlchemy engine on ``url`` (default ``MAIMDB_DSN``, else the embedded server) whose
     every transaction runs in the named scope, else the ambient one (module docstring).
     ``kwargs`` are SQLAlchemy's (``pool_size``, ``echo``, ...), and ``maim_setup``: a
-    :data:`Setup` whose statement each transaction runs right after its scope opens, in the
-    same round trip (trusted code only: it runs with the scope's rights)."""
+    :data:`Setup` whose statements each transaction runs right after its scope opens, in the
+    same round trip (trusted code only: they run with the scope's rights)."""
     scope = _scope(agent_id, tenant_id, admin, api_key)
     return _create_engine(engine_url(url), maim_scope=scope, **kwargs)
 

@@ -27,11 +27,13 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, LiteralString
 
+from psycopg import sql
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session
 
+from ..pipeline import Query
 from ..sqlalchemy import create_engine
 from .types import register_naive_loaders, zone_name
 
@@ -58,11 +60,10 @@ DATABASE_URL: str
 #: The directory MaiBot runs in (1.2.1: its checkout's root).
 ROOT_PATH = Path.cwd().resolve()
 
-#: The statement each transaction of the engine starts with (module docstring).
-SESSION_SETUP: LiteralString = (
-    "select pg_catalog.set_config('search_path', 'maibot1, public, pg_temp', true),"
-    " pg_catalog.set_config('TimeZone', coalesce(%(zone)s,"
-    " pg_catalog.current_setting('TimeZone')), true)")
+#: What each transaction of the engine starts with (module docstring): ``SET LOCAL``, which
+#: Citus passes on to the workers (``set_config()`` it does not), so a shard's ``date_trunc``
+#: and casts see the zone too.
+SEARCH_PATH: LiteralString = "set local search_path = maibot1, public, pg_temp"
 
 _lock = threading.Lock()
 _made: dict[str, Any] = {}
@@ -70,7 +71,7 @@ _made: dict[str, Any] = {}
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     """A maim_db engine (ambient scope) for 1.x code: each transaction starts with
-    :data:`SESSION_SETUP` (in the round trip that opens its scope, so at no cost), and its
+    :func:`_setup`'s statements (in the round trip that opens its scope), and its
     connections read ``timestamptz`` as naive local times. ``kwargs`` are SQLAlchemy's."""
     made = create_engine(url, pool_pre_ping=True, maim_setup=_setup, **kwargs)
 
@@ -81,8 +82,14 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     return made
 
 
-def _setup() -> tuple[LiteralString, dict[str, Any]]:
-    return SESSION_SETUP, {"zone": zone_name()}
+def _setup() -> list[tuple[Query, None]]:
+    """The statements of :data:`SEARCH_PATH` and the session's ``TimeZone`` (a zone without
+    an IANA name cannot be one: the server's stays, the ORM still converts)."""
+    name = zone_name()
+    if name is None:
+        return [(SEARCH_PATH, None)]
+    return [(SEARCH_PATH, None),
+            (sql.SQL("set local timezone = {}").format(sql.Literal(name)), None)]
 
 
 def make_sessionmaker(bind: Engine) -> sessionmaker[Session]:
