@@ -43,7 +43,8 @@ from tests import maibot1_source
 from tests.databases import TestDB, World
 
 ROOT = Path(__file__).resolve().parent.parent
-ZONE = "Asia/Shanghai"
+#: Half an hour off UTC, so an hour bucketed in the wrong zone is another hour.
+ZONE = "Asia/Kolkata"
 
 
 def _generator() -> ModuleType:
@@ -197,7 +198,7 @@ def test_no_scope_is_a_scope_error_before_any_sql(sm: Any) -> None:
 
 def test_naive_times_are_local_both_ways_in_the_orm_and_in_raw_sql(
         sm: Any, db: TestDB, world: World) -> None:
-    local = datetime(2026, 1, 2, 3, 4, 5, 678000)  # 02 Jan 03:04:05 in Shanghai
+    local = datetime(2026, 1, 2, 3, 4, 5, 678000)  # 02 Jan 03:04:05 in Kolkata
     with agent_scope(world.agent_id("A1")):
         with sm.get_db_session() as session:
             row = ToolRecord(tool_id="t", timestamp=local, session_id="s", tool_name="x")
@@ -218,7 +219,7 @@ def test_naive_times_are_local_both_ways_in_the_orm_and_in_raw_sql(
     assert hour == datetime(2026, 1, 2, 3)  # bucketed in local time
     with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as plain:  # what is stored
         stored = plain.scalar("select timestamp from maibot1.tool_records")
-    assert stored == datetime(2026, 1, 1, 19, 4, 5, 678000, tzinfo=UTC)
+    assert stored == datetime(2026, 1, 1, 21, 34, 5, 678000, tzinfo=UTC)
 
 
 def test_the_transaction_set_up_costs_no_round_trip(
