@@ -274,6 +274,16 @@ def test_enums_are_stored_as_1x_stores_them(sm: Any, db: TestDB, world: World) -
     assert [r[0] for r in stored] == ["EMOJI", "IMAGE"]  # SQLAlchemy's Enum: the names
 
 
+def test_a_pragma_is_a_programming_error_which_1x_does_not_catch(sm: Any,
+                                                                 world: World) -> None:
+    """1.2.1's reply-effect clear runs ``PRAGMA wal_checkpoint`` under ``except
+    OperationalError``: on PostgreSQL it is a syntax error, which that does not catch."""
+    with agent_scope(world.agent_id("A1")), sm.engine.connect() as connection:
+        with pytest.raises(exc.ProgrammingError) as raised:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert not isinstance(raised.value, exc.OperationalError)
+
+
 def test_the_module_makes_no_schema_and_needs_no_initialising() -> None:
     assert database.initialize_database() is None
     assert database.ensure_runtime_performance_indexes() is None
