@@ -27,7 +27,7 @@ from sqlmodel import Session, func, select
 
 from maim_db import ScopeError, agent_scope, connect
 from maim_db import sqlalchemy as maim_sqlalchemy
-from maim_db.sqlmodel import database
+from maim_db.sqlmodel import database, models
 from maim_db.sqlmodel.models import (
     ChatSession,
     Images,
@@ -160,6 +160,34 @@ def test_an_insert_reads_back_the_databases_id_and_an_explicit_one_is_kept(
             assert made.prompt_cache_enabled is False  # 1.2.1's default, written
 
 
+_SAMPLE = {str: "x", int: 7, float: 0.5, bool: True, bytes: b"\x00\xff",
+           datetime: datetime(2026, 8, 20, 21, 15)}
+
+
+def test_every_class_writes_and_reads_its_table(sm: Any, world: World) -> None:
+    """A row of each of the 24 classes, its required fields given, written and read back by
+    its key: the classes' columns, types and keys are the tables'."""
+    rows = []
+    for name in models.__all__:
+        cls = getattr(models, name)
+        if not hasattr(cls, "__table__"):
+            continue
+        values = {field: _SAMPLE[info.annotation]
+                  for field, info in cls.model_fields.items() if info.is_required()}
+        rows.append((cls, values))
+    assert len(rows) == 24
+    with agent_scope(world.agent_id("A1")):
+        with sm.get_db_session() as session:
+            made = [cls(**values) for cls, values in rows]
+            session.add_all(made)
+        keys = [row.__mapper__.primary_key_from_instance(row) for row in made]
+        with sm.get_db_session() as session:
+            for (cls, values), key in zip(rows, keys, strict=True):
+                found = session.get(cls, key)
+                assert found is not None, cls.__name__
+                assert {f: getattr(found, f) for f in values} == values, cls.__name__
+
+
 def test_commit_on_success_rollback_on_error_and_auto_commit_false(
         sm: Any, world: World) -> None:
     with agent_scope(world.agent_id("A1")):
@@ -278,9 +306,9 @@ def test_a_pragma_is_a_programming_error_which_1x_does_not_catch(sm: Any,
                                                                  world: World) -> None:
     """1.2.1's reply-effect clear runs ``PRAGMA wal_checkpoint`` under ``except
     OperationalError``: on PostgreSQL it is a syntax error, which that does not catch."""
-    with agent_scope(world.agent_id("A1")), sm.engine.connect() as connection:
-        with pytest.raises(exc.ProgrammingError) as raised:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    with (agent_scope(world.agent_id("A1")), sm.engine.connect() as connection,
+          pytest.raises(exc.ProgrammingError) as raised):
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     assert not isinstance(raised.value, exc.OperationalError)
 
 
