@@ -89,6 +89,12 @@ class Row(BaseModel):
         return (cls.table,) if cls.pg_schema == "public" else (cls.pg_schema, cls.table)
 
     @classmethod
+    def table_name(cls) -> str:
+        """The table as maim_db names it to people (export files, reports, the audit):
+        bare in ``public`` (``images``), with its schema elsewhere (``maibot1.images``)."""
+        return ".".join(cls.table_path())
+
+    @classmethod
     def qualified_table(cls) -> str:
         """``schema.table``, as ``regclass`` and the catalog name it (``public.messages``)."""
         return f"{cls.pg_schema}.{cls.table}"

@@ -99,16 +99,21 @@ $$;
 -- The id of a new row of a MaiBot 1.x table (every `id` of maibot1.*, migrations/0020):
 -- 1.x code keeps integer ids and its web UI reads them as JavaScript numbers, and a sequence
 -- shared by every agent would tell each agent how many rows the others write (and be one
--- counter for a whole Citus cluster). So: 53 bits (2^53 - 1 is JavaScript's largest safe
--- integer), the milliseconds since 2025-01-01 UTC in the top 41 (until 2094) and 12 random
--- bits below; ids grow with time, as 1.x's `where id > :last_id` cursors expect. Within one
--- session and agent each id is greater than the last (the session setting maibot1.last_id
--- remembers '<agent> <id>'; another agent's blocks start afresh), so a session never repeats
--- an id however fast it inserts. Two sessions of one agent can draw the same id only in the
--- same millisecond (about 1 in 4096 then); the insert then fails on the (agent_id, id) key,
--- never overwrites, and never touches another agent's row. docs/decisions.md, "MaiBot 1.x
--- tables", has the measured numbers. An id given explicitly (the 1.x importer keeps 1.x's)
--- is kept: this is only the column default.
+-- counter for a whole Citus cluster). So 53 bits (2^53 - 1 is JavaScript's largest safe
+-- integer), from the top:
+--   41  milliseconds since 2025-01-01 UTC (until 2094), so ids grow with time, as 1.x's
+--       `where id > :last_id` cursors expect;
+--    6  the backend's slot, its pid modulo 64: sessions on backends whose slots differ never
+--       draw the same id, however fast they insert;
+--    6  a count within the millisecond, from a random start.
+-- Within one session and agent each id is greater than the last (the session setting
+-- maibot1.last_id remembers '<agent> <id>'; a block of another agent starts afresh, so an
+-- id tells nothing of other agents): past 64 ids in a millisecond the count runs on into the
+-- next one. Two sessions of one agent can draw the same id only on backends of the same slot
+-- and in the same millisecond; the insert then fails on the (agent_id, id) key (a
+-- ConflictError), never overwrites, never touches another agent's row. docs/decisions.md,
+-- "MaiBot 1.x tables", has the measured numbers. An id given explicitly (the 1.x importer
+-- keeps 1.x's) is kept: this is only the column default.
 create or replace function maim.maibot1_id() returns pg_catalog.int8
     language plpgsql volatile
 as $$
@@ -116,19 +121,27 @@ declare
     agent constant pg_catalog.text :=
         coalesce(pg_catalog.current_setting('maim.agent_id', true), '');
     state constant pg_catalog.text := pg_catalog.current_setting('maibot1.last_id', true);
+    slot constant pg_catalog.int8 :=
+        (pg_catalog.pg_backend_pid() operator(pg_catalog.%) 64) operator(pg_catalog.<<) 6;
     -- milliseconds since 2025-01-01 00:00:00 UTC (1735689600000 ms after 1970)
     ms constant pg_catalog.int8 :=
         pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
                          operator(pg_catalog.*) 1000)::pg_catalog.int8
         operator(pg_catalog.-) 1735689600000;
-    id pg_catalog.int8 := ms operator(pg_catalog.*) 4096 operator(pg_catalog.+)
-        pg_catalog.floor(pg_catalog.random() operator(pg_catalog.*) 4096)::pg_catalog.int8;
+    id pg_catalog.int8 := (ms operator(pg_catalog.<<) 12) operator(pg_catalog.|) slot
+        operator(pg_catalog.|)
+        pg_catalog.floor(pg_catalog.random() operator(pg_catalog.*) 64)::pg_catalog.int8;
     last pg_catalog.int8;
 begin
     if pg_catalog.starts_with(state, agent operator(pg_catalog.||) ' ') then
         last := pg_catalog.split_part(state, ' ', 2)::pg_catalog.int8;
         if id operator(pg_catalog.<=) last then
-            id := last operator(pg_catalog.+) 1;
+            if last operator(pg_catalog.&) 63 operator(pg_catalog.<) 63 then
+                id := last operator(pg_catalog.+) 1;
+            else  -- the millisecond's 64 are used: the next millisecond's first
+                id := (((last operator(pg_catalog.>>) 12) operator(pg_catalog.+) 1)
+                       operator(pg_catalog.<<) 12) operator(pg_catalog.|) slot;
+            end if;
         end if;
     end if;
     if id operator(pg_catalog.>) 9007199254740991 then
@@ -146,4 +159,4 @@ comment on function maim.assert_plugin_login() is
     'A key scope''s login check; raises MA002 when the login can become a trusted role.';
 comment on function maim.tenant_id() is 'The tenant scope (maim.tenant_id); raises 42501 when unset.';
 comment on function maim.maibot1_id() is
-    'A new 53-bit id of a MaiBot 1.x row: milliseconds and 12 random bits, rising per session and agent.';
+    'A new 53-bit id of a MaiBot 1.x row: milliseconds, backend slot, count; rising per session and agent.';

@@ -185,3 +185,39 @@ def test_views_an_extension_installed_are_the_extensions(db: TestDB) -> None:
     assert kind == ("v",)  # the extension really did put a view in public
     found = _as_owner(db, "create view agent_names as select id, name from agents")
     assert found == {"view agent_names: is not security_invoker"}
+
+
+def test_maibot1_tables_are_audited_like_public_ones(db: TestDB) -> None:
+    """MaiBot 1.x's schema (migrations/0020) is held to the same rules: a table there with
+    RLS off, a global unique key, a sequence, or a missing policy is a finding."""
+    found = _as_owner(
+        db,
+        "alter table maibot1.images no force row level security",
+        "create unique index chat_sessions_global on maibot1.chat_sessions (session_id)",
+        "drop policy tenant_select on maibot1.person_info",
+        "create table maibot1.bad (agent_id text not null default maim.agent_id() "
+        "references agents on delete cascade, id bigserial, primary key (agent_id, id))",
+        "call maim.isolate_agent_table('maibot1.bad')",
+    )
+    assert found == {
+        "table maibot1.images: row-level security is not forced (the owner would bypass it)",
+        "table maibot1.chat_sessions: unique index maibot1.chat_sessions_global does not "
+        "include agent_id (it would leak or collide across agents)",
+        "table maibot1.person_info: no select policy for maim_tenant",
+        "table maibot1.bad: column id is fed by a sequence (a shared counter leaks other "
+        "agents' activity); use a uuid",
+        "table maibot1.bad: column id is bigint without default maim.maibot1_id()",
+    }
+
+
+def test_a_maibot1_table_without_a_policy_is_found(db: TestDB) -> None:
+    """A table isolate_agent_table never saw has no policy: the audit says so."""
+    found = _as_owner(
+        db,
+        "create table maibot1.bare (agent_id text not null default maim.agent_id() "
+        "references agents on delete cascade, id bigint default maim.maibot1_id(), "
+        "primary key (agent_id, id))",
+        "alter table maibot1.bare enable row level security",
+        "alter table maibot1.bare force row level security",
+    )
+    assert "table maibot1.bare: has no policy" in found

@@ -18,6 +18,7 @@ from maim_db.schema import migrate
 from maim_db.schema.audit import audit
 from maim_db.schema.snapshot import snapshot
 from maim_db.tables import Agent
+from maim_db.tables.maibot1 import Messages
 from maim_db.tables.runtime import Message
 from tests.cli import maimdb, one_line_error
 from tests.databases import Server, TestDB, World, build_world, make_logins, with_db
@@ -45,15 +46,19 @@ def _fill(db: TestDB, world: World) -> None:
     for agent, n in (("A1", 5), ("B1", 3)):
         with connect(db.dsn("app"), agent_id=world.agent_id(agent)) as s:
             s.insert_many([message(i) for i in range(n)])
+            s.insert_many([Messages(message_id=f"m{i}", platform="qq", user_id="u",
+                                    user_nickname="n", session_id="s") for i in range(n)])
 
 
-def _seen(db: TestDB, world: World) -> dict[str, tuple[list[str], int]]:
-    """What each agent's scope sees, as the app login: its agents and its messages."""
+def _seen(db: TestDB, world: World) -> dict[str, tuple[list[str], int, int]]:
+    """What each agent's scope sees, as the app login: its agents, its messages and its
+    MaiBot 1.x messages (schema maibot1)."""
     seen = {}
     for agent in ("A1", "A2", "B1"):
         with connect(db.dsn("app"), agent_id=world.agent_id(agent)) as s:
             seen[agent] = ([a.id for a in s.find(Agent)],
-                           len(s.fetch(Message, "select * from messages")))
+                           len(s.fetch(Message, "select * from messages")),
+                           len(s.find(Messages)))
     return seen
 
 
@@ -81,8 +86,8 @@ def test_dump_and_restore_keep_rows_isolation_policies_and_grants(
         restored = maimdb("db", "restore", str(dump), dsn=fresh.superuser, env=tools_on_path)
         assert restored.returncode == 0, restored.stderr
         assert "audit: no findings" in restored.stdout
-        expected = {"A1": ([world.agent_id("A1")], 5), "A2": ([world.agent_id("A2")], 0),
-                    "B1": ([world.agent_id("B1")], 3)}
+        expected = {"A1": ([world.agent_id("A1")], 5, 5), "A2": ([world.agent_id("A2")], 0, 0),
+                    "B1": ([world.agent_id("B1")], 3, 3)}
         assert _seen(fresh, world) == expected == _seen(db, world)
         with connect(fresh.dsn("tenant"), tenant_id=world.tenant_id("T1")) as t:
             assert sorted(a.id for a in t.find(Agent)) == sorted(

@@ -1,4 +1,5 @@
-"""The isolation matrix, generated from the models: for every agent table, agent A writes a
+"""The isolation matrix, generated from the models: for every agent table (public's and MaiBot
+1.x's in maibot1), agent A writes a
 row and agent B can neither see nor touch it, cannot write into A, and can hold a row with the
 same natural key (unique constraints include agent_id, so they leak nothing). Twice: as the
 runtime (a maim_app login, agent_id= scope) and as a plugin (a maim_plugin login holding each
@@ -18,12 +19,12 @@ from psycopg import sql
 from maim_db import Database, IsolationError, NotFoundError, connect
 from maim_db.control import keys
 from maim_db.row import Row
-from maim_db.tables import ALL_ROWS
+from maim_db.tables import ALL_ROWS, MAIBOT1_ROWS
 from tests.databases import TestDB, World
 from tests.test_schema_contract import _split_optional
 
 TENANT_KEYED = {"api_keys", "plugin_settings"}  # control plane, covered in test_isolation.py
-AGENT_TABLES = [m for m in ALL_ROWS
+AGENT_TABLES = [m for m in ALL_ROWS + MAIBOT1_ROWS
                 if "agent_id" in m.model_fields and m.table not in TENANT_KEYED]
 # Values the generic samples cannot satisfy (a CHECK on the column's format).
 FORMATTED = {"import_progress": {"source_key": "0123456789abcdef"},
@@ -66,7 +67,7 @@ def _row(model: type[Row], db: TestDB, scope: Database) -> Row:
         if field.is_required():
             values[name] = _sample(model, name, field.annotation, name in jsonb)
     values.update(FORMATTED.get(model.table, {}))
-    for parent_table, local, remote in _foreign_keys(db, model.table):
+    for parent_table, local, remote in _foreign_keys(db, model.qualified_table()):
         parent_model = next(m for m in ALL_ROWS if m.table == parent_table)
         parent = scope.insert(_row(parent_model, db, scope))
         for lc, rc in zip(local, remote, strict=True):
@@ -97,7 +98,7 @@ def as_agent(request: pytest.FixtureRequest, db: TestDB, world: World) -> Opener
 def _count(as_agent: Opener, model: type[Row], agent_id: str) -> int:
     with as_agent(agent_id) as db:
         return int(db.scalar(sql.SQL("select count(*) from {}").format(
-            sql.Identifier(model.table))))
+            sql.Identifier(*model.table_path()))))
 
 
 def _a_column(model: type[Row]) -> str:
@@ -105,17 +106,17 @@ def _a_column(model: type[Row]) -> str:
     return next(n for n in model.model_fields if n not in ("agent_id", "id", "tenant_id"))
 
 
-@pytest.mark.parametrize("model", AGENT_TABLES, ids=lambda m: m.table)
+@pytest.mark.parametrize("model", AGENT_TABLES, ids=lambda m: m.qualified_table())
 def test_matrix(model: type[Row], db: TestDB, world: World, as_agent: Opener) -> None:
     a, b = world.agent_id("A1"), world.agent_id("B1")
     with connect(db.dsn("admin"), admin=True) as adm:  # start from an empty table
-        adm.execute(sql.SQL("delete from {}").format(sql.Identifier(model.table)))
+        adm.execute(sql.SQL("delete from {}").format(sql.Identifier(*model.table_path())))
     with as_agent(a) as scope:
         template = _row(model, db, scope)
         mine = scope.insert(template)
     assert mine.agent_id == a  # filled in by the scope
 
-    table = sql.Identifier(model.table)
+    table = sql.Identifier(*model.table_path())
     column = sql.Identifier(_a_column(model))
     with as_agent(b) as other:
         assert other.fetch(model, sql.SQL("select * from {}").format(table)) == []

@@ -370,15 +370,18 @@ def test_scope_definitions_are_re_applied_and_the_handover_rolls_back(
     scope.write_text(original.replace(hint, "hint = 'Edited: the key is unknown"))
     monkeypatch.setattr(migrate, "SQL_DIR", sql_dir)
 
+    # the migrations after the hand-over: rolled back (newest first) and re-applied with it
+    later = [m.id for m in migrate.load() if m.id > HANDOVER]
     applied = migrate.migrate(dsn)
-    assert applied[-1].id == HANDOVER
+    assert [m.id for m in applied][-1 - len(later):] == [HANDOVER, *later]
     assert "Edited: the key" in (_source(dsn, "maim.open_key_scope(text)") or "")
 
     scope.write_text(original.replace(hint, "hint = 'Edited again: the key is unknown"))
     assert migrate.migrate(dsn) == []
     assert "Edited again: the key" in (_source(dsn, "maim.open_key_scope(text)") or "")
 
-    assert [m.id for m in migrate.rollback(dsn, steps=1)] == [HANDOVER]
+    assert [m.id for m in migrate.rollback(dsn, steps=1 + len(later))] == [
+        *reversed(later), HANDOVER]
     assert _source(dsn, "maim.open_key_scope(text)") == _body_in("0017", "open_key_scope")
     assert _source(dsn, "maim.isolate_agent_table(regclass)") \
         == _body_in("0017", "isolate_agent_table")
@@ -387,7 +390,7 @@ def test_scope_definitions_are_re_applied_and_the_handover_rolls_back(
     with psycopg.connect(dsn) as conn:
         assert audit(conn) == []
 
-    assert [m.id for m in migrate.migrate(dsn)] == [HANDOVER]
+    assert [m.id for m in migrate.migrate(dsn)] == [HANDOVER, *later]
     assert "Edited again: the key" in (_source(dsn, "maim.open_key_scope(text)") or "")
 
 

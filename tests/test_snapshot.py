@@ -89,3 +89,20 @@ def test_the_citus_form_matches_the_committed_citus_snapshot(db: TestDB) -> None
     assert changed and all(line[2:].startswith("  policy ") for line in changed), changed
     policies = [line for line in live.splitlines() if line.startswith("  policy ")]
     assert policies and not any(" SELECT " in line for line in policies)  # the deparser's
+
+
+def test_the_snapshot_holds_the_maibot1_schema(db: TestDB) -> None:
+    """MaiBot 1.x's tables (migrations/0020) are in the review diff like public's: columns,
+    keys, indexes, policies and grants, named with their schema (maibot1.images is not
+    public's images)."""
+    with psycopg.connect(db.superuser) as conn:
+        lines = snapshot(conn).splitlines()
+    start = lines.index("table maibot1.images rls=on force=on")
+    block = lines[start:lines.index("", start)]
+    assert "  column id bigint not null default maim.maibot1_id()" in block
+    assert "  grant DELETE, INSERT, SELECT, UPDATE to maim_app" in block
+    assert "  grant SELECT to maim_tenant" in block
+    assert any(line.startswith("  policy app_select select to maim_app, maim_plugin using "
+                               "((agent_id = ( SELECT maim.agent_id()")
+               for line in block), block
+    assert "table images rls=on force=on" in lines  # 0.x's, still there under its name

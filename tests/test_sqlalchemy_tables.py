@@ -33,7 +33,10 @@ def catalog(template: str, server: Any) -> dict[str, list[tuple[str, str, bool, 
     from tests.databases import with_db
     from tests.test_schema_contract import _catalog
 
-    return _catalog(with_db(server.superuser, template))
+    # the Tables here are public's (maibot1's are maim_db.sqlmodel's), named bare
+    return {table.removeprefix("public."): columns
+            for table, columns in _catalog(with_db(server.superuser, template)).items()
+            if table.startswith("public.")}
 
 
 @pytest.fixture(scope="module")

@@ -76,7 +76,7 @@ def test_export_restore_export_round_trip(db: TestDB, world: World, tmp_path: Pa
     assert restored == first
     export_agent(fresh, tmp_path / "second", dsn=db.dsn("app"))
     before, after = _files(tmp_path / "first"), _files(tmp_path / "second")
-    assert set(before) == {MANIFEST} | {f"{m.table}.jsonl" for m in DATA_ROWS}
+    assert set(before) == {MANIFEST} | {f"{m.table_name()}.jsonl" for m in DATA_ROWS}
     manifests = [json.loads(files.pop(MANIFEST)) for files in (before, after)]
     assert {name: text.replace(a1, fresh) for name, text in before.items()} == after
     assert a1 not in "".join(after.values())
@@ -318,3 +318,48 @@ def test_export_shows_progress_on_a_terminal_and_lines_in_a_pipe(db: TestDB, wor
     bar = drawn.decode(errors="replace")
     assert "messages" in bar and f"{counts['messages']}/{counts['messages']}" in bar
     assert "━" in bar and "messages: " not in bar  # a bar, not the plain lines
+
+
+def test_maibot1_rows_export_erase_and_restore(db: TestDB, world: World,
+                                              tmp_path: Path) -> None:
+    """MaiBot 1.x's tables are the agent's data like public's: an export holds them (beside
+    0.x's tables of the same name, images), an erase empties them, and the restore brings
+    back every row as it was — ids (which 1.x code keeps), times and msgpack bytes
+    included."""
+    from datetime import UTC, datetime
+
+    from maim_db.tables import MAIBOT1_ROWS
+    from maim_db.tables import maibot1 as m1
+
+    a1 = world.agent_id("A1")
+    when = datetime(2026, 8, 20, 10, 30, 15, 250000, tzinfo=UTC)
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        s.insert(rt.Image(emoji_hash="h0", path="/0.x.png", timestamp=1.0, type="image"))
+        s.insert_many([m1.Messages(message_id=f"m{i}", timestamp=when, platform="qq",
+                                   user_id="10001", user_nickname="麦麦", session_id="s1",
+                                   raw_content=bytes([0x81, i])) for i in range(3)])
+        s.insert(m1.ChatSession(session_id="s1", platform="qq", created_timestamp=when))
+        s.insert(m1.Images(image_hash="h1", description="猫", full_path="/1.x.png",
+                           image_type="EMOJI", record_time=when))
+        s.insert(m1.PersonInfo(person_id="p1", platform="qq", user_id="10001",
+                               user_nickname="n", is_known=True))
+        s.insert(m1.Jargon(content="yyds", meaning="永远的神"))
+        s.insert(m1.MaisakaMonitorEventRecord(event_id=41, event_type="e", timestamp=1.5,
+                                              payload_json='{"k": 1}', created_at=when))
+        s.insert(m1.MaisakaReplyEffect(effect_id="5f0c-uuid", session_id="s1", status="done",
+                                       created_at=when, record_blob=b"\x00\xff"))
+
+    def dump() -> dict[str, list[m1.MaiBot1Row]]:
+        with connect(db.dsn("app"), agent_id=a1) as s:
+            return {m.table_name(): s.find(m, order_by=list(m.key)) for m in MAIBOT1_ROWS}
+
+    before = dump()
+    counts = export_agent(a1, tmp_path / "out", dsn=db.dsn("app"))
+    assert counts["maibot1.mai_messages"] == 3 and counts["images"] == 1
+    assert counts["maibot1.images"] == 1 and counts["maibot1.maisaka_reply_effects"] == 1
+    assert (tmp_path / "out" / "maibot1.images.jsonl").is_file()
+    erased = erase_agent(a1, dsn=db.dsn("app"))
+    assert erased["maibot1.mai_messages"] == 3 and erased["images"] == 1
+    assert not any(dump().values())
+    assert import_export(tmp_path / "out", a1, dsn=db.dsn("app")) == counts
+    assert dump() == before

@@ -204,7 +204,7 @@ def erase_command(agent: Agent, yes: Yes = False, as_json: Json = False,
     confirm(f"Delete every data row of {agent}? This cannot be undone", yes)
     counts = archive.erase_agent(agent, dsn=dsn)
     if every:
-        counts = {m.table: counts.get(m.table, 0) for m in archive.ERASED_ROWS}
+        counts = {m.table_name(): counts.get(m.table_name(), 0) for m in archive.ERASED_ROWS}
     _counts(counts, as_json, f"erased {agent}", {"agent_id": agent}, every)
 
 

@@ -22,7 +22,7 @@ from ..errors import AuthenticationError, ConflictError, InputError, not_found, 
 from ..ids import check, check_input, check_name, new_agent_id, new_tenant_id, new_user_id
 from ..row import Row
 from ..statements import Statement, find
-from ..tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant, User, UserProfile
+from ..tables import ALL_ROWS, MAIBOT1_ROWS, Agent, ApiKeyInfo, Tenant, User, UserProfile
 from ..tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
 from .records import Page as Page
 
@@ -298,7 +298,7 @@ def list_keys(
 
 
 def _agent_tables() -> list[type[Row]]:
-    return [m for m in ALL_ROWS if "agent_id" in m.model_fields]
+    return [m for m in ALL_ROWS + MAIBOT1_ROWS if "agent_id" in m.model_fields]
 
 
 def _counts(db: Database, column: str, value: str) -> dict[str, int]:
@@ -313,7 +313,7 @@ def _counts(db: Database, column: str, value: str) -> dict[str, int]:
 
     parts = [
         sql.SQL("select {} as t, count(*) as n from {} where {}").format(
-            sql.Literal(m.table), sql.Identifier(m.table), owned(m)
+            sql.Literal(m.table_name()), sql.Identifier(*m.table_path()), owned(m)
         )
         for m in _agent_tables()
     ]

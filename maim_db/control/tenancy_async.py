@@ -21,7 +21,7 @@ from ..errors import AuthenticationError, ConflictError, InputError, not_found, 
 from ..ids import check, check_input, check_name, new_agent_id, new_tenant_id, new_user_id
 from ..row import Row
 from ..statements import Statement, find
-from ..tables import ALL_ROWS, Agent, ApiKeyInfo, Tenant, User, UserProfile
+from ..tables import ALL_ROWS, MAIBOT1_ROWS, Agent, ApiKeyInfo, Tenant, User, UserProfile
 from ..tables.control_plane import AgentStatus, ApiKeyStatus, TenantStatus, TenantType
 from .records import Page as Page
 
@@ -244,7 +244,7 @@ async def alist_keys(db: AsyncDatabase, *, tenant_id: str | None = None,
 # -- deletion --------------------------------------------------------------------------------
 
 def _agent_tables() -> list[type[Row]]:
-    return [m for m in ALL_ROWS if "agent_id" in m.model_fields]
+    return [m for m in ALL_ROWS + MAIBOT1_ROWS if "agent_id" in m.model_fields]
 
 
 async def _acounts(db: AsyncDatabase, column: str, value: str) -> dict[str, int]:
@@ -257,7 +257,8 @@ async def _acounts(db: AsyncDatabase, column: str, value: str) -> dict[str, int]
         return sql.SQL("agent_id in (select id from agents where tenant_id = %s)")
 
     parts = [sql.SQL("select {} as t, count(*) as n from {} where {}").format(
-        sql.Literal(m.table), sql.Identifier(m.table), owned(m)) for m in _agent_tables()]
+        sql.Literal(m.table_name()), sql.Identifier(*m.table_path()), owned(m))
+        for m in _agent_tables()]
     query = sql.SQL(" union all ").join(parts)
     return {t: int(n) for t, n in await db.rows(query, [value] * len(parts))}
 

@@ -20,6 +20,15 @@ BOOKKEEPING: Final = ("_yoyo_migration", "_yoyo_log", "_yoyo_version", "yoyo_loc
 # are written out in migrations/0001_control_plane.sql, not made by maim.isolate_agent_table.
 CONTROL_PLANE: Final = ("api_keys", "plugin_settings")
 
+#: The schemas whose tables the audit holds to the rules: maim_db's own, and MaiBot 1.x's
+#: (migrations/0020), whose tables are all agent tables. A table of ``public`` is named
+#: bare (``messages``), any other with its schema (``maibot1.images``).
+DATA_SCHEMAS: Final = ("public", "maibot1")
+#: The schema of MaiBot 1.x's tables: integer ids from maim.maibot1_id() instead of uuids.
+MAIBOT1: Final = "maibot1"
+_NAME: Final = ("case when n.nspname = 'public' then c.relname::text "
+                "else n.nspname || '.' || c.relname end")
+
 ROLES: Final = ("maim_app", "maim_tenant", "maim_admin", "maim_plugin")
 # The roles that act inside one agent: each agent table gives them the same policies.
 AGENT_ROLES: Final = ("maim_app", "maim_plugin")
@@ -27,12 +36,13 @@ OWNER: Final = "maim_owner"  # for the definer_* policies its SECURITY DEFINER f
 COMMANDS: Final = {"r": "select", "a": "insert", "w": "update", "d": "delete"}
 
 # Agent tables: a NOT NULL agent_id column (the scope key), outside the control plane.
-_AGENT_TABLES: Final = """
-select c.oid, c.relname::text
+_AGENT_TABLES: Final = f"""
+select c.oid, {_NAME}, n.nspname::text
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 join pg_attribute a on a.attrelid = c.oid and a.attname = 'agent_id' and a.attnotnull
-where n.nspname = 'public' and c.relkind in ('r', 'p') and not (c.relname = any(%s))
+where n.nspname = any(%(schemas)s) and c.relkind in ('r', 'p')
+  and not (n.nspname = 'public' and c.relname = any(%(control_plane)s))
 order by 2
 """
 
@@ -74,7 +84,7 @@ where a.attrelid = %s and a.attnum > 0 and not a.attisdropped
 
 # How an agent table's rows are tied to their agent: agent_id defaults to the scope and is a
 # foreign key to agents that cascades (erasing an agent erases its rows); `id`, where there
-# is one, is a uuid.
+# is one, is a uuid (in maibot1: a bigint from maim.maibot1_id()).
 _AGENT_COLUMN: Final = """
 select coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
        exists (select from pg_constraint con
@@ -84,27 +94,31 @@ select coalesce(pg_get_expr(d.adbin, d.adrelid), ''),
                  and con.confrelid = to_regclass('public.agents') and con.confdeltype = 'c'
                  and k.col = a.attnum and r.attname = 'id'),
        (select format_type(i.atttypid, i.atttypmod) from pg_attribute i
+        where i.attrelid = a.attrelid and i.attname = 'id' and not i.attisdropped),
+       (select coalesce(pg_get_expr(e.adbin, e.adrelid), '') from pg_attribute i
+        left join pg_attrdef e on e.adrelid = i.attrelid and e.adnum = i.attnum
         where i.attrelid = a.attrelid and i.attname = 'id' and not i.attisdropped)
 from pg_attribute a
 left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
 where a.attrelid = %s and a.attname = 'agent_id'
 """
 
-_TABLES: Final = """
-select c.relname::text,
+_TABLES: Final = f"""
+select {_NAME},
        c.relrowsecurity,
        c.relforcerowsecurity,
        (select count(*) from pg_policy p where p.polrelid = c.oid)
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
-where n.nspname = 'public' and c.relkind in ('r', 'p') and not (c.relname = any(%s))
+where n.nspname = any(%(schemas)s) and c.relkind in ('r', 'p')
+  and not (n.nspname = 'public' and c.relname = any(%(bookkeeping)s))
 order by 1
 """
 
 # Every policy on every table, with its roles as names (PUBLIC for oid 0, which a join on
 # pg_roles would silently drop) and whether it is permissive.
-_ALL_POLICIES: Final = """
-select c.relname::text, p.polname::text, p.polcmd::text, p.polpermissive,
+_ALL_POLICIES: Final = f"""
+select {_NAME}, p.polname::text, p.polcmd::text, p.polpermissive,
        case when pr.oid = 0 then 'PUBLIC' else r.rolname::text end,
        pg_get_expr(p.polqual, p.polrelid), pg_get_expr(p.polwithcheck, p.polrelid)
 from pg_policy p
@@ -112,19 +126,19 @@ join pg_class c on c.oid = p.polrelid
 join pg_namespace n on n.oid = c.relnamespace
 cross join lateral unnest(p.polroles) as pr(oid)
 left join pg_roles r on r.oid = pr.oid
-where n.nspname = 'public'
+where n.nspname = any(%(schemas)s)
 order by 1, 2
 """
 
 # Table privileges no scoped role needs: TRUNCATE ignores row-level security, REFERENCES
 # lets a foreign key probe hidden rows, TRIGGER runs code as the table's owner.
-_RISKY_GRANTS: Final = """
-select c.relname::text, coalesce(r.rolname::text, 'PUBLIC'), a.privilege_type
+_RISKY_GRANTS: Final = f"""
+select {_NAME}, coalesce(r.rolname::text, 'PUBLIC'), a.privilege_type
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
 cross join lateral aclexplode(c.relacl) as a
 left join pg_roles r on r.oid = a.grantee
-where n.nspname = 'public' and c.relkind in ('r', 'p')
+where n.nspname = any(%(schemas)s) and c.relkind in ('r', 'p')
   and a.privilege_type in ('TRUNCATE', 'REFERENCES', 'TRIGGER')
   and a.grantee <> c.relowner
 order by 1, 2, 3
@@ -132,11 +146,11 @@ order by 1, 2, 3
 
 # A view an extension installed (Citus's citus_tables, pg_buffercache) is the extension's,
 # created by a superuser with the extension; it reads the extension's data, not ours.
-_VIEWS: Final = """
-select c.relname::text
+_VIEWS: Final = f"""
+select {_NAME}
 from pg_class c
 join pg_namespace n on n.oid = c.relnamespace
-where n.nspname in ('public', 'maim') and c.relkind in ('v', 'm')
+where n.nspname in ('public', 'maibot1', 'maim') and c.relkind in ('v', 'm')
   and not coalesce(c.reloptions @> array['security_invoker=true'], false)
   and not exists (select from pg_depend d
                   where d.classid = 'pg_class'::regclass and d.objid = c.oid
@@ -156,7 +170,7 @@ select p.oid::regprocedure::text,
                  where a.privilege_type = 'EXECUTE' and a.grantee <> p.proowner), '{}')
 from pg_proc p
 join pg_namespace n on n.oid = p.pronamespace
-where n.nspname in ('public', 'maim') and p.prosecdef
+where n.nspname in ('public', 'maibot1', 'maim') and p.prosecdef
 order by 1
 """
 
@@ -209,7 +223,8 @@ def audit(conn: psycopg.Connection[Any]) -> list[Finding]:
 
 
 def definers(conn: psycopg.Connection[Any]) -> list[Definer]:
-    """Every SECURITY DEFINER function in ``public`` and ``maim``, with who may run it."""
+    """Every SECURITY DEFINER function in ``public``, ``maibot1`` and ``maim``, with who may
+    run it."""
     try:
         return [Definer(f, path, tuple(sorted(who)))
                 for f, path, who in conn.execute(_DEFINERS)]
@@ -219,7 +234,9 @@ def definers(conn: psycopg.Connection[Any]) -> list[Definer]:
 
 def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
     findings: list[Finding] = []
-    for table, enabled, forced, policies in conn.execute(_TABLES, [list(BOOKKEEPING)]):
+    schemas = list(DATA_SCHEMAS)
+    for table, enabled, forced, policies in conn.execute(
+            _TABLES, {"schemas": schemas, "bookkeeping": list(BOOKKEEPING)}):
         if not enabled:
             findings.append(Finding(f"table {table}", "row-level security is not enabled"))
         if not forced:
@@ -227,9 +244,10 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
                                     "(the owner would bypass it)"))
         if policies == 0:
             findings.append(Finding(f"table {table}", "has no policy"))
-    agent_tables = conn.execute(_AGENT_TABLES, [list(CONTROL_PLANE)]).fetchall()
-    for oid, table in agent_tables:
-        findings.extend(_agent_table(conn, oid, table))
+    agent_tables = conn.execute(_AGENT_TABLES, {"schemas": schemas,
+                                                "control_plane": list(CONTROL_PLANE)}).fetchall()
+    for oid, table, schema in agent_tables:
+        findings.extend(_agent_table(conn, oid, table, schema))
     for (view,) in conn.execute(_VIEWS):
         findings.append(Finding(f"view {view}", "is not security_invoker"))
     for definer in definers(conn):
@@ -243,9 +261,9 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
             findings.append(Finding(f"function {definer.function}", "is SECURITY DEFINER and "
                                     "executable by PUBLIC (revoke it, grant it to the roles "
                                     "that need it)"))
-    for table, grantee, privilege in conn.execute(_RISKY_GRANTS):
+    for table, grantee, privilege in conn.execute(_RISKY_GRANTS, {"schemas": schemas}):
         findings.append(Finding(f"table {table}", f"{grantee} holds {privilege}"))
-    findings.extend(_policies(conn.execute(_ALL_POLICIES).fetchall()))
+    findings.extend(_policies(conn.execute(_ALL_POLICIES, {"schemas": schemas}).fetchall()))
     if citus.installed(conn):
         for function, role in citus.remote_sql_executors(conn):
             what = ("choose its transaction's distributed id (which a key scope's proof is "
@@ -259,7 +277,7 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
         findings.extend(Finding(f"worker {node}", problem)
                         for node, problem in citus.activity_findings(conn))
         findings.extend(Finding(f"table {p.table}", p.problem) for p in citus.placement_findings(
-            conn, agent_tables={t for _, t in agent_tables}, bookkeeping=BOOKKEEPING))
+            conn, agent_tables={t for _, t, _ in agent_tables}, bookkeeping=BOOKKEEPING))
     return findings
 
 
@@ -287,7 +305,8 @@ def _policies(rows: list[tuple[Any, ...]]) -> list[Finding]:
     return findings
 
 
-def _agent_table(conn: psycopg.Connection[Any], oid: int, table: str) -> list[Finding]:
+def _agent_table(conn: psycopg.Connection[Any], oid: int, table: str,
+                 schema: str) -> list[Finding]:
     """The rules every agent-scoped table follows (``maim.isolate_agent_table``,
     docs/conventions.md)."""
     where = f"table {table}"
@@ -309,14 +328,20 @@ def _agent_table(conn: psycopg.Connection[Any], oid: int, table: str) -> list[Fi
         findings.append(Finding(where, f"{kinds[kind]} {name} does not include agent_id "
                                 "(it would leak or collide across agents)"))
     tie = conn.execute(_AGENT_COLUMN, [oid]).fetchone()
-    default, cascades, id_type = tie if tie is not None else ("", False, None)
+    default, cascades, id_type, id_default = tie if tie is not None else ("", False, None, "")
     if default != "maim.agent_id()":
         findings.append(Finding(where, "agent_id does not default to maim.agent_id() (a row "
                                 "written without it would fail instead of taking the scope)"))
     if not cascades:
         findings.append(Finding(where, "agent_id is not a foreign key to agents (id) on delete "
                                 "cascade (deleting an agent would leave its rows behind)"))
-    if id_type not in (None, "uuid"):
+    if schema == MAIBOT1:  # 1.x keeps integer ids: 53-bit ones, from no sequence
+        if id_type not in (None, "bigint"):
+            findings.append(Finding(where, f"column id is {id_type}, not bigint"))
+        elif id_type is not None and id_default != "maim.maibot1_id()":
+            findings.append(Finding(where, "column id is bigint without default "
+                                    "maim.maibot1_id()"))
+    elif id_type not in (None, "uuid"):
         findings.append(Finding(where, f"column id is {id_type}, not uuid"))
     for (column,) in conn.execute(_SEQUENCE_COLUMNS, [oid]).fetchall():
         findings.append(Finding(where, f"column {column} is fed by a sequence (a shared "

@@ -417,20 +417,22 @@ def activity_findings(conn: psycopg.Connection[Any]) -> list[tuple[str, str]]:
 # re-applies sql/30_policies.sql before it distributes, and on a coordinator that writes
 # every policy in the form a shard evaluates (maim.policy_text's Citus terms).
 
-# Tables of public outside yoyo's bookkeeping, not yet distributed or reference tables (a
-# Citus local table is what an interrupted run leaves), with whether each is an
-# agent table (a NOT NULL agent_id, outside the control plane) and the tables it refers to.
+# Tables of public (and of MaiBot 1.x's maibot1, all agent tables) outside yoyo's
+# bookkeeping, not yet distributed or reference tables (a Citus local table is what an
+# interrupted run leaves), with whether each is an agent table (a NOT NULL agent_id, outside
+# the control plane) and the tables it refers to.
 _LOCAL_TABLES = """
 select c.oid::regclass::text, c.relname::text,
        exists (select from pg_catalog.pg_attribute a
                where a.attrelid = c.oid and a.attname = 'agent_id' and a.attnotnull)
-           and not (c.relname = any(%(control_plane)s)),
+           and not (n.nspname = 'public' and c.relname = any(%(control_plane)s)),
        coalesce((select array_agg(distinct f.confrelid::regclass::text)
                  from pg_catalog.pg_constraint f
                  where f.conrelid = c.oid and f.contype = 'f' and f.confrelid <> c.oid), '{}')
 from pg_catalog.pg_class c
-where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
-  and not (c.relname = any(%(bookkeeping)s))
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where n.nspname in ('public', 'maibot1') and c.relkind = 'r'
+  and not (n.nspname = 'public' and c.relname = any(%(bookkeeping)s))
   and not exists (select from pg_catalog.pg_dist_partition p  -- distributed or reference
                   where p.logicalrelid = c.oid and (p.partmethod = 'h' or p.repmodel = 't'))
 order by 2
@@ -439,8 +441,9 @@ order by 2
 _VIEW_GRANTS = """
 select c.oid::regclass::text, a.grantee::regrole::text, a.privilege_type
 from pg_catalog.pg_class c
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
 cross join lateral pg_catalog.aclexplode(c.relacl) a
-where c.relnamespace = 'public'::regnamespace and c.relkind = 'v'
+where n.nspname in ('public', 'maibot1') and c.relkind = 'v'
   and a.grantee not in (0, c.relowner)
 """
 
@@ -450,7 +453,8 @@ ANCHOR = "agent_active_states"
 
 def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
                bookkeeping: tuple[str, ...]) -> list[str]:
-    """Make every table of ``public`` Citus's: the control plane reference tables, every
+    """Make every table of ``public`` and ``maibot1`` Citus's: the control plane reference
+    tables, every
     agent table distributed by ``agent_id`` and co-located with :data:`ANCHOR`, their
     policies already in the shards' form (sql/30_policies.sql). Tables already distributed
     are left alone, so a second run does nothing; each table is one transaction. Returns
@@ -498,7 +502,8 @@ def _distributed(conn: psycopg.Connection[Any], table: str) -> bool:
 
 # Auditing a cluster ------------------------------------------------------------------------
 _PLACEMENT = """
-select c.relname::text,
+select case when n.nspname = 'public' then c.relname::text
+            else n.nspname || '.' || c.relname end,
        (select pg_catalog.count(*) from pg_catalog.pg_dist_partition p
         where p.logicalrelid = c.oid and p.partmethod = 'h'
           and pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = 'agent_id'),
@@ -506,8 +511,9 @@ select c.relname::text,
         where p.logicalrelid = c.oid),
        (select p.colocationid from pg_catalog.pg_dist_partition p where p.logicalrelid = c.oid)
 from pg_catalog.pg_class c
-where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
-  and not (c.relname = any(%(bookkeeping)s))
+join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+where n.nspname in ('public', 'maibot1') and c.relkind = 'r'
+  and not (n.nspname = 'public' and c.relname = any(%(bookkeeping)s))
 order by 1
 """
 
@@ -522,8 +528,9 @@ with mine as (
     from pg_catalog.pg_dist_shard sh
     join pg_catalog.pg_dist_placement pl on pl.shardid = sh.shardid
     join pg_catalog.pg_class c on c.oid = sh.logicalrelid
+    join pg_catalog.pg_namespace n on n.oid = c.relnamespace
     where pl.groupid = (select groupid from pg_catalog.pg_dist_local_group)
-      and c.relnamespace = 'public'::regnamespace
+      and n.nspname in ('public', 'maibot1')
 ), sig as (
     select r.oid as rel, r.relrowsecurity and r.relforcerowsecurity as forced,
            (select pg_catalog.md5(coalesce(pg_catalog.string_agg(

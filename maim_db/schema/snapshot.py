@@ -16,13 +16,18 @@ from typing import Any, Final
 import psycopg
 
 from ..errors import translate
-from .audit import BOOKKEEPING
+from .audit import BOOKKEEPING, DATA_SCHEMAS
 
+# public's tables by name, then those of the other schemas (MaiBot 1.x's maibot1) by
+# schema-qualified name
 _TABLES: Final = """
-select c.oid, c.relname::text, c.relrowsecurity, c.relforcerowsecurity
+select c.oid, case when n.nspname = 'public' then c.relname::text
+                   else n.nspname || '.' || c.relname end,
+       c.relrowsecurity, c.relforcerowsecurity, n.nspname::text, c.relname::text
 from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where n.nspname = 'public' and c.relkind in ('r', 'p') and not (c.relname = any(%s))
-order by 2
+where n.nspname = any(%(schemas)s) and c.relkind in ('r', 'p')
+  and not (n.nspname = 'public' and c.relname = any(%(bookkeeping)s))
+order by n.nspname <> 'public', 2
 """
 _COLUMNS: Final = """
 select a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
@@ -56,7 +61,7 @@ from pg_policy where polrelid = %s order by 1
 _GRANTS: Final = """
 select grantee::text, string_agg(privilege_type::text, ', ' order by privilege_type)
 from information_schema.role_table_grants
-where table_schema = 'public' and table_name = %s
+where table_schema = %s and table_name = %s
   and (grantee like 'maim\\_%%' or grantee = 'PUBLIC')
   and grantee <> 'maim_owner'  -- the owner's rights are implied (and differ by version)
 group by 1 order by 1
@@ -96,7 +101,9 @@ def snapshot(conn: psycopg.Connection[Any], *, citus: bool = False) -> str:
 
 def _snapshot(conn: psycopg.Connection[Any]) -> str:
     lines: list[str] = []
-    for oid, table, enabled, forced in conn.execute(_TABLES, [list(BOOKKEEPING)]).fetchall():
+    for oid, table, enabled, forced, schema, relname in conn.execute(
+            _TABLES, {"schemas": list(DATA_SCHEMAS), "bookkeeping": list(BOOKKEEPING)}
+    ).fetchall():
         lines.append(f"table {table}  rls={'on' if enabled else 'off'}"
                      f" force={'on' if forced else 'off'}")
         for name, typ, notnull, default in conn.execute(_COLUMNS, [oid]).fetchall():
@@ -113,7 +120,7 @@ def _snapshot(conn: psycopg.Connection[Any]) -> str:
             rule = (f" using ({using})" if using else "") + (f" check ({check})" if check else "")
             kind = "" if permissive else " restrictive"
             lines.append(f"  policy {name}{kind} {_COMMANDS[cmd]} to {', '.join(roles)}{rule}")
-        for grantee, privileges in conn.execute(_GRANTS, [table]).fetchall():
+        for grantee, privileges in conn.execute(_GRANTS, [schema, relname]).fetchall():
             lines.append(f"  grant {privileges} to {grantee}")
         lines.append("")
     for signature, result, volatility, definer, config, callers, language, body in conn.execute(

@@ -2,7 +2,8 @@
 
 All three run in the agent's own scope, so row-level security bounds them exactly as it
 bounds the runtime: an export cannot contain, and an erase cannot touch, another agent's rows.
-The tables covered are the agent's data plane (configuration, business and runtime tables);
+The tables covered are the agent's data plane (configuration, business and runtime tables,
+and MaiBot 1.x's in the schema maibot1, named ``maibot1.<table>`` in files and counts);
 the control plane (the agent record, API keys, activity, plugin settings) stays with the
 control plane. See docs/import-export.md.
 
@@ -33,11 +34,12 @@ from ..control import sealed
 from ..errors import ConfigurationError, ConflictError, InputError, MaimDBError, translate
 from ..row import Row
 from ..scope import named_agent
-from ..tables import agent_config, business, imports, runtime
+from ..tables import agent_config, business, imports, maibot1, runtime
 from .progress import Progress
 
 #: The tables an export holds and a restore fills, parents before children.
-DATA_ROWS: Final[tuple[type[Row], ...]] = agent_config.ROWS + business.ROWS + runtime.ROWS
+DATA_ROWS: Final[tuple[type[Row], ...]] = (agent_config.ROWS + business.ROWS + runtime.ROWS
+                                           + maibot1.ROWS)
 #: What an erase empties: the data plane and the import marks that point into it (not a
 #: running import's claim, which its import removes).
 ERASED_ROWS: Final[tuple[type[Row], ...]] = (*DATA_ROWS, imports.ImportProgress)
@@ -66,9 +68,10 @@ def names(cols: Iterable[str]) -> sql.Composed:
 
 
 def agent_counts(db: Block, models: Iterable[type[Row]]) -> dict[str, int]:
-    """Rows the scope's agent holds per table, in one statement."""
-    parts = [sql.SQL("select {}, count(*) from {}").format(sql.Literal(m.table),
-                                                          sql.Identifier(m.table))
+    """Rows the scope's agent holds per table (named as ``Row.table_name`` names it), in one
+    statement."""
+    parts = [sql.SQL("select {}, count(*) from {}").format(sql.Literal(m.table_name()),
+                                                          sql.Identifier(*m.table_path()))
              for m in models]
     return {t: int(n) for t, n in db.rows(sql.SQL(" union all ").join(parts))}
 
@@ -105,10 +108,12 @@ def insert_counted(db: Block, insert: sql.Composed) -> int:
                                  ).format(insert)))
 
 
-def temp_like(name: str, table: str, cols: Iterable[str]) -> sql.Composed:
-    """A temporary table with ``table``'s types for ``cols`` (and none of its defaults)."""
+def temp_like(name: str, table: str | tuple[str, ...], cols: Iterable[str]) -> sql.Composed:
+    """A temporary table with ``table``'s types for ``cols`` (and none of its defaults);
+    ``table`` a name in ``public`` or a model's ``table_path()``."""
+    path = (table,) if isinstance(table, str) else table
     return sql.SQL("create temp table {} on commit drop as select {} from {} with no data"
-                   ).format(sql.Identifier(name), names(cols), sql.Identifier(table))
+                   ).format(sql.Identifier(name), names(cols), sql.Identifier(*path))
 
 
 # -- export ----------------------------------------------------------------------------------
@@ -173,8 +178,9 @@ def export_agent(agent_id: str, out: Path, *, dsn: str | None = None,
         except OSError as err:
             raise InputError(f"cannot create {out}: {err.strerror or err}") from None
         for model in DATA_ROWS:
-            counts[model.table], digests[model.table] = _export_table(
-                db, model, out / f"{model.table}.jsonl", progress)
+            name = model.table_name()
+            counts[name], digests[name] = _export_table(db, model, out / f"{name}.jsonl",
+                                                        progress)
     manifest: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION,
         "schema_version": schema_version(), "agent_id": agent_id, "tenant_id": tenant,
@@ -185,19 +191,25 @@ def export_agent(agent_id: str, out: Path, *, dsn: str | None = None,
     return counts
 
 
+def _temp_name(prefix: str, model: type[Row]) -> str:
+    """A name for a transaction's temporary table or cursor of ``model``'s table, distinct
+    for public's ``images`` and maibot1's."""
+    return prefix + "__".join(model.table_path())
+
+
 def _export_table(db: Block, model: type[Row], path: Path,
                   progress: Progress | None) -> tuple[int, str]:
     order = [k for k in model.key if k != "agent_id"] or ["agent_id"]
+    table, name = sql.Identifier(*model.table_path()), model.table_name()
     query = sql.SQL("select row_to_json(t)::text from (select * from {} order by {}) as t"
-                    ).format(sql.Identifier(model.table), names(order))
+                    ).format(table, names(order))
     n = 0
     digest = hashlib.sha256()
     if progress is not None:
-        progress.start(model.table, int(db.scalar(
-            sql.SQL("select count(*) from {}").format(sql.Identifier(model.table)))))
+        progress.start(name, int(db.scalar(sql.SQL("select count(*) from {}").format(table))))
     try:
         with private_file(path) as f, \
-                db.connection.cursor(name=f"maim_export_{model.table}") as cur:
+                db.connection.cursor(name=_temp_name("maim_export_", model)) as cur:
             cur.itersize = BATCH
             cur.execute(query)
             for (line,) in cur:
@@ -206,13 +218,13 @@ def _export_table(db: Block, model: type[Row], path: Path,
                 digest.update(data)
                 n += 1
                 if progress is not None and n % BATCH == 0:
-                    progress.advance(model.table, BATCH)
+                    progress.advance(name, BATCH)
     except psycopg.Error as err:
         raise translate(err) from err
     if progress is not None:
         if n % BATCH:
-            progress.advance(model.table, n % BATCH)
-        progress.finish(model.table, n)
+            progress.advance(name, n % BATCH)
+        progress.finish(name, n)
     return n, digest.hexdigest()
 
 
@@ -268,7 +280,7 @@ def read_manifest(directory: Path) -> Manifest:
                          f" and this database is at {schema_version()!r}; export again with "
                          "the same maim_db version as the restore")
     tables, digests = manifest.get("tables"), manifest.get("sha256")
-    known = {m.table for m in DATA_ROWS}
+    known = {m.table_name() for m in DATA_ROWS}
     if not isinstance(tables, dict) or not isinstance(digests, dict) or not all(
             t in known and isinstance(n, int) and n >= 0 and isinstance(digests.get(t), str)
             for t, n in tables.items()):
@@ -309,9 +321,8 @@ def import_export(directory: Path, agent_id: str, *, drop_secrets: bool = False,
             raise ConflictError(f"agent {agent_id} already holds data ({listed}); restore into "
                                 "an agent with none, or `maimdb erase` it first")
         for model in DATA_ROWS:
-            if model.table in manifest.tables:
-                written[model.table] = _restore_table(db, model, directory,
-                                                      manifest.sha256[model.table])
+            if (name := model.table_name()) in manifest.tables:
+                written[name] = _restore_table(db, model, directory, manifest.sha256[name])
         wrong = {t: (n, written[t]) for t, n in manifest.tables.items() if written[t] != n}
         if wrong:  # inside the transaction: a short or padded file restores nothing
             listed = ", ".join(f"{t}: manifest {n}, file {w}" for t, (n, w) in wrong.items())
@@ -333,17 +344,19 @@ def _restore_table(db: Block, model: type[Row], directory: Path, sha256: str) ->
     try:
         return _restore_lines(db, model, directory, sha256)
     except UnicodeDecodeError as err:
-        raise InputError(f"{model.table}.jsonl is not valid UTF-8: {err}") from None
+        raise InputError(f"{model.table_name()}.jsonl is not valid UTF-8: {err}") from None
     except OSError as err:
-        raise InputError(f"cannot read {model.table}.jsonl: {err.strerror or err}") from None
+        raise InputError(f"cannot read {model.table_name()}.jsonl: {err.strerror or err}"
+                         ) from None
 
 
 def _restore_lines(db: Block, model: type[Row], directory: Path, sha256: str) -> int:
-    temp = f"maim_restore_{model.table}"
+    temp = _temp_name("maim_restore_", model)
+    name = model.table_name()
     known = set(model.model_fields)
     lines = 0
     digest = hashlib.sha256()
-    with (directory / f"{model.table}.jsonl").open("rb") as f, \
+    with (directory / f"{name}.jsonl").open("rb") as f, \
             copy_via_temp(db, temp, sql.SQL("create temp table {} (line jsonb not null) "
                                             "on commit drop").format(sql.Identifier(temp)),
                           ["line"]) as copy:
@@ -355,25 +368,25 @@ def _restore_lines(db: Block, model: type[Row], directory: Path, sha256: str) ->
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
-                raise InputError(f"{model.table}.jsonl line {number}: {err}") from None
+                raise InputError(f"{name}.jsonl line {number}: {err}") from None
             if not isinstance(record, dict):
-                raise InputError(f"{model.table}.jsonl line {number}: not a JSON object")
+                raise InputError(f"{name}.jsonl line {number}: not a JSON object")
             if unknown := sorted(set(record) - known):
                 # jsonb_populate_record would skip them: a renamed key must not become NULL
-                raise InputError(f"{model.table}.jsonl line {number}: no column "
-                                 f"{', '.join(map(repr, unknown))} in {model.table}")
+                raise InputError(f"{name}.jsonl line {number}: no column "
+                                 f"{', '.join(map(repr, unknown))} in {name}")
             copy.write_row((line,))
             lines += 1
     if digest.hexdigest() != sha256:  # before its rows go anywhere but the temporary table
-        raise InputError(f"{model.table}.jsonl is not the file the export wrote (its SHA-256 "
+        raise InputError(f"{name}.jsonl is not the file the export wrote (its SHA-256 "
                          "differs from the signed manifest's); nothing was restored")
     cols = columns(model)
     n = insert_counted(db, sql.SQL("insert into {t} ({c}) select {pc} from {tmp}, "
                                    "jsonb_populate_record(null::{t}, {tmp}.line) as p").format(
-        t=sql.Identifier(model.table), c=names(cols), tmp=sql.Identifier(temp),
+        t=sql.Identifier(*model.table_path()), c=names(cols), tmp=sql.Identifier(temp),
         pc=sql.SQL(", ").join(sql.SQL("p.{}").format(sql.Identifier(c)) for c in cols)))
     if n != lines:  # pragma: no cover - an insert either writes every row or raises
-        raise InputError(f"{model.table}: {lines} lines but {n} rows written")
+        raise InputError(f"{name}: {lines} lines but {n} rows written")
     return n
 
 
@@ -387,8 +400,8 @@ def erase_agent(agent_id: str, *, dsn: str | None = None) -> dict[str, int]:
     with connect(dsn, agent_id=named_agent(agent_id).id) as db:
         for model in reversed(ERASED_ROWS):  # children before the rows they refer to
             n = db.execute(sql.SQL("delete from {} where agent_id = maim.agent_id()").format(
-                sql.Identifier(model.table)))
+                sql.Identifier(*model.table_path())))
             if n:
-                erased[model.table] = n
+                erased[model.table_name()] = n
     return dict(reversed(erased.items()))
 

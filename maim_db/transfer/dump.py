@@ -180,6 +180,7 @@ def _dumped_from(tool: str, path: Path) -> tuple[int, int]:
     return int(found[0].group(1)), int(found[1].group(1))
 
 
+# (what makes a database not empty, the tables of public and of MaiBot 1.x's maibot1)
 _OBJECTS = """
 select (select count(*) from pg_catalog.pg_namespace
          where nspname not in ('public', 'information_schema') and nspname !~ '^pg_')
@@ -188,18 +189,18 @@ select (select count(*) from pg_catalog.pg_namespace
          where n.nspname = 'public'),
        (select count(*) from pg_catalog.pg_class c
          join pg_catalog.pg_namespace n on n.oid = c.relnamespace
-         where n.nspname = 'public' and c.relkind in ('r', 'p'))
+         where n.nspname in ('public', 'maibot1') and c.relkind in ('r', 'p'))
 """
 
 
 def _roles(conn: psycopg.Connection[Any]) -> None:
     """The maim roles and their memberships (cluster-wide, not in a dump): the bootstrap
-    ``maimdb migrate`` applies, whose schema ``maim`` is dropped again in the same
-    transaction, as the archive creates it."""
+    ``maimdb migrate`` applies, whose schemas ``maim`` and ``maibot1`` are dropped again in
+    the same transaction, as the archive creates them."""
     with conn.transaction():
         for file in sorted(SQL_DIR.glob("00_*.sql")):
             conn.execute(file.read_text(encoding="utf-8"))
-        conn.execute("drop schema maim")
+        conn.execute("drop schema maim, maibot1")
 
 
 # pg_restore 17 and later write `SET transaction_timeout = 0;` into every restore, and a
