@@ -76,6 +76,7 @@ class AsyncBlock(Handle[psycopg.AsyncConnection[Any]]):
             with translated():
                 call = session.call(query, params)
                 opening = session.call(self._scope.statement, self._scope.params)
+                setup = self._setup_calls()
             # A single statement needs no BEGIN/COMMIT: everything before the pipeline's one
             # Sync is one implicit transaction, and the scope, set transaction-locally, ends
             # with it. Except on Citus, which sends a worker the scope's SET LOCAL only
@@ -99,7 +100,7 @@ class AsyncBlock(Handle[psycopg.AsyncConnection[Any]]):
             limit = session.limit()
             if limit is not None:
                 calls.append(limit)
-            calls += [opening, call]
+            calls += [opening, *setup, call]
             if bracketed and self._single:
                 calls.append(session.call("commit", None, prepare=False))
             results = await self._round_trip(calls)
@@ -125,6 +126,12 @@ class AsyncBlock(Handle[psycopg.AsyncConnection[Any]]):
             await self._conn.execute(RESET_SESSION, prepare=False)
             session.forget()
         raise ScopeError(dirty_message(self._scope))
+
+    def _setup_calls(self) -> list[Call]:
+        """Statements that run right after the scope opens, in the same round trip, before
+        the block's first statement: none here (the SQLAlchemy engines' per-transaction
+        set-up, maim_db.sqlalchemy)."""
+        return []
 
     async def _probe(self) -> None:
         """Once per connection, before its first block: whether its database is a Citus

@@ -52,6 +52,7 @@ from tests import (  # noqa: E402
     test_rls_pitfalls,
     test_sqlalchemy,
     test_sqlalchemy_tables,
+    test_sqlmodel,
     test_transfer,
     test_unforgeable,
 )
@@ -90,7 +91,7 @@ NOT_ON_THE_CLUSTER = {
 for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_unforgeable,
                 test_flow, test_import_sqlite, test_transfer, test_pgbouncer,
                 test_operator_mistakes, test_peewee_bridge, test_sqlalchemy,
-                test_sqlalchemy_tables, test_maibot1):
+                test_sqlalchemy_tables, test_maibot1, test_sqlmodel):
     for _name, _value in vars(_module).items():
         is_fixture = hasattr(_value, "_fixture_function_marker")
         if ((_name.startswith("test_") or is_fixture) and _name not in NOT_ON_THE_CLUSTER

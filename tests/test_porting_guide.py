@@ -1,5 +1,7 @@
 """docs/porting-maibot.md, run as written (issue 15): every Python block, in its own process,
-against a test database with two agents — the acceptance script first."""
+against a test database with two agents — the acceptance script first. The 1.x part (issue
+35): its blocks too, but the ported statistics, which tests/test_sqlmodel.py runs inside 1.2.1's
+own statistics service."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,7 +22,12 @@ from tests.databases import TestDB, World
 
 GUIDE = (Path(__file__).resolve().parent.parent / "docs" / "porting-maibot.md").read_text(
     encoding="utf-8")
-BLOCKS = re.findall(r"```(\w*)\n(.*?)```", GUIDE, re.S)
+#: Where the 1.x part (maim_db.sqlmodel) begins.
+PART_1X = "\n# MaiBot 1.x (SQLModel) on maim_db\n"
+BLOCKS = re.findall(r"```(\w*)\n(.*?)```", GUIDE.split(PART_1X)[0], re.S)
+#: The 1.x part's blocks, dedented (two of them sit in a list item).
+BLOCKS_1X = [(lang, textwrap.dedent(code)) for lang, code in
+             re.findall(r"```(\w*)\n(.*?)```", GUIDE.split(PART_1X)[1], re.S)]
 
 
 def _env(db: TestDB, world: World) -> dict[str, str]:
@@ -79,3 +87,24 @@ def test_the_other_blocks_run(db: TestDB, world: World, index: int) -> None:
         assert "parsed: ['a', 'b'] []" in out
     elif index == 4:
         assert "messages this plugin's agent holds: 2" in out  # B1's key: B1's two
+
+
+# -- the 1.x part ------------------------------------------------------------------------------
+
+def test_every_1x_block_is_python() -> None:
+    assert [lang for lang, _ in BLOCKS_1X] == ["python"] * 3
+    assert BLOCKS_1X[2][1].startswith("# ported: statistics_aggregation_service")
+
+
+def test_the_1x_bot_runs_for_two_agents(db: TestDB, world: World) -> None:
+    out = _run(BLOCKS_1X[0][1], _env(db, world))
+    assert "two agents: (1, 'group of A', 300) (1, 'group of B', 21)" in out
+
+
+def test_run_in_executor_loses_the_scope_to_thread_keeps_it(db: TestDB, world: World) -> None:
+    out = _run(BLOCKS_1X[1][1], _env(db, world))
+    assert "to_thread: 0" in out and "run_in_executor: ScopeError" in out
+
+
+def test_the_ported_statistics_define_what_1x_calls(db: TestDB, world: World) -> None:
+    _run(BLOCKS_1X[2][1], _env(db, world))  # defines them; tests/test_sqlmodel.py runs them

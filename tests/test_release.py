@@ -69,12 +69,13 @@ def test_the_newest_changelog_entry_is_this_version_and_names_its_schema() -> No
 
 def test_every_runtime_floor_is_the_version_ci_pins() -> None:
     """The floors CI installs (.ci/floors.txt) are the declared ones, for every dependency
-    and the extras of the Peewee bridge and the SQLAlchemy engines: a floor raised or lowered
-    in one place only fails here."""
+    and the extras of the Peewee bridge, the SQLAlchemy engines and the SQLModel tables: a
+    floor raised or lowered in one place only fails here."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = {}
     extras = project["optional-dependencies"]
-    for text in [*project["dependencies"], *extras["peewee"], *extras["sqlalchemy"]]:
+    for text in [*project["dependencies"], *extras["peewee"], *extras["sqlalchemy"],
+                 *extras["sqlmodel"]]:
         req = Requirement(text)
         (floor,) = [s.version for s in req.specifier if s.operator == ">="]
         declared[req.name] = Version(floor)

@@ -24,7 +24,7 @@ SQLAlchemy wraps as it does for any driver (``sqlalchemy.exc.IntegrityError``, .
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -44,7 +44,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as _create_async_engine
 from ..connection import Database
 from ..connection_async import AsyncDatabase
 from ..errors import ConfigurationError, MaimDBError, ScopeError
-from ..pipeline import FATAL_ERROR, first_error
+from ..pipeline import FATAL_ERROR, Call, Params, Query, first_error
 from ..scope import AMBIENT, Scope, resolve
 from ..settings import as_url, connection_options, resolve_dsn
 
@@ -67,10 +67,11 @@ class _State:
     of the transaction open on it, and whether SQLAlchemy's own set-up queries (the dialect's
     first-connect checks, pings) are running, which need no scope."""
 
-    __slots__ = ("block", "fixed", "raw")
+    __slots__ = ("block", "fixed", "raw", "setup")
 
-    def __init__(self, fixed: Scope | None) -> None:
+    def __init__(self, fixed: Scope | None, setup: Setup | None = None) -> None:
         self.fixed = fixed
+        self.setup = setup
         self.raw = 0
         self.block: _Block | _AsyncBlock | None = None
 
@@ -98,6 +99,11 @@ class _State:
                              "or roll back the Session before changing it")
 
 
+#: A per-transaction set-up (the engine's ``maim_setup``): called as each transaction opens,
+#: it gives the statements (with their parameters) that run right after the scope statement,
+#: in the same round trip (maim_db.sqlmodel sets 1.x's search_path and TimeZone this way).
+Setup = Callable[[], Sequence[tuple[Query, Params]]]
+
 _states: weakref.WeakKeyDictionary[Any, _State] = weakref.WeakKeyDictionary()
 
 
@@ -119,7 +125,11 @@ class _Block(Database):
     psycopg's (SQLAlchemy wraps them), scope errors maim_db's."""
 
     began: Scope
+    setup: Setup | None = None
     last: list[PGresult] | None = None
+
+    def _setup_calls(self) -> list[Call]:
+        return [] if self.setup is None else [self._session.call(*c) for c in self.setup()]
 
     def _round_trip(self, calls: list[Any]) -> list[PGresult]:
         self.last = None
@@ -153,7 +163,11 @@ class _AsyncBlock(AsyncDatabase):
     """:class:`_Block` for async engines."""
 
     began: Scope
+    setup: Setup | None = None
     last: list[PGresult] | None = None
+
+    def _setup_calls(self) -> list[Call]:
+        return [] if self.setup is None else [self._session.call(*c) for c in self.setup()]
 
     async def _round_trip(self, calls: list[Any]) -> list[PGresult]:
         self.last = None
@@ -193,6 +207,7 @@ def _block(state: _State, conn: Any, kind: type[_B]) -> _B:
         scope = state.scope()
         block = kind(conn, scope)
         block.began = scope
+        block.setup = state.setup
         state.block = block
     else:
         state.check(block.began)
@@ -312,9 +327,11 @@ class Dialect(PGDialect_psycopg):
     _cursor: type[Any] = Cursor
     _server_cursor: type[Any] = ServerCursor
 
-    def __init__(self, maim_scope: Scope | None = None, **kwargs: Any) -> None:
+    def __init__(self, maim_scope: Scope | None = None, maim_setup: Setup | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)  # type: ignore[no-untyped-call]
         self.maim_scope = maim_scope
+        self.maim_setup = maim_setup
 
     @classmethod
     def get_async_dialect_cls(cls, url: URL) -> type[AsyncDialect]:
@@ -331,7 +348,7 @@ class Dialect(PGDialect_psycopg):
         def on_connect(conn: Any) -> None:
             driver = self.get_driver_connection(conn)
             driver.server_cursor_factory = self._server_cursor
-            state = _states[driver] = _State(self.maim_scope)
+            state = _states[driver] = _State(self.maim_scope, self.maim_setup)
             with state.unscoped():
                 inner(conn)
         return on_connect
@@ -397,7 +414,9 @@ def create_engine(url: str | URL | None = None, *, agent_id: str | None = None,
                   api_key: str | None = None, **kwargs: Any) -> Engine:
     """A SQLAlchemy engine on ``url`` (default ``MAIMDB_DSN``, else the embedded server) whose
     every transaction runs in the named scope, else the ambient one (module docstring).
-    ``kwargs`` are SQLAlchemy's (``pool_size``, ``echo``, ...)."""
+    ``kwargs`` are SQLAlchemy's (``pool_size``, ``echo``, ...), and ``maim_setup``: a
+    :data:`Setup` whose statements each transaction runs right after its scope opens, in the
+    same round trip (trusted code only: they run with the scope's rights)."""
     scope = _scope(agent_id, tenant_id, admin, api_key)
     return _create_engine(engine_url(url), maim_scope=scope, **kwargs)
 
