@@ -77,6 +77,21 @@ class Row(BaseModel):
 
     table: ClassVar[str]
     key: ClassVar[tuple[str, ...]]
+    #: The PostgreSQL schema ``table`` is in: ``public``, or ``maibot1`` for MaiBot 1.x's
+    #: tables (a schema per MaiBot generation, since four 1.x names are 0.x tables too).
+    pg_schema: ClassVar[str] = "public"
+
+    @classmethod
+    def table_path(cls) -> tuple[str, ...]:
+        """The table's name as SQL names it, ``sql.Identifier(*path)``: the name alone in
+        ``public`` (on every role's search path, and the SQL maim_db always sent), else
+        schema and name."""
+        return (cls.table,) if cls.pg_schema == "public" else (cls.pg_schema, cls.table)
+
+    @classmethod
+    def qualified_table(cls) -> str:
+        """``schema.table``, as ``regclass`` and the catalog name it (``public.messages``)."""
+        return f"{cls.pg_schema}.{cls.table}"
 
     @classmethod
     def jsonb_fields(cls) -> frozenset[str]:

@@ -97,19 +97,19 @@ def _where(model: type[Row], where: Mapping[str, Any],
 def insert(row: Row) -> Statement:
     model = type(_row("insert()", row))
     given = row.given()
-    return _insert_text(model.table, tuple(given)), _values(model, given)
+    return _insert_text(model.table_path(), tuple(given)), _values(model, given)
 
 
 @lru_cache(maxsize=1024)
-def _insert_text(table: str, columns: tuple[str, ...]) -> sql.Composed:
+def _insert_text(table: tuple[str, ...], columns: tuple[str, ...]) -> sql.Composed:
     """Rendered once per table and column set: composing and quoting the statement on every
     call was a sixth of a single insert's client time (profiled)."""
     if not columns:
         query = sql.SQL("insert into {} default values returning *").format(
-            sql.Identifier(table))
+            sql.Identifier(*table))
     else:
         query = sql.SQL("insert into {} ({}) values ({}) returning *").format(
-            sql.Identifier(table), _names(columns),
+            sql.Identifier(*table), _names(columns),
             sql.SQL(", ").join(sql.Placeholder() * len(columns)))
     return sql.Composed([sql.SQL(query.as_string(None))])
 
@@ -137,10 +137,10 @@ def insert_many(rows: Iterable[Row]) -> Iterator[Statement]:
     if all(len(g) == len(columns) for g in given):  # every row gives the same fields
         for start in range(0, len(given), per_statement):
             chunk = given[start:start + per_statement]
-            yield (_insert_many_text(model.table, tuple(columns), len(chunk)),
+            yield (_insert_many_text(model.table_path(), tuple(columns), len(chunk)),
                    [adapt(v, c in jsonb) for g in chunk for c, v in g.items()])
         return
-    head = sql.SQL("insert into {} ({}) values ").format(sql.Identifier(model.table),
+    head = sql.SQL("insert into {} ({}) values ").format(sql.Identifier(*model.table_path()),
                                                          _names(columns))
     for start in range(0, len(given), per_statement):
         params: list[Any] = []
@@ -158,10 +158,10 @@ def insert_many(rows: Iterable[Row]) -> Iterator[Statement]:
 
 
 @lru_cache(maxsize=256)
-def _insert_many_text(table: str, columns: tuple[str, ...], rows: int) -> sql.Composed:
+def _insert_many_text(table: tuple[str, ...], columns: tuple[str, ...], rows: int) -> sql.Composed:
     """``insert … values (%s, …), …`` for ``rows`` full rows, rendered once: composing a
     thousand tuples per call cost more than the server's insert (profiled)."""
-    head = sql.SQL("insert into {} ({}) values ").format(sql.Identifier(table),
+    head = sql.SQL("insert into {} ({}) values ").format(sql.Identifier(*table),
                                                          _names(columns))
     one = "(" + ", ".join(["%s"] * len(columns)) + ")"
     return sql.Composed([sql.SQL(head.as_string(None) + ", ".join([one] * rows))])
@@ -185,7 +185,7 @@ def _select(model: type[Row]) -> sql.SQL:
         return '"' + name.replace('"', '""') + '"'
 
     return sql.SQL("select " + ", ".join(map(quoted, model.model_fields))
-                   + " from " + quoted(model.table))
+                   + " from " + ".".join(map(quoted, model.table_path())))
 
 
 def find(model: type[Row], where: Mapping[str, Any] | None, order_by: str | Sequence[str],
@@ -282,14 +282,15 @@ def update(model: type[Row], where: Mapping[str, Any], values: Mapping[str, Any]
         sql.SQL("{} = %s").format(sql.Identifier(_field(model, c))) for c in values)
     params = [adapt(v, c in jsonb) for c, v in values.items()]
     clause, where_params = _where(model, where, agent_id)
-    query = sql.SQL("update {} set {}{}").format(sql.Identifier(model.table), assignments, clause)
+    query = sql.SQL("update {} set {}{}").format(sql.Identifier(*model.table_path()),
+                                                 assignments, clause)
     return query, params + where_params
 
 
 def delete(model: type[Row], where: Mapping[str, Any],
            agent_id: str | None = None) -> Statement:
     clause, params = _where(model, where, agent_id)
-    return sql.SQL("delete from {}{}").format(sql.Identifier(model.table), clause), params
+    return sql.SQL("delete from {}{}").format(sql.Identifier(*model.table_path()), clause), params
 
 
 def upsert(row: Row, on: str | Sequence[str]) -> Statement:
@@ -312,5 +313,5 @@ def upsert(row: Row, on: str | Sequence[str]) -> Statement:
         _names(given), sql.SQL(", ").join(sql.Placeholder() * len(given)))
         if given else sql.SQL("default values"))
     query = sql.SQL("insert into {} {} on conflict ({}) do update set {} returning *").format(
-        sql.Identifier(model.table), values, _names(target), action)
+        sql.Identifier(*model.table_path()), values, _names(target), action)
     return query, _values(model, given)

@@ -8,10 +8,13 @@
 - :mod:`.business` — chat history and logs, uploads, sessions, metrics (0004)
 - :mod:`.runtime` — MaiBot's own tables: streams, messages, people, memories… (0005)
 - :mod:`.imports` — how far each MaiBot database's import has got (0008)
+- :mod:`.maibot1` — MaiBot 1.x's 24 tables in the schema ``maibot1`` (0020), under 1.2.1's
+  class names; four of them share a name with a 0.x model here, so they are imported from
+  there (``from maim_db.tables.maibot1 import Messages``), and listed in ``MAIBOT1_ROWS``
 """
 
 from ..row import Row
-from . import agent_config, business, imports, runtime
+from . import agent_config, business, imports, maibot1, runtime
 from .agent_config import (
     ApiProviderConfig,
     BotConfigOverrides,
@@ -83,11 +86,14 @@ CONTROL_PLANE: tuple[type[Row], ...] = (
     PluginSetting,
 )
 
-#: Every table's row model, in migration order.
+#: Every table's row model of the schema ``public``, in migration order.
 ALL_ROWS: tuple[type[Row], ...] = (
     CONTROL_PLANE + agent_config.ROWS + business.ROWS + runtime.ROWS + imports.ROWS
     + (ApiKeyUsage,)
 )
+
+#: Every table's row model of the schema ``maibot1`` (MaiBot 1.x), each an agent table.
+MAIBOT1_ROWS: tuple[type[Row], ...] = maibot1.ROWS
 
 #: Models of what a role without every column privilege reads: a view, or a table without
 #: the columns kept from that role (tests/test_schema_contract.py holds them to the catalog).
@@ -96,6 +102,7 @@ PARTIAL_ROWS: tuple[type[Row], ...] = (UserProfile, ApiKeyInfo)
 __all__ = [
     "ALL_ROWS",
     "CONTROL_PLANE",
+    "MAIBOT1_ROWS",
     "PARTIAL_ROWS",
     "ActionRecord",
     "Agent",
@@ -160,5 +167,6 @@ __all__ = [
     "agent_config",
     "business",
     "imports",
+    "maibot1",
     "runtime",
 ]
