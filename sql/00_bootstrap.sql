@@ -74,3 +74,10 @@ grant usage on schema maim to maim_app, maim_tenant, maim_admin, maim_plugin;
 -- Tables live in `public` so MaiBot's unqualified SQL keeps working; only the owner creates there.
 grant usage, create on schema public to maim_owner;
 grant usage on schema public to maim_app, maim_tenant, maim_admin, maim_plugin;
+
+-- MaiBot 1.x's tables live in a schema of their own (migrations/0020): four of their names
+-- are 0.x tables in `public` too (images, llm_usage, person_info, online_time), and each
+-- generation keeps its own names. Created here because creating a schema needs CREATE on
+-- the database, which maim_owner does not hold; empty until 0020 fills it.
+create schema if not exists maibot1 authorization maim_owner;
+grant usage on schema maibot1 to maim_app, maim_tenant, maim_admin, maim_plugin;

@@ -96,7 +96,54 @@ begin
 end
 $$;
 
+-- The id of a new row of a MaiBot 1.x table (every `id` of maibot1.*, migrations/0020):
+-- 1.x code keeps integer ids and its web UI reads them as JavaScript numbers, and a sequence
+-- shared by every agent would tell each agent how many rows the others write (and be one
+-- counter for a whole Citus cluster). So: 53 bits (2^53 - 1 is JavaScript's largest safe
+-- integer), the milliseconds since 2025-01-01 UTC in the top 41 (until 2094) and 12 random
+-- bits below; ids grow with time, as 1.x's `where id > :last_id` cursors expect. Within one
+-- session and agent each id is greater than the last (the session setting maibot1.last_id
+-- remembers '<agent> <id>'; another agent's blocks start afresh), so a session never repeats
+-- an id however fast it inserts. Two sessions of one agent can draw the same id only in the
+-- same millisecond (about 1 in 4096 then); the insert then fails on the (agent_id, id) key,
+-- never overwrites, and never touches another agent's row. docs/decisions.md, "MaiBot 1.x
+-- tables", has the measured numbers. An id given explicitly (the 1.x importer keeps 1.x's)
+-- is kept: this is only the column default.
+create or replace function maim.maibot1_id() returns pg_catalog.int8
+    language plpgsql volatile
+as $$
+declare
+    agent constant pg_catalog.text :=
+        coalesce(pg_catalog.current_setting('maim.agent_id', true), '');
+    state constant pg_catalog.text := pg_catalog.current_setting('maibot1.last_id', true);
+    -- milliseconds since 2025-01-01 00:00:00 UTC (1735689600000 ms after 1970)
+    ms constant pg_catalog.int8 :=
+        pg_catalog.floor(pg_catalog.date_part('epoch', pg_catalog.clock_timestamp())
+                         operator(pg_catalog.*) 1000)::pg_catalog.int8
+        operator(pg_catalog.-) 1735689600000;
+    id pg_catalog.int8 := ms operator(pg_catalog.*) 4096 operator(pg_catalog.+)
+        pg_catalog.floor(pg_catalog.random() operator(pg_catalog.*) 4096)::pg_catalog.int8;
+    last pg_catalog.int8;
+begin
+    if pg_catalog.starts_with(state, agent operator(pg_catalog.||) ' ') then
+        last := pg_catalog.split_part(state, ' ', 2)::pg_catalog.int8;
+        if id operator(pg_catalog.<=) last then
+            id := last operator(pg_catalog.+) 1;
+        end if;
+    end if;
+    if id operator(pg_catalog.>) 9007199254740991 then
+        raise exception 'maim.maibot1_id() ran past 2^53 - 1 (its 41 bits of milliseconds '
+                        'end in 2094)' using errcode = '22003';
+    end if;
+    perform pg_catalog.set_config('maibot1.last_id', agent operator(pg_catalog.||) ' '
+                                  operator(pg_catalog.||) id::pg_catalog.text, false);
+    return id;
+end
+$$;
+
 comment on function maim.agent_id() is 'The agent scope (maim.agent_id); raises 42501 when unset.';
 comment on function maim.assert_plugin_login() is
     'A key scope''s login check; raises MA002 when the login can become a trusted role.';
 comment on function maim.tenant_id() is 'The tenant scope (maim.tenant_id); raises 42501 when unset.';
+comment on function maim.maibot1_id() is
+    'A new 53-bit id of a MaiBot 1.x row: milliseconds and 12 random bits, rising per session and agent.';

@@ -45,7 +45,8 @@ revoke all on function maim.policy_text(text, boolean) from public, maim_app, ma
 
 -- The policies: each rule a set of policies, each table the rules it follows. One policy per
 -- command and role, named <role>_<command>. Every table of public with a NOT NULL agent_id
--- that is not listed below is an agent table (maim.isolate_agent_table).
+-- that is not listed below is an agent table (maim.isolate_agent_table), and so is every
+-- such table of maibot1 (MaiBot 1.x's, migrations/0020), which holds no control plane.
 create or replace function maim.policies(citus boolean)
     returns table (tbl regclass, policy name, command text, roles text, using_expr text,
                    check_expr text)
@@ -96,10 +97,11 @@ as $$
         union all
         select c.oid::regclass, '{admin,agent,tenant_agents}'::text[]
         from pg_catalog.pg_class c
+        join pg_catalog.pg_namespace n on n.oid = c.relnamespace
         join pg_catalog.pg_attribute a on a.attrelid = c.oid
-        where c.relnamespace = 'public'::regnamespace and c.relkind = 'r'
+        where n.nspname in ('public', 'maibot1') and c.relkind = 'r'
           and a.attname = 'agent_id' and a.attnotnull and not a.attisdropped
-          and c.relname <> all (select name from control_plane)
+          and not (n.nspname = 'public' and c.relname = any (select name from control_plane))
     )
     select t.tbl, r.policy::name, r.command, r.roles, maim.policy_text(r.using_expr, citus),
            maim.policy_text(r.check_expr, citus)

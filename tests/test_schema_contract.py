@@ -1,5 +1,5 @@
 """Every typed row equals the live catalog: same tables, same columns in the same order,
-matching types, nullability and defaults."""
+matching types, nullability and defaults — in `public` and in MaiBot 1.x's `maibot1`."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ import pytest
 
 from maim_db.row import INT8, SERVER_DEFAULT, Row
 from maim_db.schema.audit import BOOKKEEPING
-from maim_db.tables import ALL_ROWS, PARTIAL_ROWS
+from maim_db.tables import ALL_ROWS, MAIBOT1_ROWS, PARTIAL_ROWS
 from tests.databases import TestDB
 
 # Columns a trigger fills: NOT NULL without a DEFAULT, yet optional when inserting.
-TRIGGER_FILLED = {("agent_active_states", "expires_at")}
+TRIGGER_FILLED = {("public.agent_active_states", "expires_at")}
+#: Nullable columns whose model default is not None: 1.2.1's own (``is_jargon:
+#: Optional[bool] = False``), which MaiBot1Row.given() sends on insert.
+NULLABLE_WITH_DEFAULT = {("maibot1.jargons", "is_jargon")}
+#: Every table's model, both schemas; a catalog table is named ``schema.table``.
+TABLE_ROWS = ALL_ROWS + MAIBOT1_ROWS
 
 
 def _pg_type(annotation: Any, jsonb: bool, bigint: bool = False) -> set[str]:
@@ -51,18 +56,18 @@ def _split_optional(annotation: Any) -> tuple[Any, bool]:
 def _catalog(dsn: str) -> dict[str, list[tuple[str, str, bool, bool]]]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            """select c.table_name::text, c.column_name::text,
+            """select c.table_schema || '.' || c.table_name, c.column_name::text,
                       case when c.data_type = 'ARRAY' then substr(c.udt_name, 2) || '[]'
                            else c.data_type end,
                       c.is_nullable = 'YES', c.column_default is not null
                from information_schema.columns c
                join pg_class k on k.relname = c.table_name and k.relkind in ('r', 'p', 'v')
                join pg_namespace n on n.oid = k.relnamespace and n.nspname = c.table_schema
-               where c.table_schema = 'public'
-               order by c.table_name, c.ordinal_position""").fetchall()
+               where c.table_schema in ('public', 'maibot1')
+               order by c.table_schema, c.table_name, c.ordinal_position""").fetchall()
     out: dict[str, list[tuple[str, str, bool, bool]]] = {}
     for table, column, typ, nullable, has_default in rows:
-        if table not in BOOKKEEPING:
+        if table.removeprefix("public.") not in BOOKKEEPING:
             out.setdefault(table, []).append((column, typ, nullable, has_default))
     return out
 
@@ -75,8 +80,8 @@ def catalog(template: str, server: Any) -> dict[str, list[tuple[str, str, bool, 
 
 
 def test_every_table_has_exactly_one_model(catalog: dict[str, Any]) -> None:
-    tables = [m.table for m in ALL_ROWS]
-    views = [m.table for m in PARTIAL_ROWS if m.table not in tables]
+    tables = [m.qualified_table() for m in TABLE_ROWS]
+    views = [m.qualified_table() for m in PARTIAL_ROWS if m.qualified_table() not in tables]
     assert len(tables) == len(set(tables)), "two models claim one table"
     assert sorted(tables + views) == sorted(catalog)
 
@@ -85,14 +90,15 @@ def test_every_table_has_exactly_one_model(catalog: dict[str, Any]) -> None:
 HIDDEN = {"UserProfile": {"hashed_password"}}
 # A view's columns carry no NOT NULL or default in the catalog: its model takes nullability
 # from the table the view lists (and its computed columns are checked by type only).
-VIEW_OF = {"api_key_list": "api_keys"}
+VIEW_OF = {"public.api_key_list": "public.api_keys"}
 
 
-@pytest.mark.parametrize("model", ALL_ROWS + PARTIAL_ROWS,
-                         ids=lambda m: f"{m.table}:{m.__name__}")
+@pytest.mark.parametrize("model", TABLE_ROWS + PARTIAL_ROWS,
+                         ids=lambda m: f"{m.qualified_table()}:{m.__name__}")
 def test_model_equals_catalog(model: type[Row], catalog: dict[str, Any]) -> None:
     hidden = HIDDEN.get(model.__name__, set())
-    columns = [c for c in catalog[model.table] if c[0] not in hidden]
+    table = model.qualified_table()
+    columns = [c for c in catalog[table] if c[0] not in hidden]
     assert list(model.model_fields) == [c[0] for c in columns], "columns or their order differ"
     jsonb = model.jsonb_fields()
     for (_column, pg_type, nullable, has_default), (name, field) in zip(
@@ -100,17 +106,19 @@ def test_model_equals_catalog(model: type[Row], catalog: dict[str, Any]) -> None
         inner, optional = _split_optional(field.annotation)
         bigint = any(m is INT8 for m in field.metadata)
         assert pg_type in _pg_type(inner, name in jsonb, bigint), f"{name}: {pg_type} vs {inner}"
-        if model.table in VIEW_OF:
-            base = {c[0]: c[2] for c in catalog[VIEW_OF[model.table]]}
+        if table in VIEW_OF:
+            base = {c[0]: c[2] for c in catalog[VIEW_OF[table]]}
             assert optional == base.get(name, optional), f"{name}: nullable differs from table"
             assert field.default is None or not optional, f"{name}: nullable needs None default"
             continue
         assert optional == nullable, f"{name}: nullable={nullable} but model optional={optional}"
         server_filled = field.default is SERVER_DEFAULT
-        expected = has_default or (model.table, name) in TRIGGER_FILLED
+        expected = has_default or (table, name) in TRIGGER_FILLED
         if not nullable:
             assert server_filled == expected, (
                 f"{name}: DB default={has_default} but model server_default={server_filled}")
+        elif (table, name) in NULLABLE_WITH_DEFAULT:
+            assert field.default is not None, f"{name}: listed, but its default is None"
         else:
             assert field.default is None or server_filled, f"{name}: nullable needs None default"
 
@@ -123,7 +131,7 @@ def test_partial_models_hide_what_they_say(catalog: dict[str, Any]) -> None:
     assert set(ApiKey.model_fields) - set(ApiKeyInfo.model_fields) == {"key_hash"}
 
 
-@pytest.mark.parametrize("model", ALL_ROWS, ids=lambda m: m.table)
+@pytest.mark.parametrize("model", TABLE_ROWS, ids=lambda m: m.qualified_table())
 def test_model_key_is_the_primary_key(model: type[Row], db: TestDB) -> None:
     with psycopg.connect(db.superuser) as conn:
         key = conn.execute(
@@ -132,7 +140,7 @@ def test_model_key_is_the_primary_key(model: type[Row], db: TestDB) -> None:
                cross join lateral unnest(i.indkey) with ordinality k(attnum, ord)
                join pg_attribute a on a.attrelid = i.indrelid and a.attnum = k.attnum
                where i.indrelid = %s::regclass and i.indisprimary""",
-            [model.table]).fetchone()
+            [model.qualified_table()]).fetchone()
     assert key is not None and tuple(key[0]) == model.key
 
 
