@@ -26,8 +26,8 @@ HERE = Path(__file__).resolve().parent / "maibot1"
 RELEASES = ("1.0.0", "1.0.3", "1.0.4", "1.0.7", "1.0.8", "1.0.12", "1.1.4", "1.2.0", "1.2.1")
 UPGRADED = "0.12-upgraded-by-1.2.1"
 MODELS = {m.table: m for m in m1.ROWS}
-#: An id far beyond what a bot reaches and beyond JavaScript's 2^53: kept as it is.
-BIG_ID = 2**62 + 3
+#: An id far beyond what a bot reaches, the largest a maibot1 table holds: kept as it is.
+BIG_ID = 2**53 - 1
 
 
 @cache
@@ -116,6 +116,7 @@ def _cell(v: Any) -> Any:
 def read_all(path: Path) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table of a built file, by column name, in rowid order."""
     conn = sqlite3.connect(path)
+    conn.text_factory = lambda b: b.decode("utf-8", "replace")  # a test may break some text
     try:
         out = {}
         for (table,) in conn.execute("select name from sqlite_master where type = 'table' "

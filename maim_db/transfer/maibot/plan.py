@@ -17,6 +17,7 @@ from ...tables import maibot1 as m1
 from ...tables import runtime as rt
 from .convert import (
     Fast,
+    Skip,
     base_type,
     compile_row,
     converter,
@@ -147,8 +148,10 @@ def _plan1(tm: TableMap, source_cols: list[str], catalog: dict[str, tuple[int, A
             continue
         if name in index:
             convert = converter(info.annotation, name, tz, report.fallback, catalog[name][1])
-            parts.append((fast_path(info.annotation), base_type(info.annotation)[1],
-                          index[name], convert))
+            fast = fast_path(info.annotation)
+            if name in tm.model.key and base_type(info.annotation)[0] is int:
+                convert, fast = _safe_id(convert, name), "value"
+            parts.append((fast, base_type(info.annotation)[1], index[name], convert))
             columns.append(name)
             continue
         filled = FILLED.get((tm.source, name))
@@ -165,6 +168,24 @@ def _plan1(tm: TableMap, source_cols: list[str], catalog: dict[str, tuple[int, A
         columns.append(name)
     return Plan(tm, columns, [catalog[c][0] for c in columns], compile_row(parts), read, report,
                 missing_required)
+
+
+#: The largest id a ``maibot1`` table holds (its CHECK): 1.x's web UI reads ids as
+#: JavaScript numbers, exact only up to 2^53 - 1.
+SAFE_ID: Final = 2**53 - 1
+
+
+def _safe_id(convert: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
+    """A key column's converter that skips, with the reason, an id the table cannot hold
+    (SQLite's go to 2^63 - 1, though no bot counts that far), instead of the CHECK failing
+    the whole batch."""
+    def checked(v: Any) -> Any:
+        value = convert(v)
+        if isinstance(value, int) and not -SAFE_ID <= value <= SAFE_ID:
+            raise Skip(f"{name} beyond 2^53 - 1, the largest the maibot1 tables hold "
+                       "(JavaScript-safe ids)")
+        return value
+    return checked
 
 
 def _always(value: Any) -> Callable[[Any], Any]:

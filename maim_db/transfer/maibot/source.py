@@ -243,10 +243,14 @@ def _open_1x(path: Path, conn: sqlite3.Connection, version: int, names_: list[st
                 f"{newest.releases[-1]} on it once so that it finishes its upgrade, then import")
         tables = {t: [r[1] for r in conn.execute(f"pragma table_info({quote(t)})")]
                   for t in names_}
+        later = sorted(t for t in names_ if t not in schema.tables
+                       and any(t in s.tables for s in SCHEMAS.values()))
         for table, want in schema.tables.items():
             have = tables.get(table)
             what = None
-            if have is None:
+            if later:
+                what = f"it has a table {later[0]} that version {version} does not"
+            elif have is None:
                 what = f"it has no table {table}"
             elif missing := [c for c in want if c not in have]:
                 what = f"table {table} has no column {missing[0]}"
