@@ -445,3 +445,27 @@ def test_a_memorix_beside_the_file_is_named_not_imported(db: TestDB, world: Worl
 
 def test_every_1x_table_has_a_plan() -> None:
     assert [t.source for t in TABLES1] == [m.table for m in m1.ROWS]
+
+
+def test_an_id_the_tables_cannot_hold_is_skipped_with_the_reason(db: TestDB, world: World,
+                                                                 tmp_path: Path) -> None:
+    """The maibot1 tables hold JavaScript-safe ids (a CHECK); a file's id past 2^53 - 1
+    (SQLite's go to 2^63 - 1) skips that row, named, instead of failing its whole batch."""
+    a1 = world.agent_id("A1")
+    path = _edit(f1.build(tmp_path / "MaiBot.db"),
+                 f"update mai_messages set id = {2**53} where id = 2",
+                 f"update maisaka_monitor_events set event_id = {2**60} where event_id = 1",
+                 "update binary_data set id = -5 where id = 2")
+    report = _import(db, path, a1)
+    msgs, events = (report.table("maibot1.mai_messages"),
+                    report.table("maibot1.maisaka_monitor_events"))
+    assert (msgs.written, dict(msgs.skipped)) == (3, {
+        "id beyond 2^53 - 1, the largest the maibot1 tables hold (JavaScript-safe ids)": 1})
+    assert events.written == 3 and sum(events.skipped.values()) == 1
+    # a rowid below 1 (only ever written explicitly) is out of the cursor's reach: named
+    blobs = report.table("maibot1.binary_data")
+    assert (blobs.read, blobs.written) == (4, 3)
+    assert list(blobs.skipped) == ["a rowid of 0 or below (an explicit negative id; 1.x never "
+                                   "writes one): not read"]
+    with connect(db.dsn("app"), agent_id=a1) as s:
+        assert {m.id for m in s.find(m1.Messages)} == {1, f1.BIG_ID, 4}

@@ -58,6 +58,12 @@ class Source:
                                 (last_id,)).fetchone()
         return int(row[0])
 
+    def count_below(self, table: str) -> int:
+        """Rows the cursor never reaches: a rowid of 0 or below."""
+        row = self.conn.execute(f"select count(*) from {quote(table)} where {self.cursor} <= 0"
+                                ).fetchone()
+        return int(row[0])
+
     def batches(self, table: str, cols: Sequence[str], last_id: int, bound: Bound,
                 altered: list[Altered], binary: Collection[str] = ()
                 ) -> Iterator[list[tuple[Any, ...]]]:
