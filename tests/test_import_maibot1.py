@@ -255,7 +255,8 @@ def test_naive_times_are_read_in_the_timezone_given(db: TestDB, world: World,
         utc = {u.id: u.timestamp for u in s.find(m1.ModelUsage)}
     with connect(db.dsn("app"), agent_id=a2) as s:
         shanghai = {u.id: u.timestamp for u in s.find(m1.ModelUsage)}
-    differences = {(t - shanghai[i]).total_seconds() for i, t in utc.items() if t}
+    differences = {(t - s_t).total_seconds() for i, t in utc.items()
+                   if t is not None and (s_t := shanghai[i]) is not None}
     assert differences == {8 * 3600}  # 20:30 in Shanghai is 8 hours before 20:30 in UTC
 
 
@@ -311,7 +312,7 @@ def test_a_clash_with_the_agents_own_rows_is_reported_not_merged(db: TestDB, wor
     assert sessions.written == len(source["chat_sessions"]) - 1
     assert all("the agent's row is kept" in r for r in (*msgs.skipped, *sessions.skipped))
     with connect(db.dsn("app"), agent_id=a1) as s:
-        assert s.get(m1.Messages, 2).message_id == "mine"  # type: ignore[union-attr]
+        assert s.get(m1.Messages, 2).message_id == "mine"
         assert {c.user_id for c in s.find(m1.ChatSession)
                 if c.session_id == theirs["session_id"]} == {"mine"}
     shown = maimdb("import-sqlite", str(path), "--agent", world.agent_id("A1"),
@@ -347,7 +348,7 @@ def test_rows_in_an_uncheckpointed_wal_are_imported(db: TestDB, world: World,
         live.close()
     assert report.table("maibot1.mai_messages").written == 5
     with connect(db.dsn("app"), agent_id=a1) as s:
-        assert s.get(m1.Messages, 100).message_id == "in-the-wal"  # type: ignore[union-attr]
+        assert s.get(m1.Messages, 100).message_id == "in-the-wal"
 
 
 def test_nul_and_invalid_utf8_are_mended_and_listed_bytes_kept(db: TestDB, world: World,
