@@ -94,7 +94,7 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
         report.ignored_tables = sorted(t for t in source.tables
                                        if t not in {m.source for m in tables})
         if source.generation == 1:
-            report.outside = outside_1x(path)
+            report.outside = _outside_1x(path)
         namespace = uuid.uuid5(uuid.NAMESPACE_URL, f"maim-db:{agent_id}:{key}")
         bound = Bound(batch_size, batch_bytes, key, strict)
         # The claim has a connection of its own: every scope statement releases session-level
@@ -154,7 +154,7 @@ OUTSIDE_1X: Final = (
 )
 
 
-def outside_1x(path: Path) -> list[str]:
+def _outside_1x(path: Path) -> list[str]:
     """The memory MaiBot 1.x keeps outside ``MaiBot.db`` that is present beside ``path``
     (in its ``data`` directory): named in the report, not imported (a later step)."""
     found = []
