@@ -65,10 +65,9 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
 
     ``timezone``: how to read MaiBot's naive datetimes (llm_usage.timestamp, online_time, and
     every time of a 1.x file), which it wrote in the bot machine's local time; default: this
-    machine's. A batch holds at
-    most ``batch_size`` rows and about ``batch_bytes`` bytes. Values PostgreSQL cannot store
-    (NUL characters, invalid UTF-8) are mended and listed in the report, or with ``strict``
-    refused.
+    machine's. A batch holds at most ``batch_size`` rows and about ``batch_bytes`` bytes.
+    Values PostgreSQL cannot store (NUL characters, invalid UTF-8) are mended and listed in
+    the report, or with ``strict`` refused.
     """
     started = time.perf_counter()
     path = Path(path)
