@@ -30,6 +30,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,10 @@ def known_source(fixtures: Path = OUT) -> str:
     for version, (releases, cols) in sorted(by_version.items()):
         lines.append(f"    {version}: Schema1({version}, {tuple(sorted(releases, key=_rel))!r}, {{")
         for table, names in cols.items():
-            lines.append(f"        {table!r}: {names!r},")
+            lines.extend(textwrap.wrap(f"{table!r}: ({', '.join(map(repr, names))},),",
+                                       width=99, initial_indent=" " * 8,
+                                       subsequent_indent=" " * 12, break_long_words=False,
+                                       break_on_hyphens=False))
         lines.append("    }),")
     lines.append("}")
     return "\n".join(lines) + "\n"
