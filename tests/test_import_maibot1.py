@@ -470,3 +470,26 @@ def test_an_id_the_tables_cannot_hold_is_skipped_with_the_reason(db: TestDB, wor
                                    "writes one): not read"]
     with connect(db.dsn("app"), agent_id=a1) as s:
         assert {m.id for m in s.find(m1.Messages)} == {1, f1.BIG_ID, 4}
+
+
+def test_a_file_overwritten_with_garbage_mid_import_is_a_change_not_damage(
+        db: TestDB, world: World, tmp_path: Path) -> None:
+    """Overwritten in place while SQLite reads it, a file may stop being a database under
+    the reader (a page of the other file, or of none): that is the file changing, and the
+    error says so, not that the file was damaged all along."""
+    a1 = world.agent_id("A1")
+    path = f1.build(tmp_path / "MaiBot.db", messages=40)
+    size = path.stat().st_size
+
+    class Overwrite(Progress):
+        done = False
+
+        def advance(self, table: str, rows: int) -> None:
+            if not self.done:
+                self.done = True
+                with open(path, "r+b") as f:  # same inode, no longer an SQLite file
+                    f.write(bytes(range(256)) * (size // 256))
+
+    with pytest.raises(ConflictError, match=r"changed during the import: it is no longer a "
+                                            r"database SQLite can read.*Nothing read after"):
+        _import(db, path, a1, batch_size=4, progress=Overwrite())

@@ -86,8 +86,9 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
                                  "server for the import")
     source = open_source(path)
     progress = progress or Progress()
+    started_key: str | None = None  # the file's key once read: what a change is judged by
     try:
-        key = source_key(source)
+        key = started_key = source_key(source)
         tables = _tables(source)
         report = ImportReport(str(path), agent_id, key, source.format, tz_name)
         report.ignored_tables = sorted(t for t in source.tables
@@ -116,6 +117,9 @@ def import_sqlite(path: Path, agent_id: str, *, dsn: str | None = None,
                               progress, mark)
                 report.tables.append(p.report)
     except sqlite3.Error as err:  # a damaged file, or one that is not quite MaiBot's shape
+        # ... or one changed under the reader (overwritten in place): say that, if so
+        if started_key is not None:
+            source.check_unchanged(started_key)
         raise InputError(f"{path}: SQLite could not read it: {err}; any batches written before "
                          "it are kept, and a rerun resumes after them") from err
     finally:

@@ -135,10 +135,15 @@ class Source:
             now = None
         if now != self.identity:
             what = "it was replaced by another file" if now else "it was removed"
-        elif key_of_file(self.path) != key:
-            what = "it now holds another bot's database (its oldest chat stream differs)"
         else:
-            return
+            try:
+                same = key_of_file(self.path) == key
+            except sqlite3.Error:  # overwritten in place by something that is no database
+                what = "it is no longer a database SQLite can read"
+            else:
+                if same:
+                    return
+                what = "it now holds another bot's database (its oldest chat stream differs)"
         raise ConflictError(
             f"{self.path} changed during the import: {what}. Nothing read after the change "
             "was written; the batches before it came from the original file and are kept. "
