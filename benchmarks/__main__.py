@@ -281,6 +281,7 @@ def main() -> None:
             log(layers.table(report["layers"]))
             import_rows = args.import_rows or (20_000 if args.quick else 50_000)
             report["records"].append(import_sqlite.run(b, import_rows, log))
+            report["records"].append(import_sqlite.run_1x(b, import_rows, log))
             if not args.no_pgbench:
                 report["policy_cost"] = policy_cost.run(b, 5 if args.quick else 15, log)
                 report["reset_check"] = policy_cost.reset_check(b, 5 if args.quick else 15, log)

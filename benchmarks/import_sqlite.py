@@ -1,4 +1,6 @@
-"""``maimdb import-sqlite`` throughput: message rows per second from a MaiBot 0.12 file.
+"""``maimdb import-sqlite`` throughput: message rows per second from a MaiBot 0.12 file, and
+(:func:`run_1x`) rows per second from a MaiBot 1.2.1 file against a 0.12 file of as many
+messages, in the same run.
 
 ``maim_db``: the whole import (read through SQLite, convert, COPY into a temporary table,
 INSERT … SELECT under RLS, progress mark per batch) into a fresh agent. ``raw``, the ceiling:
@@ -32,6 +34,7 @@ from maim_db.transfer.maibot import (
     plan,
     source_key,
 )
+from tests.maibot1_files import build as build_1x
 from tests.maibot_files import build
 
 from .data import Bench
@@ -84,3 +87,25 @@ def run(b: Bench, rows: int, log: Callable[[str], None]) -> dict[str, Any]:
     log(f"import   messages/{rows:<18} raw {raw:>9.0f}  rows/s        maim_db {maim:>9.0f}"
         f"  vs raw {maim / raw:.2f}  (target 50000 rows/s)")
     return record
+
+
+def run_1x(b: Bench, rows: int, log: Callable[[str], None], rounds: int = 3) -> dict[str, Any]:
+    """A 1.2.1 file (tests/maibot1_files.py: every column filled) and a 0.12 file of ``rows``
+    messages each, imported into fresh agents in turns, ``rounds`` times; rows/s of every
+    table, medians. No raw ceiling: the comparison is the 0.x importer, same run."""
+    seen: dict[str, list[float]] = {"0.x": [], "1.x": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        files = {"0.x": build(Path(tmp) / "0x.db", "0.12", messages=rows),
+                 "1.x": build_1x(Path(tmp) / "1x.db", "1.2.1", messages=rows)}
+        for n in range(rounds):
+            for kind in ("0.x", "1.x") if n % 2 == 0 else ("1.x", "0.x"):
+                report = import_sqlite(files[kind], _fresh_agent(b.dsn, f"import {kind}"),
+                                       dsn=b.dsn, timezone="UTC")
+                seen[kind].append(sum(t.written for t in report.tables) / report.seconds)
+    old, new = (sorted(seen[k])[len(seen[k]) // 2] for k in ("0.x", "1.x"))
+    log(f"import   1.x messages/{rows:<15} 0.x {old:>9.0f}  rows/s        1.x {new:>9.0f}"
+        f"  1.x vs 0.x {new / old:.2f}")
+    return {"workload": "import_sqlite_1x", "mode": f"messages/{rows}",
+            "ops_per_s": {"raw": None, "peewee": None, "maim_db": round(new, 1),
+                          "maim_db_0x": round(old, 1)},
+            "ratio_vs_raw": None, "ratio_vs_peewee": None, "ratio_vs_0x": round(new / old, 3)}

@@ -41,6 +41,7 @@ if not DSN:
 
 from tests import (  # noqa: E402
     test_flow,
+    test_import_maibot1,
     test_import_sqlite,
     test_isolation,
     test_isolation_matrix,
@@ -89,8 +90,8 @@ NOT_ON_THE_CLUSTER = {
 # The tests (and their fixtures) of the modules above, collected here against the cluster:
 # this module's `db` and `world` (below) replace the conftest's for them.
 for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_unforgeable,
-                test_flow, test_import_sqlite, test_transfer, test_pgbouncer,
-                test_operator_mistakes, test_peewee_bridge, test_sqlalchemy,
+                test_flow, test_import_sqlite, test_import_maibot1, test_transfer,
+                test_pgbouncer, test_operator_mistakes, test_peewee_bridge, test_sqlalchemy,
                 test_sqlalchemy_tables, test_maibot1, test_sqlmodel):
     for _name, _value in vars(_module).items():
         is_fixture = hasattr(_value, "_fixture_function_marker")

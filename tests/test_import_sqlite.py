@@ -1,6 +1,7 @@
 """``maimdb import-sqlite``: MaiBot files of several releases come in with exact counts and
 values, in the named agent only; reruns and resumed runs leave one copy of each row; a 1.x
-file and anything that is not a MaiBot database are refused before anything is written."""
+file stopped inside its own upgrade and anything that is not a MaiBot database are refused
+before anything is written (1.x files: tests/test_import_maibot1.py)."""
 
 from __future__ import annotations
 
@@ -392,10 +393,14 @@ def _nothing_written(db: TestDB, agent: str) -> None:
     assert all(n == 0 for n in _counts(db, agent).values())
 
 
-def test_a_1x_file_is_refused_naming_the_version(db: TestDB, world: World,
-                                                 tmp_path: Path) -> None:
+def test_a_1x_file_stopped_inside_its_upgrade_is_refused_naming_the_version(
+        db: TestDB, world: World, tmp_path: Path) -> None:
+    """A 1.x file its own upgrade left at version 3 (0.x tables still renamed to
+    __legacy_v1_*): no 1.x release leaves that behind. 1.x files it does leave behind are
+    imported (tests/test_import_maibot1.py)."""
     a1 = world.agent_id("A1")
-    with pytest.raises(InputError, match=r"MaiBot 1\.x database \(PRAGMA user_version = 3\)"):
+    with pytest.raises(InputError, match=r"MaiBot 1\.x database of schema version 3, which no "
+                                         r"1\.x release leaves behind .*nothing was written"):
         _import(db, mf.build_1x(tmp_path / "MaiBot.db"), a1)
     _nothing_written(db, a1)
 

@@ -80,8 +80,15 @@ def _print_report(report: ImportReport) -> None:
             more = f", and {len(t.altered) - 5} more (--json lists all)" if len(t.altered) > 5 \
                 else ""
             say(f"  {t.source}: {len(t.altered)} values altered to fit PostgreSQL: {shown}{more}")
+        if t.clashes:
+            more = (f", and {len(t.clashes) - 5} more (--json lists all)"
+                    if len(t.clashes) > 5 else "")
+            say(f"  {t.source}: rows whose key this agent already has, not imported: "
+                f"{'; '.join(t.clashes[:5])}{more}")
     if report.ignored_tables:
         say(f"tables not imported: {', '.join(report.ignored_tables)}")
+    for found in report.outside:
+        say(f"kept outside MaiBot.db, not imported (a later step): {found}")
 
 
 @contextmanager
@@ -110,7 +117,8 @@ def _interrupted(path: Path, agent: str, dsn: str | None) -> NoReturn:
 
 
 def import_sqlite_command(
-    path: Annotated[Path, typer.Argument(help="MaiBot's data/MaiBot.db (0.7 to 0.12).")],
+    path: Annotated[Path, typer.Argument(
+        help="MaiBot's data/MaiBot.db (0.7 to 0.12, or 1.0.0 to 1.2.1).")],
     agent: Agent,
     timezone: Annotated[str | None, typer.Option(
         "--timezone", help="Zone MaiBot's naive datetimes were written in; default: this "

@@ -110,7 +110,7 @@ def insert_counted(db: Block, insert: sql.Composed) -> int:
 
 def temp_like(name: str, table: str | tuple[str, ...], cols: Iterable[str]) -> sql.Composed:
     """A temporary table with ``table``'s types for ``cols`` (and none of its defaults);
-    ``table`` a name in ``public`` or a model's ``table_path()``."""
+    ``table`` a name, or a path (schema, name) as ``Row.table_path()`` gives it."""
     path = (table,) if isinstance(table, str) else table
     return sql.SQL("create temp table {} on commit drop as select {} from {} with no data"
                    ).format(sql.Identifier(name), names(cols), sql.Identifier(*path))

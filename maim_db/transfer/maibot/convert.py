@@ -10,7 +10,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, tzinfo
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 
 class Skip(Exception):
@@ -21,13 +21,25 @@ Convert = Callable[[Any], Any]
 
 
 def base_type(annotation: Any) -> tuple[Any, bool]:
+    """The Python type a column holds (``Annotated`` markers and ``Literal`` sets read as
+    their base type), and whether it is nullable."""
     args = get_args(annotation)
     if type(None) in args:
         rest = [a for a in args if a is not type(None)]
-        return rest[0], True
+        return base_type(rest[0])[0], True
+    if get_origin(annotation) is Annotated:
+        return base_type(args[0])
     if get_origin(annotation) is Literal:
         return str, False
     return annotation, False
+
+
+def literal_values(annotation: Any) -> tuple[Any, ...] | None:
+    """The values a ``Literal`` column (a CHECK of a set) may hold; None for any other."""
+    for a in (annotation, *get_args(annotation)):
+        if get_origin(a) is Literal:
+            return get_args(a)
+    return None
 
 
 def _number(value: str, column: str) -> float:
@@ -50,6 +62,7 @@ def converter(annotation: Any, column: str, tz: tzinfo, fallback: Counter[str],
     """The function turning a SQLite value into one for ``column``: it returns the value,
     counts a fallback, or raises :class:`Skip`."""
     kind, nullable = base_type(annotation)
+    allowed = literal_values(annotation)
 
     def missing() -> Any:
         if nullable:
@@ -59,6 +72,15 @@ def converter(annotation: Any, column: str, tz: tzinfo, fallback: Counter[str],
             return default
         raise Skip(f"{column} is NULL")
 
+    if kind is str and allowed is not None:
+        def member(v: Any) -> Any:
+            if v is None:
+                return missing()
+            if v not in allowed:  # the table's CHECK would refuse the whole batch
+                shown = repr(v)[:40]
+                raise Skip(f"{column}: {shown} is not one of {', '.join(map(str, allowed))}")
+            return v
+        return member
     if kind is str:
         def text(v: Any) -> Any:
             if type(v) is str:
@@ -70,6 +92,18 @@ def converter(annotation: Any, column: str, tz: tzinfo, fallback: Counter[str],
                 return v.decode("utf-8", "replace")
             return str(v)
         return text
+    if kind is bytes:
+        def binary(v: Any) -> Any:
+            if type(v) is bytes:
+                return v
+            if v is None:
+                return missing()
+            if isinstance(v, str):  # SQLite keeps whatever was bound: text in a BLOB column
+                fallback[f"{column}: text stored as its UTF-8 bytes"] += 1
+                return v.encode("utf-8", "surrogateescape")
+            fallback[f"{column}: a number stored as its text's bytes"] += 1
+            return str(v).encode()
+        return binary
     if kind is float:
         def real(v: Any) -> Any:
             if type(v) is float:
@@ -103,6 +137,9 @@ def converter(annotation: Any, column: str, tz: tzinfo, fallback: Counter[str],
         def moment(v: Any) -> Any:
             if v is None:
                 return missing()
+            if isinstance(v, str) and not v.strip() and nullable:
+                fallback[f"{column}: an empty time read as NULL"] += 1
+                return None
             if isinstance(v, int | float):
                 return datetime.fromtimestamp(v, UTC)
             try:
@@ -160,6 +197,8 @@ Fast = Literal["str", "float", "int", "bool", "value"]
 
 
 def fast_path(annotation: Any) -> Fast:
+    if literal_values(annotation) is not None:
+        return "value"  # the converter checks the value is one of the set
     kind, _ = base_type(annotation)
     return {str: "str", float: "float", int: "int", bool: "bool"}.get(kind, "value")  # type: ignore[return-value]
 

@@ -12,10 +12,12 @@ from typing import Any, Final
 
 import psycopg
 
-from ...row import Row
+from ...row import SERVER_DEFAULT, Row
+from ...tables import maibot1 as m1
 from ...tables import runtime as rt
 from .convert import (
     Fast,
+    Skip,
     base_type,
     compile_row,
     converter,
@@ -24,6 +26,7 @@ from .convert import (
     row_id,
     selected_expressions,
 )
+from .known1 import FILLED
 from .report import TableReport
 
 
@@ -61,6 +64,11 @@ TABLES: Final[tuple[TableMap, ...]] = (
     TableMap("hippo_batch_state", rt.HippoBatchState, ("chat_id",)),
 )
 
+#: Every MaiBot 1.x table, into the ``maibot1`` table of the same name (1.2.1's shape). Ids
+#: and keys are kept as the file has them; a clash with a row the agent already has is
+#: reported (the target's primary and unique keys decide, not a list kept here).
+TABLES1: Final[tuple[TableMap, ...]] = tuple(TableMap(m.table, m) for m in m1.ROWS)
+
 #: Tables MaiBot retired but never dropped (maibot-sqlite.md §2.2): known, and left alone.
 RETIRED: Final = frozenset({"knowledges", "thinking_logs", "recalled_messages", "memory",
                             "graph_nodes", "graph_edges", "memory_chest", "memory_conflicts"})
@@ -80,8 +88,13 @@ class Plan:
 
 
 def plan(tm: TableMap, source_cols: list[str], catalog: dict[str, tuple[int, Any]],
-         namespace: uuid.UUID, tz: tzinfo) -> Plan:
-    """``catalog``: target column → (type oid, constant default or None)."""
+         namespace: uuid.UUID, tz: tzinfo, *, generation: int = 0, version: int = 0) -> Plan:
+    """``catalog``: target column → (type oid, constant default or None). In a 1.x file
+    (``generation`` 1, schema ``version``) every column is read by name, ``id`` included
+    (the ids are kept), and a column the file's version lacks gets what 1.x's own upgrade
+    step gives it (:data:`.known1.FILLED`), else the model's default."""
+    if generation == 1:
+        return _plan1(tm, source_cols, catalog, tz, version)
     report = TableReport(tm.source, tm.model.table)
     fields = tm.model.model_fields
     present = [c for c in source_cols if c != "id"]
@@ -118,6 +131,67 @@ def plan(tm: TableMap, source_cols: list[str], catalog: dict[str, tuple[int, Any
             missing_required = f"the source has no {name} column, which {tm.model.table} needs"
     return Plan(tm, columns, [catalog[c][0] for c in columns], compile_row(parts), read, report,
                 missing_required)
+
+
+def _plan1(tm: TableMap, source_cols: list[str], catalog: dict[str, tuple[int, Any]],
+           tz: tzinfo, version: int) -> Plan:
+    report = TableReport(tm.source, tm.model.qualified_table())
+    fields = tm.model.model_fields
+    report.ignored_columns = [c for c in source_cols if c not in fields]
+    read = [c for c in source_cols if c in fields]
+    index = {c: i + 1 for i, c in enumerate(read)}  # 0 is the rowid
+    columns: list[str] = []
+    parts: list[tuple[Fast, bool, int, Callable[[Any], Any]]] = []
+    missing_required = None
+    for name, info in fields.items():
+        if name == "agent_id":
+            continue
+        if name in index:
+            convert = converter(info.annotation, name, tz, report.fallback, catalog[name][1])
+            fast = fast_path(info.annotation)
+            if name in tm.model.key and base_type(info.annotation)[0] is int:
+                convert, fast = _safe_id(convert, name), "value"
+            parts.append((fast, base_type(info.annotation)[1], index[name], convert))
+            columns.append(name)
+            continue
+        filled = FILLED.get((tm.source, name))
+        if filled is not None and version < filled[0]:
+            value: Any = filled[1]
+        elif info.default is SERVER_DEFAULT or (not info.is_required() and info.default is None):
+            continue  # the database fills it: NULL or the column default
+        elif not info.is_required():
+            value = info.default
+        else:
+            missing_required = f"the source has no {name} column, which {tm.model.table} needs"
+            continue
+        parts.append(("value", False, 0, _always(value)))
+        columns.append(name)
+    return Plan(tm, columns, [catalog[c][0] for c in columns], compile_row(parts), read, report,
+                missing_required)
+
+
+#: The largest id a ``maibot1`` table holds (its CHECK): 1.x's web UI reads ids as
+#: JavaScript numbers, exact only up to 2^53 - 1.
+SAFE_ID: Final = 2**53 - 1
+
+
+def _safe_id(convert: Callable[[Any], Any], name: str) -> Callable[[Any], Any]:
+    """A key column's converter that skips, with the reason, an id the table cannot hold
+    (SQLite's go to 2^63 - 1, though no bot counts that far), instead of the CHECK failing
+    the whole batch."""
+    def checked(v: Any) -> Any:
+        value = convert(v)
+        if isinstance(value, int) and not -SAFE_ID <= value <= SAFE_ID:
+            raise Skip(f"{name} beyond 2^53 - 1, the largest the maibot1 tables hold "
+                       "(JavaScript-safe ids)")
+        return value
+    return checked
+
+
+def _always(value: Any) -> Callable[[Any], Any]:
+    def constant(_: Any) -> Any:
+        return value
+    return constant
 
 
 def catalog(conn: psycopg.Connection[Any], table: str) -> dict[str, tuple[int, Any]]:

@@ -1,5 +1,6 @@
 """Reading a MaiBot database: opened read-only through SQLite itself (so rows still in the
-WAL are seen), checked to be a MaiBot 0.x file, read in bounded batches by column name, and
+WAL are seen), recognised as a MaiBot 0.x file or as one of the 1.x schemas the importer knows
+(:mod:`.known1`), read in bounded batches by column name, and
 watched for being replaced or overwritten while the import runs. Values PostgreSQL cannot
 store (NUL characters, invalid UTF-8) are mended and recorded, or refused when strict."""
 
@@ -8,12 +9,13 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 from ...errors import ConflictError, InputError
+from .known1 import NEWEST, SCHEMAS
 from .plan import TABLES
 from .report import Altered
 
@@ -37,34 +39,52 @@ UTF8_REPLACED: Final = "invalid UTF-8 replaced by U+FFFD"
 @dataclass(frozen=True)
 class Source:
     """An opened MaiBot database: its tables and their columns, by name, and which file it
-    is (device and inode), so that a file replaced during the import is noticed."""
+    is (device and inode), so that a file replaced during the import is noticed.
+    ``generation`` is 0 or 1 (MaiBot 0.x or 1.x), ``version`` a 1.x file's schema version.
+    ``cursor`` is what a table is read in order of and resumed after: 0.x's ``id``, and
+    SQLite's ``rowid`` in 1.x, where some tables are keyed by text (``task_name``)."""
 
     conn: sqlite3.Connection
     tables: dict[str, list[str]]
     format: str
     path: Path = Path()
     identity: tuple[int, int] = (0, 0)
+    generation: int = 0
+    version: int = 0
+    cursor: str = "id"
 
     def count_after(self, table: str, last_id: int) -> int:
-        row = self.conn.execute(f'select count(*) from "{table}" where id > ?',
+        row = self.conn.execute(f"select count(*) from {quote(table)} where {self.cursor} > ?",
                                 (last_id,)).fetchone()
         return int(row[0])
 
+    def count_below(self, table: str) -> int:
+        """Rows the cursor never reaches: a rowid of 0 or below."""
+        row = self.conn.execute(f"select count(*) from {quote(table)} where {self.cursor} <= 0"
+                                ).fetchone()
+        return int(row[0])
+
     def batches(self, table: str, cols: Sequence[str], last_id: int, bound: Bound,
-                altered: list[Altered]) -> Iterator[list[tuple[Any, ...]]]:
-        """Rows ``(id, *cols, size, nuls)`` after ``last_id`` in id order, a batch at a time.
-        SQLite itself measures each row (bytes of its values) and flags the NULs in it, so
-        a clean row costs Python nothing more. Each batch is checked against the file the
+                altered: list[Altered], binary: Collection[str] = ()
+                ) -> Iterator[list[tuple[Any, ...]]]:
+        """Rows ``(cursor, *cols, size, nuls)`` after ``last_id`` in cursor order, a batch at
+        a time. SQLite itself measures each row (bytes of its values) and flags the NULs in
+        it, so a clean row costs Python nothing more; ``binary`` columns (bytea) may hold any
+        byte and are neither flagged nor mended. Each batch is checked against the file the
         import started with after it is read, so no row read after a change is committed."""
-        select = ", ".join(map(quote, ("id", *cols)))
+        key = self.cursor  # a constant of this module, never a name from the file
+        select = ", ".join([key, *map(quote, cols)])
         blobs = [f"cast({quote(c)} as blob)" for c in cols] or ["null"]
         size = " + ".join(f"coalesce(length({b}), 0)" for b in blobs)
-        nuls = " + ".join(f"coalesce(instr({b}, x'00') > 0, 0)" for b in blobs)
+        nuls = " + ".join([f"coalesce(instr(cast({quote(c)} as blob), x'00') > 0, 0)"
+                           for c in cols if c not in binary] or ["0"])
         # Up to the newest row now: what a running bot adds meanwhile comes with the next run
         # (a bot writing as fast as the import reads would otherwise keep it going forever).
-        (top,) = self.conn.execute(f"select coalesce(max(id), 0) from {quote(table)}").fetchone()
+        (top,) = self.conn.execute(
+            f"select coalesce(max({key}), 0) from {quote(table)}").fetchone()
         query = (f"select {select}, {size}, {nuls} from {quote(table)} "
-                 f"where id > ? and id <= {int(top)} order by id limit ?")
+                 f"where {key} > ? and {key} <= {int(top)} order by {key} limit ?")
+        cols = [c if c not in binary else "" for c in cols]  # "": never mended
         while True:
             rows = self._read(query, last_id, bound, table, cols, altered)
             if not rows:
@@ -115,10 +135,15 @@ class Source:
             now = None
         if now != self.identity:
             what = "it was replaced by another file" if now else "it was removed"
-        elif key_of_file(self.path) != key:
-            what = "it now holds another bot's database (its oldest chat stream differs)"
         else:
-            return
+            try:
+                same = key_of_file(self.path) == key
+            except sqlite3.Error:  # overwritten in place by something that is no database
+                what = "it is no longer a database SQLite can read"
+            else:
+                if same:
+                    return
+                what = "it now holds another bot's database (its oldest chat stream differs)"
         raise ConflictError(
             f"{self.path} changed during the import: {what}. Nothing read after the change "
             "was written; the batches before it came from the original file and are kept. "
@@ -135,6 +160,8 @@ def _mend(row: tuple[Any, ...], table: str, cols: Sequence[str], altered: list[A
     neither), each change recorded; with ``strict``, refused instead."""
     values = list(row)
     for i, column in enumerate(cols, 1):
+        if not column:
+            continue  # a binary column: any byte is a value
         v = values[i]
         changes = []
         if isinstance(v, bytes) and b"\x00" in v:
@@ -180,12 +207,7 @@ def open_source(path: Path) -> Source:
     except sqlite3.DatabaseError as err:
         raise InputError(f"{path} is not an SQLite database ({err})") from None
     if version > 0 or "mai_messages" in names_ or "chat_sessions" in names_:
-        conn.close()
-        raise InputError(
-            f"{path} is a MaiBot 1.x database (PRAGMA user_version = {version}); "
-            "import-sqlite reads the 0.x (peewee) format of MaiBot 0.7 to 0.12. Import the 0.x "
-            "file from before the upgrade (a backup of data/MaiBot.db); the __legacy_v1_* tables "
-            "1.x keeps inside this file are not read.")
+        return _open_1x(path, conn, version, names_)
     if not {"messages", "chat_streams"} <= set(names_):
         conn.close()
         raise InputError(f"{path} is not a MaiBot database: it has no messages and "
@@ -207,6 +229,62 @@ def open_source(path: Path) -> Source:
                          "import-sqlite brings one bot's database into one agent")
     st = os.stat(path)
     return Source(conn, tables, _format(tables), path, (st.st_dev, st.st_ino))
+
+
+def _open_1x(path: Path, conn: sqlite3.Connection, version: int, names_: list[str]) -> Source:
+    """A MaiBot 1.x file, recognised by its schema: its declared version must be one a 1.x
+    release leaves, and its tables must hold that version's columns (in any order: a table a
+    step rebuilt keeps the columns it added at the end). Tables of no 1.x version (a plugin's)
+    are left alone and named in the report."""
+    try:
+        newest = SCHEMAS[NEWEST]
+        if version > NEWEST:
+            raise InputError(
+                f"{path} is a MaiBot 1.x database of schema version {version}, newer than the "
+                f"newest this maim_db knows ({NEWEST}, MaiBot {newest.releases[-1]}); nothing "
+                "was written. Upgrade maim_db to import it")
+        schema = SCHEMAS.get(version)
+        if schema is None:
+            known = ", ".join(f"{v} ({s.releases[0]} to {s.releases[-1]})"
+                              if len(s.releases) > 1 else f"{v} ({s.releases[0]})"
+                              for v, s in SCHEMAS.items())
+            raise InputError(
+                f"{path} is a MaiBot 1.x database of schema version {version}, which no 1.x "
+                f"release leaves behind (known: {known}); nothing was written. Start MaiBot "
+                f"{newest.releases[-1]} on it once so that it finishes its upgrade, then import")
+        tables = {t: [r[1] for r in conn.execute(f"pragma table_info({quote(t)})")]
+                  for t in names_}
+        later = sorted(t for t in names_ if t not in schema.tables
+                       and any(t in s.tables for s in SCHEMAS.values()))
+        for table, want in schema.tables.items():
+            have = tables.get(table)
+            what = None
+            if later:
+                what = f"it has a table {later[0]} that version {version} does not"
+            elif have is None:
+                what = f"it has no table {table}"
+            elif missing := [c for c in want if c not in have]:
+                what = f"table {table} has no column {missing[0]}"
+            elif extra := [c for c in have if c not in want]:
+                what = f"table {table} has a column {extra[0]} that version {version} does not"
+            if what:
+                raise InputError(
+                    f"{path} declares MaiBot 1.x schema version {version} (MaiBot "
+                    f"{schema.releases[0]}) but its tables do not match it: {_printable(what)}; "
+                    "nothing was written")
+    except BaseException:
+        conn.close()
+        raise
+    st = os.stat(path)
+    releases = (schema.releases[0] if len(schema.releases) == 1
+                else f"{schema.releases[0]} to {schema.releases[-1]}")
+    return Source(conn, tables, f"MaiBot 1.x, schema version {version} (MaiBot {releases})",
+                  path, (st.st_dev, st.st_ino), generation=1, version=version, cursor="rowid")
+
+
+def _printable(text: str) -> str:
+    """A name from the file, safe on one terminal line (control characters escaped)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _format(tables: dict[str, list[str]]) -> str:
@@ -234,7 +312,8 @@ def key_of_file(path: Path) -> str:
     for a file that was overwritten in place."""
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     try:
-        return source_key(Source(conn, {}, ""))
+        generation = int(conn.execute("pragma user_version").fetchone()[0] > 0)
+        return source_key(Source(conn, {}, "", generation=generation))
     finally:
         conn.close()
 
@@ -243,11 +322,20 @@ def source_key(source: Source) -> str:
     """What identifies this bot's database across copies and runs: a digest of its oldest
     stream by creation time (or its first message). Not the lowest stream id: MaiBot saves a
     stream with ``ChatStreams.replace()``, which in SQLite deletes the row and inserts it
-    under a new id, keeping ``stream_id`` and ``create_time``; messages are only inserted."""
-    for table, cols, order in (("chat_streams", "stream_id, create_time", "create_time, stream_id"),
-                               ("messages", "message_id, time, chat_id", "id")):
+    under a new id, keeping ``stream_id`` and ``create_time``; messages are only inserted.
+    In a 1.x file: its oldest chat session, else its first message (a 0.x file that 1.x
+    upgraded has no sessions: 1.x does not carry chat streams over)."""
+    if source.generation == 1:
+        keys = (("chat_sessions", "session_id, created_timestamp",
+                 "created_timestamp, session_id"),
+                ("mai_messages", "message_id, timestamp, session_id", "id"))
+    else:
+        keys = (("chat_streams", "stream_id, create_time", "create_time, stream_id"),
+                ("messages", "message_id, time, chat_id", "id"))
+    for table, cols, order in keys:
         row = source.conn.execute(
             f"select {cols} from {table} order by {order} limit 1").fetchone()
         if row is not None:
             return hashlib.sha256(repr((table, *row)).encode()).hexdigest()[:16]
-    return hashlib.sha256(b"empty MaiBot database").hexdigest()[:16]
+    empty = b"empty MaiBot 1.x database" if source.generation == 1 else b"empty MaiBot database"
+    return hashlib.sha256(empty).hexdigest()[:16]
