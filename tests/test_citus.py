@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from maim_db import ConflictError, IsolationError, MaimDBError, Pool, agent_scope, connect, peewee
 from maim_db.schema import audit, citus, migrate
-from maim_db.tables import Message, RuntimeState
+from maim_db.tables import ApiKeyInfo, Message, RuntimeState
 from tests.databases import LOGINS, PASSWORD, Server, TestDB, World, build_world, make_logins
 
 DSN = os.environ.get("MAIMDB_TEST_CITUS_DSN")
@@ -100,10 +100,13 @@ for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_u
             globals()[_name] = _value
 
 
-# Issue 32.7: a key's first use on a backend folds ended backends' rows of api_key_usage,
-# a reference table here, with FOR UPDATE SKIP LOCKED; the same test, on the cluster.
+# Issue 32.7: a key's first use on a backend folds ended backends' rows of api_key_usage
+# with FOR UPDATE SKIP LOCKED; the same test, on the cluster.
 test_key_usage_of_dead_backends_is_folded_and_no_use_is_lost = (
     test_keys.test_key_usage_of_dead_backends_is_folded_and_no_use_is_lost)
+# And every key block writes api_key_usage: open at once, none waits for another.
+test_key_blocks_open_at_once_never_wait_for_each_other = (
+    test_keys.test_key_blocks_open_at_once_never_wait_for_each_other)
 
 
 @pytest.fixture(scope="session")
@@ -195,7 +198,9 @@ def test_status_shows_the_clusters_nodes(cluster: Server) -> None:
 
 def test_every_agent_table_is_distributed_by_agent_id_and_co_located(cluster: Server) -> None:
     """migrate distributes the schema: the agent tables by agent_id, all in one co-location
-    group (so a join on agent_id stays on one node), the control plane as reference tables."""
+    group (so a join on agent_id stays on one node), the control plane as reference tables
+    but api_key_usage, which every key block writes: by key_id (a reference table's writes
+    wait for each other)."""
     assert DSN
     with psycopg.connect(DSN, autocommit=True) as conn:
         tables = {t: (kind, column, group) for t, kind, column, group in conn.execute(
@@ -206,8 +211,9 @@ def test_every_agent_table_is_distributed_by_agent_id_and_co_located(cluster: Se
                                 for t in agent_tables)
     assert len({tables[t][2] for t in agent_tables}) == 1
     assert {t for t, (kind, _, _) in tables.items() if kind == "reference"} == {
-        "users", "tenants", "agents", "api_keys", "plugin_settings", "api_key_usage",
+        "users", "tenants", "agents", "api_keys", "plugin_settings",
         "maim.scope_secret"}  # the key-scope secret, for the workers (migrations/0017)
+    assert tables["api_key_usage"][:2] == ("distributed", "key_id")
 
 
 def test_every_shard_carries_its_tables_policies(cluster: Server) -> None:
@@ -495,6 +501,41 @@ def test_a_later_migration_s_agent_table_is_distributed_with_its_policies(
             assert policies == (0,)  # written for the shards
     finally:
         migrate.rollback(DSN, steps=1, migrations_dir=migrations)
+
+
+def test_key_usage_left_a_reference_table_is_distributed_by_the_next_migrate(
+        db: TestDB, world: World) -> None:
+    """A cluster an older release distributed has api_key_usage as a reference table, on
+    which every key block waited for any open one. Rolling 0021 back leaves it so (as that
+    release expects), and the audit names it; the next migrate distributes it by key_id with
+    its rows, its foreign key and the view's grants, and the audit is clean again."""
+    assert DSN
+    issued = test_keys._issue(db, world)
+    with connect(db.dsn("plugin"), api_key=issued.secret) as p:
+        p.execute("select 1")
+
+    def placed(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
+        return conn.execute(
+            "select citus_table_type, distribution_column, "
+            "(select count(*) from pg_constraint where conrelid = 'api_key_usage'::regclass "
+            "and contype = 'f') from citus_tables "
+            "where table_name = 'api_key_usage'::regclass").fetchone()
+
+    try:
+        assert [m.id for m in migrate.rollback(DSN, steps=1)] == ["0021_key_usage_by_key"]
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            assert placed(conn) == ("reference", "<none>", 1)
+            assert [str(f) for f in audit.audit(conn) if "api_key_usage" in str(f)] == [
+                "table api_key_usage: is not distributed by key_id: as a reference table "
+                "every key block waits for any key block left open (`maimdb migrate` "
+                "distributes it)"]
+    finally:
+        migrate.migrate(DSN)
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        assert placed(conn) == ("distributed", "key_id", 1)
+        assert audit.audit(conn) == []
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.get(ApiKeyInfo, issued.record.id).usage_count == 1
 
 
 def test_a_policy_changed_by_hand_is_back_on_every_shard_after_migrate(
