@@ -109,6 +109,24 @@ test_key_blocks_open_at_once_never_wait_for_each_other = (
     test_keys.test_key_blocks_open_at_once_never_wait_for_each_other)
 
 
+#: How maim_db begins a key block (maim_db/handle.py). NOT DEFERRABLE, which Citus names in
+#: the BEGIN it sends the workers, is what a worker's proof check asks for: a raw key block
+#: here begins the same way.
+KEY_BEGIN = "begin isolation level read committed, read write, not deferrable"
+
+
+@contextlib.contextmanager
+def _key_block(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A raw transaction on an autocommit connection, begun as a key block is."""
+    conn.execute(KEY_BEGIN)
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    conn.execute("commit")
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Server]:
     """The coordinator, migrated, with the test logins."""
@@ -444,7 +462,7 @@ def test_a_key_scope_holds_on_the_shards_and_its_proof_does_not_replay(db: TestD
     router = sql.SQL("select state_key from runtime_state where agent_id = {}").format(
         sql.Literal(a1))
     with test_unforgeable._raw(db, "plugin") as conn:
-        with conn.transaction():
+        with _key_block(conn):
             # as the wrapper's blocks do: Citus logs into a worker as the current role, and a
             # worker admits only the group roles (an application login is refused there);
             # set_config, not SET LOCAL ROLE, which Citus would send to the worker too
@@ -457,7 +475,7 @@ def test_a_key_scope_holds_on_the_shards_and_its_proof_does_not_replay(db: TestD
         assert proof is not None
         for query in (router, sql.SQL("select state_key from runtime_state")):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not proven"), \
-                    conn.transaction():
+                    _key_block(conn):
                 conn.execute("select set_config('role', 'maim_plugin', true)")
                 conn.execute(sql.SQL("set local maim.agent_id = {}").format(sql.Literal(a1)))
                 conn.execute(sql.SQL("set local maim.agent_proof = {}").format(
@@ -650,7 +668,7 @@ def test_a_proof_read_on_a_worker_cannot_be_replayed_there(db: TestDB, world: Wo
     name, host, port = shard
     login, _ = LOGINS["plugin"]
     stolen: list[Any] = []
-    with test_unforgeable._raw(db, "plugin") as victim, victim.transaction():
+    with test_unforgeable._raw(db, "plugin") as victim, _key_block(victim):
         victim.execute("select set_config('role', 'maim_plugin', true)")  # as the wrapper
         victim.execute("select maim.open_key_scope(%s)", [secret])
         assert victim.execute("select state_key from runtime_state where agent_id = %s",
@@ -901,7 +919,7 @@ def test_a_shard_query_reads_no_proof_on_a_worker_and_replays_none(db: TestDB,
             "from runtime_state r, pg_catalog.pg_stat_get_backend_idset() b "
             "where r.agent_id = %s")
     with test_unforgeable._raw(db, "plugin") as victim:
-        with victim.transaction():
+        with _key_block(victim):
             victim.execute("select set_config('role', 'maim_plugin', true)")  # as the wrapper
             victim.execute("select maim.open_key_scope(%s)", [a1_key])
             assert victim.execute(sql.SQL(
@@ -919,7 +937,7 @@ def test_a_shard_query_reads_no_proof_on_a_worker_and_replays_none(db: TestDB,
             assert marker not in seen
         with test_unforgeable._raw(db, "plugin") as thief, \
                 pytest.raises(psycopg.Error, match="already been assigned a transaction id"), \
-                thief.transaction():
+                _key_block(thief):
             thief.execute("select set_config('role', 'maim_plugin', true)")
             thief.execute("select maim.open_key_scope(%s)", [b1_key])
             thief.execute(
@@ -952,22 +970,35 @@ def test_the_audit_names_a_worker_that_keeps_query_text(cluster: Server) -> None
         assert audit.audit(conn) == []
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 32.1): a plugin's autocommit single-shard "
-                   "query reaches a worker without a distributed id, and a LATERAL function "
-                   "scan there takes the victim's id before the policy runs; no SQL-visible "
-                   "mark tells Citus's own assignment from it (docs/decisions.md)")
+def test_a_raw_key_block_not_begun_as_maim_db_begins_one_proves_nothing_on_a_worker(
+        db: TestDB, world: World) -> None:
+    """A plugin's own key block on the cluster (no maim_db) must begin NOT DEFERRABLE, as
+    maim_db's do: otherwise its shard queries are refused, with a hint that says so."""
+    secret = test_unforgeable._key(db, world, "A1")
+    with test_unforgeable._raw(db, "plugin") as conn, \
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match="not proven") as refused, \
+            conn.transaction():
+        conn.execute("select set_config('role', 'maim_plugin', true)")
+        conn.execute("select maim.open_key_scope(%s)", [secret])
+        conn.execute("select state_key from runtime_state where agent_id = %s",
+                     [world.agent_id("A1")])
+    assert "NOT DEFERRABLE" in (refused.value.diag.message_hint or "")
+
+
 def test_a_seen_proof_proves_nothing_in_an_autocommit_shard_query(db: TestDB,
                                                                   world: World) -> None:
-    """The replay that still works once the proof is seen (the workers no longer show it):
+    """The replay that worked once the proof was seen (the workers no longer show it):
     outside any block, where Citus sends a single-shard read without BEGIN and without a
     distributed id, function scans LATERAL to the victim's shard assign the victim's id and
-    set its proof and agent before the shard's policy runs."""
+    set its proof and agent before the shard's policy runs. A worker now takes a proof only
+    in a transaction begun NOT DEFERRABLE, as Citus begins a key block's; no statement can
+    give its own transaction that mark (was a strict xfail)."""
     a1 = world.agent_id("A1")
     with connect(db.dsn("app"), agent_id=a1) as app:
         app.execute("insert into runtime_state (state_key) values ('a1-secret')")
     secret = test_unforgeable._key(db, world, "A1")
     stolen: list[Any] = []
-    with test_unforgeable._raw(db, "plugin") as victim, victim.transaction(), \
+    with test_unforgeable._raw(db, "plugin") as victim, _key_block(victim), \
             test_unforgeable._raw(db, "plugin") as thief:
         victim.execute("select set_config('role', 'maim_plugin', true)")  # as the wrapper
         victim.execute("select maim.open_key_scope(%s)", [secret])
