@@ -836,7 +836,9 @@ def _forget_prepared(gid: str) -> None:
             su.execute(sql.SQL("rollback prepared {}").format(sql.Literal(gid)))
 
 
-@pytest.mark.parametrize("owner", ["login", "group role", "Citus's form, no such node"])
+@pytest.mark.parametrize("owner", ["login", "group role", "Citus's form, no such node",
+                                   "Citus's form, a live backend's pid",
+                                   "Citus's form, a number past int8, a live backend's pid"])
 def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
         db: TestDB, world: World, owner: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Citus needs max_prepared_transactions > 0, and a prepared transaction keeps its locks
@@ -845,13 +847,20 @@ def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
     prepare), prepared, and left. The watcher rolls back a plugin's prepared transaction
     past its limit, so another agent's read waiting behind it succeeds (issue 32.3). A gid in
     Citus's own form names a node group: one that no node has is not Citus's to recover, so
-    it is the watcher's (found by review: `citus_99_…` was left alone for good)."""
+    it is the watcher's (found by review: `citus_99_…` was left alone for good). One of this
+    node's group naming a live backend in a transaction is in flight only if that backend's
+    distributed transaction has the gid's number, as Citus's recovery judges it (a forged
+    one waited for that recovery, a minute)."""
     from maim_db import watch
     from tests import test_stall
 
     assert DSN
     monkeypatch.setenv("MAIMDB_LOCK_TIMEOUT", "10")  # the watcher, not the timeout, ends it
-    forged = f"citus_99_{uuid.uuid4().int % 100000}_1_1" if owner.startswith("Citus") else None
+    busy = psycopg.connect(DSN)  # a backend in a transaction begun before the prepare
+    busy.execute("select 1")
+    forged = (f"citus_99_{uuid.uuid4().int % 100000}_1_1" if owner.endswith("no such node")
+              else f"citus_0_{busy.info.backend_pid}_{'9' * 20 if 'int8' in owner else '7'}_1"
+              if owner.endswith("pid") else None)
     gid = _prepare_holding_messages(db, as_group_role=owner == "group role", gid=forged)
     try:
         ended: list[watch.Ended] = []
@@ -870,6 +879,7 @@ def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
         assert [(e.login, e.gid) for e in ended] == [(want, gid)]
         assert ended[0].reason.startswith("prepared transaction held for ")
     finally:
+        busy.close()
         _forget_prepared(gid)
 
 
