@@ -96,9 +96,13 @@ class Handle(Generic[C]):
         # A one-statement block: COMMIT rides in the same pipeline, one round trip in all.
         self._single = single
         # A read-only snapshot (export): every statement sees the same committed state.
+        # A key block pins what a plugin's session defaults could change, and names NOT
+        # DEFERRABLE (no effect below SERIALIZABLE): Citus then begins the block's worker
+        # transactions so, the mark a worker's proof check asks for (sql/20_scope.sql).
         self._begin: LiteralString = ("begin isolation level repeatable read, read only"
                                       if snapshot else
-                                      "begin isolation level read committed, read write"
+                                      "begin isolation level read committed, read write,"
+                                      " not deferrable"
                                       if scope.kind == "key" else "begin")
 
     def _check_usable(self) -> None:

@@ -32,7 +32,8 @@ begin
     raise exception 'agent scope % was not proven by an API key in this transaction', agent
         using errcode = '42501',
               hint = 'This role opens an agent only with its API key: connect(api_key=...), or '
-                  || 'SELECT maim.open_key_scope(''mmc_...'') inside the transaction.';
+                  || 'SELECT maim.open_key_scope(''mmc_...'') inside the transaction (on Citus, '
+                  || 'a transaction begun NOT DEFERRABLE).';
 end
 $$;
 

@@ -37,6 +37,7 @@ create or replace function maim.scope_proof(agent text) returns text
 as $$
 declare
     bound text;
+    mark  text;
 begin
     if maim.on_citus() then
         select t.initiator_node_identifier::text || '/' || t.transaction_number::text || '/'
@@ -46,6 +47,24 @@ begin
         where t.transaction_number <> 0;
         if bound is null then
             return null;  -- no distributed transaction: nothing is proven
+        end if;
+        -- On a worker, only in a transaction Citus began with NOT DEFERRABLE named, as it
+        -- does for a coordinator transaction begun so (a key block is): an id a statement
+        -- assigned itself, in a transaction begun without BEGIN, proves nothing. Nothing
+        -- inside a statement can make transaction_deferrable's source 'session' (PostgreSQL
+        -- refuses to set it after the first snapshot, even to its own value). pg_settings is
+        -- read once per worker transaction; then a mark under the secret says it was.
+        if exists (select from pg_catalog.pg_dist_local_group g where g.groupid <> 0) then
+            select encode(sha256(s.outer_key || sha256(s.inner_key
+                       || convert_to('begun/' || bound, 'UTF8'))), 'hex')
+            into mark from maim.scope_secret s;
+            if current_setting('maim.proof_begun', true) is distinct from mark then
+                if (select g.source from pg_catalog.pg_settings g
+                    where g.name = 'transaction_deferrable') is distinct from 'session' then
+                    return null;
+                end if;
+                perform pg_catalog.set_config('maim.proof_begun', mark, true);
+            end if;
         end if;
     else
         bound := pg_backend_pid()::text || '/'

@@ -27,7 +27,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from maim_db import ConflictError, IsolationError, MaimDBError, Pool, agent_scope, connect, peewee
 from maim_db.schema import audit, citus, migrate
-from maim_db.tables import Message, RuntimeState
+from maim_db.tables import ApiKeyInfo, Message, RuntimeState
 from tests.databases import LOGINS, PASSWORD, Server, TestDB, World, build_world, make_logins
 
 DSN = os.environ.get("MAIMDB_TEST_CITUS_DSN")
@@ -103,10 +103,31 @@ for _module in (test_isolation, test_isolation_matrix, test_rls_pitfalls, test_u
             globals()[_name] = _value
 
 
-# Issue 32.7: a key's first use on a backend folds ended backends' rows of api_key_usage,
-# a reference table here, with FOR UPDATE SKIP LOCKED; the same test, on the cluster.
+# Issue 32.7: a key's first use on a backend folds ended backends' rows of api_key_usage
+# with FOR UPDATE SKIP LOCKED; the same test, on the cluster.
 test_key_usage_of_dead_backends_is_folded_and_no_use_is_lost = (
     test_keys.test_key_usage_of_dead_backends_is_folded_and_no_use_is_lost)
+# And every key block writes api_key_usage: open at once, none waits for another.
+test_key_blocks_open_at_once_never_wait_for_each_other = (
+    test_keys.test_key_blocks_open_at_once_never_wait_for_each_other)
+
+
+#: How maim_db begins a key block (maim_db/handle.py). NOT DEFERRABLE, which Citus names in
+#: the BEGIN it sends the workers, is what a worker's proof check asks for: a raw key block
+#: here begins the same way.
+KEY_BEGIN = "begin isolation level read committed, read write, not deferrable"
+
+
+@contextlib.contextmanager
+def _key_block(conn: psycopg.Connection[Any]) -> Iterator[psycopg.Connection[Any]]:
+    """A raw transaction on an autocommit connection, begun as a key block is."""
+    conn.execute(KEY_BEGIN)
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("rollback")
+        raise
+    conn.execute("commit")
 
 
 @pytest.fixture(scope="session")
@@ -198,7 +219,9 @@ def test_status_shows_the_clusters_nodes(cluster: Server) -> None:
 
 def test_every_agent_table_is_distributed_by_agent_id_and_co_located(cluster: Server) -> None:
     """migrate distributes the schema: the agent tables by agent_id, all in one co-location
-    group (so a join on agent_id stays on one node), the control plane as reference tables."""
+    group (so a join on agent_id stays on one node), the control plane as reference tables
+    but api_key_usage, which every key block writes: by key_id (a reference table's writes
+    wait for each other)."""
     assert DSN
     with psycopg.connect(DSN, autocommit=True) as conn:
         tables = {t: (kind, column, group) for t, kind, column, group in conn.execute(
@@ -209,8 +232,9 @@ def test_every_agent_table_is_distributed_by_agent_id_and_co_located(cluster: Se
                                 for t in agent_tables)
     assert len({tables[t][2] for t in agent_tables}) == 1
     assert {t for t, (kind, _, _) in tables.items() if kind == "reference"} == {
-        "users", "tenants", "agents", "api_keys", "plugin_settings", "api_key_usage",
+        "users", "tenants", "agents", "api_keys", "plugin_settings",
         "maim.scope_secret"}  # the key-scope secret, for the workers (migrations/0017)
+    assert tables["api_key_usage"][:2] == ("distributed", "key_id")
 
 
 def test_every_shard_carries_its_tables_policies(cluster: Server) -> None:
@@ -441,7 +465,7 @@ def test_a_key_scope_holds_on_the_shards_and_its_proof_does_not_replay(db: TestD
     router = sql.SQL("select state_key from runtime_state where agent_id = {}").format(
         sql.Literal(a1))
     with test_unforgeable._raw(db, "plugin") as conn:
-        with conn.transaction():
+        with _key_block(conn):
             # as the wrapper's blocks do: Citus logs into a worker as the current role, and a
             # worker admits only the group roles (an application login is refused there);
             # set_config, not SET LOCAL ROLE, which Citus would send to the worker too
@@ -454,7 +478,7 @@ def test_a_key_scope_holds_on_the_shards_and_its_proof_does_not_replay(db: TestD
         assert proof is not None
         for query in (router, sql.SQL("select state_key from runtime_state")):
             with pytest.raises(psycopg.errors.InsufficientPrivilege, match="not proven"), \
-                    conn.transaction():
+                    _key_block(conn):
                 conn.execute("select set_config('role', 'maim_plugin', true)")
                 conn.execute(sql.SQL("set local maim.agent_id = {}").format(sql.Literal(a1)))
                 conn.execute(sql.SQL("set local maim.agent_proof = {}").format(
@@ -498,6 +522,41 @@ def test_a_later_migration_s_agent_table_is_distributed_with_its_policies(
             assert policies == (0,)  # written for the shards
     finally:
         migrate.rollback(DSN, steps=1, migrations_dir=migrations)
+
+
+def test_key_usage_left_a_reference_table_is_distributed_by_the_next_migrate(
+        db: TestDB, world: World) -> None:
+    """A cluster an older release distributed has api_key_usage as a reference table, on
+    which every key block waited for any open one. Rolling 0021 back leaves it so (as that
+    release expects), and the audit names it; the next migrate distributes it by key_id with
+    its rows, its foreign key and the view's grants, and the audit is clean again."""
+    assert DSN
+    issued = test_keys._issue(db, world)
+    with connect(db.dsn("plugin"), api_key=issued.secret) as p:
+        p.execute("select 1")
+
+    def placed(conn: psycopg.Connection[Any]) -> tuple[Any, ...] | None:
+        return conn.execute(
+            "select citus_table_type, distribution_column, "
+            "(select count(*) from pg_constraint where conrelid = 'api_key_usage'::regclass "
+            "and contype = 'f') from citus_tables "
+            "where table_name = 'api_key_usage'::regclass").fetchone()
+
+    try:
+        assert [m.id for m in migrate.rollback(DSN, steps=1)] == ["0021_key_usage_by_key"]
+        with psycopg.connect(DSN, autocommit=True) as conn:
+            assert placed(conn) == ("reference", "<none>", 1)
+            assert [str(f) for f in audit.audit(conn) if "api_key_usage" in str(f)] == [
+                "table api_key_usage: is not distributed by key_id: as a reference table "
+                "every key block waits for any key block left open (`maimdb migrate` "
+                "distributes it)"]
+    finally:
+        migrate.migrate(DSN)
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        assert placed(conn) == ("distributed", "key_id", 1)
+        assert audit.audit(conn) == []
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.get(ApiKeyInfo, issued.record.id).usage_count == 1
 
 
 def test_a_policy_changed_by_hand_is_back_on_every_shard_after_migrate(
@@ -612,7 +671,7 @@ def test_a_proof_read_on_a_worker_cannot_be_replayed_there(db: TestDB, world: Wo
     name, host, port = shard
     login, _ = LOGINS["plugin"]
     stolen: list[Any] = []
-    with test_unforgeable._raw(db, "plugin") as victim, victim.transaction():
+    with test_unforgeable._raw(db, "plugin") as victim, _key_block(victim):
         victim.execute("select set_config('role', 'maim_plugin', true)")  # as the wrapper
         victim.execute("select maim.open_key_scope(%s)", [secret])
         assert victim.execute("select state_key from runtime_state where agent_id = %s",
@@ -780,7 +839,9 @@ def _forget_prepared(gid: str) -> None:
             su.execute(sql.SQL("rollback prepared {}").format(sql.Literal(gid)))
 
 
-@pytest.mark.parametrize("owner", ["login", "group role", "Citus's form, no such node"])
+@pytest.mark.parametrize("owner", ["login", "group role", "Citus's form, no such node",
+                                   "Citus's form, a live backend's pid",
+                                   "Citus's form, a number past int8, a live backend's pid"])
 def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
         db: TestDB, world: World, owner: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Citus needs max_prepared_transactions > 0, and a prepared transaction keeps its locks
@@ -789,13 +850,20 @@ def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
     prepare), prepared, and left. The watcher rolls back a plugin's prepared transaction
     past its limit, so another agent's read waiting behind it succeeds (issue 32.3). A gid in
     Citus's own form names a node group: one that no node has is not Citus's to recover, so
-    it is the watcher's (found by review: `citus_99_…` was left alone for good)."""
+    it is the watcher's (found by review: `citus_99_…` was left alone for good). One of this
+    node's group naming a live backend in a transaction is in flight only if that backend's
+    distributed transaction has the gid's number, as Citus's recovery judges it (a forged
+    one waited for that recovery, a minute)."""
     from maim_db import watch
     from tests import test_stall
 
     assert DSN
     monkeypatch.setenv("MAIMDB_LOCK_TIMEOUT", "10")  # the watcher, not the timeout, ends it
-    forged = f"citus_99_{uuid.uuid4().int % 100000}_1_1" if owner.startswith("Citus") else None
+    busy = psycopg.connect(DSN)  # a backend in a transaction begun before the prepare
+    busy.execute("select 1")
+    forged = (f"citus_99_{uuid.uuid4().int % 100000}_1_1" if owner.endswith("no such node")
+              else f"citus_0_{busy.info.backend_pid}_{'9' * 20 if 'int8' in owner else '7'}_1"
+              if owner.endswith("pid") else None)
     gid = _prepare_holding_messages(db, as_group_role=owner == "group role", gid=forged)
     try:
         ended: list[watch.Ended] = []
@@ -814,6 +882,7 @@ def test_a_plugins_prepared_transaction_stalls_no_one_past_the_watchers_bound(
         assert [(e.login, e.gid) for e in ended] == [(want, gid)]
         assert ended[0].reason.startswith("prepared transaction held for ")
     finally:
+        busy.close()
         _forget_prepared(gid)
 
 
@@ -863,7 +932,7 @@ def test_a_shard_query_reads_no_proof_on_a_worker_and_replays_none(db: TestDB,
             "from runtime_state r, pg_catalog.pg_stat_get_backend_idset() b "
             "where r.agent_id = %s")
     with test_unforgeable._raw(db, "plugin") as victim:
-        with victim.transaction():
+        with _key_block(victim):
             victim.execute("select set_config('role', 'maim_plugin', true)")  # as the wrapper
             victim.execute("select maim.open_key_scope(%s)", [a1_key])
             assert victim.execute(sql.SQL(
@@ -881,7 +950,7 @@ def test_a_shard_query_reads_no_proof_on_a_worker_and_replays_none(db: TestDB,
             assert marker not in seen
         with test_unforgeable._raw(db, "plugin") as thief, \
                 pytest.raises(psycopg.Error, match="already been assigned a transaction id"), \
-                thief.transaction():
+                _key_block(thief):
             thief.execute("select set_config('role', 'maim_plugin', true)")
             thief.execute("select maim.open_key_scope(%s)", [b1_key])
             thief.execute(
@@ -914,22 +983,35 @@ def test_the_audit_names_a_worker_that_keeps_query_text(cluster: Server) -> None
         assert audit.audit(conn) == []
 
 
-@pytest.mark.xfail(strict=True, reason="open (issue 32.1): a plugin's autocommit single-shard "
-                   "query reaches a worker without a distributed id, and a LATERAL function "
-                   "scan there takes the victim's id before the policy runs; no SQL-visible "
-                   "mark tells Citus's own assignment from it (docs/decisions.md)")
+def test_a_raw_key_block_not_begun_as_maim_db_begins_one_proves_nothing_on_a_worker(
+        db: TestDB, world: World) -> None:
+    """A plugin's own key block on the cluster (no maim_db) must begin NOT DEFERRABLE, as
+    maim_db's do: otherwise its shard queries are refused, with a hint that says so."""
+    secret = test_unforgeable._key(db, world, "A1")
+    with test_unforgeable._raw(db, "plugin") as conn, \
+            pytest.raises(psycopg.errors.InsufficientPrivilege, match="not proven") as refused, \
+            conn.transaction():
+        conn.execute("select set_config('role', 'maim_plugin', true)")
+        conn.execute("select maim.open_key_scope(%s)", [secret])
+        conn.execute("select state_key from runtime_state where agent_id = %s",
+                     [world.agent_id("A1")])
+    assert "NOT DEFERRABLE" in (refused.value.diag.message_hint or "")
+
+
 def test_a_seen_proof_proves_nothing_in_an_autocommit_shard_query(db: TestDB,
                                                                   world: World) -> None:
-    """The replay that still works once the proof is seen (the workers no longer show it):
+    """The replay that worked once the proof was seen (the workers no longer show it):
     outside any block, where Citus sends a single-shard read without BEGIN and without a
     distributed id, function scans LATERAL to the victim's shard assign the victim's id and
-    set its proof and agent before the shard's policy runs."""
+    set its proof and agent before the shard's policy runs. A worker now takes a proof only
+    in a transaction begun NOT DEFERRABLE, as Citus begins a key block's; no statement can
+    give its own transaction that mark (was a strict xfail)."""
     a1 = world.agent_id("A1")
     with connect(db.dsn("app"), agent_id=a1) as app:
         app.execute("insert into runtime_state (state_key) values ('a1-secret')")
     secret = test_unforgeable._key(db, world, "A1")
     stolen: list[Any] = []
-    with test_unforgeable._raw(db, "plugin") as victim, victim.transaction(), \
+    with test_unforgeable._raw(db, "plugin") as victim, _key_block(victim), \
             test_unforgeable._raw(db, "plugin") as thief:
         victim.execute("select set_config('role', 'maim_plugin', true)")  # as the wrapper
         victim.execute("select maim.open_key_scope(%s)", [secret])

@@ -320,3 +320,28 @@ def test_the_fold_takes_no_live_backends_row(db: TestDB, world: World) -> None:
                 victim.execute("set local lock_timeout = '2s'")
                 victim.execute("select maim.open_key_scope(%s)", [issued.secret])
         taker.rollback()
+
+
+def test_key_blocks_open_at_once_never_wait_for_each_other(
+        db: TestDB, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 32 (Citus): every key block records its use, and on a cluster api_key_usage was
+    a reference table, whose every UPDATE takes an ExclusiveLock on the table's one shard to
+    the end of the transaction: while one plugin kept its key block open, every other key
+    block of every tenant waited (up to the watcher's bound). Two agents' key blocks, and a
+    second backend on the first key, all run and write while the first block stays open.
+    The timeouts make a wait fail fast, as a typed error, rather than hang: on Citus the lock
+    was taken through the first worker, where the block's lock timeout does not reach, so the
+    statement timeout is the one that ends it."""
+    monkeypatch.setenv("MAIMDB_LOCK_TIMEOUT", "1")
+    monkeypatch.setenv("MAIMDB_STATEMENT_TIMEOUT", "5")
+    a1, b1 = _issue(db, world, "A1"), _issue(db, world, "B1")
+    with connect(db.dsn("plugin"), api_key=a1.secret) as first:
+        first.execute("insert into runtime_state (state_key) values ('first')")
+        for n, (issued, agent) in enumerate(((b1, "B1"), (a1, "A1"), (b1, "B1"))):
+            with connect(db.dsn("plugin"), api_key=issued.secret) as other:
+                other.execute("insert into runtime_state (state_key) values (%s)",
+                              [f"while-open-{n}"])
+                assert other.scope.agent_id == world.agent_id(agent)
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.get(ApiKeyInfo, a1.record.id).usage_count == 2
+        assert adm.get(ApiKeyInfo, b1.record.id).usage_count == 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from psycopg import sql
@@ -450,20 +450,26 @@ where n.nspname in ('public', 'maibot1') and c.relkind = 'v'
 #: The co-location group of the agent tables is the one ``agent_active_states`` is in.
 ANCHOR = "agent_active_states"
 
+#: Control-plane tables every key block writes, distributed by the column it writes by
+#: rather than made reference tables. Citus serializes every UPDATE, upsert and DELETE of a
+#: reference table with an ExclusiveLock on its one shard, held to commit, so any key block
+#: left open stalled every other key block of every tenant; a single-shard write to a
+#: distributed table with one replica takes no such lock (docs/decisions.md).
+BY_KEY: Final = {"api_key_usage": "key_id"}
+
 
 def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
                bookkeeping: tuple[str, ...]) -> list[str]:
     """Make every table of ``public`` and ``maibot1`` Citus's: the control plane reference
-    tables, every
-    agent table distributed by ``agent_id`` and co-located with :data:`ANCHOR`, their
-    policies already in the shards' form (sql/30_policies.sql). Tables already distributed
-    are left alone, so a second run does nothing; each table is one transaction. Returns
-    what it distributed."""
+    tables (but :data:`BY_KEY`'s, distributed by their key), every agent table distributed
+    by ``agent_id`` and co-located with :data:`ANCHOR`, their policies already in the
+    shards' form (sql/30_policies.sql). Tables already distributed are left alone, so a
+    second run does nothing; each table is one transaction. Returns what it distributed."""
+    grants = conn.execute(_VIEW_GRANTS).fetchall()
+    done = [name for name in BY_KEY if _undo_reference(conn, name)]
     rows = conn.execute(_LOCAL_TABLES, {"control_plane": list(control_plane),
                                         "bookkeeping": list(bookkeeping)}).fetchall()
     pending = {name: (is_agent, set(refs)) for name, _, is_agent, refs in rows}
-    grants = conn.execute(_VIEW_GRANTS).fetchall()
-    done: list[str] = []
     while pending:  # referenced tables first: Citus wants a foreign key's target its own
         ready = sorted((name for name, (_, refs) in pending.items() if not refs & set(pending)),
                        key=lambda name: (pending[name][0], name != ANCHOR, name))
@@ -474,7 +480,10 @@ def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
         with conn.transaction():
             # set_updated_at triggers only touch the row they fire for: safe on a shard
             conn.execute("set local citus.enable_unsafe_triggers = on")
-            if not is_agent:
+            if name in BY_KEY:
+                conn.execute("select pg_catalog.create_distributed_table(%s, %s, "
+                             "colocate_with => 'none')", [name, BY_KEY[name]])
+            elif not is_agent:
                 conn.execute("select pg_catalog.create_reference_table(%s)", [name])
             elif name == ANCHOR or not _distributed(conn, ANCHOR):
                 conn.execute("select pg_catalog.create_distributed_table(%s, 'agent_id')",
@@ -495,6 +504,36 @@ def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
     return done
 
 
+def _undo_reference(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Make a :data:`BY_KEY` table that an older release made a reference table distributed
+    by its key, its rows kept, in one transaction; whether it was one. Citus converts a
+    reference table only by way of a local one, and refuses to while a foreign key ties it to
+    another reference table, so its foreign keys are dropped and made again around it."""
+    is_reference = conn.execute(
+        "select exists (select from pg_catalog.pg_dist_partition "
+        "where logicalrelid = to_regclass(%s) and repmodel = 't')", [table]).fetchone()
+    if is_reference != (True,):
+        return False
+    with conn.transaction():
+        keys = conn.execute(
+            "select conname, pg_catalog.pg_get_constraintdef(oid) from pg_catalog.pg_constraint "
+            "where conrelid = to_regclass(%s) and contype = 'f' order by conname",
+            [table]).fetchall()
+        for name, _ in keys:
+            conn.execute(sql.SQL("alter table {} drop constraint {}").format(
+                sql.Identifier(table), sql.Identifier(name)))
+        conn.execute("select pg_catalog.undistribute_table(%s)", [table])
+        conn.execute("select pg_catalog.create_distributed_table(%s, %s, "
+                     "colocate_with => 'none')", [table, BY_KEY[table]])
+        # the rows are in the shards now; the coordinator's own copy is dead weight
+        conn.execute("select pg_catalog.truncate_local_data_after_distributing_table(%s)",
+                     [table])
+        for name, definition in keys:
+            conn.execute(sql.SQL("alter table {} add constraint {} {}").format(
+                sql.Identifier(table), sql.Identifier(name), sql.SQL(definition)))
+    return True
+
+
 def _distributed(conn: psycopg.Connection[Any], table: str) -> bool:
     return conn.execute("select exists (select from pg_catalog.pg_dist_partition "
                         "where logicalrelid = to_regclass(%s))", [table]).fetchone() == (True,)
@@ -509,7 +548,10 @@ select case when n.nspname = 'public' then c.relname::text
           and pg_catalog.column_to_column_name(p.logicalrelid, p.partkey) = 'agent_id'),
        (select p.repmodel = 't' from pg_catalog.pg_dist_partition p
         where p.logicalrelid = c.oid),
-       (select p.colocationid from pg_catalog.pg_dist_partition p where p.logicalrelid = c.oid)
+       (select p.colocationid from pg_catalog.pg_dist_partition p where p.logicalrelid = c.oid),
+       (select pg_catalog.column_to_column_name(p.logicalrelid, p.partkey)
+        from pg_catalog.pg_dist_partition p
+        where p.logicalrelid = c.oid and p.partmethod = 'h')
 from pg_catalog.pg_class c
 join pg_catalog.pg_namespace n on n.oid = c.relnamespace
 where n.nspname in ('public', 'maibot1') and c.relkind = 'r'
@@ -563,13 +605,19 @@ class Placement:
 def placement_findings(conn: psycopg.Connection[Any], *, agent_tables: set[str],
                        bookkeeping: tuple[str, ...]) -> list[Placement]:
     """How the schema sits on the cluster: every agent table distributed by agent_id in
-    :data:`ANCHOR`'s co-location group, every other table a reference table, and every
+    :data:`ANCHOR`'s co-location group, a :data:`BY_KEY` table by its key, every other table
+    a reference table, and every
     shard on every worker with its table's policies and row-level security."""
     found: list[Placement] = []
     rows = conn.execute(_PLACEMENT, {"bookkeeping": list(bookkeeping)}).fetchall()
-    group = next((g for name, _, _, g in rows if name == ANCHOR), None)
-    for name, by_agent, reference, colocation in rows:
-        if name in agent_tables:
+    group = next((g for name, _, _, g, _ in rows if name == ANCHOR), None)
+    for name, by_agent, reference, colocation, column in rows:
+        if name in BY_KEY:
+            if column != BY_KEY[name]:
+                found.append(Placement(name, f"is not distributed by {BY_KEY[name]}: as a "
+                                       "reference table every key block waits for any key "
+                                       "block left open (`maimdb migrate` distributes it)"))
+        elif name in agent_tables:
             if not by_agent:
                 found.append(Placement(name, "is not distributed by agent_id (`maimdb "
                                        "migrate` distributes it)"))
