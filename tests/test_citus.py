@@ -524,6 +524,24 @@ def test_a_later_migration_s_agent_table_is_distributed_with_its_policies(
         migrate.rollback(DSN, steps=1, migrations_dir=migrations)
 
 
+def test_key_usage_shares_no_colocation_group_with_the_agent_tables(
+        db: TestDB, world: World) -> None:
+    """Co-located with the agent tables, a key block's usage write (as maim_owner) and its
+    first multi-shard read (as maim_plugin) touch one placement group on one worker under two
+    users, which Citus refuses ("modified in this transaction by a different user"). A fresh
+    migrate once distributed api_key_usage before the anchor, and the anchor, by default,
+    joined its group; the audit names such a cluster."""
+    assert DSN
+    with psycopg.connect(DSN, autocommit=True) as conn:
+        groups = dict(conn.execute(
+            "select logicalrelid::text, colocationid from pg_dist_partition "
+            "where logicalrelid::text in ('api_key_usage', %s)", [citus.ANCHOR]).fetchall())
+    assert groups["api_key_usage"] != groups[citus.ANCHOR]
+    issued = test_keys._issue(db, world)
+    with connect(db.dsn("plugin"), api_key=issued.secret) as p:
+        assert p.fetch(Message, sql.SQL("select * from messages")) == []
+
+
 def test_key_usage_left_a_reference_table_is_distributed_by_the_next_migrate(
         db: TestDB, world: World) -> None:
     """A cluster an older release distributed has api_key_usage as a reference table, on

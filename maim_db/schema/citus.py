@@ -471,8 +471,11 @@ def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
                                         "bookkeeping": list(bookkeeping)}).fetchall()
     pending = {name: (is_agent, set(refs)) for name, _, is_agent, refs in rows}
     while pending:  # referenced tables first: Citus wants a foreign key's target its own
+        # BY_KEY's last: distributed before the anchor, its new co-location group would
+        # become the one the anchor joins by default (see _own_group)
         ready = sorted((name for name, (_, refs) in pending.items() if not refs & set(pending)),
-                       key=lambda name: (pending[name][0], name != ANCHOR, name))
+                       key=lambda name: (name in BY_KEY, pending[name][0], name != ANCHOR,
+                                         name))
         if not ready:
             raise MigrationError(f"foreign keys form a cycle among {', '.join(sorted(pending))}")
         name = ready[0]
@@ -492,6 +495,7 @@ def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
                 conn.execute("select pg_catalog.create_distributed_table(%s, 'agent_id', "
                              "colocate_with => %s)", [name, ANCHOR])
         done.append(name)
+    done += [name for name in BY_KEY if _own_group(conn, name)]
     # The key-scope secret, for the workers to check a proof with (migrations/0017); read
     # there from inside a shard's policy (sql/20_scope.sql asks Citus to allow that).
     if not _distributed(conn, "maim.scope_secret"):
@@ -532,6 +536,27 @@ def _undo_reference(conn: psycopg.Connection[Any], table: str) -> bool:
             conn.execute(sql.SQL("alter table {} add constraint {} {}").format(
                 sql.Identifier(table), sql.Identifier(name), sql.SQL(definition)))
     return True
+
+
+def _own_group(conn: psycopg.Connection[Any], table: str) -> bool:
+    """Move a :data:`BY_KEY` table out of the agent tables' co-location group, where a
+    migrate of 0.9.0's development put it; whether it was there. In that group a key block's
+    usage write (as maim_owner) and its first multi-shard read (as the plugin) share a
+    worker's placement group under two users, which Citus refuses. Metadata only."""
+    if not _colocated_with_anchor(conn, table):
+        return False
+    with conn.transaction():
+        conn.execute("select pg_catalog.update_distributed_table_colocation(%s, "
+                     "colocate_with => 'none')", [table])
+    return True
+
+
+def _colocated_with_anchor(conn: psycopg.Connection[Any], table: str) -> bool:
+    return conn.execute(
+        "select exists (select from pg_catalog.pg_dist_partition t "
+        "join pg_catalog.pg_dist_partition a on a.colocationid = t.colocationid "
+        "where t.logicalrelid = to_regclass(%s) and a.logicalrelid = to_regclass(%s))",
+        [table, ANCHOR]).fetchone() == (True,)
 
 
 def _distributed(conn: psycopg.Connection[Any], table: str) -> bool:
@@ -617,6 +642,10 @@ def placement_findings(conn: psycopg.Connection[Any], *, agent_tables: set[str],
                 found.append(Placement(name, f"is not distributed by {BY_KEY[name]}: as a "
                                        "reference table every key block waits for any key "
                                        "block left open (`maimdb migrate` distributes it)"))
+            elif colocation == group:
+                found.append(Placement(name, f"is co-located with {ANCHOR}: a key block's "
+                                       "first multi-shard read fails (`maimdb migrate` "
+                                       "moves it to a group of its own)"))
         elif name in agent_tables:
             if not by_agent:
                 found.append(Placement(name, "is not distributed by agent_id (`maimdb "
