@@ -7,7 +7,9 @@ owner a place to plant objects that 1.x's unqualified SQL would resolve."""
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -15,7 +17,10 @@ from psycopg import sql
 
 from maim_db import Pool, connect
 from maim_db.errors import IsolationError
+from maim_db.tables import Image
 from maim_db.tables.maibot1 import Messages
+from maim_db.transfer.maibot import import_sqlite
+from tests import maibot1_files as f1
 from tests.databases import LOGINS, PASSWORD, TestDB, World, issue_key, with_db
 
 MAX_SAFE = 2**53 - 1
@@ -144,3 +149,50 @@ def test_every_object_in_maibot1_is_the_owners(db: TestDB) -> None:
                                " where pronamespace = 'maibot1'::regnamespace").fetchone()
     assert owners == [("maim_owner",)]
     assert functions == (0,)
+
+
+@pytest.mark.parametrize("conflict", ["", " on conflict (agent_id, session_id) do nothing"])
+def test_a_plugin_naming_another_agent_learns_nothing_of_its_rows(
+        db: TestDB, world: World, conflict: str) -> None:
+    """A's plugin writes a row with B's agent_id and a session_id B holds, and one with an
+    agent that does not exist: the same refusal for both (row-level security's check comes
+    before the unique key, its ON CONFLICT arbiter and the foreign key), so neither B's row
+    nor B's existence shows."""
+    a_key, b = issue_key(db, world, "A1"), world.agent_id("B1")
+    with connect(db.dsn("app"), agent_id=b) as app:
+        app.execute("insert into maibot1.chat_sessions (session_id, platform, user_id)"
+                    " values ('shared-session', 'qq', '10001')")
+    errors = []
+    for agent in (b, "agent_000000000000"):
+        with pytest.raises(IsolationError) as refused, \
+                connect(db.dsn("plugin"), api_key=a_key) as a:
+            a.execute("insert into maibot1.chat_sessions (agent_id, session_id, platform,"
+                      " user_id) values (%s, 'shared-session', 'qq', '10001')" + conflict,
+                      [agent])
+        errors.append(str(refused.value))
+    assert errors[0] == errors[1] and "row-level security" in errors[0]
+
+
+def test_a_files_table_names_never_reach_another_schema_or_agent(
+        db: TestDB, world: World, tmp_path: Path) -> None:
+    """A hostile 1.x file holds, beside its 1.x tables, tables named like another schema's
+    (`public.images`, `maibot1.images`) and one whose name closes the quote: they are
+    listed, not imported, and the import writes into the named agent's maibot1 tables only
+    (0.x's images in public stay empty, for it and for the other agent)."""
+    a1, a2 = world.agent_id("A1"), world.agent_id("A2")
+    path = f1.build(tmp_path / "MaiBot.db")
+    names = ["public.images", "maibot1.images", 'images"; drop table images; --']
+    with sqlite3.connect(path) as conn:
+        for name in names:
+            quoted = name.replace('"', '""')
+            conn.execute(f'create table "{quoted}" (id integer primary key, image_hash text)')
+            conn.execute(f'insert into "{quoted}" values (1, \'planted\')')
+    conn.close()
+    report = import_sqlite(path, a1, dsn=db.dsn("app"), timezone="Asia/Shanghai")
+    assert set(names) <= set(report.ignored_tables)
+    for agent in (a1, a2):
+        with connect(db.dsn("app"), agent_id=agent) as app:
+            assert app.find(Image) == []
+            planted = app.scalar("select count(*) from maibot1.images"
+                                 " where image_hash = 'planted'")
+            assert planted == 0
