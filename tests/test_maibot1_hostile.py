@@ -84,6 +84,9 @@ def test_behind_pgbouncer_a_key_blocks_last_id_does_not_steer_another_agents_ids
         a.execute("select pg_catalog.set_config('maibot1.last_id', %s, false)", [_steer(b)])
     with Pool(bounced, min_size=1, max_size=1, pgbouncer=True) as pool:
         with pool.connection(api_key=b_key) as victim:
+            # nor does B's plugin read what another client's block left (another agent's id)
+            assert victim.scalar("select pg_catalog.current_setting('maibot1.last_id', true)"
+                                 ) == ""
             first = victim.insert(_message("m-1")).id
         with pool.connection(api_key=b_key) as victim:
             second = victim.insert(_message("m-2")).id
