@@ -58,8 +58,12 @@ _CLEAN: Final = (
 # reaches every later session of that login, whichever plugin shares it): the settings that
 # change what a value means, or whether RLS applies, are pinned for its transaction.
 # (client_encoding is UTF8 from the connection's start; this transaction's read-only and
-# isolation from its BEGIN, their defaults here for what the block runs.)
+# isolation from its BEGIN, their defaults here for what the block runs.) The id generator's
+# memory (maibot1.last_id, maim.maibot1_id()) starts empty: a value another client of the
+# login left on the server session (behind PgBouncer the reset may miss it) would otherwise
+# push the key's agent's ids to 2^53 and its inserts into errors.
 _PINNED: Final = (
+    " pg_catalog.set_config('maibot1.last_id', '', true),"
     " pg_catalog.set_config('row_security', 'on', true),"
     " pg_catalog.set_config('DateStyle', 'ISO, MDY', true),"
     " pg_catalog.set_config('IntervalStyle', 'postgres', true),"
