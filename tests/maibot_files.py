@@ -339,3 +339,15 @@ def open_wal(path: Path, release: str = "0.12") -> Iterator[sqlite3.Connection]:
         yield conn
     finally:
         conn.close()
+
+
+def overwrite(path: Path, other: Path) -> None:
+    """Write the database ``other`` over the file at ``path`` in place (same inode), the way
+    a reader must see it for a test to know what it saw: all at once. SQLite's backup writes
+    the pages under its own locks, so a reader (the importer's, on its own thread) sees the
+    old database or the new one. A plain copy (``shutil.copyfile``) truncates the file first
+    and writes it in chunks: a reader running meanwhile sees an empty or half-written file."""
+    with sqlite3.connect(other) as src, sqlite3.connect(path) as dst:
+        src.backup(dst)
+    src.close()
+    dst.close()

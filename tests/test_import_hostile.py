@@ -5,7 +5,6 @@ names crafted to drive the operator's terminal."""
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -141,7 +140,7 @@ class _ReplaceAfterFirstBatch(Progress):
         if not self.done:
             self.done = True
             if self.in_place:
-                shutil.copyfile(self.other, self.path)  # same inode, other contents
+                mf.overwrite(self.path, self.other)  # same inode, other contents, at once
             else:
                 os.replace(self.other, self.path)
 

@@ -8,7 +8,6 @@ refused in one line, before anything is written."""
 from __future__ import annotations
 
 import os
-import shutil
 import sqlite3
 from datetime import datetime
 from pathlib import Path
@@ -34,6 +33,7 @@ from maim_db.transfer.maibot.plan import TABLES1
 from tests import maibot1_files as f1
 from tests.cli import maimdb
 from tests.databases import TestDB, World
+from tests.maibot_files import overwrite
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 MODELS = {m.table: m for m in m1.ROWS}
@@ -391,7 +391,7 @@ class _ReplaceAfterFirstBatch(Progress):
     def advance(self, table: str, rows: int) -> None:
         if not self.done:
             self.done = True
-            shutil.copyfile(self.other, self.path)  # same inode, other contents
+            overwrite(self.path, self.other)  # same inode, other contents, all at once
 
 
 def test_a_file_changed_during_the_import_stops_it(db: TestDB, world: World,
