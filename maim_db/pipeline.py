@@ -322,11 +322,14 @@ class Session:
     def _queue(self, calls: list[Call]) -> list[Call]:
         """``calls`` with the closes due: in the block's own segment, after a reset's Sync, so
         a close that fails (DEALLOCATE of a statement already gone) aborts the block, not the
-        reset that had to come before it."""
+        reset that had to come before it; and after the block's BEGIN, since a DEALLOCATE
+        takes a snapshot, after which a BEGIN naming NOT DEFERRABLE (a key block's) fails."""
         closing = self.cache.closes()
         if not closing:
             return calls
         split = next((at + 1 for at, call in enumerate(calls) if call.kind is SYNC), 0)
+        if split < len(calls) and calls[split].query.startswith(b"begin"):
+            split += 1
         return [*calls[:split], *map(Call.close, closing), *calls[split:]]
 
     def _failed(self, call: Call, res: PGresult) -> None:
