@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,3 +157,19 @@ def issue_key(db: TestDB, world: World, agent: str) -> str:
     with connect(db.dsn("admin"), admin=True) as adm:
         return keys.issue(adm, agent_id=world.agent_id(agent), name=f"plugin {agent}",
                           permissions=["chat"]).secret
+
+
+@contextmanager
+def plugin_login(db: TestDB) -> Iterator[str]:
+    """A plugin login of a test's own (a DSN for it), dropped afterwards: for tests where the
+    login changes its own defaults or two agents' plugins share it."""
+    name = f"maim_t_plugin_{secrets.token_hex(4)}"
+    with psycopg.connect(db.server.superuser, autocommit=True) as su:
+        su.execute(sql.SQL("create role {} login password {} in role maim_plugin").format(
+            sql.Identifier(name), sql.Literal(PASSWORD)))
+    try:
+        yield with_db(db.server.superuser, db.name, user=name, password=PASSWORD)
+    finally:
+        with psycopg.connect(db.server.superuser, autocommit=True) as su:
+            su.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
+            su.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))

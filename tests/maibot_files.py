@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -351,3 +352,28 @@ def overwrite(path: Path, other: Path) -> None:
         src.backup(dst)
     src.close()
     dst.close()
+
+
+def edit(path: Path, *statements: str) -> Path:
+    """Run ``statements`` on the SQLite file at ``path`` (committed); the path again."""
+    with sqlite3.connect(path) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    conn.close()
+    return path
+
+
+def expected_value(model: Any, column: str, value: Any, zone: tzinfo) -> Any:
+    """A file's ``value`` as ``model``'s ``column`` holds it once imported: SQLite's 0/1 a
+    bool, its integers in a float column a float, a naive time read in ``zone``."""
+    annotation = model.model_fields[column].annotation
+    kinds = [a for a in getattr(annotation, "__args__", (annotation,)) if a is not type(None)]
+    if value is None:
+        return None
+    if kinds[0] is bool:
+        return bool(value)
+    if kinds[0] is float:
+        return float(value)
+    if kinds[0] is datetime:
+        return datetime.fromisoformat(value).replace(tzinfo=zone)
+    return value

@@ -31,14 +31,6 @@ def _import(db: TestDB, path: Path, agent: str, **kw: Any) -> ImportReport:
     return import_sqlite(path, agent, dsn=db.dsn("app"), timezone="Asia/Shanghai", **kw)
 
 
-def _edit(path: Path, *statements: str) -> Path:
-    with sqlite3.connect(path) as conn:
-        for statement in statements:
-            conn.execute(statement)
-    conn.close()
-    return path
-
-
 def _messages(db: TestDB, agent: str) -> dict[str, rt.Message]:
     with connect(db.dsn("app"), agent_id=agent) as s:
         return {m.message_id: m for m in s.find(rt.Message)}
@@ -54,7 +46,7 @@ def _cli(db: TestDB, *args: str) -> subprocess.CompletedProcess[bytes]:
 
 def _damaged(tmp_path: Path) -> Path:
     """A real 0.12 file with what broken clients and pasted binaries leave behind."""
-    return _edit(mf.build(tmp_path / "MaiBot.db", "0.12"),
+    return mf.edit(mf.build(tmp_path / "MaiBot.db", "0.12"),
                  "update messages set processed_plain_text = 'a' || char(0) || 'b' where id = 3",
                  "update messages set display_message = cast(x'61ff62' as text) where id = 5",
                  "update messages set user_nickname = x'6e00' where id = 7",  # a BLOB with NUL
@@ -90,13 +82,13 @@ def test_nul_and_invalid_utf8_are_mended_and_listed(db: TestDB, world: World,
 
 def test_strict_refuses_what_it_would_mend(db: TestDB, world: World, tmp_path: Path) -> None:
     a1 = world.agent_id("A1")
-    path = _edit(mf.build(tmp_path / "MaiBot.db", "0.12"),
+    path = mf.edit(mf.build(tmp_path / "MaiBot.db", "0.12"),
                  "update messages set processed_plain_text = 'a' || char(0) where id = 3")
     with pytest.raises(InputError, match=r"messages id 3, column processed_plain_text: the "
                                          r"value holds NUL characters.*--strict refuses it"):
         _import(db, path, a1, strict=True)
     assert not _messages(db, a1)  # that batch was never written
-    path = _edit(path, "update messages set processed_plain_text = 'ok' where id = 3",
+    path = mf.edit(path, "update messages set processed_plain_text = 'ok' where id = 3",
                  "update messages set display_message = cast(x'ff' as text) where id = 9")
     with pytest.raises(InputError, match=r"messages id 9, column display_message: .*not UTF-8"):
         _import(db, path, a1, strict=True)
@@ -121,7 +113,7 @@ def test_the_cli_lists_altered_values(db: TestDB, world: World, tmp_path: Path) 
 
 def test_batches_are_bounded_by_bytes_too(db: TestDB, world: World, tmp_path: Path) -> None:
     a1, a2 = world.agent_id("A1"), world.agent_id("A2")
-    path = _edit(mf.build(tmp_path / "MaiBot.db", "0.12", messages=10),
+    path = mf.edit(mf.build(tmp_path / "MaiBot.db", "0.12", messages=10),
                  f"update messages set processed_plain_text = '{'长' * 70_000}'")  # ~205 kB
     bounded = _import(db, path, a1, batch_bytes=2**20).table("messages")
     assert (bounded.written, bounded.batches) == (10, 2)  # 6 rows pass 1 MiB, then 4
@@ -146,7 +138,7 @@ class _ReplaceAfterFirstBatch(Progress):
 
 
 def _other_bot(path: Path) -> Path:
-    return _edit(mf.build(path, "0.12"),
+    return mf.edit(mf.build(path, "0.12"),
                  "update chat_streams set stream_id = 'other-' || stream_id, "
                  "create_time = create_time - 1000",
                  "update messages set message_id = 'other-' || message_id")
@@ -191,7 +183,7 @@ def test_a_live_bot_appending_is_not_a_change(db: TestDB, world: World, tmp_path
         def advance(self, table: str, rows: int) -> None:
             nonlocal added
             added += 1
-            _edit(path, f"insert into messages (message_id, {cols}) select 'live-{added}', "
+            mf.edit(path, f"insert into messages (message_id, {cols}) select 'live-{added}', "
                         f"{cols} from messages where id = 1")
 
     first = _import(db, path, a1, batch_size=5, progress=Append())
@@ -213,7 +205,7 @@ def test_names_from_the_file_are_shown_inert(db: TestDB, world: World, tmp_path:
     a1 = world.agent_id("A1")
     path = mf.build(tmp_path / "MaiBot.db", "0.12")
     quoted = EVIL.replace('"', '""')
-    _edit(path, f'create table "{quoted}" (id integer primary key)',
+    mf.edit(path, f'create table "{quoted}" (id integer primary key)',
           f'alter table messages add column "{quoted}" text')
     for args in ((), ("--json",)):
         result = _cli(db, "import-sqlite", str(path), "--agent", a1, *args)
@@ -224,7 +216,7 @@ def test_names_from_the_file_are_shown_inert(db: TestDB, world: World, tmp_path:
     table = _cli(db, "import-sqlite", str(path), "--agent", a1).stdout
     assert b"evil\\x1b[31m\\x1b]8;;http://evil.example" in table
     # an error that quotes the file (the agents of a multi-agent fork's file) is inert too
-    fork = _edit(mf.build(tmp_path / "fork.db", "0.12"),
+    fork = mf.edit(mf.build(tmp_path / "fork.db", "0.12"),
                  "alter table messages add column agent_id text",
                  f"update messages set agent_id = case when id % 2 = 0 then 'a' else "
                  f"'{quoted}' end")

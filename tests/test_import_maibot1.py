@@ -31,6 +31,7 @@ from maim_db.transfer.maibot import (
 from maim_db.transfer.maibot.known1 import NEWEST, SCHEMAS, dropped
 from maim_db.transfer.maibot.plan import TABLES1
 from tests import maibot1_files as f1
+from tests import maibot_files as mf
 from tests.cli import maimdb
 from tests.databases import TestDB, World
 from tests.maibot_files import overwrite
@@ -50,29 +51,6 @@ def _counts(db: TestDB, agent: str) -> dict[str, int]:
         for m in m1.ROWS)
     with connect(db.dsn("app"), agent_id=agent) as s:
         return {t: int(n) for t, n in s.rows(query)}
-
-
-def _edit(path: Path, *statements: str) -> Path:
-    with sqlite3.connect(path) as conn:
-        for statement in statements:
-            conn.execute(statement)
-    conn.close()
-    return path
-
-
-def _expected(model: type[m1.MaiBot1Row], column: str, value: Any) -> Any:
-    """A file's value as the ``maibot1`` column holds it: naive times in the import's zone."""
-    annotation = model.model_fields[column].annotation
-    kinds = [a for a in getattr(annotation, "__args__", (annotation,)) if a is not type(None)]
-    if value is None:
-        return None
-    if kinds[0] is bool:
-        return bool(value)
-    if kinds[0] is float:
-        return float(value)
-    if kinds[0] is datetime:
-        return datetime.fromisoformat(value).replace(tzinfo=SHANGHAI)
-    return value
 
 
 def _compare(db: TestDB, agent: str, source: dict[str, list[dict[str, Any]]],
@@ -96,7 +74,8 @@ def _compare(db: TestDB, agent: str, source: dict[str, list[dict[str, Any]]],
                 for col, v in w.items():
                     if col not in model.model_fields:
                         continue  # a column 1.2.1 no longer has (reported as ignored)
-                    assert getattr(g, col) == _expected(model, col, v), (table, w, col)
+                    expected = mf.expected_value(model, col, v, SHANGHAI)
+                    assert getattr(g, col) == expected, (table, w, col)
                     compared += 1
     return compared
 
@@ -137,7 +116,7 @@ def _nothing_written(db: TestDB, agent: str) -> None:
 def test_a_newer_schema_is_refused_naming_both_versions(db: TestDB, world: World,
                                                         tmp_path: Path) -> None:
     a1 = world.agent_id("A1")
-    path = _edit(f1.build(tmp_path / "MaiBot.db"), "pragma user_version = 41")
+    path = mf.edit(f1.build(tmp_path / "MaiBot.db"), "pragma user_version = 41")
     with pytest.raises(InputError, match=r"schema version 41, newer than the newest this "
                                          r"maim_db knows \(40, MaiBot 1\.2\.1\); nothing was "
                                          "written"):
@@ -162,7 +141,7 @@ def test_a_newer_schema_is_refused_naming_both_versions(db: TestDB, world: World
 def test_tables_not_matching_their_version_name_the_first_difference(
         db: TestDB, world: World, tmp_path: Path, edit: str, first: str) -> None:
     a1 = world.agent_id("A1")
-    path = _edit(f1.build(tmp_path / "MaiBot.db"), edit)
+    path = mf.edit(f1.build(tmp_path / "MaiBot.db"), edit)
     with pytest.raises(InputError, match="do not match it") as err:
         _import(db, path, a1)
     assert first in str(err.value) and "nothing was written" in str(err.value)
@@ -176,7 +155,7 @@ def test_a_version_no_release_leaves_is_refused(db: TestDB, world: World, tmp_pa
     """A file stopped inside an upgrade (31: between 1.0.7's 29 and 1.0.8's 34; 3: the
     legacy 0.x conversion's first steps): MaiBot itself finishes it first."""
     a1 = world.agent_id("A1")
-    path = _edit(f1.build(tmp_path / "MaiBot.db"), f"pragma user_version = {version}")
+    path = mf.edit(f1.build(tmp_path / "MaiBot.db"), f"pragma user_version = {version}")
     with pytest.raises(InputError, match=f"schema version {version}, which no 1.x release "
                                          r"leaves behind \(known: 26 \(1\.0\.0 to 1\.0\.2\), "):
         _import(db, path, a1)
@@ -354,7 +333,7 @@ def test_rows_in_an_uncheckpointed_wal_are_imported(db: TestDB, world: World,
 def test_nul_and_invalid_utf8_are_mended_and_listed_bytes_kept(db: TestDB, world: World,
                                                                tmp_path: Path) -> None:
     a1 = world.agent_id("A1")
-    path = _edit(f1.build(tmp_path / "MaiBot.db"),
+    path = mf.edit(f1.build(tmp_path / "MaiBot.db"),
                  "update mai_messages set processed_plain_text = 'a' || char(0) || 'b' "
                  "where id = 1",
                  "update mai_messages set user_nickname = cast(x'61ff62' as text) where id = 2")
@@ -375,7 +354,7 @@ def test_nul_and_invalid_utf8_are_mended_and_listed_bytes_kept(db: TestDB, world
 
 def test_batches_are_bounded_by_bytes(db: TestDB, world: World, tmp_path: Path) -> None:
     a1 = world.agent_id("A1")
-    path = _edit(f1.build(tmp_path / "MaiBot.db", messages=10),
+    path = mf.edit(f1.build(tmp_path / "MaiBot.db", messages=10),
                  f"update mai_messages set raw_content = zeroblob(300000), "
                  f"processed_plain_text = '{'长' * 1000}'")
     msgs = _import(db, path, a1, batch_bytes=2**20).table("maibot1.mai_messages")
@@ -398,7 +377,7 @@ def test_a_file_changed_during_the_import_stops_it(db: TestDB, world: World,
                                                    tmp_path: Path) -> None:
     a1 = world.agent_id("A1")
     path = f1.build(tmp_path / "MaiBot.db")
-    other = _edit(f1.build(tmp_path / "other.db"),
+    other = mf.edit(f1.build(tmp_path / "other.db"),
                   "update chat_sessions set session_id = 'other-' || session_id, "
                   "created_timestamp = '2020-01-01 00:00:00'")
     with pytest.raises(ConflictError, match=r"changed during the import: .*another bot's "
@@ -414,12 +393,12 @@ def test_names_from_the_file_are_shown_inert(db: TestDB, world: World, tmp_path:
     evil = "evil\x1b[31m\x1b]8;;http://evil.example\x1b\\link\x9b2J[bold]"
     a1 = world.agent_id("A1")
     quoted = evil.replace('"', '""')
-    path = _edit(f1.build(tmp_path / "MaiBot.db"),
+    path = mf.edit(f1.build(tmp_path / "MaiBot.db"),
                  f'create table "{quoted}" (id integer primary key)')
     result = maimdb("import-sqlite", str(path), "--agent", a1, dsn=db.dsn("app"))
     assert result.returncode == 0, result.stderr
     assert "\x1b" not in result.stdout + result.stderr and "[bold]" in result.stdout
-    bad = _edit(f1.build(tmp_path / "bad.db"), f'alter table images add column "{quoted}" text')
+    bad = mf.edit(f1.build(tmp_path / "bad.db"), f'alter table images add column "{quoted}" text')
     refused = maimdb("import-sqlite", str(bad), "--agent", a1, dsn=db.dsn("app"))
     assert refused.returncode == 1 and len(refused.stderr.splitlines()) == 1
     assert "\x1b" not in refused.stderr and "has a column evil" in refused.stderr
@@ -453,7 +432,7 @@ def test_an_id_the_tables_cannot_hold_is_skipped_with_the_reason(db: TestDB, wor
     """The maibot1 tables hold JavaScript-safe ids (a CHECK); a file's id past 2^53 - 1
     (SQLite's go to 2^63 - 1) skips that row, named, instead of failing its whole batch."""
     a1 = world.agent_id("A1")
-    path = _edit(f1.build(tmp_path / "MaiBot.db"),
+    path = mf.edit(f1.build(tmp_path / "MaiBot.db"),
                  f"update mai_messages set id = {2**53} where id = 2",
                  f"update maisaka_monitor_events set event_id = {2**60} where event_id = 1",
                  "update binary_data set id = -5 where id = 2")

@@ -80,20 +80,6 @@ def test_each_release_imports_with_exact_counts(db: TestDB, world: World, tmp_pa
     assert report.ignored_tables == sorted(retired.get(release, []))
 
 
-def _expected_value(model: Any, column: str, value: Any) -> Any:
-    annotation = model.model_fields[column].annotation
-    kinds = [a for a in getattr(annotation, "__args__", (annotation,)) if a is not type(None)]
-    if value is None:
-        return None
-    if kinds[0] is bool:
-        return bool(value)
-    if kinds[0] is float:
-        return float(value)
-    if kinds[0] is datetime:
-        return datetime.fromisoformat(value).replace(tzinfo=SHANGHAI)
-    return value
-
-
 @pytest.mark.parametrize("release", ["0.7", "0.10", "0.11.6", "0.12"])
 def test_every_value_of_every_release(db: TestDB, world: World, tmp_path: Path,
                                       release: str) -> None:
@@ -115,7 +101,7 @@ def test_every_value_of_every_release(db: TestDB, world: World, tmp_path: Path,
                 for col in cols:
                     if col not in model.model_fields or col == "selected_expressions":
                         continue  # no home here / rewritten (test_values_arrive_…)
-                    assert getattr(g, col) == _expected_value(model, col, w[col]), (
+                    assert getattr(g, col) == mf.expected_value(model, col, w[col], SHANGHAI), (
                         table, w["id"], col)
                     compared += 1
     assert compared > 800  # the test compared something: 884 values in the 0.7 file

@@ -6,7 +6,6 @@ owner a place to plant objects that 1.x's unqualified SQL would resolve."""
 
 from __future__ import annotations
 
-import secrets
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from maim_db.tables import Image
 from maim_db.tables.maibot1 import Messages
 from maim_db.transfer.maibot import import_sqlite
 from tests import maibot1_files as f1
-from tests.databases import LOGINS, PASSWORD, TestDB, World, issue_key, with_db
+from tests.databases import LOGINS, TestDB, World, issue_key, plugin_login
 
 MAX_SAFE = 2**53 - 1
 # Generated ids now are about 2^48 (milliseconds since 2025 shifted by 12 bits): any id the
@@ -43,16 +42,8 @@ def _steer(victim: str) -> str:
 def own_login(db: TestDB) -> Iterator[str]:
     """A plugin login of this test's own, shared by two agents' plugins: one of them may set
     the login's defaults."""
-    name = f"maim_t_plugin_{secrets.token_hex(4)}"
-    with psycopg.connect(db.server.superuser, autocommit=True) as su:
-        su.execute(sql.SQL("create role {} login password {} in role maim_plugin").format(
-            sql.Identifier(name), sql.Literal(PASSWORD)))
-    try:
-        yield with_db(db.server.superuser, db.name, user=name, password=PASSWORD)
-    finally:
-        with psycopg.connect(db.server.superuser, autocommit=True) as su:
-            su.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
-            su.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+    with plugin_login(db) as dsn:
+        yield dsn
 
 
 def test_a_key_blocks_last_id_does_not_reach_the_next_agents_block(

@@ -6,7 +6,6 @@ itself, temporary objects of every kind, and COPY."""
 from __future__ import annotations
 
 import logging
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from psycopg import sql
 
 from maim_db import DatabaseError, Pool, connect
 from maim_db.tables import Agent, Message
-from tests.databases import PASSWORD, TestDB, World, with_db
+from tests.databases import TestDB, World, plugin_login
 from tests.databases import issue_key as _key
 from tests.samples import message
 
@@ -106,15 +105,8 @@ def test_a_reported_setting_a_trusted_block_changed_is_reset_for_the_next(
 @pytest.fixture
 def own_login(db: TestDB) -> Iterator[str]:
     """A plugin login of this test's own: it changes its own defaults."""
-    name = f"maim_t_plugin_{secrets.token_hex(4)}"
-    with psycopg.connect(db.server.superuser, autocommit=True) as su:
-        su.execute(sql.SQL("create role {} login password {} in role maim_plugin").format(
-            sql.Identifier(name), sql.Literal(PASSWORD)))
-    try:
-        yield with_db(db.server.superuser, db.name, user=name, password=PASSWORD)
-    finally:
-        with psycopg.connect(db.server.superuser, autocommit=True) as su:
-            su.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+    with plugin_login(db) as dsn:
+        yield dsn
 
 
 def test_role_defaults_a_plugin_login_sets_on_itself_do_not_reach_its_next_block(
