@@ -229,3 +229,17 @@ def test_a_table_report_is_plain_data() -> None:
     """The report keeps names as they are; only what prints them escapes (maim_db/cli/output.py)."""
     report = TableReport("messages", "messages", ignored_columns=[EVIL])
     assert report.as_dict()["ignored_columns"] == [EVIL]
+
+
+def test_a_row_with_an_id_of_0_or_below_is_named_not_lost(db: TestDB, world: World,
+                                                          tmp_path: Path) -> None:
+    """The importer reads a table by its id from 1 up (the resumable cursor); a row whose id
+    was written as 0 or below was never read and never counted. It is counted and named."""
+    a1 = world.agent_id("A1")
+    path = mf.edit(mf.build(tmp_path / "MaiBot.db", "0.12"),
+                   "update messages set id = -7 where id = 2")
+    report = _import(db, path, a1)
+    messages = report.table("messages")
+    assert messages.read == messages.written + 1
+    assert list(messages.skipped) == [
+        "an id of 0 or below (written explicitly; MaiBot never writes one): not read"]

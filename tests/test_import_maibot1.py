@@ -445,7 +445,7 @@ def test_an_id_the_tables_cannot_hold_is_skipped_with_the_reason(db: TestDB, wor
     # a rowid below 1 (only ever written explicitly) is out of the cursor's reach: named
     blobs = report.table("maibot1.binary_data")
     assert (blobs.read, blobs.written) == (4, 3)
-    assert list(blobs.skipped) == ["a rowid of 0 or below (an explicit negative id; 1.x never "
+    assert list(blobs.skipped) == ["an id of 0 or below (written explicitly; MaiBot never "
                                    "writes one): not read"]
     with connect(db.dsn("app"), agent_id=a1) as s:
         assert {m.id for m in s.find(m1.Messages)} == {1, f1.BIG_ID, 4}

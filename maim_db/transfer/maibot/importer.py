@@ -265,12 +265,12 @@ def _import_table(conn: psycopg.Connection[Any], scope: Scope, source: Source, p
     report = p.report
     model = p.table.model
     progress.start(report.target, source.count_after(p.table.source, last_id))
-    if source.generation == 1 and last_id == 0 and (below := source.count_below(p.table.source)):
-        # The cursor (and import_progress's mark) starts above 0; SQLite gives such a rowid
-        # only when it is written explicitly, which 1.x never does. Named, not lost silently.
+    if last_id == 0 and (below := source.count_below(p.table.source)):
+        # The cursor (and import_progress's mark) starts above 0; SQLite gives such an id
+        # only when it is written explicitly, which MaiBot never does. Named, not lost.
         report.read += below
-        report.skipped["a rowid of 0 or below (an explicit negative id; 1.x never writes "
-                       "one): not read"] += below
+        report.skipped["an id of 0 or below (written explicitly; MaiBot never writes one): "
+                       "not read"] += below
     # A 1.x row keeps its key: one the agent already holds (its own row, or another file's)
     # is a clash, reported by key, never merged. Which keys clash: those not returned.
     keys = [k for k in model.key if k != "agent_id"] if source.generation == 1 else []
