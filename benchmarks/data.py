@@ -52,6 +52,7 @@ def server() -> Iterator[str]:
         yield dsn
         return
     data_dir = Path(tempfile.mkdtemp(prefix="maimdb-bench-")) / "pg"
+    data_dir.parent.chmod(0o755)  # as root the server runs as another user: it must enter
     try:
         yield embedded.start(data_dir, "postgres")
     finally:
