@@ -64,19 +64,19 @@ $$;
 create or replace function maim.assert_plugin_login() returns boolean
     language plpgsql stable
 as $$
-declare
-    plugin pg_catalog.oid := 'maim_plugin'::pg_catalog.regrole;
-    login pg_catalog.oid := (select oid from pg_catalog.pg_roles
-                             where rolname operator(pg_catalog.=) session_user);
 begin
-    if exists (select from pg_catalog.pg_auth_members m
-               where m.member operator(pg_catalog.=) login
-                 and m.roleid operator(pg_catalog.<>) plugin)
+    -- one query (each statement a PL/pgSQL function runs costs a plan check and an executor
+    -- start: four of them made this check the key scope's largest part, issue 36)
+    if exists (select from pg_catalog.pg_roles r
+               where r.rolname operator(pg_catalog.=) session_user
+                 and (r.rolsuper or r.rolbypassrls or r.rolcreaterole
+                      or exists (select from pg_catalog.pg_auth_members m
+                                 where m.member operator(pg_catalog.=) r.oid
+                                   and m.roleid operator(pg_catalog.<>)
+                                       'maim_plugin'::pg_catalog.regrole)))
             or exists (select from pg_catalog.pg_auth_members m
-                       where m.member operator(pg_catalog.=) plugin)
-            or exists (select from pg_catalog.pg_roles
-                       where oid operator(pg_catalog.=) login
-                         and (rolsuper or rolbypassrls or rolcreaterole)) then
+                       where m.member operator(pg_catalog.=) 'maim_plugin'::pg_catalog.regrole)
+    then
         raise exception 'login % can become a trusted role, so a block opened from an API '
                         'key on it could leave the key''s agent', session_user
             using errcode = 'MA002',

@@ -11,12 +11,29 @@
 -- table and maim function is qualified, builtins resolve in pg_catalog, first on the path.
 
 -- Is this database a Citus node? The scope functions and the policies take the form a shard
--- can evaluate there (sql/30_policies.sql).
-create or replace function maim.on_citus() returns boolean
-    language sql stable parallel safe
+-- can evaluate there (sql/30_policies.sql). Answered when `maimdb migrate` applies this file
+-- (a Citus node has its extension before it is migrated, docs/scaling.md, and migrate runs
+-- again whenever one is made a node), so the answer is a constant the planner folds: every
+-- key scope asks twice, and as a query it cost about what a one-row read costs (issue 36).
+-- `maimdb snapshot --citus` calls the procedure with true, in a transaction it rolls back.
+create or replace procedure maim.define_on_citus(answer boolean)
+    language plpgsql
     set search_path = pg_catalog, pg_temp
 as $$
-    select exists (select from pg_catalog.pg_extension where extname = 'citus')
+begin
+    execute format('create or replace function maim.on_citus() returns boolean'
+                   ' language sql immutable parallel safe as %L', 'select ' || answer);
+end
+$$;
+revoke all on procedure maim.define_on_citus(boolean) from public, maim_app, maim_tenant,
+    maim_admin, maim_plugin;
+do $$
+declare
+    citus constant boolean := exists (select from pg_catalog.pg_extension e
+                                      where e.extname operator(pg_catalog.=) 'citus');
+begin
+    call maim.define_on_citus(citus);
+end
 $$;
 grant execute on function maim.on_citus() to public;
 
@@ -208,8 +225,9 @@ begin
         end if;
     end if;
     if pg_catalog.current_setting('citus.propagate_set_commands', true) is null then
-        perform pg_catalog.set_config('maim.agent_tenant', tenant, true),
-                pg_catalog.set_config('maim.agent_id', agent, true);
+        -- assignments, not PERFORM: evaluated as expressions, with no query run for them
+        tenant := pg_catalog.set_config('maim.agent_tenant', tenant, true);
+        agent := pg_catalog.set_config('maim.agent_id', agent, true);
     else
         execute format('set local maim.agent_tenant = %L', tenant);
         execute format('set local maim.agent_id = %L', agent);
@@ -303,6 +321,7 @@ as $$
 declare
     agent   text;
     granted text[];
+    proof   text;
 begin
     select r.agent_id, r.permissions into agent, granted from maim.resolve_api_key(key) r;
     if agent is null then
@@ -319,9 +338,17 @@ begin
                                                           'select 1 where false');
         end if;
     end if;
-    execute format('set local maim.key_permissions = %L', array_to_string(granted, ','));
-    execute format('set local maim.agent_proof = %L', maim.scope_proof(agent));
-    execute format('set local maim.agent_id = %L', agent);
+    -- written as open_agent_scope writes its settings: SET LOCAL only where Citus is loaded
+    if pg_catalog.current_setting('citus.propagate_set_commands', true) is null then
+        proof := pg_catalog.set_config('maim.key_permissions',
+                                       pg_catalog.array_to_string(granted, ','), true);
+        proof := pg_catalog.set_config('maim.agent_proof', maim.scope_proof(agent), true);
+        agent := pg_catalog.set_config('maim.agent_id', agent, true);
+    else
+        execute format('set local maim.key_permissions = %L', array_to_string(granted, ','));
+        execute format('set local maim.agent_proof = %L', maim.scope_proof(agent));
+        execute format('set local maim.agent_id = %L', agent);
+    end if;
     return agent;
 end
 $$;

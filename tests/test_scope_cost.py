@@ -51,3 +51,38 @@ def test_open_agent_scope_writes_the_same_settings_in_its_citus_form(
                                  ).fetchone()
             assert after == ("",)  # transaction-local in both forms
     assert seen == [(agent, world.tenant_id("T1"))] * 2
+
+
+def test_open_key_scope_writes_the_same_settings_in_its_citus_form(
+        db: TestDB, world: World) -> None:
+    """As open_agent_scope: set_config on one server, SET LOCAL where Citus is loaded (the
+    form Citus sends to the workers); the same settings either way, and none outlives the
+    transaction."""
+    secret = issue_key(db, world, "A1")
+    seen = []
+    for citus_loaded in (False, True):
+        with psycopg.connect(db.dsn("plugin"), autocommit=True) as conn:
+            if citus_loaded:
+                conn.execute("set citus.propagate_set_commands = 'local'")
+            with conn.transaction():
+                conn.execute("select maim.open_key_scope(%s)", [secret])
+                seen.append(conn.execute(
+                    "select pg_catalog.current_setting('maim.agent_id'),"
+                    " pg_catalog.current_setting('maim.key_permissions'),"
+                    " maim.agent_id()").fetchone())
+            after = conn.execute(
+                "select pg_catalog.concat(current_setting('maim.agent_id', true),"
+                " current_setting('maim.agent_proof', true),"
+                " current_setting('maim.key_permissions', true))").fetchone()
+            assert after == ("",)
+    agent = world.agent_id("A1")
+    assert seen == [(agent, "chat", agent)] * 2
+
+
+def test_on_citus_is_a_constant_migrate_chose(db: TestDB) -> None:
+    """maim.on_citus() is asked by every key scope: a constant the planner folds, not a
+    catalog query, and on one server false."""
+    with psycopg.connect(db.dsn("app")) as conn:
+        assert conn.execute(
+            "select p.provolatile, maim.on_citus() from pg_catalog.pg_proc p"
+            " where p.oid = 'maim.on_citus()'::pg_catalog.regprocedure").fetchone() == ("i", False)

@@ -85,14 +85,16 @@ _COMMANDS: Final = {"r": "select", "a": "insert", "w": "update", "d": "delete", 
 
 def snapshot(conn: psycopg.Connection[Any], *, citus: bool = False) -> str:
     """The schema as stable, line-oriented text. ``citus``: with every policy in the form a
-    Citus coordinator carries (sql/30_policies.sql), written as maim_owner in a transaction
-    that is rolled back, so one server shows what a cluster must hold."""
+    Citus coordinator carries (sql/30_policies.sql) and maim.on_citus() answering true
+    (sql/20_scope.sql), written as maim_owner in a transaction that is rolled back, so one
+    server shows what a cluster must hold."""
     try:
         if not citus:
             return _snapshot(conn)
         with conn.transaction(force_rollback=True):
             conn.execute("set local role maim_owner")
             conn.execute("call maim.apply_policies(null, true)")
+            conn.execute("call maim.define_on_citus(true)")
             conn.execute("reset role")
             return _snapshot(conn)
     except psycopg.Error as err:
