@@ -239,18 +239,22 @@ revoke all on function maim.open_agent_scope(text) from public, maim_app, maim_t
     maim_admin, maim_plugin;
 grant execute on function maim.open_agent_scope(text) to maim_app;
 
--- Resolve an API key to its agent, and count the use in this backend's own row of
--- api_key_usage (so no two transactions wait for each other to record one). Unknown,
--- malformed, revoked, expired and suspended all come back as no row. PL/pgSQL: Citus cannot
--- plan a SQL-language function's statements that take its parameters and touch a Citus
--- table.
+-- Resolve an API key to its agent, and count the use. Unknown, malformed, revoked, expired
+-- and suspended all come back as no row. PL/pgSQL: Citus cannot plan a SQL-language
+-- function's statements that take its parameters and touch a Citus table.
 --
--- A backend's first use of a key folds the rows of backends that have ended (their pid is
--- no longer a backend's) into its own row, so a key has at most one row per live backend
--- that used it, plus the one being folded into, and no use is lost (issue 32.7; before, one
--- row per key and pid, never pruned). SKIP LOCKED: a row another first use is folding is
--- left to it, so first uses never wait for each other either. Later uses update their own
--- row alone. A dead backend's pid taken by a new backend keeps its row and counts on.
+-- Each backend counts its uses of a key in its own row, so no two transactions wait for each
+-- other to record one: first in api_key_usage_recent, which is unlogged (migrations/0022), so
+-- a key block that writes nothing else commits without waiting for a WAL flush; at most every
+-- 10 seconds a use moves the backend's recent count into its api_key_usage row, which a crash
+-- keeps. Later uses update the recent row alone.
+--
+-- A backend's first use of a key folds the rows of backends that have ended (their pid is no
+-- longer a backend's), of both tables, into its own, so a key has at most one row per live
+-- backend that used it in each, plus the ones being folded, and no use is lost (issue 32.7).
+-- SKIP LOCKED: a row another first use is folding is left to it, so first uses never wait
+-- for each other either. A dead backend's pid taken by a new backend keeps its rows and
+-- counts on.
 create or replace function maim.resolve_api_key(key text)
     returns table (agent_id text, tenant_id text, key_id text, permissions text[])
     language plpgsql volatile security definer
@@ -258,12 +262,14 @@ create or replace function maim.resolve_api_key(key text)
 as $$
 #variable_conflict use_column
 declare
-    k      record;
-    me     integer := pg_catalog.pg_backend_pid();
-    live   integer[];
-    gone   integer[] := '{}';
-    folded bigint := 0;
-    r      record;
+    k       record;
+    me      integer := pg_catalog.pg_backend_pid();
+    counted record;
+    live    integer[];
+    gone    integer[];
+    folded  bigint;
+    latest  timestamptz;
+    r       record;
 begin
     select a.agent_id, a.tenant_id, a.id, a.permissions into k
     from public.api_keys a
@@ -276,33 +282,77 @@ begin
     if not found then
         return;
     end if;
-    update public.api_key_usage u set uses = u.uses operator(pg_catalog.+) 1,
-                                      last_used_at = pg_catalog.now()
-    where u.key_id operator(pg_catalog.=) k.id and u.backend operator(pg_catalog.=) me;
-    if not found then
-        -- who is alive now, not at this transaction's first look (PostgreSQL keeps that
-        -- view, and a live backend's row must never be folded and locked)
-        perform pg_catalog.pg_stat_clear_snapshot();
-        live := array(select a.pid from pg_catalog.pg_stat_get_activity(null) a
-                      where a.pid is not null);
-        for r in select u.backend, u.uses from public.api_key_usage u
-                 where u.key_id operator(pg_catalog.=) k.id
-                   and u.backend operator(pg_catalog.<>) all (live)
-                 for update skip locked
-        loop
-            gone := gone operator(pg_catalog.||) r.backend;
-            folded := folded operator(pg_catalog.+) r.uses;
-        end loop;
-        if pg_catalog.cardinality(gone) operator(pg_catalog.>) 0 then
-            delete from public.api_key_usage u
-            where u.key_id operator(pg_catalog.=) k.id
-              and u.backend operator(pg_catalog.=) any (gone);
+    update public.api_key_usage_recent u set uses = u.uses operator(pg_catalog.+) 1,
+                                             last_used_at = pg_catalog.now()
+    where u.key_id operator(pg_catalog.=) k.id and u.backend operator(pg_catalog.=) me
+    returning u.uses, u.since into counted;
+    if found then
+        if counted.since operator(pg_catalog.<)
+                (pg_catalog.now() operator(pg_catalog.-) interval '10 seconds') then
+            -- the recent uses become durable: this block waits for the flush, once
+            insert into public.api_key_usage as u (key_id, backend, tenant_id, uses,
+                                                   last_used_at)
+            values (k.id, me, k.tenant_id, counted.uses, pg_catalog.now())
+            on conflict on constraint api_key_usage_pkey
+                do update set uses = u.uses operator(pg_catalog.+) excluded.uses,
+                              last_used_at = excluded.last_used_at;
+            update public.api_key_usage_recent u set uses = 0, since = pg_catalog.now()
+            where u.key_id operator(pg_catalog.=) k.id and u.backend operator(pg_catalog.=) me;
         end if;
+        return query select k.agent_id, k.tenant_id, k.id, k.permissions;
+        return;
+    end if;
+    -- This backend's first use of the key. Who is alive now, not at this transaction's
+    -- first look (PostgreSQL keeps that view, and a live backend's row must never be folded
+    -- and locked).
+    perform pg_catalog.pg_stat_clear_snapshot();
+    live := array(select a.pid from pg_catalog.pg_stat_get_activity(null) a
+                  where a.pid is not null);
+    -- ended backends' recent uses: into this backend's recent row (durable within 10 s)
+    gone := '{}';
+    folded := 0;
+    for r in select u.backend, u.uses from public.api_key_usage_recent u
+             where u.key_id operator(pg_catalog.=) k.id
+               and u.backend operator(pg_catalog.<>) all (live)
+             for update skip locked
+    loop
+        gone := gone operator(pg_catalog.||) r.backend;
+        folded := folded operator(pg_catalog.+) r.uses;
+    end loop;
+    if pg_catalog.cardinality(gone) operator(pg_catalog.>) 0 then
+        delete from public.api_key_usage_recent u
+        where u.key_id operator(pg_catalog.=) k.id
+          and u.backend operator(pg_catalog.=) any (gone);
+    end if;
+    insert into public.api_key_usage_recent as u (key_id, backend, tenant_id, uses,
+                                                  last_used_at, since)
+    values (k.id, me, k.tenant_id, folded operator(pg_catalog.+) 1, pg_catalog.now(),
+            pg_catalog.now())
+    on conflict on constraint api_key_usage_recent_pkey
+        do update set uses = u.uses operator(pg_catalog.+) excluded.uses,
+                      last_used_at = excluded.last_used_at;
+    -- ended backends' durable uses: into this backend's durable row
+    gone := '{}';
+    folded := 0;
+    for r in select u.backend, u.uses, u.last_used_at from public.api_key_usage u
+             where u.key_id operator(pg_catalog.=) k.id
+               and u.backend operator(pg_catalog.<>) all (live)
+             for update skip locked
+    loop
+        gone := gone operator(pg_catalog.||) r.backend;
+        folded := folded operator(pg_catalog.+) r.uses;
+        latest := pg_catalog.greatest(latest, r.last_used_at);
+    end loop;
+    if pg_catalog.cardinality(gone) operator(pg_catalog.>) 0 then
+        delete from public.api_key_usage u
+        where u.key_id operator(pg_catalog.=) k.id
+          and u.backend operator(pg_catalog.=) any (gone);
         insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
-        values (k.id, me, k.tenant_id, folded operator(pg_catalog.+) 1, pg_catalog.now())
+        values (k.id, me, k.tenant_id, folded, latest)
         on conflict on constraint api_key_usage_pkey
             do update set uses = u.uses operator(pg_catalog.+) excluded.uses,
-                          last_used_at = excluded.last_used_at;
+                          last_used_at = pg_catalog.greatest(u.last_used_at,
+                                                             excluded.last_used_at);
     end if;
     return query select k.agent_id, k.tenant_id, k.id, k.permissions;
 end

@@ -89,6 +89,7 @@ as $$
         ('agents', '{admin,agents,tenant_rows,definer_read}'),
         ('api_keys', '{admin,tenant_rows,definer_read}'),
         ('api_key_usage', '{api_key_usage,tenant_rows,definer_read}'),
+        ('api_key_usage_recent', '{api_key_usage,tenant_rows,definer_read}'),
         ('plugin_settings', '{admin,plugin_settings,tenant_rows}'),
         ('agent_active_states', '{admin,agent,tenant_rows}')
     ), tables (tbl, rules) as (

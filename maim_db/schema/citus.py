@@ -455,7 +455,10 @@ ANCHOR = "agent_active_states"
 #: reference table with an ExclusiveLock on its one shard, held to commit, so any key block
 #: left open stalled every other key block of every tenant; a single-shard write to a
 #: distributed table with one replica takes no such lock (docs/decisions.md).
-BY_KEY: Final = {"api_key_usage": "key_id"}
+BY_KEY: Final = {"api_key_usage": "key_id", "api_key_usage_recent": "key_id"}
+#: Each :data:`BY_KEY` table after the first joins the first's co-location group: api_key_list
+#: adds up both tables by key (migrations/0022).
+KEY_GROUP: Final = next(iter(BY_KEY))
 
 
 def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
@@ -485,7 +488,8 @@ def distribute(conn: psycopg.Connection[Any], *, control_plane: tuple[str, ...],
             conn.execute("set local citus.enable_unsafe_triggers = on")
             if name in BY_KEY:
                 conn.execute("select pg_catalog.create_distributed_table(%s, %s, "
-                             "colocate_with => 'none')", [name, BY_KEY[name]])
+                             "colocate_with => %s)",
+                             [name, BY_KEY[name], "none" if name == KEY_GROUP else KEY_GROUP])
             elif not is_agent:
                 conn.execute("select pg_catalog.create_reference_table(%s)", [name])
             elif name == ANCHOR or not _distributed(conn, ANCHOR):
@@ -547,7 +551,7 @@ def _own_group(conn: psycopg.Connection[Any], table: str) -> bool:
         return False
     with conn.transaction():
         conn.execute("select pg_catalog.update_distributed_table_colocation(%s, "
-                     "colocate_with => 'none')", [table])
+                     "colocate_with => %s)", [table, "none" if table == KEY_GROUP else KEY_GROUP])
     return True
 
 
@@ -636,6 +640,7 @@ def placement_findings(conn: psycopg.Connection[Any], *, agent_tables: set[str],
     found: list[Placement] = []
     rows = conn.execute(_PLACEMENT, {"bookkeeping": list(bookkeeping)}).fetchall()
     group = next((g for name, _, _, g, _ in rows if name == ANCHOR), None)
+    key_group = next((g for name, _, _, g, _ in rows if name == KEY_GROUP), None)
     for name, by_agent, reference, colocation, column in rows:
         if name in BY_KEY:
             if column != BY_KEY[name]:
@@ -646,6 +651,9 @@ def placement_findings(conn: psycopg.Connection[Any], *, agent_tables: set[str],
                 found.append(Placement(name, f"is co-located with {ANCHOR}: a key block's "
                                        "first multi-shard read fails (`maimdb migrate` "
                                        "moves it to a group of its own)"))
+            elif colocation != key_group:
+                found.append(Placement(name, f"is not co-located with {KEY_GROUP} "
+                                       "(api_key_list adds both up by key)"))
         elif name in agent_tables:
             if not by_agent:
                 found.append(Placement(name, "is not distributed by agent_id (`maimdb "

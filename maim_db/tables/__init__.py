@@ -50,6 +50,7 @@ from .control_plane import (
     ApiKey,
     ApiKeyInfo,
     ApiKeyUsage,
+    ApiKeyUsageRecent,
     PluginSetting,
     Tenant,
     User,
@@ -89,7 +90,7 @@ CONTROL_PLANE: tuple[type[Row], ...] = (
 #: Every table's row model of the schema ``public``, in migration order.
 ALL_ROWS: tuple[type[Row], ...] = (
     CONTROL_PLANE + agent_config.ROWS + business.ROWS + runtime.ROWS + imports.ROWS
-    + (ApiKeyUsage,)
+    + (ApiKeyUsage, ApiKeyUsageRecent)
 )
 
 #: Every table's row model of the schema ``maibot1`` (MaiBot 1.x), each an agent table.
@@ -110,6 +111,7 @@ __all__ = [
     "ApiKey",
     "ApiKeyInfo",
     "ApiKeyUsage",
+    "ApiKeyUsageRecent",
     "ApiProviderConfig",
     "BotConfigOverrides",
     "ChatConfigOverrides",
