@@ -265,9 +265,8 @@ drop function maim.policy_text(text, boolean);
 comment on schema maim is null;
 
 -- Definitions new since the hand-over (not in 0018): the web back end's login check
--- (sql/40_login.sql) and the policy it reads users through, and what answers maim.on_citus().
+-- (sql/40_login.sql) and the policy it reads users through.
 drop function if exists maim.check_login(text, text);
 drop function if exists maim.login_setting(text);
-drop procedure if exists maim.define_on_citus(boolean);  -- issue 36 (sql/20_scope.sql)
 drop policy if exists definer_select on users;
 drop policy if exists definer_delete on api_key_usage;  -- the fold of api_key_usage (sql/20_scope.sql)

@@ -1,7 +1,10 @@
 -- Undo 0022: the recent uses are moved into api_key_usage first (none is lost) and the view
 -- adds up api_key_usage alone again. maim.resolve_api_key still names the table dropped
 -- here until the older release's `maimdb migrate` re-applies its own definition, which
--- counts every use in api_key_usage (docs/conventions.md, "Rollbacks"): run it next.
+-- counts every use in api_key_usage (docs/conventions.md, "Rollbacks"): run it next. The one
+-- definition this release added (sql/20_scope.sql's maim.define_on_citus) is dropped here: the
+-- older release has no use for it, and 0019's rollback, which names such definitions, shipped
+-- before it and cannot change.
 
 insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
 select r.key_id, r.backend, r.tenant_id, r.uses, r.last_used_at
@@ -20,3 +23,4 @@ left join (select s.key_id, sum(s.uses) as uses, max(s.last_used_at) as last_use
 grant select on api_key_list to maim_tenant, maim_admin;
 
 drop table api_key_usage_recent;
+drop procedure if exists maim.define_on_citus(boolean);

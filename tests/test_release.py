@@ -112,6 +112,31 @@ def test_no_migration_or_public_name_changed_since_the_version_was_raised() -> N
         "entry (docs/conventions.md#releases)")
 
 
+def test_no_migration_a_release_shipped_was_edited() -> None:
+    """A database keeps the checksum of every migration it applied, rollback file included
+    (maim_db/schema/migrate.py), and `maimdb migrate` refuses to run where one differs. So a
+    migration the previous release shipped, or its rollback, must be byte for byte what it
+    was, or every deployment that applied it stops migrating (found in issue 36's review: an
+    edit to 0019's rollback)."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (an sdist): the rule is checked where the code is made")
+    if _git("rev-parse", "--is-shallow-repository") == "true":
+        pytest.skip("a shallow clone has not the previous release's commit")
+    releases = _git("log", "--first-parent", "--diff-merges=first-parent", "--no-patch",
+                    "--format=%H",
+                    "-G^__version__ = ", "--", "maim_db/version.py").split()
+    previous = next((c for c in releases if f'__version__ = "{__version__}"'
+                     not in _git("show", f"{c}:maim_db/version.py")), None)
+    if previous is None:
+        pytest.skip("no earlier release on this line")
+    shipped = _git("ls-tree", "--name-only", previous, "migrations/").split()
+    edited = [path for path in shipped
+              if not (ROOT / path).exists()
+              or _git("hash-object", str(ROOT / path)) != _git("rev-parse", f"{previous}:{path}")]
+    assert not edited, (f"{', '.join(edited)} shipped in {previous[:10]} and changed since: "
+                        "restore them and fix forward with a new migration")
+
+
 @pytest.mark.slow
 def test_version_names_the_release_and_its_newest_migration() -> None:
     ran = maimdb("--version")
