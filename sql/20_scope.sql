@@ -341,7 +341,7 @@ begin
     loop
         gone := gone operator(pg_catalog.||) r.backend;
         folded := folded operator(pg_catalog.+) r.uses;
-        latest := pg_catalog.greatest(latest, r.last_used_at);
+        latest := greatest(latest, r.last_used_at);
     end loop;
     if pg_catalog.cardinality(gone) operator(pg_catalog.>) 0 then
         delete from public.api_key_usage u
@@ -351,7 +351,7 @@ begin
         values (k.id, me, k.tenant_id, folded, latest)
         on conflict on constraint api_key_usage_pkey
             do update set uses = u.uses operator(pg_catalog.+) excluded.uses,
-                          last_used_at = pg_catalog.greatest(u.last_used_at,
+                          last_used_at = greatest(u.last_used_at,
                                                              excluded.last_used_at);
     end if;
     return query select k.agent_id, k.tenant_id, k.id, k.permissions;

@@ -423,5 +423,18 @@ def test_recent_uses_become_durable_at_the_first_use_after_ten_seconds(
         with conn.transaction():
             conn.execute("select maim.open_key_scope(%s)", [issued.secret])
         assert counts(su) == (4, 1)
+        pid = conn.info.backend_pid
+    with psycopg.connect(db.superuser, autocommit=True) as su:  # the backend has ended
+        su.execute("select pg_terminate_backend(%s::int, 10000)", [pid])
+        # a new backend's first use folds the ended one's rows of both tables into its own
+        with psycopg.connect(db.dsn("plugin"), autocommit=True) as conn:
+            with conn.transaction():
+                conn.execute("select maim.open_key_scope(%s)", [issued.secret])
+            assert su.execute(
+                "select array_agg(distinct backend) from (select backend from api_key_usage"
+                " where key_id = %(k)s union all select backend from api_key_usage_recent"
+                " where key_id = %(k)s) b", {"k": issued.record.id}).fetchone() == (
+                    [conn.info.backend_pid],)
+            assert counts(su) == (4, 2)
     with connect(db.dsn("admin"), admin=True) as adm:
-        assert adm.get(ApiKeyInfo, issued.record.id).usage_count == 5
+        assert adm.get(ApiKeyInfo, issued.record.id).usage_count == 6
