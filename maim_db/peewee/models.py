@@ -16,6 +16,7 @@ catalog. What differs from MaiBot's SQLite models, on purpose:
 from __future__ import annotations
 
 import json
+import operator
 import types
 import typing
 from datetime import datetime, tzinfo
@@ -121,8 +122,51 @@ class _Routed:
         return super().__sql__(ctx)  # type: ignore[misc]
 
 
+#: The default column list as Peewee rendered it, per (model, the table's alias in the
+#: statement, the quote characters): all a column's text depends on. Read-only once written;
+#: a race writes the same text twice.
+_SELECTIONS: dict[tuple[Any, str, Any], tuple[tuple[peewee.Field, ...], str]] = {}
+_SELECTIONS_MAX = 4096  # aliases are t1, t2, ...: a handful per model in practice
+
+
 class _Select(_Routed, peewee.ModelSelect):
-    pass
+    def __sql_selection__(self, ctx: Any, is_subquery: bool = False) -> Any:
+        """The column list of ``Model.select()``, rendered by Peewee once per model and alias
+        and reused: rendering 41 columns is most of the time a message query takes to build.
+        Only the default list of every field of the model (checked by identity) is cached;
+        a column list holds no values. Anything else is Peewee's own rendering."""
+        fields = self._returning  # type: ignore[attr-defined]
+        meta = self.model._meta
+        table = meta.table
+        if (is_subquery or not self._is_default  # type: ignore[attr-defined]
+                or table._alias  # type: ignore[attr-defined]
+                or ctx.scope != peewee.SCOPE_SOURCE):
+            return super().__sql_selection__(ctx, is_subquery)
+        # The lookup the first column would make (it names the table by its alias here,
+        # assigning one if the statement has none yet): the same alias state either way.
+        alias = ctx.alias_manager[table]
+        key = (self.model, alias, ctx.state.quote)
+        hit = _SELECTIONS.get(key)
+        if hit is not None and _same(hit[0], fields):
+            return ctx.literal(hit[1])
+        default = tuple(meta.sorted_fields)
+        if not _same(default, fields):
+            return super().__sql_selection__(ctx, is_subquery)
+        own = ctx.as_new()  # the same settings, a fresh statement: only the columns
+        own.alias_manager[table] = alias
+        with own.scope_source(in_projection=True):
+            own.sql(peewee.CommaNodeList(fields))
+        text, params = own.query()
+        if params:  # not a plain column list after all: never cached
+            return super().__sql_selection__(ctx, is_subquery)
+        if len(_SELECTIONS) < _SELECTIONS_MAX:
+            _SELECTIONS[key] = (default, text)
+        return ctx.literal(text)
+
+
+def _same(cached: tuple[peewee.Field, ...], fields: Any) -> bool:
+    """The same field objects in the same order (``==`` on fields builds an expression)."""
+    return len(cached) == len(fields) and all(map(operator.is_, cached, fields))
 
 
 class _Update(_Routed, peewee.ModelUpdate):
