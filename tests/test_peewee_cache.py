@@ -102,3 +102,24 @@ def test_the_shapes_run_through_the_bridge(bridge: ScopedDatabase, world: World)
                     .order_by(M.time)] == [(True, "c1"), (True, "c2"), (True, "c1")]
             assert sorted(m.time for m in Aliased.select().where(Aliased.time > 0.5)) == [1.0, 2.0]
             assert [m.message_id for m in SHAPES["distinct on"]()] == ["m2", "m1"]
+
+
+def test_rows_are_made_from_their_own_columns(bridge: ScopedDatabase, world: World,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rows' set-up reused for a default select never serves another column list of the
+    same model (``columns()`` keeps the select default), nor dicts, tuples or a join."""
+    monkeypatch.setattr(models, "_RESOLVED", {})
+    with agent_scope(world.agent_id("A1")):
+        P.create(person_id="p1", platform="qq", user_id="1", nickname="小明", know_times=3.0)
+        P.create(person_id="p2", platform="qq", user_id="2", nickname="小红")
+        for _ in range(2):  # cold, then from the cache
+            whole = list(P.select().order_by(P.person_id))
+            assert [(p.person_id, p.nickname, p.know_times) for p in whole] == [
+                ("p1", "小明", 3.0), ("p2", "小红", None)]
+            assert not whole[0].is_dirty() and whole[0].id is not None
+            two = list(P.select().columns(P.nickname, P.person_id).order_by(P.person_id))
+            assert [(p.person_id, p.nickname, p.user_id) for p in two] == [
+                ("p1", "小明", None), ("p2", "小红", None)]
+            assert list(P.select().order_by(P.person_id).dicts())[1]["nickname"] == "小红"
+            assert list(P.select().order_by(P.person_id).tuples())[0][3] == "p1"
+    assert list(models._RESOLVED) == [(P, tuple(f.column_name for f in P._meta.sorted_fields))]
