@@ -75,7 +75,7 @@ class _Rollback(Exception):
 
 
 #: A statement's DB-API description per column list: the same few shapes run again and again,
-#: and a message row has 41 columns. Immutable, so one is shared by every cursor of a shape.
+#: and a message row has 38 columns. Immutable, so one is shared by every cursor of a shape.
 _DESCRIPTIONS: dict[tuple[str, ...], tuple[tuple[Any, ...], ...]] = {}
 _DESCRIPTIONS_MAX = 4096
 

@@ -132,7 +132,7 @@ _SELECTIONS_MAX = 4096  # aliases are t1, t2, ...: a handful per model in practi
 class _Select(_Routed, peewee.ModelSelect):
     def __sql_selection__(self, ctx: Any, is_subquery: bool = False) -> Any:
         """The column list of ``Model.select()``, rendered by Peewee once per model and alias
-        and reused: rendering 41 columns is most of the time a message query takes to build.
+        and reused: rendering 38 columns is most of the time a message query takes to build.
         Only the default list of every field of the model (checked by identity) is cached;
         a column list holds no values. Anything else is Peewee's own rendering."""
         fields = self._returning  # type: ignore[attr-defined]
@@ -256,7 +256,7 @@ class BaseModel(peewee.Model):
     @classmethod
     def select(cls, *fields: Any) -> peewee.ModelSelect[Any]:
         # Every field is the model itself to Peewee, which expands it to the same list
-        # without testing each of the (up to 41) fields for being a model.
+        # without testing each of the (38 for a message) fields for being a model.
         return _Select(cls, fields or (cls,), is_default=not fields)
 
     @classmethod
