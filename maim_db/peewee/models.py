@@ -165,10 +165,10 @@ class _Select(_Routed, peewee.ModelSelect):
 
     def _get_model_cursor_wrapper(self, cursor: Any) -> Any:
         wrapper = super()._get_model_cursor_wrapper(cursor)  # type: ignore[misc]
-        # Only the plain one-model wrapper making this model's instances from every field.
+        # Only the plain one-model wrapper making this model's instances, of a default select
+        # (whether it is every field is checked when there are rows to set up for).
         if (type(wrapper) is peewee.ModelObjectCursorWrapper
-                and wrapper.constructor is self.model
-                and _same(tuple(self.model._meta.sorted_fields), wrapper.select)):
+                and wrapper.constructor is self.model and self._is_default):  # type: ignore[attr-defined]
             wrapper.__class__ = _Rows
         return wrapper
 
@@ -194,10 +194,13 @@ class _Rows(peewee.ModelObjectCursorWrapper):
             return
         before = dict(vars(self))
         super().initialize()
+        default = tuple(self.model._meta.sorted_fields)
+        if not _same(default, self.select):  # columns() keeps is_default: not this list
+            return
         made = {k: v for k, v in vars(self).items() if k not in before or before[k] is not v}
         if len(_RESOLVED) < _RESOLVED_MAX and not any(
                 v is self.cursor or v is self for v in made.values()):
-            _RESOLVED[key] = (tuple(self.select), made)
+            _RESOLVED[key] = (default, made)
 
 
 def _same(cached: tuple[peewee.Field, ...], fields: Any) -> bool:
