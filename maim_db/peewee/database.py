@@ -74,6 +74,21 @@ class _Rollback(Exception):
     """Thrown into a block to end it with ROLLBACK."""
 
 
+#: A statement's DB-API description per column list: the same few shapes run again and again,
+#: and a message row has 38 columns. Immutable, so one is shared by every cursor of a shape.
+_DESCRIPTIONS: dict[tuple[str, ...], tuple[tuple[Any, ...], ...]] = {}
+_DESCRIPTIONS_MAX = 4096
+
+
+def _description(columns: tuple[str, ...]) -> tuple[tuple[Any, ...], ...]:
+    made = _DESCRIPTIONS.get(columns)
+    if made is None:
+        made = tuple((name, None, None, None, None, None, None) for name in columns)
+        if len(_DESCRIPTIONS) < _DESCRIPTIONS_MAX:
+            _DESCRIPTIONS[columns] = made
+    return made
+
+
 class Cursor:
     """A finished statement as Peewee reads it (DB-API: ``description``, ``rowcount``,
     ``fetchone``/``fetchmany``/``fetchall``, iteration). The rows are already in memory."""
@@ -81,8 +96,7 @@ class Cursor:
     arraysize = 100
 
     def __init__(self, result: Result) -> None:
-        self.description = ([(name, None, None, None, None, None, None)
-                             for name in result.columns] if result.columns else None)
+        self.description = _description(result.columns) if result.columns else None
         self.rowcount = result.rowcount
         self._rows = result.rows
         self._at = 0

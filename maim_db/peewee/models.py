@@ -16,6 +16,7 @@ catalog. What differs from MaiBot's SQLite models, on purpose:
 from __future__ import annotations
 
 import json
+import operator
 import types
 import typing
 from datetime import datetime, tzinfo
@@ -121,8 +122,90 @@ class _Routed:
         return super().__sql__(ctx)  # type: ignore[misc]
 
 
+#: The default column list as Peewee rendered it, per (model, the table's alias in the
+#: statement, the quote characters): all a column's text depends on. Read-only once written;
+#: a race writes the same text twice.
+_SELECTIONS: dict[tuple[Any, str, Any], tuple[tuple[peewee.Field, ...], str]] = {}
+_SELECTIONS_MAX = 4096  # aliases are t1, t2, ...: a handful per model in practice
+
+
 class _Select(_Routed, peewee.ModelSelect):
-    pass
+    def __sql_selection__(self, ctx: Any, is_subquery: bool = False) -> Any:
+        """The column list of ``Model.select()``, rendered by Peewee once per model and alias
+        and reused: rendering 38 columns is most of the time a message query takes to build.
+        Only the default list of every field of the model (checked by identity) is cached;
+        a column list holds no values. Anything else is Peewee's own rendering."""
+        fields = self._returning  # type: ignore[attr-defined]
+        meta = self.model._meta
+        table = meta.table
+        if (is_subquery or not self._is_default  # type: ignore[attr-defined]
+                or table._alias  # type: ignore[attr-defined]
+                or ctx.scope != peewee.SCOPE_SOURCE):
+            return super().__sql_selection__(ctx, is_subquery)
+        # The lookup the first column would make (it names the table by its alias here,
+        # assigning one if the statement has none yet): the same alias state either way.
+        alias = ctx.alias_manager[table]
+        key = (self.model, alias, ctx.state.quote)
+        hit = _SELECTIONS.get(key)
+        if hit is not None and _same(hit[0], fields):
+            return ctx.literal(hit[1])
+        default = tuple(meta.sorted_fields)
+        if not _same(default, fields):
+            return super().__sql_selection__(ctx, is_subquery)
+        own = ctx.as_new()  # the same settings, a fresh statement: only the columns
+        own.alias_manager[table] = alias
+        with own.scope_source(in_projection=True):
+            own.sql(peewee.CommaNodeList(fields))
+        text, params = own.query()
+        if params:  # not a plain column list after all: never cached
+            return super().__sql_selection__(ctx, is_subquery)
+        if len(_SELECTIONS) < _SELECTIONS_MAX:
+            _SELECTIONS[key] = (default, text)
+        return ctx.literal(text)
+
+    def _get_model_cursor_wrapper(self, cursor: Any) -> Any:
+        wrapper = super()._get_model_cursor_wrapper(cursor)  # type: ignore[misc]
+        # Only the plain one-model wrapper making this model's instances, of a default select
+        # (whether it is every field is checked when there are rows to set up for).
+        if (type(wrapper) is peewee.ModelObjectCursorWrapper
+                and wrapper.constructor is self.model and self._is_default):  # type: ignore[attr-defined]
+            wrapper.__class__ = _Rows
+        return wrapper
+
+
+#: How a default select's result columns map to the model's fields, as Peewee's cursor
+#: wrapper worked it out (attribute name: value), per (model, result column names).
+_RESOLVED: dict[tuple[Any, tuple[str, ...]], tuple[tuple[peewee.Field, ...], dict[str, Any]]] = {}
+_RESOLVED_MAX = 4096
+
+
+class _Rows(peewee.ModelObjectCursorWrapper):
+    """Peewee's wrapper that makes model instances from a default select's rows, with its
+    per-statement set-up (which field each result column is, its converter: 40 to 100 µs for a
+    wide model) done once per model and column names. That set-up reads nothing else: the
+    column names (the bridge's cursors describe nothing more), the model and the selected
+    fields, checked by identity. The rows themselves are Peewee's own processing."""
+
+    def initialize(self) -> None:
+        key = (self.model, tuple(column[0] for column in self.cursor.description))
+        hit = _RESOLVED.get(key)
+        if hit is not None and _same(hit[0], self.select):
+            self.__dict__.update(hit[1])  # read-only lists, shared by every wrapper
+            return
+        before = dict(vars(self))
+        super().initialize()
+        default = tuple(self.model._meta.sorted_fields)
+        if not _same(default, self.select):  # columns() keeps is_default: not this list
+            return
+        made = {k: v for k, v in vars(self).items() if k not in before or before[k] is not v}
+        if len(_RESOLVED) < _RESOLVED_MAX and not any(
+                v is self.cursor or v is self for v in made.values()):
+            _RESOLVED[key] = (default, made)
+
+
+def _same(cached: tuple[peewee.Field, ...], fields: Any) -> bool:
+    """The same field objects in the same order (``==`` on fields builds an expression)."""
+    return len(cached) == len(fields) and all(map(operator.is_, cached, fields))
 
 
 class _Update(_Routed, peewee.ModelUpdate):
@@ -153,13 +236,15 @@ class BaseModel(peewee.Model):
         # A row read from a query (Peewee passes __no_default__): its values go into the
         # instance as they are, without a descriptor call per column — the same state
         # Peewee's own path leaves, at a fraction of the cost for MaiBot's wide rows.
-        if kwargs.get("__no_default__") and not args:
-            values = {k: v for k, v in kwargs.items() if k != "__no_default__"}
-            if values.keys() <= self._meta.fields.keys():
-                self.__data__ = values
-                self._dirty: set[str] = set()
-                self.__rel__: dict[str, Any] = {}
-                return
+        # ``kwargs`` is this call's own dict, so it becomes the instance's without a copy.
+        flag = kwargs.pop("__no_default__", None)
+        if flag and not args and kwargs.keys() <= self._meta.fields.keys():
+            self.__data__ = kwargs
+            self._dirty: set[str] = set()
+            self.__rel__: dict[str, Any] = {}
+            return
+        if flag is not None:
+            kwargs["__no_default__"] = flag
         super().__init__(*args, **kwargs)
 
     def save(self, force_insert: bool = False, only: Any = None) -> Any:
@@ -173,7 +258,9 @@ class BaseModel(peewee.Model):
 
     @classmethod
     def select(cls, *fields: Any) -> peewee.ModelSelect[Any]:
-        return _Select(cls, fields or cls._meta.sorted_fields, is_default=not fields)
+        # Every field is the model itself to Peewee, which expands it to the same list
+        # without testing each of the (38 for a message) fields for being a model.
+        return _Select(cls, fields or (cls,), is_default=not fields)
 
     @classmethod
     def update(cls, __data: dict[Any, Any] | None = None, **update: Any) -> peewee.ModelUpdate:
