@@ -22,5 +22,6 @@ left join (select s.key_id, sum(s.uses) as uses, max(s.last_used_at) as last_use
            from public.api_key_usage s group by s.key_id) u on u.key_id = k.id;
 grant select on api_key_list to maim_tenant, maim_admin;
 
+drop function maim.api_key_uses();
 drop table api_key_usage_recent;
 drop procedure if exists maim.define_on_citus(boolean);
