@@ -178,10 +178,21 @@ class Session:
         if self.zone is not None and params:
             params = in_zone(params, self.zone)
         pgq = self._parsed(query, params)
-        pgq.dump(params)
-        prepared = (self.cache.get((pgq.query, pgq.types)) if prepare and self.preparing
+        values: Any
+        formats: Any
+        wanted = pgq._want_formats
+        if (wanted is not None and pgq._order is None and (type(params) is list or type(
+                params) is tuple) and len(params) == len(wanted)):
+            # %s placeholders and as many values: what PostgresQuery.dump checks and does,
+            # without its three Python calls (two statements per block pass here)
+            tx = self.tx
+            values, types, formats = tx.dump_sequence(params, wanted), tx.types or (), tx.formats
+        else:  # named placeholders, no parameters, or a mismatch psycopg reports
+            pgq.dump(params)
+            values, types, formats = pgq.params, pgq.types, pgq.formats
+        prepared = (self.cache.get((pgq.query, types)) if prepare and self.preparing
                     else None)
-        return Call(pgq.query, pgq.params, pgq.types, pgq.formats, prepared)
+        return Call(pgq.query, values, types, formats, prepared)
 
     def _parsed(self, query: Query, params: Params) -> PostgresQuery:
         """The query split into text and placeholders once per text (psycopg re-splits texts
