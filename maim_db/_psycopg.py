@@ -4,7 +4,9 @@ place. ``pyproject.toml`` bounds psycopg to the minor versions CI runs (the floo
 passes on it, since any of these may move between minors.
 
 - ``PostgresQuery``: psycopg's own ``%s`` parser and parameter dumper, so a pipelined
-  statement is converted exactly as a cursor would convert it (maim_db/pipeline.py).
+  statement is converted exactly as a cursor would convert it (maim_db/pipeline.py); its
+  ``_want_formats`` and ``_order`` (what ``dump()`` reads) let ``Session.call`` dump a
+  positional sequence with the ``Transformer`` directly.
 - ``generators.send`` / ``generators.fetch``: the non-blocking send and receive steps that a
   connection's ``wait()`` drives, so a scope statement and its query share one round trip.
 - ``BaseCursor``: the type a row factory receives (maim_db/row.py).

@@ -12,7 +12,8 @@ pipeline — one round trip.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -285,24 +286,46 @@ class Block(Handle[psycopg.Connection[Any]]):
 Database = Block
 
 
-@contextmanager
+class _Scoped:
+    """What :func:`run_scoped` returns: enters one block, ends it (commit, or rollback when
+    the body raised). A class, not a generator-based context manager: every block passes
+    here, and the generator's own machinery cost more than the rest of it."""
+
+    __slots__ = ("_conn", "_db", "_scope", "_single", "_snapshot")
+
+    def __init__(
+        self, conn: psycopg.Connection[Any], scope: Scope, single: bool, snapshot: bool
+    ) -> None:
+        self._conn = conn
+        self._scope = scope
+        self._single = single
+        self._snapshot = snapshot
+
+    def __enter__(self) -> Block:
+        conn = self._conn
+        check_idle(conn.autocommit, conn.pgconn.transaction_status)
+        self._db = Block(conn, self._scope, single=self._single, snapshot=self._snapshot)
+        return self._db
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        db = self._db
+        db._ended = True
+        if err is None:
+            db._finish(ok=True)
+            return
+        with suppress(MaimDBError):  # the original error matters more than a failed rollback
+            db._finish(ok=False)
+
+
 def run_scoped(
     conn: psycopg.Connection[Any], scope: Scope, *, single: bool = False, snapshot: bool = False
-) -> Iterator[Block]:
+) -> AbstractContextManager[Block]:
     """One block in ``scope`` on ``conn``, which must be idle and in autocommit mode.
     ``single``: the block runs one statement, as one round trip; ``snapshot``: every
     statement sees the same committed state (read only, repeatable read: an export)."""
-    check_idle(conn.autocommit, conn.pgconn.transaction_status)
-    db = Block(conn, scope, single=single, snapshot=snapshot)
-    try:
-        yield db
-    except BaseException:
-        with suppress(MaimDBError):  # the original error matters more than a failed rollback
-            db._finish(ok=False)
-        raise
-    finally:
-        db._ended = True
-    db._finish(ok=True)
+    return _Scoped(conn, scope, single, snapshot)
 
 
 @contextmanager

@@ -11,7 +11,8 @@ pipeline — one round trip.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -272,24 +273,44 @@ class AsyncBlock(Handle[psycopg.AsyncConnection[Any]]):
 AsyncDatabase = AsyncBlock
 
 
-@asynccontextmanager
-async def arun_scoped(conn: psycopg.AsyncConnection[Any], scope: Scope, *,
-                      single: bool = False,
-                      snapshot: bool = False) -> AsyncIterator[AsyncBlock]:
+class _Scoped:
+    """What :func:`arun_scoped` returns: enters one block, ends it (commit, or rollback when
+    the body raised). A class, not a generator-based context manager: every block passes
+    here, and the generator's own machinery cost more than the rest of it."""
+
+    __slots__ = ("_conn", "_db", "_scope", "_single", "_snapshot")
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any], scope: Scope, single: bool,
+                 snapshot: bool) -> None:
+        self._conn = conn
+        self._scope = scope
+        self._single = single
+        self._snapshot = snapshot
+
+    async def __aenter__(self) -> AsyncBlock:
+        conn = self._conn
+        check_idle(conn.autocommit, conn.pgconn.transaction_status)
+        self._db = AsyncBlock(conn, self._scope, single=self._single, snapshot=self._snapshot)
+        return self._db
+
+    async def __aexit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        db = self._db
+        db._ended = True
+        if err is None:
+            await db._finish(ok=True)
+            return
+        with suppress(MaimDBError):  # the original error matters more than a failed rollback
+            await db._finish(ok=False)
+
+
+def arun_scoped(conn: psycopg.AsyncConnection[Any], scope: Scope, *,
+                single: bool = False,
+                snapshot: bool = False) -> AbstractAsyncContextManager[AsyncBlock]:
     """One block in ``scope`` on ``conn``, which must be idle and in autocommit mode.
     ``single``: the block runs one statement, as one round trip; ``snapshot``: every
     statement sees the same committed state (read only, repeatable read: an export)."""
-    check_idle(conn.autocommit, conn.pgconn.transaction_status)
-    db = AsyncBlock(conn, scope, single=single, snapshot=snapshot)
-    try:
-        yield db
-    except BaseException:
-        with suppress(MaimDBError):  # the original error matters more than a failed rollback
-            await db._finish(ok=False)
-        raise
-    finally:
-        db._ended = True
-    await db._finish(ok=True)
+    return _Scoped(conn, scope, single, snapshot)
 
 
 @asynccontextmanager

@@ -7,10 +7,10 @@ from __future__ import annotations
 import importlib
 import logging
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Generic, LiteralString, TypeVar
+from types import TracebackType
+from typing import Any, Final, Generic, LiteralString, TypeVar
 
 import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
@@ -70,15 +70,29 @@ def check_idle(autocommit: bool, status: int) -> None:
                          "join a transaction that is already open")
 
 
-@contextmanager
-def translated() -> Iterator[None]:
+class _Translated:
+    """The context manager :func:`translated` returns: stateless, so one serves every block
+    (a generator-based one cost a generator and its bookkeeping per statement)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if isinstance(err, psycopg.Error):
+            raise translate(err) from err
+        if isinstance(err, (TypeError, UnicodeEncodeError)):  # a query or parameter
+            raise InputError(f"cannot run this statement: {err}") from err  # psycopg refuses
+
+
+_TRANSLATED: Final = _Translated()
+
+
+def translated() -> AbstractContextManager[None]:
     """psycopg's errors as maim_db's; what psycopg refuses to send as an InputError."""
-    try:
-        yield
-    except psycopg.Error as err:
-        raise translate(err) from err
-    except (TypeError, UnicodeEncodeError) as err:  # a query or parameter psycopg cannot send
-        raise InputError(f"cannot run this statement: {err}") from err
+    return _TRANSLATED
 
 
 class Handle(Generic[C]):

@@ -50,6 +50,7 @@ COPY_REFUSED: Final = ("COPY cannot run in a maim_db block (the block cannot sen
                        "its data); its connection was closed. Read and write rows instead, "
                        "or COPY with psql")
 TEXT: Final = pq.Format.TEXT
+PIPELINE_OFF: Final = pq.PipelineStatus.OFF
 
 #: libpq sends the protocol's Close for a statement from 17 on; before, SQL's DEALLOCATE does
 #: it (which, unlike Close, fails for a statement already gone: the block then fails once).
@@ -159,7 +160,7 @@ class Session:
         # A key's block ran since the last committed reset of settings and temporary objects.
         self.unsettled = False
         # The reported settings as the session began, to see a block change one.
-        self.reported = [(name, conn.pgconn.parameter_status(name)) for name in REPORTED]
+        self.reported = list(map(conn.pgconn.parameter_status, REPORTED))
         self.citus: bool | None = None  # a Citus node? (asked with the release floor)
         self.probed = False  # the first block's probe ran, and the release floor allows us
         # MAIMDB_TIMEZONE: the zone naive datetime parameters mean (else the server's TimeZone
@@ -177,17 +178,30 @@ class Session:
         if self.zone is not None and params:
             params = in_zone(params, self.zone)
         pgq = self._parsed(query, params)
-        pgq.dump(params)
-        prepared = (self.cache.get((pgq.query, pgq.types)) if prepare and self.preparing
+        values: Any
+        formats: Any
+        wanted = pgq._want_formats
+        if (wanted is not None and pgq._order is None and (type(params) is list or type(
+                params) is tuple) and len(params) == len(wanted)):
+            # %s placeholders and as many values: what PostgresQuery.dump checks and does,
+            # without its three Python calls (two statements per block pass here)
+            tx = self.tx
+            values, types, formats = tx.dump_sequence(params, wanted), tx.types or (), tx.formats
+        else:  # named placeholders, no parameters, or a mismatch psycopg reports
+            pgq.dump(params)
+            values, types, formats = pgq.params, pgq.types, pgq.formats
+        prepared = (self.cache.get((pgq.query, types)) if prepare and self.preparing
                     else None)
-        return Call(pgq.query, pgq.params, pgq.types, pgq.formats, prepared)
+        return Call(pgq.query, values, types, formats, prepared)
 
     def _parsed(self, query: Query, params: Params) -> PostgresQuery:
         """The query split into text and placeholders once per text (psycopg re-splits texts
         over 4 kB, such as a 1,000-row INSERT, on every call)."""
-        if isinstance(query, sql.Composable):
+        if isinstance(query, (str, bytes)):  # first: an ABC's isinstance (below) is slower
+            pass
+        elif isinstance(query, sql.Composable):
             query = query.as_bytes(self.tx)
-        elif not isinstance(query, (str, bytes)):
+        else:
             raise TypeError(f"a query is a string or a psycopg.sql object, not "
                             f"{type(query).__name__}")
         key = (query, params is None)
@@ -229,9 +243,9 @@ class Session:
     def resets(self) -> list[Call]:
         """The statements that reset settings and temporary objects, if this block must
         start with them: after a key's block, or when a reported setting changed."""
-        pgconn = self.pgconn
-        if not self.unsettled and all(pgconn.parameter_status(name) == value
-                                      for name, value in self.reported):
+        # the values read in C (map), compared as one list: this runs before every block
+        if not self.unsettled and list(map(self.pgconn.parameter_status,
+                                           REPORTED)) == self.reported:
             return []
         return [*(Call(query, None, None, None, None) for query in RESET_SETTINGS), Call.sync()]
 
@@ -253,10 +267,12 @@ class Session:
         try:
             queue = self._queue(calls)
             parsing: list[Prepared] = []  # parsed in this pipeline: parse each once
+            syncs = 1  # the Sync that ends the pipeline, and one per Sync call
             for call in queue:
                 kind = call.kind
                 if kind is SYNC:
                     pgconn.pipeline_sync()
+                    syncs += 1
                 elif kind is CLOSE:
                     if CLOSE_IN_PROTOCOL:
                         pgconn.send_close_prepared(call.query)
@@ -274,7 +290,6 @@ class Session:
             pgconn.pipeline_sync()
             yield from generators.send(pgconn)
             results: list[PGresult] = []
-            syncs = 1 + sum(call.kind is SYNC for call in calls)
             while True:
                 res = yield from generators.fetch(pgconn)
                 if res is None:
@@ -290,10 +305,10 @@ class Session:
         finally:
             if copying:
                 pgconn.finish()  # nothing else can end the COPY: the server ends the rest
-            elif pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            elif pgconn.pipeline_status != PIPELINE_OFF:
                 with suppress(psycopg.OperationalError):
                     pgconn.exit_pipeline_mode()
-            if pgconn.pipeline_status != pq.PipelineStatus.OFF:
+            if pgconn.pipeline_status != PIPELINE_OFF:
                 # Interrupted with results pending (Ctrl-C landing here): the connection can
                 # neither leave pipeline mode nor roll back. Closed now, the server ends the
                 # transaction, the caller's exception goes on alone, and a pool replaces it.

@@ -12,8 +12,8 @@ client.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -25,6 +25,44 @@ from .handle import Result
 from .pipeline import Params, Query, R
 from .scope import Scope, resolve
 from .settings import connection_options, resolve_dsn
+
+
+class _Borrowed:
+    """One block on a borrowed connection: checked out, the block, given back whatever
+    happened. A class rather than a generator-based context manager, whose machinery cost
+    more than the rest (docs/performance.md). getconn/putconn rather than psycopg_pool's
+    connection(): its `with conn:` would add a COMMIT check of its own (a wait) to every
+    block, which ends its transaction itself."""
+
+    __slots__ = ("_conn", "_pool", "_scope", "_scoped", "_single")
+
+    def __init__(
+        self, pool: ConnectionPool[psycopg.Connection[Any]], scope: Scope, single: bool
+    ) -> None:
+        self._pool = pool
+        self._scope = scope
+        self._single = single
+
+    def __enter__(self) -> Block:
+        try:
+            conn = self._pool.getconn()
+        except (PoolTimeout, PoolClosed) as err:
+            raise pool_error(err) from err
+        self._conn = conn
+        try:
+            self._scoped = run_scoped(conn, self._scope, single=self._single)
+            return self._scoped.__enter__()
+        except BaseException:
+            self._pool.putconn(conn)
+            raise
+
+    def __exit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            self._scoped.__exit__(kind, err, tb)
+        finally:
+            self._pool.putconn(self._conn)
 
 
 class Pool:
@@ -63,19 +101,8 @@ class Pool:
         except (PoolTimeout, PoolClosed) as err:
             raise pool_error(err, opening=True) from err
 
-    @contextmanager
-    def _borrow(self, scope: Scope, single: bool = False) -> Iterator[Block]:
-        # getconn/putconn rather than psycopg_pool's connection(): its `with conn:` would add
-        # a COMMIT check of its own (a wait) to every block, which ends its transaction itself.
-        try:
-            conn = self._pool.getconn()
-        except (PoolTimeout, PoolClosed) as err:
-            raise pool_error(err) from err
-        try:
-            with run_scoped(conn, scope, single=single) as db:
-                yield db
-        finally:
-            self._pool.putconn(conn)
+    def _borrow(self, scope: Scope, single: bool = False) -> AbstractContextManager[Block]:
+        return _Borrowed(self._pool, scope, single)
 
     def connection(
         self,

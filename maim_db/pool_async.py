@@ -11,8 +11,8 @@ client.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
 from typing import Any
 
 import psycopg
@@ -24,6 +24,42 @@ from .handle import Result
 from .pipeline import Params, Query, R
 from .scope import Scope, resolve
 from .settings import connection_options, resolve_dsn
+
+
+class _Borrowed:
+    """One block on a borrowed connection: checked out, the block, given back whatever
+    happened. A class rather than a generator-based context manager, whose machinery cost
+    more than the rest (docs/performance.md). getconn/putconn rather than psycopg_pool's
+    connection(): its `with conn:` would add a COMMIT check of its own (a wait) to every
+    block, which ends its transaction itself."""
+
+    __slots__ = ("_conn", "_pool", "_scope", "_scoped", "_single")
+
+    def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], scope: Scope,
+                 single: bool) -> None:
+        self._pool = pool
+        self._scope = scope
+        self._single = single
+
+    async def __aenter__(self) -> AsyncBlock:
+        try:
+            conn = await self._pool.getconn()
+        except (PoolTimeout, PoolClosed) as err:
+            raise pool_error(err) from err
+        self._conn = conn
+        try:
+            self._scoped = arun_scoped(conn, self._scope, single=self._single)
+            return await self._scoped.__aenter__()
+        except BaseException:
+            await self._pool.putconn(conn)
+            raise
+
+    async def __aexit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        try:
+            await self._scoped.__aexit__(kind, err, tb)
+        finally:
+            await self._pool.putconn(self._conn)
 
 
 class AsyncPool:
@@ -50,19 +86,9 @@ class AsyncPool:
         except (PoolTimeout, PoolClosed) as err:
             raise pool_error(err, opening=True) from err
 
-    @asynccontextmanager
-    async def _borrow(self, scope: Scope, single: bool = False) -> AsyncIterator[AsyncBlock]:
-        # getconn/putconn rather than psycopg_pool's connection(): its `with conn:` would add
-        # a COMMIT check of its own (a wait) to every block, which ends its transaction itself.
-        try:
-            conn = await self._pool.getconn()
-        except (PoolTimeout, PoolClosed) as err:
-            raise pool_error(err) from err
-        try:
-            async with arun_scoped(conn, scope, single=single) as db:
-                yield db
-        finally:
-            await self._pool.putconn(conn)
+    def _borrow(self, scope: Scope,
+                single: bool = False) -> AbstractAsyncContextManager[AsyncBlock]:
+        return _Borrowed(self._pool, scope, single)
 
     def connection(self, *, agent_id: str | None = None, tenant_id: str | None = None,
                    admin: bool = False,

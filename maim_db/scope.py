@@ -168,10 +168,25 @@ class Scope:
 AMBIENT: ContextVar[Scope | None] = ContextVar("maim_db_scope", default=None)
 
 
+#: Agent scopes already resolved, by id (a Scope is immutable, so one serves every block): the
+#: id's pattern is matched once, not per block. Bounded; emptied when full.
+_AGENTS: dict[str, Scope] = {}
+_AGENTS_KEPT: Final = 4096
+
+
 def resolve(*, agent_id: str | None = None, tenant_id: str | None = None,
             admin: bool = False, api_key: str | None = None) -> Scope:
     """Exactly one scope, well formed — checked before any connection is made. With none
     named, the ambient scope (:mod:`maim_db.context`) applies; an explicit one always wins."""
+    if (type(agent_id) is str and tenant_id is None and admin is False
+            and api_key is None):  # the common call: one agent's scope, checked once
+        found = _AGENTS.get(agent_id)
+        if found is None:
+            found = Scope("agent", ids.check("agent", agent_id))
+            if len(_AGENTS) >= _AGENTS_KEPT:
+                _AGENTS.clear()
+            _AGENTS[agent_id] = found
+        return found
     if not isinstance(admin, bool):  # admin="false" is truthy: refuse rather than guess
         raise ScopeError(f"admin= takes True or False, got {admin!r}")
     chosen = [name for name, given in

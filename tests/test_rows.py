@@ -42,6 +42,23 @@ def test_a_fast_row_equals_a_validated_one(db: TestDB, world: World) -> None:
         fast.time = "not a time"  # type: ignore[assignment]
 
 
+def test_rows_read_share_no_set_of_given_fields(db: TestDB, world: World) -> None:
+    """Rows read hold one frozenset of their model until asked: asked, each row has its own
+    mutable set, as a validated row has."""
+    with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s:
+        s.insert(message(1))
+        s.insert(message(2))
+        first, second = s.fetch(Message, "select * from messages")
+    given = first.model_fields_set
+    assert type(given) is set and given == set(Message.model_fields)
+    given.discard("reply_to")
+    assert first.model_fields_set is given and "reply_to" not in first.given()
+    assert second.model_fields_set == set(Message.model_fields)
+    assert second.model_copy().model_fields_set == set(Message.model_fields)
+    first.reply_to = "m2"  # assignment (validated) marks the field given again
+    assert "reply_to" in first.model_fields_set and first.given()["reply_to"] == "m2"
+
+
 def _select(replace: dict[str, str]) -> sql.Composed:
     cols = [sql.SQL(replace[c]) if c in replace else sql.Identifier(c)
             for c in Message.model_fields]
