@@ -78,7 +78,9 @@ class Block(Handle[psycopg.Connection[Any]]):
         for attempt in (1, 2):
             with translated():
                 call = session.call(query, params)
-                opening = session.call(self._scope.statement, self._scope.params)
+                opening = session.call(
+                    self._scope.statement_for(session.temp_probe), self._scope.params
+                )
                 setup = self._setup_calls()
             # A single statement needs no BEGIN/COMMIT: everything before the pipeline's one
             # Sync is one implicit transaction, and the scope, set transaction-locally, ends
@@ -149,7 +151,7 @@ class Block(Handle[psycopg.Connection[Any]]):
         with translated():
             try:
                 cur = self._conn.execute(PROBE, prepare=False)
-                session.citus, floor = cur.fetchone() or (False, None)
+                session.citus, floor, session.temp_probe = cur.fetchone() or (False, None, False)
             except (pgerrors.UndefinedFunction, pgerrors.InvalidSchemaName):
                 # no floor recorded (a schema from before 0018): served as before
                 self._on_citus()

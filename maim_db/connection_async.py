@@ -76,7 +76,8 @@ class AsyncBlock(Handle[psycopg.AsyncConnection[Any]]):
         for attempt in (1, 2):
             with translated():
                 call = session.call(query, params)
-                opening = session.call(self._scope.statement, self._scope.params)
+                opening = session.call(self._scope.statement_for(session.temp_probe),
+                                       self._scope.params)
                 setup = self._setup_calls()
             # A single statement needs no BEGIN/COMMIT: everything before the pipeline's one
             # Sync is one implicit transaction, and the scope, set transaction-locally, ends
@@ -145,7 +146,8 @@ class AsyncBlock(Handle[psycopg.AsyncConnection[Any]]):
         with translated():
             try:
                 cur = await self._conn.execute(PROBE, prepare=False)
-                session.citus, floor = await cur.fetchone() or (False, None)
+                session.citus, floor, session.temp_probe = (
+                    await cur.fetchone() or (False, None, False))
             except (pgerrors.UndefinedFunction, pgerrors.InvalidSchemaName):
                 # no floor recorded (a schema from before 0018): served as before
                 await self._on_citus()

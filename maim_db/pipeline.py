@@ -73,7 +73,8 @@ GUARD: Final = (
 CITUS: Final = (b"select exists (select from pg_catalog.pg_extension"
                 b" where extname operator(pg_catalog.=) 'citus')")
 PROBE: Final = (b"select exists (select from pg_catalog.pg_extension"
-                b" where extname operator(pg_catalog.=) 'citus'), maim.release_floor()")
+                b" where extname operator(pg_catalog.=) 'citus'), maim.release_floor(),"
+                b" pg_catalog.to_regprocedure('maim.no_temp_objects()') is not null")
 # The block's timeouts (MAIMDB_LOCK_TIMEOUT, MAIMDB_STATEMENT_TIMEOUT), set transaction-locally
 # right behind BEGIN in the block's one pipeline: no round trip of their own, and nothing a
 # session set before (or PgBouncer carried over) lifts them. Only those configured are set,
@@ -163,6 +164,9 @@ class Session:
         self.reported = list(map(conn.pgconn.parameter_status, REPORTED))
         self.citus: bool | None = None  # a Citus node? (asked with the release floor)
         self.probed = False  # the first block's probe ran, and the release floor allows us
+        # the database has maim.no_temp_objects() (0.10.0's migrate): the scope statement's
+        # form (maim_db.scope.SET_SCOPE, else SET_SCOPE_BEFORE_0_10)
+        self.temp_probe = False
         # MAIMDB_TIMEZONE: the zone naive datetime parameters mean (else the server's TimeZone
         # decides, as PostgreSQL casts timestamp to timestamptz).
         self.zone = configured_zone()

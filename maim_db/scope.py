@@ -31,10 +31,13 @@ ROLES: Final[dict[Kind, str]] = {
 # Every scope statement starts with the reset check (docs/concepts.md, "The reset check":
 # what it asks, and why the advisory locks and search_path are reset rather than probed). On a
 # clean connection it is one expression the server evaluates without a function call (the
-# seven settings read in one concat: '' only when each is unset or ''); only a dirty one
-# reaches maim.assert_clean_session, which raises MA001 and so aborts the pipeline before the
-# block's first statement runs.
-_CLEAN: Final = (
+# seven settings read in one concat: '' only when each is unset or ''; held cursors and
+# listens in one probe); only a dirty one reaches maim.assert_clean_session, which raises
+# MA001 and so aborts the pipeline before the block's first statement runs. Temporary
+# objects are looked for only where the session has a temporary schema, by
+# maim.no_temp_objects() (sql/10_helpers.sql): written inline, its two catalog scans were
+# planned into every execution of the statement whether they ran or not (issue 36).
+_CLEAN_HEAD: Final = (
     "select case when current_user = session_user"
     " and pg_catalog.concat(pg_catalog.current_setting('maim.agent_id', true),"
     " pg_catalog.current_setting('maim.tenant_id', true),"
@@ -43,16 +46,23 @@ _CLEAN: Final = (
     " pg_catalog.current_setting('maim.tenant_agents', true),"
     " pg_catalog.current_setting('maim.tenant_owner', true),"
     " pg_catalog.current_setting('maim.key_permissions', true)) = ''"
-    " and not exists (select from pg_catalog.pg_listening_channels())"
-    " and not exists (select from pg_catalog.pg_cursors where is_holdable)"
-    " and (pg_catalog.pg_my_temp_schema() = 0"
-    " or not exists (select from pg_catalog.pg_class"
-    " where relnamespace = pg_catalog.pg_my_temp_schema())"
-    " and not exists (select from pg_catalog.pg_type"
-    " where typnamespace = pg_catalog.pg_my_temp_schema()))"
-    " then true else maim.assert_clean_session(false) end, "
+    " and not exists (select from pg_catalog.pg_cursor() c where c.is_holdable"
+    " union all select from pg_catalog.pg_listening_channels())"
+    " and (pg_catalog.pg_my_temp_schema() = 0 or "
+)
+_CLEAN_TAIL: Final = (
+    ") then true else maim.assert_clean_session(false) end, "
     "pg_catalog.pg_advisory_unlock_all(), "
     "pg_catalog.set_config('search_path', 'public, pg_temp', true), "
+)
+_CLEAN: Final = _CLEAN_HEAD + "maim.no_temp_objects()" + _CLEAN_TAIL
+# The same probe written inline, for a database not yet migrated by 0.10.0 (which has no
+# maim.no_temp_objects): a service upgraded before its database still checks everything.
+_CLEAN_BEFORE_0_10: Final = (
+    _CLEAN_HEAD + "not exists (select from pg_catalog.pg_class"
+    " where relnamespace = pg_catalog.pg_my_temp_schema())"
+    " and not exists (select from pg_catalog.pg_type"
+    " where typnamespace = pg_catalog.pg_my_temp_schema())" + _CLEAN_TAIL
 )
 # A key's block may run on a login whose defaults a plugin set on itself (ALTER ROLE … SET
 # reaches every later session of that login, whichever plugin shares it): the settings that
@@ -81,20 +91,26 @@ DIRTY: Final = "MA001"
 # which resolves it and proves its agent for this transaction; a tenant through
 # maim.open_tenant_scope (0016), which refuses an unknown tenant and writes down its agents
 # (on Citus the tenant policies read them). Admin scope is the role alone.
-SET_SCOPE: Final[dict[Kind, LiteralString]] = {
-    "agent": _CLEAN + "pg_catalog.set_config('role', 'maim_app', true),"
+_OPEN: Final[dict[Kind, LiteralString]] = {
+    "agent": "pg_catalog.set_config('role', 'maim_app', true),"
              " pg_catalog.set_config('maim.tenant_id', '', true), maim.open_agent_scope(%s)",
-    "key": _CLEAN + "maim.assert_plugin_login(),"
+    "key": "maim.assert_plugin_login(),"
            " pg_catalog.set_config('role', 'maim_plugin', true)," + _PINNED +
            " pg_catalog.set_config('maim.tenant_id', '', true), maim.open_key_scope(%s),"
            " pg_catalog.current_setting('maim.key_permissions')",
-    "tenant": _CLEAN + "pg_catalog.set_config('role', 'maim_tenant', true),"
+    "tenant": "pg_catalog.set_config('role', 'maim_tenant', true),"
               " pg_catalog.set_config('maim.agent_id', '', true),"
               " maim.open_tenant_scope(%s)",
-    "admin": _CLEAN + "pg_catalog.set_config('role', 'maim_admin', true),"
+    "admin": "pg_catalog.set_config('role', 'maim_admin', true),"
              " pg_catalog.set_config('maim.agent_id', '', true),"
              " pg_catalog.set_config('maim.tenant_id', '', true)",
 }
+SET_SCOPE: Final[dict[Kind, LiteralString]] = {
+    kind: _CLEAN + body for kind, body in _OPEN.items()}
+#: The scope statements for a database a release before 0.10.0 migrated (chosen per
+#: connection by its first block's probe, maim_db.pipeline.PROBE).
+SET_SCOPE_BEFORE_0_10: Final[dict[Kind, LiteralString]] = {
+    kind: _CLEAN_BEFORE_0_10 + body for kind, body in _OPEN.items()}
 
 # What makes a connection clean again when the check above says it is not: settings, role,
 # temporary objects, cursors, prepared statements, listens — everything a session can carry.
@@ -133,6 +149,11 @@ class Scope:
     @property
     def statement(self) -> LiteralString:
         return SET_SCOPE[self.kind]
+
+    def statement_for(self, temp_probe: bool) -> LiteralString:
+        """The scope statement for a database with (``temp_probe``) or without
+        maim.no_temp_objects()."""
+        return (SET_SCOPE if temp_probe else SET_SCOPE_BEFORE_0_10)[self.kind]
 
     @property
     def params(self) -> tuple[str, ...]:

@@ -1,10 +1,10 @@
 -- Undo 0022: the recent uses are moved into api_key_usage first (none is lost) and the view
 -- adds up api_key_usage alone again. maim.resolve_api_key still names the table dropped
 -- here until the older release's `maimdb migrate` re-applies its own definition, which
--- counts every use in api_key_usage (docs/conventions.md, "Rollbacks"): run it next. The one
--- definition this release added (sql/20_scope.sql's maim.define_on_citus) is dropped here: the
--- older release has no use for it, and 0019's rollback, which names such definitions, shipped
--- before it and cannot change.
+-- counts every use in api_key_usage (docs/conventions.md, "Rollbacks"): run it next. The
+-- definitions this release added (maim.define_on_citus, sql/20_scope.sql; maim.no_temp_objects,
+-- sql/10_helpers.sql) are dropped here: the older release has no use for them, and 0019's
+-- rollback, which names such definitions, shipped before them and cannot change.
 
 insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
 select r.key_id, r.backend, r.tenant_id, r.uses, r.last_used_at
@@ -25,3 +25,4 @@ grant select on api_key_list to maim_tenant, maim_admin;
 drop function maim.api_key_uses();
 drop table api_key_usage_recent;
 drop procedure if exists maim.define_on_citus(boolean);
+drop function if exists maim.no_temp_objects();

@@ -87,6 +87,21 @@ begin
 end
 $$;
 
+-- The reset check's probe for temporary objects (maim_db/scope.py), asked only where the
+-- session has a temporary schema: in a function of its own so that the scope statement does
+-- not carry two catalog scans that every execution sets up and a clean session never runs
+-- (a seventh of the agent scope statement's server cost, issue 36). SET keeps it from being
+-- inlined back into the statement.
+create or replace function maim.no_temp_objects() returns boolean
+    language sql stable
+    set search_path = pg_catalog, pg_temp
+as $$
+    select not exists (select from pg_catalog.pg_class c
+                       where c.relnamespace operator(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+       and not exists (select from pg_catalog.pg_type t
+                       where t.typnamespace operator(pg_catalog.=) pg_catalog.pg_my_temp_schema())
+$$;
+
 -- Trigger: keep updated_at honest whoever writes the row (raw SQL included).
 create or replace function maim.set_updated_at() returns trigger
     language plpgsql
@@ -156,6 +171,8 @@ end
 $$;
 
 comment on function maim.agent_id() is 'The agent scope (maim.agent_id); raises 42501 when unset.';
+comment on function maim.no_temp_objects() is
+    'The reset check''s probe: true when this session''s temporary schema holds nothing.';
 comment on function maim.assert_plugin_login() is
     'A key scope''s login check; raises MA002 when the login can become a trusted role.';
 comment on function maim.tenant_id() is 'The tenant scope (maim.tenant_id); raises 42501 when unset.';

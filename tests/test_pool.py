@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import psycopg
 import pytest
 
 from maim_db import (
@@ -81,6 +82,29 @@ def test_every_scope_setting_left_at_session_level_is_reset(
         assert "resetting a connection" in caplog.text
         assert conn.execute(f"select current_setting('maim.{setting}', true)"
                             ).fetchone() in (("",), (None,))
+
+
+@pytest.mark.fresh_db
+@pytest.mark.parametrize("migrated_by_0_10", [True, False])
+def test_the_reset_check_finds_temporary_objects_before_and_after_0_10(
+        db: TestDB, world: World, migrated_by_0_10: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 36: the reset check asks maim.no_temp_objects() (0.10.0's migrate defines it)
+    only where the session has a temporary schema. A database an older release migrated has
+    no such function: a service upgraded first takes the inline probe there (chosen once per
+    connection), and a temporary object is found either way."""
+    a1 = world.agent_id("A1")
+    if not migrated_by_0_10:
+        with psycopg.connect(db.superuser, autocommit=True) as su:
+            su.execute("drop function maim.no_temp_objects()")
+    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+        pool.execute("select 1", agent_id=a1)  # a connection that asked which form
+        pool.execute("create temp table left_behind (x int)", agent_id=a1)
+        with caplog.at_level("WARNING", logger="maim_db"), \
+                pool.connection(agent_id=a1) as next_one:
+            assert next_one.scalar("select count(*) from pg_catalog.pg_class"
+                                   " where relnamespace = pg_catalog.pg_my_temp_schema()") == 0
+        assert "resetting a connection" in caplog.text
 
 
 @pytest.mark.parametrize("single", [False, True])
