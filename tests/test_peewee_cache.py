@@ -4,17 +4,19 @@ never holds a value, and a shape it does not know is Peewee's own path."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import peewee
 import pytest
 
-from maim_db import Pool, agent_scope
-from maim_db.peewee import MODELS, Messages, PersonInfo, ScopedDatabase, models
-from tests.databases import TestDB, World
+from maim_db import agent_scope
+from maim_db.peewee import Messages, PersonInfo, ScopedDatabase, models
+from tests import test_peewee_bridge
+from tests.databases import World
 
 M, P = Messages, PersonInfo
+bridge = test_peewee_bridge.bridge  # the models bound to a bridge (one fixture for both)
 Aliased = Messages.alias()
 _from = Messages.select().where(Messages.time > 5)
 
@@ -35,15 +37,6 @@ SHAPES: dict[str, Callable[[], Any]] = {
         M.id.in_(M.select().where(M.chat_id == "c3"))),
     "distinct on": lambda: M.select().distinct(M.chat_id).order_by(M.chat_id, M.time.desc()),
 }
-
-
-@pytest.fixture
-def bridge(db: TestDB, world: World) -> Iterator[ScopedDatabase]:
-    pool = Pool(db.dsn("app"), min_size=1, max_size=2)
-    bridged = ScopedDatabase(pool=pool, timezone="Asia/Shanghai")
-    with bridged.bind_ctx(MODELS):
-        yield bridged
-    pool.close()
 
 
 def _render(db: ScopedDatabase, query: Any) -> tuple[str, list[Any]]:

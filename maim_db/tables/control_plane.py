@@ -132,18 +132,13 @@ class ApiKeyUsage(Row):
     last_used_at: datetime
 
 
-class ApiKeyUsageRecent(Row):
-    """A backend's uses of a key not yet moved into :class:`ApiKeyUsage` (0022): unlogged, so
-    counting a use makes no WAL; moved at most every 10 seconds, and lost in a crash."""
+class ApiKeyUsageRecent(ApiKeyUsage):
+    """A backend's uses of a key not yet moved into :class:`ApiKeyUsage` (0022): its columns
+    and ``since``, when it began counting them. Unlogged, so counting a use makes no WAL;
+    moved at most every 10 seconds, and lost in a crash."""
 
     table: ClassVar[str] = "api_key_usage_recent"
-    key: ClassVar[tuple[str, ...]] = ("key_id", "backend")
 
-    key_id: str
-    backend: int
-    tenant_id: str
-    uses: BigInt
-    last_used_at: datetime
     since: datetime
 
 
