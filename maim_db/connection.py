@@ -23,7 +23,16 @@ from psycopg.pq.abc import PGresult
 
 from . import release, statements
 from .errors import DatabaseError, MaimDBError, ScopeError, connect_error, not_found, translate
-from .handle import ABORTED, Handle, Result, check_idle, dirty_message, log, translated
+from .handle import (
+    ABORTED,
+    Handle,
+    Result,
+    check_idle,
+    dirty_message,
+    entered_twice,
+    log,
+    translated,
+)
 from .pipeline import CITUS, PROBE, Call, Params, Query, R, first_error, rowcount
 from .scope import DIRTY, RESET_SESSION, Scope, resolve
 from .settings import connection_options, resolve_dsn
@@ -293,7 +302,7 @@ class _Scoped:
     the body raised). A class, not a generator-based context manager: every block passes
     here, and the generator's own machinery cost more than the rest of it."""
 
-    __slots__ = ("_conn", "_db", "_scope", "_single", "_snapshot")
+    __slots__ = ("_conn", "_db", "_entered", "_scope", "_single", "_snapshot")
 
     def __init__(
         self, conn: psycopg.Connection[Any], scope: Scope, single: bool, snapshot: bool
@@ -302,8 +311,12 @@ class _Scoped:
         self._scope = scope
         self._single = single
         self._snapshot = snapshot
+        self._entered = False
 
     def __enter__(self) -> Block:
+        if self._entered:
+            raise entered_twice()
+        self._entered = True
         conn = self._conn
         check_idle(conn.autocommit, conn.pgconn.transaction_status)
         self._db = Block(conn, self._scope, single=self._single, snapshot=self._snapshot)

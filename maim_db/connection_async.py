@@ -22,7 +22,16 @@ from psycopg.pq.abc import PGresult
 
 from . import release, statements
 from .errors import DatabaseError, MaimDBError, ScopeError, connect_error, not_found, translate
-from .handle import ABORTED, Handle, Result, check_idle, dirty_message, log, translated
+from .handle import (
+    ABORTED,
+    Handle,
+    Result,
+    check_idle,
+    dirty_message,
+    entered_twice,
+    log,
+    translated,
+)
 from .pipeline import CITUS, PROBE, Call, Params, Query, R, first_error, rowcount
 from .scope import DIRTY, RESET_SESSION, Scope, resolve
 from .settings import connection_options, resolve_dsn
@@ -280,7 +289,7 @@ class _Scoped:
     the body raised). A class, not a generator-based context manager: every block passes
     here, and the generator's own machinery cost more than the rest of it."""
 
-    __slots__ = ("_conn", "_db", "_scope", "_single", "_snapshot")
+    __slots__ = ("_conn", "_db", "_entered", "_scope", "_single", "_snapshot")
 
     def __init__(self, conn: psycopg.AsyncConnection[Any], scope: Scope, single: bool,
                  snapshot: bool) -> None:
@@ -288,8 +297,12 @@ class _Scoped:
         self._scope = scope
         self._single = single
         self._snapshot = snapshot
+        self._entered = False
 
     async def __aenter__(self) -> AsyncBlock:
+        if self._entered:
+            raise entered_twice()
+        self._entered = True
         conn = self._conn
         check_idle(conn.autocommit, conn.pgconn.transaction_status)
         self._db = AsyncBlock(conn, self._scope, single=self._single, snapshot=self._snapshot)

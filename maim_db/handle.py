@@ -20,7 +20,8 @@ from .errors import InputError, ScopeError, translate
 from .pipeline import rowcount, session
 from .scope import Scope
 
-__all__ = ["ABORTED", "Handle", "Result", "check_idle", "dirty_message", "log", "translated"]
+__all__ = ["ABORTED", "Handle", "Result", "check_idle", "dirty_message", "entered_twice", "log",
+           "translated"]
 
 # Names this module used to re-export, and where they are defined: still importable from here,
 # with a warning, so code written against the old place keeps working.
@@ -62,6 +63,14 @@ class Result:
     columns: tuple[str, ...]
     rows: list[tuple[Any, ...]]
     rowcount: int
+
+
+def entered_twice() -> ScopeError:
+    """A block's context manager is one block: entered again (nested, or by another task
+    while the first is open), its exit would end the other's block and give back the other's
+    connection, while that block still runs statements."""
+    return ScopeError("this block's context manager was entered already: call "
+                      "pool.connection() (or run_scoped()) again for each block")
 
 
 def check_idle(autocommit: bool, status: int) -> None:

@@ -21,7 +21,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from .connection import Block, run_scoped
 from .errors import pool_error
-from .handle import Result
+from .handle import Result, entered_twice
 from .pipeline import Params, Query, R
 from .scope import Scope, resolve
 from .settings import connection_options, resolve_dsn
@@ -34,7 +34,7 @@ class _Borrowed:
     connection(): its `with conn:` would add a COMMIT check of its own (a wait) to every
     block, which ends its transaction itself."""
 
-    __slots__ = ("_conn", "_pool", "_scope", "_scoped", "_single")
+    __slots__ = ("_conn", "_entered", "_pool", "_scope", "_scoped", "_single")
 
     def __init__(
         self, pool: ConnectionPool[psycopg.Connection[Any]], scope: Scope, single: bool
@@ -42,8 +42,12 @@ class _Borrowed:
         self._pool = pool
         self._scope = scope
         self._single = single
+        self._entered = False
 
     def __enter__(self) -> Block:
+        if self._entered:
+            raise entered_twice()
+        self._entered = True
         try:
             conn = self._pool.getconn()
         except (PoolTimeout, PoolClosed) as err:

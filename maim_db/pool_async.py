@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
 from .connection_async import AsyncBlock, arun_scoped
 from .errors import pool_error
-from .handle import Result
+from .handle import Result, entered_twice
 from .pipeline import Params, Query, R
 from .scope import Scope, resolve
 from .settings import connection_options, resolve_dsn
@@ -33,15 +33,19 @@ class _Borrowed:
     connection(): its `with conn:` would add a COMMIT check of its own (a wait) to every
     block, which ends its transaction itself."""
 
-    __slots__ = ("_conn", "_pool", "_scope", "_scoped", "_single")
+    __slots__ = ("_conn", "_entered", "_pool", "_scope", "_scoped", "_single")
 
     def __init__(self, pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]], scope: Scope,
                  single: bool) -> None:
         self._pool = pool
         self._scope = scope
         self._single = single
+        self._entered = False
 
     async def __aenter__(self) -> AsyncBlock:
+        if self._entered:
+            raise entered_twice()
+        self._entered = True
         try:
             conn = await self._pool.getconn()
         except (PoolTimeout, PoolClosed) as err:

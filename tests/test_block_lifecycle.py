@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
+import psycopg
 import pytest
 
 from maim_db import (
@@ -18,6 +19,8 @@ from maim_db import (
     aconnect,
     connect,
 )
+from maim_db.connection import run_scoped
+from maim_db.scope import Scope
 from maim_db.tables import AgentActiveState
 from tests.databases import TestDB, World
 from tests.twins import Twin
@@ -145,3 +148,43 @@ def test_an_error_caught_inside_a_block_is_still_reported(db: TestDB, world: Wor
             twin.connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s, \
             pytest.raises(InputError):  # caught inside the block
         s.execute("select 1/0")
+
+
+def test_a_blocks_context_manager_is_entered_once(db: TestDB, world: World) -> None:
+    """One `pool.connection(...)` object is one block (found by review of issue 36, when the
+    block became a plain class): entered again — nested, or by another task while the first
+    is open — its exit would end the other's block and give back the other's connection while
+    that block still ran statements, as another agent's code."""
+    a1 = world.agent_id("A1")
+    with Pool(db.dsn("app"), min_size=2, max_size=2) as pool:
+        cm = pool.connection(agent_id=a1)
+        with cm as first:
+            first.scalar("select 1")
+            with pytest.raises(ScopeError, match="entered already"), cm:
+                pass
+            assert first.scalar("select maim.agent_id()") == a1
+        with pool.connection(agent_id=a1) as a, pool.connection(agent_id=a1) as b:  # no leak
+            assert a.scalar("select pg_backend_pid()") != b.scalar("select pg_backend_pid()")
+        with pytest.raises(ScopeError, match="entered already"), cm:
+            pass
+    with psycopg.connect(db.dsn("app"), autocommit=True) as conn:
+        scoped = run_scoped(conn, Scope("agent", a1))
+        with scoped as block:
+            block.scalar("select 1")
+            with pytest.raises(ScopeError, match="entered already"), scoped:
+                pass
+
+
+def test_an_async_blocks_context_manager_is_entered_once(db: TestDB, world: World) -> None:
+    a1 = world.agent_id("A1")
+
+    async def main() -> None:
+        async with AsyncPool(db.dsn("app"), min_size=1, max_size=2) as pool:
+            cm = pool.connection(agent_id=a1)
+            async with cm as first:
+                with pytest.raises(ScopeError, match="entered already"):
+                    async with cm:
+                        pass
+                assert await first.scalar("select maim.agent_id()") == a1
+
+    asyncio.run(main())
