@@ -6,6 +6,16 @@
 -- sql/10_helpers.sql) are dropped here: the older release has no use for them, and 0019's
 -- rollback, which names such definitions, shipped before them and cannot change.
 
+-- On Citus the move below runs on every shard at once, after which Citus refuses the function
+-- command further down in the same transaction unless it runs over one connection per node.
+do $$
+begin
+    if maim.on_citus() then
+        set local citus.multi_shard_modify_mode = 'sequential';
+    end if;
+end
+$$;
+
 insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
 select r.key_id, r.backend, r.tenant_id, r.uses, r.last_used_at
 from public.api_key_usage_recent r where r.uses > 0

@@ -7,12 +7,13 @@
 --
 -- Uses are now counted first in api_key_usage_recent: an UNLOGGED table, whose writes make
 -- no WAL, so a block that writes nothing else commits without a flush (its commit record is
--- written, not waited for: what synchronous_commit = off does, for the count alone). Every
--- 10 seconds at most, each backend moves its recent uses of a key into its api_key_usage row
--- with its next use of the key: that block, and only that one, waits for the flush. A crash
--- (not a clean shutdown) empties an unlogged table, so it loses at most the last 10 seconds
--- of uses of each backend that was running, never a use already moved. A standby cannot read
--- an unlogged table: read api_key_list on the primary.
+-- written, not waited for: what synchronous_commit = off does, for the count alone). A use
+-- moves into api_key_usage at the first use of the key 10 s or more after it was counted (by
+-- its backend, or by the next backend's first use once that one has ended): that block, and
+-- only that one, waits for the flush. A crash (not a clean shutdown) empties an unlogged
+-- table and loses the uses not yet moved, never a moved one; docs/control-plane.md, "How
+-- durable a key's count is", says how many. A standby cannot read an unlogged table: read
+-- api_key_list on the primary.
 --
 -- The same columns as api_key_usage, plus `since` (when the backend began counting what
 -- `uses` holds), the same row-level security (sql/30_policies.sql) and on Citus the same

@@ -245,9 +245,10 @@ grant execute on function maim.open_agent_scope(text) to maim_app;
 --
 -- Each backend counts its uses of a key in its own row, so no two transactions wait for each
 -- other to record one: first in api_key_usage_recent, which is unlogged (migrations/0022), so
--- a key block that writes nothing else commits without waiting for a WAL flush; at most every
--- 10 seconds a use moves the backend's recent count into its api_key_usage row, which a crash
--- keeps. Later uses update the recent row alone.
+-- a key block that writes nothing else commits without waiting for a WAL flush; a use 10 s
+-- or more after its backend began counting moves the recent count into its api_key_usage row,
+-- which a crash keeps (docs/control-plane.md, "How durable a key's count is"). Other uses
+-- update the recent row alone.
 --
 -- A backend's first use of a key folds the rows of backends that have ended (their pid is no
 -- longer a backend's), of both tables, into its own, so a key has at most one row per live
@@ -268,6 +269,8 @@ declare
     live    integer[];
     gone    integer[];
     folded  bigint;
+    moved   bigint;
+    oldest  timestamptz;
     latest  timestamptz;
     r       record;
 begin
@@ -308,32 +311,47 @@ begin
     perform pg_catalog.pg_stat_clear_snapshot();
     live := array(select a.pid from pg_catalog.pg_stat_get_activity(null) a
                   where a.pid is not null);
-    -- ended backends' recent uses: into this backend's recent row (durable within 10 s)
+    -- Ended backends' recent uses: into this backend's rows, counting from the oldest
+    -- `since` among them, so uses that a backend ended without moving still become durable
+    -- 10 s after they were counted (at the next use of the key), not 10 s after each new
+    -- backend's first use (a connection per use would never have moved any).
     gone := '{}';
     folded := 0;
-    for r in select u.backend, u.uses from public.api_key_usage_recent u
+    for r in select u.backend, u.uses, u.since from public.api_key_usage_recent u
              where u.key_id operator(pg_catalog.=) k.id
                and u.backend operator(pg_catalog.<>) all (live)
              for update skip locked
     loop
         gone := gone operator(pg_catalog.||) r.backend;
         folded := folded operator(pg_catalog.+) r.uses;
+        oldest := least(oldest, r.since);
     end loop;
     if pg_catalog.cardinality(gone) operator(pg_catalog.>) 0 then
         delete from public.api_key_usage_recent u
         where u.key_id operator(pg_catalog.=) k.id
           and u.backend operator(pg_catalog.=) any (gone);
     end if;
+    if oldest operator(pg_catalog.<)
+            (pg_catalog.now() operator(pg_catalog.-) interval '10 seconds') then
+        moved := folded operator(pg_catalog.+) 1;  -- durable now, with this use
+        oldest := null;
+    else
+        moved := 0;
+    end if;
     insert into public.api_key_usage_recent as u (key_id, backend, tenant_id, uses,
                                                   last_used_at, since)
-    values (k.id, me, k.tenant_id, folded operator(pg_catalog.+) 1, pg_catalog.now(),
-            pg_catalog.now())
+    values (k.id, me, k.tenant_id,
+            folded operator(pg_catalog.+) 1 operator(pg_catalog.-) moved, pg_catalog.now(),
+            coalesce(oldest, pg_catalog.now()))
     on conflict on constraint api_key_usage_recent_pkey
         do update set uses = u.uses operator(pg_catalog.+) excluded.uses,
                       last_used_at = excluded.last_used_at;
-    -- ended backends' durable uses: into this backend's durable row
+    -- ended backends' durable uses, and those just moved: into this backend's durable row
     gone := '{}';
-    folded := 0;
+    folded := moved;
+    if moved operator(pg_catalog.>) 0 then
+        latest := pg_catalog.now();
+    end if;
     for r in select u.backend, u.uses, u.last_used_at from public.api_key_usage u
              where u.key_id operator(pg_catalog.=) k.id
                and u.backend operator(pg_catalog.<>) all (live)
@@ -347,12 +365,13 @@ begin
         delete from public.api_key_usage u
         where u.key_id operator(pg_catalog.=) k.id
           and u.backend operator(pg_catalog.=) any (gone);
+    end if;
+    if folded operator(pg_catalog.>) 0 then
         insert into public.api_key_usage as u (key_id, backend, tenant_id, uses, last_used_at)
         values (k.id, me, k.tenant_id, folded, latest)
         on conflict on constraint api_key_usage_pkey
             do update set uses = u.uses operator(pg_catalog.+) excluded.uses,
-                          last_used_at = greatest(u.last_used_at,
-                                                             excluded.last_used_at);
+                          last_used_at = greatest(u.last_used_at, excluded.last_used_at);
     end if;
     return query select k.agent_id, k.tenant_id, k.id, k.permissions;
 end

@@ -438,3 +438,28 @@ def test_recent_uses_become_durable_at_the_first_use_after_ten_seconds(
             assert counts(su) == (4, 2)
     with connect(db.dsn("admin"), admin=True) as adm:
         assert adm.get(ApiKeyInfo, issued.record.id).usage_count == 6
+
+
+def test_uses_of_ended_backends_become_durable_ten_seconds_after_they_were_counted(
+        db: TestDB, world: World) -> None:
+    """Found by review: a backend's recent uses moved only at its own next use, so with a
+    connection per use (every use a first use) none ever became durable, and a crash lost a
+    key's whole count. A first use folds ended backends' recent uses with their oldest
+    `since`, and moves them once that is 10 s old."""
+    issued = _issue(db, world)
+    pids = []
+    for _ in range(2):
+        with connect(db.dsn("plugin"), api_key=issued.secret) as block:
+            pids.append(block.scalar("select pg_backend_pid()"))
+    with psycopg.connect(db.superuser, autocommit=True) as su:
+        for pid in pids:  # wait for each to have ended
+            su.execute("select pg_terminate_backend(%s::int, 10000)", [pid])
+        su.execute("update api_key_usage_recent set since = since - interval '1 minute'"
+                   " where key_id = %s", [issued.record.id])
+        with connect(db.dsn("plugin"), api_key=issued.secret) as block:
+            block.scalar("select 1")
+        durable = su.execute("select coalesce(sum(uses), 0) from api_key_usage"
+                             " where key_id = %s", [issued.record.id]).fetchone()
+    assert durable is not None and durable[0] >= 2
+    with connect(db.dsn("admin"), admin=True) as adm:
+        assert adm.get(ApiKeyInfo, issued.record.id).usage_count == 3

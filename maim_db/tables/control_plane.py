@@ -135,7 +135,7 @@ class ApiKeyUsage(Row):
 class ApiKeyUsageRecent(ApiKeyUsage):
     """A backend's uses of a key not yet moved into :class:`ApiKeyUsage` (0022): its columns
     and ``since``, when it began counting them. Unlogged, so counting a use makes no WAL;
-    moved at most every 10 seconds, and lost in a crash."""
+    what is not yet moved is lost in a crash (docs/control-plane.md)."""
 
     table: ClassVar[str] = "api_key_usage_recent"
 
