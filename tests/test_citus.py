@@ -545,9 +545,10 @@ def test_key_usage_shares_no_colocation_group_with_the_agent_tables(
 def test_key_usage_left_a_reference_table_is_distributed_by_the_next_migrate(
         db: TestDB, world: World) -> None:
     """A cluster an older release distributed has api_key_usage as a reference table, on
-    which every key block waited for any open one. Rolling 0021 back leaves it so (as that
-    release expects), and the audit names it; the next migrate distributes it by key_id with
-    its rows, its foreign key and the view's grants, and the audit is clean again."""
+    which every key block waited for any open one. Rolling 0021 back (and 0022 above it)
+    leaves it so (as that release expects), and the audit names it; the next migrate
+    distributes it by key_id with its rows, its foreign key and the view's grants, and the
+    audit is clean again."""
     assert DSN
     issued = test_keys._issue(db, world)
     with connect(db.dsn("plugin"), api_key=issued.secret) as p:
@@ -561,7 +562,9 @@ def test_key_usage_left_a_reference_table_is_distributed_by_the_next_migrate(
             "where table_name = 'api_key_usage'::regclass").fetchone()
 
     try:
-        assert [m.id for m in migrate.rollback(DSN, steps=1)] == ["0021_key_usage_by_key"]
+        # 0022 first (it moves the recent uses into api_key_usage), then 0021
+        assert [m.id for m in migrate.rollback(DSN, steps=2)] == ["0022_key_usage_recent",
+                                                                  "0021_key_usage_by_key"]
         with psycopg.connect(DSN, autocommit=True) as conn:
             assert placed(conn) == ("reference", "<none>", 1)
             assert [str(f) for f in audit.audit(conn) if "api_key_usage" in str(f)] == [
