@@ -7,6 +7,7 @@ open the scope the same way, so the difference is what the policy adds."""
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import tempfile
@@ -70,7 +71,10 @@ def _pgbench(b: Bench, script: str, seconds: int) -> float:
            "-T", str(seconds), "-f", f.name, "-h", str(params.get("host", "")),
            "-p", str(params.get("port") or 5432), "-U", str(params.get("user", "postgres")),
            str(params["dbname"])]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    # the embedded superuser signs in with a password from its passfile (maim_db.embedded)
+    env = {**os.environ, **({"PGPASSFILE": str(params["passfile"])}
+                            if params.get("passfile") else {})}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     Path(f.name).unlink()
     line = next(ln for ln in done.stdout.splitlines() if ln.startswith("tps"))
     return float(line.split("=")[1].split()[0])
