@@ -70,6 +70,11 @@ def server_default() -> Any:
 
 # pydantic's own slot for a row's set fields, read and written past the property below.
 _FIELDS_SET_SLOT: Final = BaseModel.__dict__["__pydantic_fields_set__"]
+# The other three slots a row built from a result fills, written through their descriptors:
+# object.__setattr__ looks each one up by name first (a tenth of building a row, issue 36).
+_SET_DICT: Final = BaseModel.__dict__["__dict__"].__set__
+_SET_EXTRA: Final = BaseModel.__dict__["__pydantic_extra__"].__set__
+_SET_PRIVATE: Final = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 class Row(BaseModel):
@@ -261,6 +266,10 @@ def row_maker(model: type[R], result: PGresult, encoding: str) -> RowMaker[R]:
     # Straight from the result: cursor.description would build a Column object per column
     # per statement (measured: a third of the Python time of a point lookup).
     names = [(result.fname(i) or b"").decode(encoding) for i in range(result.nfields)]
+    if len(set(names)) != len(names):  # a dict of them would keep one value of the name
+        twice = next(name for i, name in enumerate(names) if name in names[:i])
+        raise InputError(f"the result names the column {twice!r} twice; a {model.__name__} row "
+                         "needs each once (alias the other, or use rows())")
 
     def make(values: Sequence[Any]) -> R:
         try:
@@ -287,7 +296,8 @@ def row_maker(model: type[R], result: PGresult, encoding: str) -> RowMaker[R]:
     # copied per row, then filled: the copy takes the template's table whole, where dict(zip())
     # grew a new one through three resizes (callgrind: 5 % fewer instructions per row)
     template = dict.fromkeys(keys)
-    new, setattr_, set_given = object.__new__, object.__setattr__, _FIELDS_SET_SLOT.__set__
+    new, set_given = object.__new__, _FIELDS_SET_SLOT.__set__
+    set_dict, set_extra, set_private = _SET_DICT, _SET_EXTRA, _SET_PRIVATE
 
     def build(values: Sequence[Any]) -> R:
         if None in not_null(values):
@@ -299,10 +309,10 @@ def row_maker(model: type[R], result: PGresult, encoding: str) -> RowMaker[R]:
         row = new(model)
         given = template.copy()
         given.update(zip(keys, values))  # noqa: B905 (lengths checked above; strict= is slower)
-        setattr_(row, "__dict__", given)
+        set_dict(row, given)
         set_given(row, all_set)
-        setattr_(row, "__pydantic_extra__", None)
-        setattr_(row, "__pydantic_private__", None)
+        set_extra(row, None)
+        set_private(row, None)
         return row
 
     return build

@@ -86,8 +86,10 @@ def db(request: pytest.FixtureRequest, server: Server, template: str) -> Iterato
 
 
 @pytest.fixture
-def empty_db(server: Server) -> Iterator[TestDB]:
-    """A database with nothing migrated (roles may exist: they are cluster-wide)."""
+def empty_db(server: Server, template: str) -> Iterator[TestDB]:
+    """A database with nothing migrated. The roles and the test logins exist (they are
+    cluster-wide; the template made them), so a test that migrates it can connect as they
+    do in every other test, run alone or not."""
     name = server.create_database()
     yield TestDB(server, name)
     server.drop_database(name)

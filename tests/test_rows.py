@@ -84,6 +84,18 @@ def test_a_partial_result_is_refused(db: TestDB, world: World) -> None:
             s.fetch(Message, "select message_id, time from messages")
 
 
+def test_a_result_naming_a_column_twice_is_refused(db: TestDB, world: World) -> None:
+    """A join's second ``id`` would silently become the row's ``id`` (the last value of a
+    name won): refused, naming the column, whatever the rows."""
+    with connect(db.dsn("app"), agent_id=world.agent_id("A1")) as s:
+        stored = s.insert(message(1))
+        for query in ("select m.*, 'not the message id' as message_id from messages m",
+                      "select m.*, m.message_id from messages m where false"):
+            with pytest.raises(InputError, match="names the column 'message_id' twice"):
+                s.fetch(Message, query)
+        assert s.fetch(Message, "select * from messages") == [stored]
+
+
 def test_every_model_is_importable_from_maim_db_tables() -> None:
     import maim_db.tables as tables
 
