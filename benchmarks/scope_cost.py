@@ -1,7 +1,9 @@
 """What the scope statement costs the server (issue 36): pgbench as a ``maim_app`` login (and a
 ``maim_plugin`` login for the key scope), ``-M prepared``, one client, the transactions
 ``begin; <X>; commit``, every X interleaved in rounds so the machine's drift falls on all
-alike; the medians as a share of ``select 1``'s rate.
+alike; the medians as a share of ``select 1``'s rate. Two rows say what no form of a scope
+statement can go below: the checks each scope must make (the agent's and tenant's status; the
+key's lookup and its counted use) as plain prepared statements, on copies without RLS.
 
 Beside it, where the server runs on this machine, the backend's own CPU per transaction
 (``/proc/<pid>/stat``, the same transactions sent pipelined from one connection): on a loaded
@@ -20,7 +22,7 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import psycopg
 from psycopg import pq, sql
@@ -43,9 +45,44 @@ STATEMENTS: dict[str, str] = {
                         f"pg_catalog.set_config('maim.agent_id', {AGENT}, true)"),
     "agent scope": SET_SCOPE["agent"].replace("%s", AGENT),
     "key scope": SET_SCOPE["key"].replace("%s", f"'{SECRET}'"),
+    # What each scope must do whatever form it takes, and nothing else: plain prepared
+    # statements on copies of the tables it reads (schema `floor`: no RLS, no function, no
+    # role, no setting). The agent scope reads its agent's and tenant's status; the key
+    # scope finds its key (hash, status, expiry, agent, tenant) and counts the use.
+    "agent checks alone": ("select a.status, t.status from floor.agents a"
+                           " join floor.tenants t on t.id = a.tenant_id where a.id = " + AGENT),
+    "key checks alone": (
+        "with k as (select a.id from floor.api_keys a"
+        " join floor.agents g on g.id = a.agent_id join floor.tenants t on t.id = a.tenant_id"
+        f" where a.key_hash = sha256(convert_to('{SECRET}', 'UTF8')) and a.status = 'active'"
+        " and (a.expires_at is null or a.expires_at > now())"
+        " and g.status = 'active' and t.status = 'active')"
+        " update floor.key_uses u set uses = u.uses + 1, last_used_at = now() from k"
+        " where u.key_id = k.id and u.backend = 0 returning u.uses"),
 }
 #: The targets of issue 36, as shares of select 1's rate.
 TARGETS = {"agent scope": 0.8, "key scope": 0.6}
+#: The plain copies the checks-alone rows read: the same columns and indexes the scope
+#: functions use (agents, tenants and api_keys by primary key and key hash), and the use
+#: counter unlogged, as api_key_usage_recent is.
+FLOOR: Final = """
+drop schema if exists floor cascade;
+create schema floor;
+create table floor.tenants as select id, status from tenants;
+alter table floor.tenants add primary key (id);
+create table floor.agents as select id, tenant_id, status from agents;
+alter table floor.agents add primary key (id);
+create table floor.api_keys as select id, agent_id, tenant_id, key_hash, status, expires_at
+    from api_keys;
+alter table floor.api_keys add primary key (id);
+create unique index on floor.api_keys (key_hash);
+create unlogged table floor.key_uses as select id as key_id, 0 as backend, 0::bigint as uses,
+    now() as last_used_at from api_keys;
+alter table floor.key_uses add primary key (key_id, backend);
+grant usage on schema floor to maim_app, maim_plugin;
+grant select on all tables in schema floor to maim_app, maim_plugin;
+grant update on floor.key_uses to maim_plugin;
+"""
 
 
 def pgbench() -> str | None:
@@ -69,10 +106,11 @@ def _prepare(b: Bench) -> None:
                                sha256(convert_to(%s, 'UTF8')), 'mmc_benchmar'
                         from agents order by id limit 1
                         on conflict do nothing""", [SECRET])
+        conn.execute(FLOOR)
 
 
 def _login(name: str) -> str:
-    return LOGINS["maim_plugin" if name == "key scope" else "maim_app"]
+    return LOGINS["maim_plugin" if name.startswith("key ") else "maim_app"]
 
 
 def _rate(tool: str, b: Bench, name: str, seconds: int) -> float:
@@ -165,7 +203,7 @@ def run(b: Bench, seconds: int, log: Callable[[str], None], rounds: int = 3) -> 
     for name, rate in medians.items():
         target = f"  target {TARGETS[name]:.1f}" if name in TARGETS else ""
         spent = f"  backend {cpu[name]:5.1f} µs/txn" if name in cpu else ""
-        log(f"pgbench begin; {name:<16}; commit  {rate:>9.1f} tps  {rate / base:.2f} x "
+        log(f"pgbench begin; {name:<18}; commit  {rate:>9.1f} tps  {rate / base:.2f} x "
             f"select 1{spent}{target}")
     return out
 

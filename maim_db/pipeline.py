@@ -63,10 +63,12 @@ MISSING: Final = "26000"
 # The guard: the statements this client prepared are all there (by count: names are never
 # reused) and none was prepared in SQL (PREPARE, the only way SQL can put one back under a
 # taken name). It raises through the reset check, so a failure takes the reset-and-retry path.
+# Sent unnamed, so parsed under the session's search_path: it names the schema of everything.
 GUARD: Final = (
-    b"select maim.assert_clean_session(count(*) filter (where from_sql) = 0"
-    b" and count(*) filter (where pg_catalog.starts_with(name, '" + PREFIX.encode() + b"'))"
-    b" = $1::pg_catalog.int8) from pg_catalog.pg_prepared_statements"
+    b"select maim.assert_clean_session("
+    b"pg_catalog.count(*) filter (where from_sql) operator(pg_catalog.=) 0 and"
+    b" pg_catalog.count(*) filter (where pg_catalog.starts_with(name, '" + PREFIX.encode()
+    + b"')) operator(pg_catalog.=) $1::pg_catalog.int8) from pg_catalog.pg_prepared_statements"
 )
 # Asked once per connection, before its first block (AsyncBlock._probe): whether the
 # database is a Citus node, and the oldest release it serves (maim_db.release).

@@ -36,19 +36,21 @@ ROLES: Final[dict[Kind, str]] = {
 # MA001 and so aborts the pipeline before the block's first statement runs. Temporary
 # objects are looked for only where the session has a temporary schema, by
 # maim.no_temp_objects() (sql/10_helpers.sql): written inline, its two catalog scans were
-# planned into every execution of the statement whether they ran or not (issue 36).
+# planned into every execution of the statement whether they ran or not (issue 36). Its
+# operators are named with their schema: the statement is parsed under whatever search_path
+# the session has when it is first prepared.
 _CLEAN_HEAD: Final = (
-    "select case when current_user = session_user"
+    "select case when current_user operator(pg_catalog.=) session_user"
     " and pg_catalog.concat(pg_catalog.current_setting('maim.agent_id', true),"
     " pg_catalog.current_setting('maim.tenant_id', true),"
     " pg_catalog.current_setting('maim.agent_proof', true),"
     " pg_catalog.current_setting('maim.agent_tenant', true),"
     " pg_catalog.current_setting('maim.tenant_agents', true),"
     " pg_catalog.current_setting('maim.tenant_owner', true),"
-    " pg_catalog.current_setting('maim.key_permissions', true)) = ''"
+    " pg_catalog.current_setting('maim.key_permissions', true)) operator(pg_catalog.=) ''"
     " and not exists (select from pg_catalog.pg_cursor() c where c.is_holdable"
     " union all select from pg_catalog.pg_listening_channels())"
-    " and (pg_catalog.pg_my_temp_schema() = 0 or "
+    " and (pg_catalog.pg_my_temp_schema() operator(pg_catalog.=) 0 or "
 )
 _CLEAN_TAIL: Final = (
     ") then true else maim.assert_clean_session(false) end, "
@@ -60,9 +62,9 @@ _CLEAN: Final = _CLEAN_HEAD + "maim.no_temp_objects()" + _CLEAN_TAIL
 # maim.no_temp_objects): a service upgraded before its database still checks everything.
 _CLEAN_BEFORE_0_10: Final = (
     _CLEAN_HEAD + "not exists (select from pg_catalog.pg_class"
-    " where relnamespace = pg_catalog.pg_my_temp_schema())"
+    " where relnamespace operator(pg_catalog.=) pg_catalog.pg_my_temp_schema())"
     " and not exists (select from pg_catalog.pg_type"
-    " where typnamespace = pg_catalog.pg_my_temp_schema())" + _CLEAN_TAIL
+    " where typnamespace operator(pg_catalog.=) pg_catalog.pg_my_temp_schema())" + _CLEAN_TAIL
 )
 # A key's block may run on a login whose defaults a plugin set on itself (ALTER ROLE … SET
 # reaches every later session of that login, whichever plugin shares it): the settings that

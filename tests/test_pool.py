@@ -85,6 +85,36 @@ def test_every_scope_setting_left_at_session_level_is_reset(
 
 
 @pytest.mark.fresh_db
+def test_the_reset_check_names_its_operators_schema(
+        db: TestDB, world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """The scope statement is parsed under the search_path the session has when the client
+    first prepares it. An `=` on text that says yes to everything, in a schema the login
+    puts ahead of pg_catalog (one a superuser made; no maim role may create one), must not
+    make a leftover scope setting look clean."""
+    a1 = world.agent_id("A1")
+    with psycopg.connect(db.superuser, autocommit=True) as su:
+        su.execute("create schema lenient")
+        su.execute("create function lenient.yes(text, text) returns boolean"
+                   " language sql immutable as 'select true'")
+        su.execute("create operator lenient.= (leftarg = text, rightarg = text,"
+                   " function = lenient.yes)")
+        su.execute("grant usage on schema lenient to public")
+    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+        with pool.connection(agent_id=a1) as mine:
+            conn = mine.connection
+        # at session level, outside any block: the next block prepares its statements now
+        conn.execute("set search_path = lenient, pg_catalog, public")
+        conn.execute("set maim.tenant_owner = 'left behind'")
+        conn.commit()
+        with caplog.at_level("WARNING", logger="maim_db"), \
+                pool.connection(agent_id=a1) as next_one:
+            next_one.execute("select 1")
+        assert "resetting a connection" in caplog.text
+        assert conn.execute("select current_setting('maim.tenant_owner', true)"
+                            ).fetchone() in (("",), (None,))
+
+
+@pytest.mark.fresh_db
 @pytest.mark.parametrize("migrated_by_0_10", [True, False])
 def test_the_reset_check_finds_temporary_objects_before_and_after_0_10(
         db: TestDB, world: World, migrated_by_0_10: bool,
