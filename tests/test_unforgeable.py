@@ -46,7 +46,7 @@ from maim_db.tables import (
     User,
     UserProfile,
 )
-from tests.databases import LOGINS, PASSWORD, TestDB, World, with_db
+from tests.databases import LOGINS, PASSWORD, TestDB, World, plugin_login, with_db
 from tests.databases import issue_key as _key
 from tests.samples import message
 
@@ -523,14 +523,14 @@ HIJACKS = {
 }
 
 
-@pytest.mark.parametrize("target", HIJACKS)
-def test_a_replaced_prepared_statement_never_runs_for_the_next_borrower(
-        db: TestDB, world: World, target: str) -> None:
+def _hijack(db: TestDB, world: World, plugin_dsn: str, target: str) -> None:
+    """A plugin replaces a prepared statement; the next borrower must neither run it nor
+    notice."""
     pattern, suffix = HIJACKS[target]
     a_key, b_key = _key(db, world, "A1"), _key(db, world, "B1")
     with connect(db.dsn("app"), agent_id=world.agent_id("B1")) as b:
         b.insert(message(1, text="B's secret message"))
-    with Pool(db.dsn("plugin"), min_size=1, max_size=1) as pool:
+    with Pool(plugin_dsn, min_size=1, max_size=1) as pool:
         for secret in [a_key, b_key] * 4:  # until whatever prepares statements has
             with pool.connection(api_key=secret) as p:
                 p.fetch(Message, "select * from messages")
@@ -555,6 +555,35 @@ def test_a_replaced_prepared_statement_never_runs_for_the_next_borrower(
             stolen = p.scalar("select current_setting('x.stolen', true)")
     assert not stolen
     assert seen == ["B's secret message"]  # and the victim never noticed
+
+
+@pytest.mark.parametrize("target", HIJACKS)
+def test_a_replaced_prepared_statement_never_runs_for_the_next_borrower(
+        db: TestDB, world: World, target: str) -> None:
+    _hijack(db, world, db.dsn("plugin"), target)
+
+
+@pytest.mark.fresh_db
+@pytest.mark.parametrize("target", HIJACKS)
+def test_the_guard_names_its_operators_schema(db: TestDB, world: World, target: str) -> None:
+    """The guard is sent unnamed, so parsed under the session's search_path, which a plugin
+    login may set for itself (ALTER ROLE … SET reaches its every later session; here a
+    superuser sets it). A `=` that says yes to everything, in a schema ahead of pg_catalog
+    (a superuser's: no maim role may create one), must not let a replaced statement pass."""
+    with psycopg.connect(db.superuser, autocommit=True) as su:
+        su.execute("create schema lenient")
+        for left, right in (("bigint", "integer"), ("bigint", "bigint")):
+            su.execute(f"create function lenient.yes({left}, {right}) returns boolean"
+                       " language sql immutable as 'select true'")
+            su.execute(f"create operator lenient.= (leftarg = {left}, rightarg = {right},"
+                       " function = lenient.yes)")
+        su.execute("grant usage on schema lenient to public")
+    with plugin_login(db) as dsn:
+        with psycopg.connect(db.superuser, autocommit=True) as su:
+            login = psycopg.conninfo.conninfo_to_dict(dsn)["user"]
+            su.execute(sql.SQL("alter role {} set search_path = lenient, pg_catalog, public")
+                       .format(sql.Identifier(str(login))))
+        _hijack(db, world, dsn, target)
 
 
 # -- 5. key usage does not serialise a key's users ------------------------------------------
