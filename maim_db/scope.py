@@ -36,9 +36,10 @@ ROLES: Final[dict[Kind, str]] = {
 # MA001 and so aborts the pipeline before the block's first statement runs. Temporary
 # objects are looked for only where the session has a temporary schema, by
 # maim.no_temp_objects() (sql/10_helpers.sql): written inline, its two catalog scans were
-# planned into every execution of the statement whether they ran or not (issue 36). Its
-# operators are named with their schema: the statement is parsed under whatever search_path
-# the session has when it is first prepared.
+# planned into every execution of the statement whether they ran or not (issue 36). Every
+# operator and function is named with its schema: the statement is parsed under the
+# session's search_path, and parsed again whenever that differs from the one it was planned
+# under, so a path a session (or a plugin login's default) sets must choose nothing here.
 _CLEAN_HEAD: Final = (
     "select case when current_user operator(pg_catalog.=) session_user"
     " and pg_catalog.concat(pg_catalog.current_setting('maim.agent_id', true),"

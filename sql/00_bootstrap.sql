@@ -72,6 +72,11 @@ create schema if not exists maim authorization maim_owner;
 grant usage on schema maim to maim_app, maim_tenant, maim_admin, maim_plugin;
 
 -- Tables live in `public` so MaiBot's unqualified SQL keeps working; only the owner creates there.
+-- A database first made by PostgreSQL 14 or older still lets PUBLIC create in `public`:
+-- revoked, or a plugin could plant an operator there that a statement under its own
+-- search_path picks up (`maimdb audit` reports any creator left; the revoke only warns
+-- when the connecting role does not own the schema).
+revoke create on schema public from public;
 grant usage, create on schema public to maim_owner;
 grant usage on schema public to maim_app, maim_tenant, maim_admin, maim_plugin;
 

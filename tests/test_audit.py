@@ -10,7 +10,9 @@ import sys
 
 import psycopg
 import pytest
+from psycopg import sql
 
+from maim_db.errors import MigrationError
 from maim_db.schema.audit import audit
 from tests.cli import maimdb
 from tests.databases import TestDB
@@ -221,3 +223,39 @@ def test_a_maibot1_table_without_a_policy_is_found(db: TestDB) -> None:
         "alter table maibot1.bare force row level security",
     )
     assert "table maibot1.bare: has no policy" in found
+
+
+def test_who_may_create_where_the_scope_roles_look_is_found_and_migrate_revokes_public(
+        db: TestDB) -> None:
+    """A database first made by PostgreSQL 14 or older lets PUBLIC create in `public`: a
+    plugin could plant a `=` there and set its login's search_path to reach it (both
+    without a superuser). The audit names it; `maimdb migrate` revokes it; then a plugin
+    cannot create there."""
+    from maim_db.schema import migrate
+
+    with psycopg.connect(db.superuser, autocommit=True) as su:
+        su.execute("grant create on schema public to public")
+        su.execute("grant create on schema maibot1 to maim_app")
+        su.execute(sql.SQL("grant create on database {} to maim_plugin").format(
+            sql.Identifier(db.name)))
+    found = _as_owner(db)
+    assert {f.split(" may create ")[0] for f in found} == {
+        "schema public: PUBLIC", "schema maibot1: maim_app",
+        f"database {db.name}: maim_plugin",
+        f"database {db.name}: maim_app"}  # maim_app holds maim_plugin
+    assert all("revoke CREATE" in f for f in found)
+    # migrate revokes PUBLIC's; a grant someone made on purpose stops its closing audit
+    with pytest.raises(MigrationError) as refused:
+        migrate.migrate(db.superuser)
+    assert "schema public: " not in str(refused.value)
+    assert "schema maibot1: maim_app may create" in str(refused.value)
+    with psycopg.connect(db.superuser, autocommit=True) as su:
+        su.execute("revoke create on schema maibot1 from maim_app")
+        su.execute(sql.SQL("revoke create on database {} from maim_plugin").format(
+            sql.Identifier(db.name)))
+    migrate.migrate(db.superuser)
+    assert _as_owner(db) == set()
+    with psycopg.connect(db.dsn("plugin")) as plugin, pytest.raises(
+            psycopg.errors.InsufficientPrivilege):
+        plugin.execute("create function public.planted() returns int language sql"
+                       " as 'select 1'")

@@ -87,10 +87,10 @@ def test_every_scope_setting_left_at_session_level_is_reset(
 @pytest.mark.fresh_db
 def test_the_reset_check_names_its_operators_schema(
         db: TestDB, world: World, caplog: pytest.LogCaptureFixture) -> None:
-    """The scope statement is parsed under the search_path the session has when the client
-    first prepares it. An `=` on text that says yes to everything, in a schema the login
-    puts ahead of pg_catalog (one a superuser made; no maim role may create one), must not
-    make a leftover scope setting look clean."""
+    """The scope statement is parsed under the session's search_path (and again whenever
+    it changes). An `=` on text that says yes to everything, in a schema the session puts
+    ahead of pg_catalog (one a superuser made; no maim role may create one), must not make a
+    leftover scope setting look clean."""
     a1 = world.agent_id("A1")
     with psycopg.connect(db.superuser, autocommit=True) as su:
         su.execute("create schema lenient")
@@ -102,7 +102,7 @@ def test_the_reset_check_names_its_operators_schema(
     with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
         with pool.connection(agent_id=a1) as mine:
             conn = mine.connection
-        # at session level, outside any block: the next block prepares its statements now
+        # at session level, outside any block
         conn.execute("set search_path = lenient, pg_catalog, public")
         conn.execute("set maim.tenant_owner = 'left behind'")
         conn.commit()

@@ -185,3 +185,23 @@ def test_a_dsn_that_sets_a_role_is_refused(db: TestDB, world: World) -> None:
     with pytest.raises(ScopeError, match="must not set `role`"), connect(
             dsn, agent_id=world.agent_id("A1")) as scope:
         scope.fetch(Agent, "select * from agents")
+
+
+def test_what_the_client_sends_on_every_block_names_its_schemas() -> None:
+    """The scope statements, the guard and the probes are parsed under the session's
+    search_path, and re-parsed whenever it differs from the one they were planned under: a
+    session may set it (and a plugin login may make it its default). So no operator or
+    function in them is looked up through it (tests/test_pool.py and tests/test_unforgeable.py
+    show what a lenient `=` did to the two that relied on it)."""
+    import re
+
+    from maim_db.pipeline import CITUS, GUARD, LIMITS, PROBE
+    from maim_db.scope import SET_SCOPE, SET_SCOPE_BEFORE_0_10
+
+    texts = [*SET_SCOPE.values(), *SET_SCOPE_BEFORE_0_10.values(),
+             *(s.decode() for s in (GUARD, PROBE, CITUS, *LIMITS.values()))]
+    keywords = {"and", "exists", "filter"}  # SQL syntax: nothing is looked up
+    for text in texts:
+        bare = re.sub(r"'[^']*'", "''", text).replace("operator(pg_catalog.=)", " ")
+        assert not re.findall(r"[=<>!~]", bare), text
+        assert set(re.findall(r"(?<![\w.])([a-z_]+)\s*\(", bare)) <= keywords, text

@@ -144,6 +144,30 @@ where n.nspname = any(%(schemas)s) and c.relkind in ('r', 'p')
 order by 1, 2, 3
 """
 
+# Who besides maim_owner may create where the scope roles look names up: in `public`,
+# `maibot1` or `maim` (on every block's search_path, or named by it), or a schema of their
+# own (CREATE on the database). A plugin holding it could plant an operator or a function
+# that a statement parsed under its own search_path picks (CVE-2018-1058's class). A
+# database first made by PostgreSQL 14 or older keeps CREATE on `public` for PUBLIC. Every
+# role has PUBLIC's privileges: where PUBLIC has it, PUBLIC alone is named.
+_CREATORS: Final = """
+select 'schema ' || n.nspname, r.rolname
+from pg_namespace n
+cross join (values ('public'), ('maim_app'), ('maim_tenant'), ('maim_admin'),
+                   ('maim_plugin')) as r (rolname)
+where n.nspname = any(%(schemas)s)
+  and pg_catalog.has_schema_privilege(r.rolname, n.oid, 'CREATE')
+  and (r.rolname = 'public' or not pg_catalog.has_schema_privilege('public', n.oid, 'CREATE'))
+union all
+select 'database ' || pg_catalog.current_database(), r.rolname
+from (values ('public'), ('maim_app'), ('maim_tenant'), ('maim_admin'),
+             ('maim_plugin')) as r (rolname)
+where pg_catalog.has_database_privilege(r.rolname, pg_catalog.current_database(), 'CREATE')
+  and (r.rolname = 'public' or not pg_catalog.has_database_privilege(
+           'public', pg_catalog.current_database(), 'CREATE'))
+order by 1, 2
+"""
+
 # A view an extension installed (Citus's citus_tables, pg_buffercache) is the extension's,
 # created by a superuser with the extension; it reads the extension's data, not ours.
 _VIEWS: Final = f"""
@@ -263,6 +287,11 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
                                     "that need it)"))
     for table, grantee, privilege in conn.execute(_RISKY_GRANTS, {"schemas": schemas}):
         findings.append(Finding(f"table {table}", f"{grantee} holds {privilege}"))
+    for where, role in conn.execute(_CREATORS, {"schemas": [*schemas, "maim"]}):
+        findings.append(Finding(where, f"{role.upper() if role == 'public' else role} may "
+                                "create objects there, which a statement parsed under a "
+                                "plugin's search_path could pick up (revoke CREATE; `maimdb "
+                                "migrate` revokes it on schema public)"))
     findings.extend(_policies(conn.execute(_ALL_POLICIES, {"schemas": schemas}).fetchall()))
     if citus.installed(conn):
         for function, role in citus.remote_sql_executors(conn):
