@@ -107,7 +107,7 @@ create or replace function maim.set_updated_at() returns trigger
     language plpgsql
 as $$
 begin
-    new.updated_at := now();
+    new.updated_at := pg_catalog.now();  -- the caller's search_path: name the schema
     return new;
 end
 $$;

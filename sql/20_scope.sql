@@ -162,7 +162,10 @@ create or replace function maim.tenant_owner_id() returns pg_catalog.text
 as $$
 begin
     perform maim.tenant_agent_ids();  -- the same contract: opened by open_tenant_scope
-    return nullif(pg_catalog.current_setting('maim.tenant_owner', true), '');
+    -- not nullif: its `=` would be looked up through the caller's search_path
+    return case when pg_catalog.current_setting('maim.tenant_owner', true)
+                         operator(pg_catalog.<>) ''
+                then pg_catalog.current_setting('maim.tenant_owner', true) end;
 end
 $$;
 grant execute on function maim.tenant_owner_id() to public;

@@ -176,7 +176,7 @@ def resolve(secret: str, dsn: str | None = None) -> ResolvedKey:
     check_key_secret(secret)
     try:
         with open_connection(dsn) as conn, conn.transaction():
-            conn.execute("select set_config('role', 'maim_app', true)")
+            conn.execute("select pg_catalog.set_config('role', 'maim_app', true)")
             return _resolved((conn.execute(_RESOLVE, [secret])).fetchone())
     except psycopg.Error as err:
         raise translate(err) from err

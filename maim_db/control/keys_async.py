@@ -149,7 +149,7 @@ async def aresolve(secret: str, dsn: str | None = None) -> ResolvedKey:
     check_key_secret(secret)
     try:
         async with await aopen_connection(dsn) as conn, conn.transaction():
-            await conn.execute("select set_config('role', 'maim_app', true)")
+            await conn.execute("select pg_catalog.set_config('role', 'maim_app', true)")
             return _resolved(await (await conn.execute(_RESOLVE, [secret])).fetchone())
     except psycopg.Error as err:
         raise translate(err) from err

@@ -143,7 +143,7 @@ def check_login(
     try:
         with open_connection(dsn) as conn:
             with conn.transaction():
-                conn.execute("select set_config('role', 'maim_tenant', true)")
+                conn.execute("select pg_catalog.set_config('role', 'maim_tenant', true)")
                 found = (conn.execute(_SETTING, [username])).fetchone()
             setting = found[0] if found else None
             # the hashing (bcrypt: a quarter second of CPU) runs outside any transaction
@@ -152,7 +152,7 @@ def check_login(
             if setting is None or not isinstance(made, str):
                 raise AuthenticationError(BAD_LOGIN)
             with conn.transaction():
-                conn.execute("select set_config('role', 'maim_tenant', true)")
+                conn.execute("select pg_catalog.set_config('role', 'maim_tenant', true)")
                 cursor = conn.execute(_CHECK, [username, made])
                 row = cursor.fetchone()
                 names = [c.name for c in cursor.description or ()]

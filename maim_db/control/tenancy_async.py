@@ -139,7 +139,7 @@ async def acheck_login(username: str, hash_password: Callable[[str], str],
     try:
         async with await aopen_connection(dsn) as conn:
             async with conn.transaction():
-                await conn.execute("select set_config('role', 'maim_tenant', true)")
+                await conn.execute("select pg_catalog.set_config('role', 'maim_tenant', true)")
                 found = await (await conn.execute(_SETTING, [username])).fetchone()
             setting = found[0] if found else None
             # the hashing (bcrypt: a quarter second of CPU) runs outside any transaction
@@ -148,7 +148,7 @@ async def acheck_login(username: str, hash_password: Callable[[str], str],
             if setting is None or not isinstance(made, str):
                 raise AuthenticationError(BAD_LOGIN)
             async with conn.transaction():
-                await conn.execute("select set_config('role', 'maim_tenant', true)")
+                await conn.execute("select pg_catalog.set_config('role', 'maim_tenant', true)")
                 cursor = await conn.execute(_CHECK, [username, made])
                 row = await cursor.fetchone()
                 names = [c.name for c in cursor.description or ()]
