@@ -173,3 +173,26 @@ def plugin_login(db: TestDB) -> Iterator[str]:
         with psycopg.connect(db.server.superuser, autocommit=True) as su:
             su.execute(sql.SQL("drop owned by {}").format(sql.Identifier(name)))
             su.execute(sql.SQL("drop role {}").format(sql.Identifier(name)))
+
+
+@contextmanager
+def lenient_schema(db: TestDB, *types: tuple[str, str]) -> Iterator[str]:
+    """A schema of a superuser's holding a `=` that says yes for each pair of ``types``, its
+    name (unique: the Citus suite shares one database), dropped afterwards. On a session's
+    search_path ahead of pg_catalog it stands in for every bare `=` the session parses."""
+    name = f"lenient_{secrets.token_hex(4)}"
+    with psycopg.connect(db.superuser, autocommit=True) as su:
+        su.execute(sql.SQL("create schema {}").format(sql.Identifier(name)))
+        for left, right in types:
+            su.execute(sql.SQL("create function {}.yes({}, {}) returns boolean language sql"
+                               " immutable as 'select true'").format(
+                sql.Identifier(name), sql.SQL(left), sql.SQL(right)))
+            su.execute(sql.SQL("create operator {}.= (leftarg = {}, rightarg = {},"
+                               " function = {}.yes)").format(
+                sql.Identifier(name), sql.SQL(left), sql.SQL(right), sql.Identifier(name)))
+        su.execute(sql.SQL("grant usage on schema {} to public").format(sql.Identifier(name)))
+    try:
+        yield name
+    finally:
+        with psycopg.connect(db.superuser, autocommit=True) as su:
+            su.execute(sql.SQL("drop schema {} cascade").format(sql.Identifier(name)))

@@ -22,7 +22,7 @@ from maim_db import (
     tenant_scope,
 )
 from maim_db.tables import Agent, AgentActiveState
-from tests.databases import TestDB, World
+from tests.databases import TestDB, World, lenient_schema
 from tests.twins import Twin
 
 
@@ -84,7 +84,6 @@ def test_every_scope_setting_left_at_session_level_is_reset(
                             ).fetchone() in (("",), (None,))
 
 
-@pytest.mark.fresh_db
 def test_the_reset_check_names_its_operators_schema(
         db: TestDB, world: World, caplog: pytest.LogCaptureFixture) -> None:
     """The scope statement is parsed under the session's search_path (and again whenever
@@ -92,18 +91,12 @@ def test_the_reset_check_names_its_operators_schema(
     ahead of pg_catalog (one a superuser made; no maim role may create one), must not make a
     leftover scope setting look clean."""
     a1 = world.agent_id("A1")
-    with psycopg.connect(db.superuser, autocommit=True) as su:
-        su.execute("create schema lenient")
-        su.execute("create function lenient.yes(text, text) returns boolean"
-                   " language sql immutable as 'select true'")
-        su.execute("create operator lenient.= (leftarg = text, rightarg = text,"
-                   " function = lenient.yes)")
-        su.execute("grant usage on schema lenient to public")
-    with Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
+    with lenient_schema(db, ("text", "text")) as lenient, \
+            Pool(db.dsn("app"), min_size=1, max_size=1) as pool:
         with pool.connection(agent_id=a1) as mine:
             conn = mine.connection
         # at session level, outside any block
-        conn.execute("set search_path = lenient, pg_catalog, public")
+        conn.execute(f"set search_path = {lenient}, pg_catalog, public")
         conn.execute("set maim.tenant_owner = 'left behind'")
         conn.commit()
         with caplog.at_level("WARNING", logger="maim_db"), \

@@ -46,7 +46,15 @@ from maim_db.tables import (
     User,
     UserProfile,
 )
-from tests.databases import LOGINS, PASSWORD, TestDB, World, plugin_login, with_db
+from tests.databases import (
+    LOGINS,
+    PASSWORD,
+    TestDB,
+    World,
+    lenient_schema,
+    plugin_login,
+    with_db,
+)
 from tests.databases import issue_key as _key
 from tests.samples import message
 
@@ -563,26 +571,18 @@ def test_a_replaced_prepared_statement_never_runs_for_the_next_borrower(
     _hijack(db, world, db.dsn("plugin"), target)
 
 
-@pytest.mark.fresh_db
 @pytest.mark.parametrize("target", HIJACKS)
 def test_the_guard_names_its_operators_schema(db: TestDB, world: World, target: str) -> None:
     """The guard is sent unnamed, so parsed under the session's search_path, which a plugin
     login may set for itself (ALTER ROLE … SET reaches its every later session; here a
     superuser sets it). A `=` that says yes to everything, in a schema ahead of pg_catalog
     (a superuser's: no maim role may create one), must not let a replaced statement pass."""
-    with psycopg.connect(db.superuser, autocommit=True) as su:
-        su.execute("create schema lenient")
-        for left, right in (("bigint", "integer"), ("bigint", "bigint")):
-            su.execute(f"create function lenient.yes({left}, {right}) returns boolean"
-                       " language sql immutable as 'select true'")
-            su.execute(f"create operator lenient.= (leftarg = {left}, rightarg = {right},"
-                       " function = lenient.yes)")
-        su.execute("grant usage on schema lenient to public")
-    with plugin_login(db) as dsn:
+    with lenient_schema(db, ("bigint", "integer"), ("bigint", "bigint")) as lenient, \
+            plugin_login(db) as dsn:
         with psycopg.connect(db.superuser, autocommit=True) as su:
             login = psycopg.conninfo.conninfo_to_dict(dsn)["user"]
-            su.execute(sql.SQL("alter role {} set search_path = lenient, pg_catalog, public")
-                       .format(sql.Identifier(str(login))))
+            su.execute(sql.SQL("alter role {} set search_path = {}, pg_catalog, public")
+                       .format(sql.Identifier(str(login)), sql.Identifier(lenient)))
         _hijack(db, world, dsn, target)
 
 
