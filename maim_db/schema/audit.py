@@ -151,19 +151,17 @@ order by 1, 2, 3
 # database first made by PostgreSQL 14 or older keeps CREATE on `public` for PUBLIC. Every
 # role has PUBLIC's privileges: where PUBLIC has it, PUBLIC alone is named.
 _CREATORS: Final = """
-select 'schema ' || n.nspname, r.rolname
-from pg_namespace n
-cross join (values ('public'), ('maim_app'), ('maim_tenant'), ('maim_admin'),
-                   ('maim_plugin')) as r (rolname)
+with who (rolname) as (select pg_catalog.unnest(%(roles)s::text[]))
+select 'schema ' || n.nspname, w.rolname
+from pg_namespace n cross join who w
 where n.nspname = any(%(schemas)s)
-  and pg_catalog.has_schema_privilege(r.rolname, n.oid, 'CREATE')
-  and (r.rolname = 'public' or not pg_catalog.has_schema_privilege('public', n.oid, 'CREATE'))
+  and pg_catalog.has_schema_privilege(w.rolname, n.oid, 'CREATE')
+  and (w.rolname = 'public' or not pg_catalog.has_schema_privilege('public', n.oid, 'CREATE'))
 union all
-select 'database ' || pg_catalog.current_database(), r.rolname
-from (values ('public'), ('maim_app'), ('maim_tenant'), ('maim_admin'),
-             ('maim_plugin')) as r (rolname)
-where pg_catalog.has_database_privilege(r.rolname, pg_catalog.current_database(), 'CREATE')
-  and (r.rolname = 'public' or not pg_catalog.has_database_privilege(
+select 'database ' || pg_catalog.current_database(), w.rolname
+from who w
+where pg_catalog.has_database_privilege(w.rolname, pg_catalog.current_database(), 'CREATE')
+  and (w.rolname = 'public' or not pg_catalog.has_database_privilege(
            'public', pg_catalog.current_database(), 'CREATE'))
 order by 1, 2
 """
@@ -287,7 +285,8 @@ def _audit(conn: psycopg.Connection[Any]) -> list[Finding]:
                                     "that need it)"))
     for table, grantee, privilege in conn.execute(_RISKY_GRANTS, {"schemas": schemas}):
         findings.append(Finding(f"table {table}", f"{grantee} holds {privilege}"))
-    for where, role in conn.execute(_CREATORS, {"schemas": [*schemas, "maim"]}):
+    for where, role in conn.execute(_CREATORS, {"schemas": [*schemas, "maim"],
+                                                "roles": ["public", *ROLES]}):
         findings.append(Finding(where, f"{role.upper() if role == 'public' else role} may "
                                 "create objects there, which a statement parsed under a "
                                 "plugin's search_path could pick up (revoke CREATE; `maimdb "
